@@ -1,0 +1,78 @@
+// Builds the bundles (esbuild), copies the wasm binaries beside them, and
+// extracts the bundled backbones from the nsfwjs package into models/.
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const production = process.argv.includes('--production');
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: !production,
+  minify: production,
+  logLevel: 'warning',
+  // Native or wasm-carrying packages stay in node_modules; one copy of tfjs for every bundle.
+  external: ['vscode', '@tensorflow/*', 'sharp', 'onnxruntime-node'],
+};
+
+const entries = {
+  cli: 'src/cli.ts',
+  core: 'src/core/index.ts',
+  extractWorker: 'src/core/data/extractWorker.ts',
+};
+if (existsSync(path.join(root, 'src/extension.ts'))) entries.extension = 'src/extension.ts';
+if (existsSync(path.join(root, 'src/worker/main.ts'))) entries.worker = 'src/worker/main.ts';
+
+await esbuild.build({
+  ...common,
+  entryPoints: Object.entries(entries).map(([out, src]) => ({ out, in: path.join(root, src) })),
+  outdir: path.join(root, 'dist'),
+});
+
+if (existsSync(path.join(root, 'webview/main.ts'))) {
+  await esbuild.build({
+    bundle: true,
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2022',
+    sourcemap: !production,
+    minify: production,
+    logLevel: 'warning',
+    entryPoints: [path.join(root, 'webview/main.ts')],
+    outfile: path.join(root, 'dist/webview.js'),
+  });
+}
+
+// wasm binaries beside the bundles (setWasmPaths points here).
+const wasmSrc = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+await mkdir(path.join(root, 'dist/wasm'), { recursive: true });
+for (const f of await readdir(wasmSrc)) if (f.endsWith('.wasm')) await copyFile(path.join(wasmSrc, f), path.join(root, 'dist/wasm', f));
+
+// Bundled backbones: model.json + weights.bin from nsfwjs's JS-wrapped models, once.
+const core = require(path.join(root, 'dist/core.js'));
+const sources = { 'mobilenet-v2-140': 'mobilenet_v2_mid', 'mobilenet-v2-100': 'mobilenet_v2', 'inception-v3': 'inception_v3' };
+let nsfwDir;
+try {
+  nsfwDir = path.join(path.dirname(require.resolve('nsfwjs')), '..', 'models');
+} catch {
+  nsfwDir = undefined;
+}
+for (const [id, src] of Object.entries(sources)) {
+  const dest = path.join(root, 'models', id);
+  if (existsSync(path.join(dest, 'files.json'))) continue;
+  if (!nsfwDir) {
+    console.warn(`build: nsfwjs is not installed; bundled backbone ${id} is unavailable (npm install adds it)`);
+    continue;
+  }
+  const entry = core.findBackbone(id);
+  const files = await core.convertNsfwjsModel(path.join(nsfwDir, src), dest, entry);
+  console.log(`build: extracted backbone ${id} (${files.map((f) => `${f.path} ${f.bytes} B`).join(', ')})`);
+}

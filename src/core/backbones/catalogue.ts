@@ -1,0 +1,129 @@
+/**
+ * The backbone catalogue: pretrained image models Headstart can build on.
+ * Bundled entries ship inside the install (converted at build time from the
+ * `nsfwjs` npm package); remote entries are downloaded on first use.
+ */
+export interface BackboneFile {
+  /** Path relative to the model folder. */
+  path: string;
+  /** Size in bytes, where known in advance. */
+  bytes?: number;
+  /** sha256 hex, where known in advance. */
+  sha256?: string;
+}
+
+export interface BackboneEntry {
+  id: string;
+  title: string;
+  task: 'image';
+  /** 'graph': a frozen TF graph model; 'layers': a Keras-style layers model that can be partly unfrozen. */
+  format: 'graph' | 'layers';
+  /** Square input size in pixels. */
+  inputSize: number;
+  /** Pixel range the model expects: [0,1] or [-1,1]. Input pixels 0..255 map linearly onto it. */
+  inputRange: [number, number];
+  /** Graph: the node whose output is the feature vector. Layers: the layer name. */
+  featureNode: string;
+  /** Layers models: global-average-pool the feature layer's 4-D output into a vector. */
+  pool?: boolean;
+  /** Length of the feature vector. */
+  featureSize: number;
+  licence: string;
+  /** Where the weights come from, for the model card. */
+  source: string;
+  /** Bundled: ships with the install. Remote: `url` of model.json, downloaded on first use. */
+  bundled: boolean;
+  url?: string;
+  /** Approximate size of all files, bytes (known exactly for bundled entries after build). */
+  approxBytes: number;
+}
+
+export const DEFAULT_BACKBONE = 'mobilenet-v2-140';
+
+const TFHUB_NODE = 'StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/StatefulPartitionedCall/StatefulPartitionedCall/predict/feature_vector/SpatialSqueeze';
+
+const bundled: BackboneEntry[] = [
+  {
+    id: 'mobilenet-v2-140',
+    title: 'MobileNetV2 1.4 (ImageNet feature vector)',
+    task: 'image',
+    format: 'graph',
+    inputSize: 224,
+    inputRange: [0, 1],
+    featureNode: TFHUB_NODE,
+    featureSize: 1792,
+    licence: 'Apache-2.0 (TF-Hub MobileNetV2 weights), packaged by nsfwjs (MIT)',
+    source: 'npm nsfwjs@4.3.0 dist/models/mobilenet_v2_mid (uint8-quantized weights)',
+    bundled: true,
+    approxBytes: 4_430_000,
+  },
+  {
+    id: 'mobilenet-v2-100',
+    title: 'MobileNetV2 1.0 (layers; top blocks tuned by nsfwjs)',
+    task: 'image',
+    format: 'layers',
+    inputSize: 224,
+    inputRange: [0, 1],
+    featureNode: 'flatten_1',
+    featureSize: 1280,
+    licence: 'MIT (nsfwjs); MobileNetV2 ImageNet weights Apache-2.0',
+    source: 'npm nsfwjs@4.3.0 dist/models/mobilenet_v2 (uint8-quantized weights)',
+    bundled: true,
+    approxBytes: 2_380_000,
+  },
+  {
+    id: 'inception-v3',
+    title: 'InceptionV3 (layers, 299 px)',
+    task: 'image',
+    format: 'layers',
+    inputSize: 299,
+    inputRange: [0, 1],
+    featureNode: 'flatten_1',
+    featureSize: 2048,
+    licence: 'MIT (nsfwjs); InceptionV3 ImageNet weights Apache-2.0',
+    source: 'npm nsfwjs@4.3.0 dist/models/inception_v3 (uint8-quantized weights)',
+    bundled: true,
+    approxBytes: 22_000_000,
+  },
+];
+
+const v1: BackboneEntry[] = (['0.25', '0.50', '0.75', '1.0'] as const).map((alpha) => ({
+  id: `mobilenet-v1-${(Number(alpha) * 100).toFixed(0).padStart(3, '0')}`,
+  title: `MobileNet v1 ${alpha} (Teachable Machine's backbone)`,
+  task: 'image',
+  format: 'layers',
+  inputSize: 224,
+  inputRange: [-1, 1],
+  featureNode: 'conv_pw_13_relu',
+  pool: true,
+  featureSize: Math.round(1024 * Number(alpha)),
+  licence: 'Apache-2.0',
+  source: 'TensorFlow.js models (storage.googleapis.com/tfjs-models)',
+  bundled: false,
+  url: `https://storage.googleapis.com/tfjs-models/tfjs/mobilenet_v1_${alpha}_224/model.json`,
+  approxBytes: Math.round(17_000_000 * Number(alpha) * Number(alpha)) + 500_000,
+}));
+
+const v2: BackboneEntry[] = (['0.35', '0.50', '0.75', '1.00'] as const).map((alpha) => ({
+  id: `mobilenet-v2-${alpha.replace('.', '')}-tm`,
+  title: `MobileNetV2 ${alpha} (Teachable Machine, ImageNet)`,
+  task: 'image',
+  format: 'layers',
+  inputSize: 224,
+  inputRange: [-1, 1],
+  featureNode: 'out_relu',
+  pool: true,
+  featureSize: 1280,
+  licence: 'Apache-2.0',
+  source: 'Teachable Machine models (storage.googleapis.com/teachable-machine-models)',
+  bundled: false,
+  url: `https://storage.googleapis.com/teachable-machine-models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_${alpha}_224_no_top/model.json`,
+  approxBytes: Math.round(9_000_000 * Number(alpha)) + 1_000_000,
+}));
+
+/** Every catalogue entry, bundled first. */
+export const CATALOGUE: readonly BackboneEntry[] = [...bundled, ...v1, ...v2];
+
+export function findBackbone(id: string): BackboneEntry | undefined {
+  return CATALOGUE.find((e) => e.id === id);
+}

@@ -1,0 +1,46 @@
+/**
+ * worker_threads entry of the extraction pool: one TensorFlow.js backend and
+ * one backbone per thread. Messages: see PoolRequest / PoolReply in pool.ts.
+ */
+import { parentPort } from 'node:worker_threads';
+import { initBackend } from '../backend';
+import { type FeatureExtractor, loadTfjsExtractor } from '../backbones/extractor';
+import { assertNever, describeError } from '../errors';
+import type { PoolReply, PoolRequest } from './pool';
+
+const port = parentPort!;
+let extractor: FeatureExtractor | undefined;
+
+function reply(msg: PoolReply, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(msg, transfer);
+}
+
+port.on('message', (msg: PoolRequest) => {
+  void (async () => {
+    switch (msg.type) {
+      case 'init':
+        try {
+          const backend = await initBackend(msg.backend);
+          extractor = await loadTfjsExtractor(msg.backbone);
+          reply({ type: 'ready', featureSize: extractor.featureSize, backend: backend.name });
+        } catch (err) {
+          reply({ type: 'error', id: -1, message: describeError(err) });
+        }
+        return;
+      case 'extract':
+        try {
+          const features = await extractor!.extract(msg.pixels, msg.n);
+          reply({ type: 'result', id: msg.id, features }, [features.buffer as ArrayBuffer]);
+        } catch (err) {
+          reply({ type: 'error', id: msg.id, message: describeError(err) });
+        }
+        return;
+      case 'close':
+        extractor?.dispose();
+        port.close();
+        return;
+      default:
+        assertNever(msg);
+    }
+  })();
+});

@@ -1,0 +1,124 @@
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { BackendPreference } from '../backend';
+import type { FeatureExtractor } from '../backbones/extractor';
+import type { ResolvedBackbone } from '../backbones/store';
+import { HeadstartError } from '../errors';
+
+export type PoolRequest =
+  | { type: 'init'; backbone: ResolvedBackbone; backend: BackendPreference }
+  | { type: 'extract'; id: number; pixels: Float32Array; n: number }
+  | { type: 'close' };
+
+export type PoolReply =
+  | { type: 'ready'; featureSize: number; backend: string }
+  | { type: 'result'; id: number; features: Float32Array }
+  | { type: 'error'; id: number; message: string };
+
+interface Slot {
+  worker: Worker;
+  busy: boolean;
+}
+
+/**
+ * A pool of worker threads, each with its own TensorFlow.js backend and copy
+ * of the backbone: data-parallel extraction for single-threaded backends
+ * (wasm in Node). Implements FeatureExtractor; concurrent extract() calls run
+ * on different threads.
+ */
+export class ExtractorPool implements FeatureExtractor {
+  private readonly slots: Slot[] = [];
+  private readonly waiting: Array<(s: Slot) => void> = [];
+  private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  featureSize = 0;
+  readonly inputSize: number;
+
+  private constructor(private readonly backbone: ResolvedBackbone) {
+    this.inputSize = backbone.entry.inputSize;
+  }
+
+  /** Starts `size` threads and waits until each has loaded the backbone. */
+  static async start(backbone: ResolvedBackbone, size: number, backend: BackendPreference): Promise<ExtractorPool> {
+    const pool = new ExtractorPool(backbone);
+    const script = path.join(__dirname, 'extractWorker.js');
+    try {
+      await Promise.all(
+        Array.from({ length: size }, () => pool.spawn(script, backend)),
+      );
+    } catch (err) {
+      pool.dispose();
+      throw err;
+    }
+    return pool;
+  }
+
+  private spawn(script: string, backend: BackendPreference): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(script);
+      const slot: Slot = { worker, busy: false };
+      let ready = false;
+      worker.on('message', (msg: PoolReply) => {
+        if (msg.type === 'ready') {
+          ready = true;
+          this.featureSize = msg.featureSize;
+          this.slots.push(slot);
+          resolve();
+          return;
+        }
+        if (msg.type === 'error' && msg.id === -1) {
+          reject(new HeadstartError('BACKEND', `extraction thread failed to start: ${msg.message}`));
+          return;
+        }
+        const p = this.pending.get(msg.id);
+        if (!p) return;
+        this.pending.delete(msg.id);
+        if (msg.type === 'result') p.resolve(msg.features);
+        else p.reject(new HeadstartError('INTERNAL', `feature extraction failed in a worker thread: ${msg.message}`));
+      });
+      worker.on('error', (err) => {
+        if (!ready) reject(err);
+        for (const [, p] of this.pending) p.reject(err);
+        this.pending.clear();
+      });
+      worker.postMessage({ type: 'init', backbone: this.backbone, backend } satisfies PoolRequest);
+    });
+  }
+
+  private acquire(): Promise<Slot> {
+    const free = this.slots.find((s) => !s.busy);
+    if (free) {
+      free.busy = true;
+      return Promise.resolve(free);
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(slot: Slot): void {
+    const next = this.waiting.shift();
+    if (next) next(slot);
+    else slot.busy = false;
+  }
+
+  async extract(pixels: Float32Array, n: number): Promise<Float32Array> {
+    const slot = await this.acquire();
+    try {
+      const id = this.nextId++;
+      return await new Promise<Float32Array>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject });
+        slot.worker.postMessage({ type: 'extract', id, pixels, n } satisfies PoolRequest, [pixels.buffer as ArrayBuffer]);
+      });
+    } finally {
+      this.release(slot);
+    }
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  dispose(): void {
+    for (const s of this.slots) void s.worker.terminate();
+    this.slots.length = 0;
+  }
+}

@@ -1,0 +1,68 @@
+import * as path from 'node:path';
+import type { EngineOptions } from './engine';
+import { HeadstartError } from './errors';
+import type { Progress } from './events';
+import type { Skipped } from './data/dataset';
+import { scanDataset } from './data/scan';
+import { sha256File } from './fsutil';
+import { type EvalResult, evaluatePredictions } from './train/metrics';
+import { type LoadedRun, headProbs, loadRun, openRunBackbone } from './run';
+
+export interface EvalReport extends EvalResult {
+  runDir: string;
+  /** 'test-split': the run's own test split; otherwise the DATA path evaluated. */
+  source: string;
+  skipped: Skipped[];
+}
+
+/** The test split of a run as paths, labels and (current) content hashes. */
+export async function testSplitItems(run: LoadedRun): Promise<{ items: Array<{ path: string; label: string; hash: string }>; skipped: Skipped[] }> {
+  const items: Array<{ path: string; label: string; hash: string }> = [];
+  const skipped: Skipped[] = [];
+  for (const s of run.record.samples.filter((x) => x.split === 'test')) {
+    const p = path.join(run.record.dataset.root, s.rel);
+    try {
+      items.push({ path: p, label: s.label, hash: await sha256File(p) });
+    } catch (err) {
+      skipped.push({ path: p, reason: `test image no longer readable (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+    }
+  }
+  return { items, skipped };
+}
+
+/** Metrics of a run's head on its test split, or on another labelled DATA. */
+export async function evalRun(runDir: string, data: string | undefined, opts: EngineOptions = {}, progress: Progress = {}): Promise<EvalReport> {
+  const run = await loadRun(runDir);
+  try {
+    const labels = run.record.labels;
+    let items: Array<{ path: string; label: string; hash: string }>;
+    let skipped: Skipped[];
+    if (data) {
+      const scan = await scanDataset(data, progress);
+      skipped = [...scan.skipped];
+      items = [];
+      for (const s of scan.hashed) {
+        if (labels.includes(s.label)) items.push(s);
+        else skipped.push({ path: s.path, reason: `label '${s.label}' is not one of the model's classes (${labels.join(', ')})` });
+      }
+    } else ({ items, skipped } = await testSplitItems(run));
+    if (!items.length) throw new HeadstartError('NO_DATA', data ? `no images in ${data} carry one of the model's labels (${labels.join(', ')})` : `${runDir} has no test images left to evaluate`);
+    const opened = await openRunBackbone(run, opts, progress);
+    try {
+      const ex = await opened.extract(items, progress);
+      skipped.push(...ex.failed);
+      const ok = items.filter((it) => ex.features.has(it.hash));
+      const fsz = opened.backbone.entry.featureSize;
+      const x = new Float32Array(ok.length * fsz);
+      ok.forEach((it, i) => x.set(ex.features.get(it.hash)!, i * fsz));
+      progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: `evaluating ${ok.length} images` });
+      const probs = headProbs(run.head, x, fsz);
+      const res = evaluatePredictions(labels, Int32Array.from(ok.map((it) => labels.indexOf(it.label))), probs, ok.map((it) => it.path));
+      return { runDir: path.resolve(runDir), source: data ? path.resolve(data) : 'test-split', skipped, ...res };
+    } finally {
+      opened.dispose();
+    }
+  } finally {
+    run.head.dispose();
+  }
+}

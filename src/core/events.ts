@@ -1,0 +1,34 @@
+/**
+ * Progress events the engine emits. JSON data only: they cross the worker
+ * boundary unchanged and the CLI prints them.
+ */
+export type Phase = 'backend' | 'download' | 'scan' | 'extract' | 'train' | 'evaluate' | 'export';
+
+export interface EpochMetrics {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number;
+  valAccuracy: number;
+  /** Seconds the epoch took. */
+  seconds: number;
+}
+
+export type EngineEvent =
+  | { type: 'phase'; phase: Phase; message: string }
+  /** Progress within the current phase; `total` 0 when unknown. `eta` in seconds. */
+  | { type: 'progress'; phase: Phase; done: number; total: number; rate?: number; unit?: string; eta?: number }
+  | { type: 'epoch'; metrics: EpochMetrics; totalEpochs: number }
+  | { type: 'batch'; epoch: number; batch: number; batches: number; loss: number; accuracy: number; imagesPerSecond: number; eta: number }
+  | { type: 'warning'; message: string }
+  | { type: 'log'; message: string };
+
+export type EventSink = (event: EngineEvent) => void;
+
+export const noEvents: EventSink = () => undefined;
+
+/** Options every long-running engine call takes. */
+export interface Progress {
+  onEvent?: EventSink;
+  signal?: AbortSignal;
+}

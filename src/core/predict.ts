@@ -1,0 +1,97 @@
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from './backend';
+import type { EngineOptions } from './engine';
+import { HeadstartError } from './errors';
+import type { Progress } from './events';
+import { DecodeError, readAndDecode } from './data/decode';
+import { loadExportedModel } from './export/fullModel';
+import { exists, readJson, sha256File } from './fsutil';
+import { headProbs, loadRun, openRunBackbone } from './run';
+
+export interface Prediction {
+  path: string;
+  label: string;
+  probability: number;
+  top: Array<{ label: string; probability: number }>;
+}
+
+export type PredictLine = Prediction | { path: string; error: string };
+
+/** What an export folder's metadata.json holds (Teachable Machine's keys plus ours). */
+export interface ExportMetadata {
+  labels: string[];
+  imageSize: number;
+  modelName: string;
+  tfjsVersion: string;
+  packageName: string;
+  packageVersion: string;
+  timeStamp: string;
+  userMetadata: Record<string, unknown>;
+  headstart: { input: string; format: string; backbone: string };
+}
+
+function toPrediction(file: string, labels: string[], probs: ArrayLike<number>, topK = 5): Prediction {
+  const top = Array.from(probs, (p, i) => ({ label: labels[i]!, probability: p })).sort((a, b) => b.probability - a.probability);
+  return { path: file, label: top[0]!.label, probability: top[0]!.probability, top: top.slice(0, topK) };
+}
+
+/**
+ * Classifies files with an export folder (loaded with the stock TF.js
+ * loaders) or a run folder (backbone through the embedding cache + head).
+ * A file that cannot be decoded gives an `error` line, not a failure.
+ */
+export async function predictFiles(modelDir: string, files: string[], opts: EngineOptions = {}, progress: Progress = {}): Promise<PredictLine[]> {
+  if (!files.length) throw new HeadstartError('BAD_INPUT', 'give at least one image file to classify');
+  if (await exists(path.join(modelDir, 'run.json'))) {
+    const run = await loadRun(modelDir);
+    try {
+      const opened = await openRunBackbone(run, opts, progress);
+      try {
+        const items: Array<{ path: string; hash: string }> = [];
+        const lines: PredictLine[] = [];
+        for (const f of files) {
+          try {
+            items.push({ path: f, hash: await sha256File(f) });
+          } catch (err) {
+            lines.push({ path: f, error: `cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+          }
+        }
+        const ex = await opened.extract(items, progress);
+        const fsz = opened.backbone.entry.featureSize;
+        for (const it of items) {
+          const f = ex.features.get(it.hash);
+          if (!f) lines.push({ path: it.path, error: ex.failed.find((x) => x.path === it.path)?.reason ?? 'not decoded' });
+          else lines.push(toPrediction(it.path, run.record.labels, headProbs(run.head, f, fsz)));
+        }
+        return files.map((f) => lines.find((l) => l.path === f)!);
+      } finally {
+        opened.dispose();
+      }
+    } finally {
+      run.head.dispose();
+    }
+  }
+  if (!(await exists(path.join(modelDir, 'metadata.json')))) throw new HeadstartError('BAD_INPUT', `${modelDir} is neither a RUN_DIR (run.json) nor an export folder (metadata.json + model.json)`);
+  const meta = await readJson<ExportMetadata>(path.join(modelDir, 'metadata.json'), 'export metadata');
+  await initBackend(opts.backend ?? 'auto');
+  const model = await loadExportedModel(modelDir);
+  try {
+    const out: PredictLine[] = [];
+    for (const f of files) {
+      let rgb: Uint8Array;
+      try {
+        rgb = await readAndDecode(f, meta.imageSize, opts.maxPixels);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        out.push({ path: f, error: err.message });
+        continue;
+      }
+      const probs = tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(rgb), [1, meta.imageSize, meta.imageSize, 3])).dataSync());
+      out.push(toPrediction(f, meta.labels, probs));
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}

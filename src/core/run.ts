@@ -1,0 +1,272 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { DEFAULT_BACKBONE } from './backbones/catalogue';
+import { type EngineOptions, type OpenedBackbone, openBackbone } from './engine';
+import { HeadstartError, throwIfAborted } from './errors';
+import type { EpochMetrics, Progress } from './events';
+import { type Skipped } from './data/dataset';
+import { THUMB } from './data/decode';
+import { scanDataset } from './data/scan';
+import { type DatasetSummary, type SplitName, type SplitSample, splitDataset, summarise } from './data/split';
+import { readJson, writeDirAtomic } from './fsutil';
+import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
+import { type EvalResult, evaluatePredictions } from './train/metrics';
+import { dirLoader, dirSaver } from './tfjsio';
+
+export const RUN_VERSION = 1;
+
+export interface TrainConfig extends HeadOptions, EngineOptions {
+  /** DATA: class folders or a CSV / JSONL manifest. */
+  data: string;
+  /** Catalogue id or path to a model.json; default mobilenet-v2-140. */
+  backbone?: string;
+  /** Validation / test fractions, default 0.15 each. */
+  val?: number;
+  test?: number;
+  /** Top layers of the backbone to unfreeze; only 0 (frozen) is supported so far. */
+  unfreeze?: number;
+  /** RUN_DIR to create. */
+  out: string;
+  /** Replace an existing RUN_DIR. */
+  force?: boolean;
+}
+
+/** Baseline on raw pixels, to show what the pretrained backbone bought. */
+export interface BaselineResult {
+  description: string;
+  accuracy: number;
+  macroF1: number;
+  /** Backbone test accuracy minus baseline test accuracy, in points (0..100). */
+  gainPoints: number;
+  verdict: string;
+}
+
+/** The content of run.json. */
+export interface RunRecord {
+  version: number;
+  createdAt: string;
+  config: Omit<TrainConfig, 'out' | 'force' | 'cacheDir' | 'val' | 'test'> & Required<HeadOptions> & { val: number; test: number };
+  backend: string;
+  engine: string;
+  backbone: { id: string; title: string; format: string; inputSize: number; inputRange: [number, number]; featureNode: string; pool: boolean; featureSize: number; licence: string; source: string; modelHash: string; dir: string };
+  labels: string[];
+  dataset: DatasetSummary;
+  /** Every sample used: path relative to dataset.root, label, content hash, split. */
+  samples: Array<{ rel: string; label: string; hash: string; split: SplitName }>;
+  history: EpochMetrics[];
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  test: EvalResult;
+  baseline: BaselineResult;
+  timings: { scanSeconds: number; extractSeconds: number; trainSeconds: number; totalSeconds: number; imagesPerSecond: number; extracted: number; cached: number; workers: number };
+}
+
+export interface TrainReport {
+  runDir: string;
+  backend: string;
+  engine: string;
+  dataset: DatasetSummary;
+  test: EvalResult;
+  baseline: BaselineResult;
+  bestEpoch: number;
+  epochs: number;
+  timings: RunRecord['timings'];
+}
+
+function gather(samples: SplitSample[], split: SplitName | undefined, vectors: Map<string, Float32Array>, labels: string[], size: number): VectorSet & { paths: string[] } {
+  const sel = split ? samples.filter((s) => s.split === split) : samples;
+  const x = new Float32Array(sel.length * size);
+  const y = new Int32Array(sel.length);
+  sel.forEach((s, i) => {
+    x.set(vectors.get(s.hash)!, i * size);
+    y[i] = labels.indexOf(s.label);
+  });
+  return { x, y, paths: sel.map((s) => s.path) };
+}
+
+/** Standardises columns with the train set's mean and std (in place). */
+function standardise(train: Float32Array, others: Float32Array[], dim: number): void {
+  const n = train.length / dim;
+  const mean = new Float64Array(dim);
+  const sq = new Float64Array(dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) mean[d]! += train[i * dim + d]! / n;
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) sq[d]! += (train[i * dim + d]! - mean[d]!) ** 2 / n;
+  for (const a of [train, ...others]) for (let i = 0; i < a.length; i++) a[i] = (a[i]! - mean[i % dim]!) / Math.sqrt(sq[i % dim]! + 1e-6);
+}
+
+/** Trains a logistic regression on THUMB x THUMB raw pixels: the "no backbone" baseline. */
+async function trainBaseline(samples: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], head: Required<HeadOptions>, test: EvalResult, progress: Progress): Promise<BaselineResult> {
+  const dim = THUMB * THUMB * 3;
+  const tr = gather(samples, 'train', thumbs, labels, dim);
+  const va = gather(samples, 'val', thumbs, labels, dim);
+  const te = gather(samples, 'test', thumbs, labels, dim);
+  standardise(tr.x, [va.x, te.x], dim);
+  const res = await trainHead(tr, va, dim, labels.length, { ...head, hiddenUnits: 0, dropout: 0, l2: 1e-3 }, { signal: progress.signal });
+  const probs = evaluateSet(res.model, te, dim, labels.length).probs;
+  res.model.dispose();
+  const ev = evaluatePredictions(labels, te.y, probs);
+  const gain = (test.accuracy - ev.accuracy) * 100;
+  const verdict =
+    gain >= 5
+      ? `the pretrained backbone adds ${gain.toFixed(1)} points over raw pixels`
+      : gain > -1
+        ? `the pretrained backbone buys little here (${gain.toFixed(1)} points over raw pixels): this data may be easy from colour and layout alone, or too small to tell`
+        : `raw pixels beat the pretrained backbone by ${(-gain).toFixed(1)} points: this data is unlike the backbone's training images; consider another backbone or more data`;
+  return { description: `logistic regression on ${THUMB}x${THUMB} raw pixels, same split`, accuracy: ev.accuracy, macroF1: ev.macroF1, gainPoints: gain, verdict };
+}
+
+function checkClasses(samples: Array<{ label: string; path: string }>, allLabels: string[], failed: Array<Skipped & { label: string }>): void {
+  if (samples.length === 0 && allLabels.length === 0) throw new HeadstartError('NO_DATA', 'no images found: DATA needs one sub-folder per class with images inside (jpg, png, webp, gif, bmp), or a manifest listing them');
+  const present = new Set(samples.map((s) => s.label));
+  const dead = allLabels.filter((l) => !present.has(l));
+  if (dead.length) {
+    const detail = dead
+      .map((l) => {
+        const f = failed.filter((x) => x.label === l);
+        return `class '${l}' has no readable images; ${f.length} file${f.length === 1 ? '' : 's'} failed: ${f.slice(0, 3).map((x) => `${path.basename(x.path)} (${x.reason})`).join(', ')}${f.length > 3 ? ', …' : ''}`;
+      })
+      .join('; ');
+    throw new HeadstartError('NO_DATA', `${detail}. Fix or remove those files, or remove the class folder`);
+  }
+  if (present.size < 2) throw new HeadstartError('NO_DATA', `only one class found ('${[...present][0]}'); a classifier needs at least two class folders (or labels)`);
+}
+
+/**
+ * The main job: scan DATA, extract features through the cache, split, train
+ * the head, evaluate on the test split (and a raw-pixel baseline), and write
+ * RUN_DIR atomically.
+ */
+export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promise<TrainReport> {
+  const t0 = Date.now();
+  const emit = progress.onEvent ?? (() => undefined);
+  if (cfg.unfreeze && cfg.unfreeze > 0) throw new HeadstartError('BAD_INPUT', '--unfreeze is not available yet in this version; train with a frozen backbone (--unfreeze 0)');
+  const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, ...Object.fromEntries(Object.entries(cfg).filter(([k, v]) => k in HEAD_DEFAULTS && v !== undefined)) } as Required<HeadOptions>;
+  validateHead(head);
+  const scan = await scanDataset(cfg.data, progress);
+  const scanSeconds = (Date.now() - t0) / 1000;
+  const allLabels = [...new Set(scan.hashed.map((s) => s.label))].sort();
+  if (scan.hashed.length === 0) checkClasses([], [], []);
+  const opened = await openBackbone(cfg.backbone ?? DEFAULT_BACKBONE, cfg, progress);
+  try {
+    throwIfAborted(progress.signal);
+    const ex = await opened.extract(scan.hashed, progress);
+    const failedPaths = new Set(ex.failed.map((f) => f.path));
+    const readable = scan.hashed.filter((s) => !failedPaths.has(s.path));
+    const failedWithLabel = ex.failed.map((f) => ({ ...f, label: scan.hashed.find((s) => s.path === f.path)?.label ?? '' }));
+    checkClasses(readable, allLabels, failedWithLabel);
+    const split = splitDataset(readable, { val: cfg.val, test: cfg.test, seed: head.seed });
+    const labels = [...new Set(split.samples.map((s) => s.label))].sort();
+    if (labels.length < 2) throw new HeadstartError('NO_DATA', 'after removing files with conflicting labels fewer than two classes remain');
+    const summary = summarise(path.resolve(scan.root), scan.kind, split.samples, [...scan.skipped, ...ex.failed, ...split.conflicts], split.duplicates);
+    for (const w of summary.warnings) emit({ type: 'warning', message: w });
+    const fsz = opened.backbone.entry.featureSize;
+    const train = gather(split.samples, 'train', ex.features, labels, fsz);
+    const val = gather(split.samples, 'val', ex.features, labels, fsz);
+    const test = gather(split.samples, 'test', ex.features, labels, fsz);
+    emit({ type: 'phase', phase: 'train', message: `training a head on ${train.y.length} images (${labels.length} classes)` });
+    const res = await trainHead(train, val, fsz, labels.length, head, progress);
+    try {
+      emit({ type: 'phase', phase: 'evaluate', message: `evaluating on ${test.y.length} test images` });
+      const probs = evaluateSet(res.model, test, fsz, labels.length).probs;
+      const testEval = evaluatePredictions(labels, test.y, probs, test.paths);
+      const baseline = await trainBaseline(split.samples, ex.thumbs, labels, head, testEval, progress);
+      const b = opened.backbone;
+      const timings = {
+        scanSeconds,
+        extractSeconds: ex.seconds,
+        trainSeconds: res.seconds,
+        totalSeconds: 0,
+        imagesPerSecond: ex.imagesPerSecond,
+        extracted: ex.computed,
+        cached: ex.cached,
+        workers: opened.backend.multiThreaded ? 1 : (cfg.workers ?? 0),
+      };
+      const { out, force, cacheDir, ...cfgRest } = cfg;
+      void cacheDir;
+      const record: RunRecord = {
+        version: RUN_VERSION,
+        createdAt: new Date().toISOString(),
+        config: { ...cfgRest, ...head, backbone: b.entry.id, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) },
+        backend: opened.backend.name,
+        engine: opened.engine,
+        backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: b.entry.featureNode, pool: !!b.entry.pool, featureSize: fsz, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
+        labels,
+        dataset: summary,
+        samples: split.samples.map((s) => ({ rel: s.rel, label: s.label, hash: s.hash, split: s.split })),
+        history: res.history,
+        bestEpoch: res.bestEpoch,
+        stoppedEarly: res.stoppedEarly,
+        test: testEval,
+        baseline,
+        timings,
+      };
+      throwIfAborted(progress.signal);
+      const runDir = path.resolve(out);
+      await writeDirAtomic(
+        runDir,
+        async (tmp) => {
+          await res.model.save(dirSaver(path.join(tmp, 'head')));
+          record.timings.totalSeconds = (Date.now() - t0) / 1000;
+          await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
+        },
+        { overwrite: force },
+      );
+      return { runDir, backend: record.backend, engine: record.engine, dataset: summary, test: testEval, baseline, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
+    } finally {
+      res.model.dispose();
+    }
+  } finally {
+    opened.dispose();
+  }
+}
+
+export function validateHead(h: Required<HeadOptions>): void {
+  const bad = (what: string) => {
+    throw new HeadstartError('BAD_INPUT', what);
+  };
+  if (!Number.isInteger(h.epochs) || h.epochs < 1 || h.epochs > 1000) bad(`--epochs must be a whole number from 1 to 1000 (got ${h.epochs})`);
+  if (!Number.isInteger(h.batchSize) || h.batchSize < 1 || h.batchSize > 4096) bad(`--batch must be a whole number from 1 to 4096 (got ${h.batchSize})`);
+  if (!(h.learningRate > 0 && h.learningRate <= 1)) bad(`--lr must be in (0, 1] (got ${h.learningRate})`);
+  if (!Number.isInteger(h.hiddenUnits) || h.hiddenUnits < 0 || h.hiddenUnits > 8192) bad(`--hidden must be a whole number from 0 to 8192 (got ${h.hiddenUnits})`);
+  if (!(h.dropout >= 0 && h.dropout < 1)) bad(`--dropout must be in [0, 1) (got ${h.dropout})`);
+  if (!Number.isInteger(h.seed)) bad(`--seed must be a whole number (got ${h.seed})`);
+}
+
+/** A run folder read back: its record and trained head. */
+export interface LoadedRun {
+  dir: string;
+  record: RunRecord;
+  head: tf.LayersModel;
+}
+
+/** Reads RUN_DIR; a folder from another version or with missing files is a clear error. */
+export async function loadRun(dir: string): Promise<LoadedRun> {
+  const record = await readJson<RunRecord>(path.join(dir, 'run.json'), 'run record (is this a RUN_DIR made by `headstart train`?)');
+  if (record.version !== RUN_VERSION) throw new HeadstartError('BAD_INPUT', `${dir} was made by another version of Headstart (run format ${record.version}, this one reads ${RUN_VERSION}); train again`);
+  if (!Array.isArray(record.labels) || !record.backbone?.id || !Array.isArray(record.samples)) throw new HeadstartError('BAD_INPUT', `${dir}/run.json is incomplete; train again`);
+  let head: tf.LayersModel;
+  try {
+    head = await tf.loadLayersModel(dirLoader(path.join(dir, 'head')));
+  } catch (err) {
+    throw new HeadstartError('BAD_INPUT', `${dir} has no readable trained head (head/model.json): ${String((err as Error).message)}; train again`, { cause: err });
+  }
+  return { dir, record, head };
+}
+
+/** Opens the backbone a run was trained on and checks it is the same model. */
+export async function openRunBackbone(run: LoadedRun, opts: EngineOptions, progress: Progress = {}): Promise<OpenedBackbone> {
+  const b = run.record.backbone;
+  const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, opts, progress);
+  if (opened.backbone.modelHash !== b.modelHash) {
+    opened.dispose();
+    throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (model.json differs); train again`);
+  }
+  return opened;
+}
+
+/** Head probabilities for feature rows. */
+export function headProbs(head: tf.LayersModel, x: Float32Array, featureSize: number): Float32Array {
+  const n = x.length / featureSize;
+  return tf.tidy(() => (head.predict(tf.tensor2d(x, [n, featureSize])) as tf.Tensor).dataSync() as Float32Array);
+}
