@@ -32,7 +32,7 @@ export async function testSplitItems(run: LoadedRun): Promise<{ items: Array<{ p
 
 /** Metrics of a run's head on its test split, or on another labelled DATA. */
 export async function evalRun(runDir: string, data: string | undefined, opts: EngineOptions = {}, progress: Progress = {}): Promise<EvalReport> {
-  const run = await loadRun(runDir);
+  const run = await loadRun(runDir, opts.backend);
   try {
     const labels = run.record.labels;
     let items: Array<{ path: string; label: string; hash: string }>;

@@ -44,7 +44,7 @@ function toPrediction(file: string, labels: string[], probs: ArrayLike<number>, 
 export async function predictFiles(modelDir: string, files: string[], opts: EngineOptions = {}, progress: Progress = {}): Promise<PredictLine[]> {
   if (!files.length) throw new HeadstartError('BAD_INPUT', 'give at least one image file to classify');
   if (await exists(path.join(modelDir, 'run.json'))) {
-    const run = await loadRun(modelDir);
+    const run = await loadRun(modelDir, opts.backend);
     try {
       const opened = await openRunBackbone(run, opts, progress);
       try {

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { type BackendPreference, initBackend } from './backend';
 import { DEFAULT_BACKBONE } from './backbones/catalogue';
 import { type EngineOptions, type OpenedBackbone, openBackbone } from './engine';
 import { HeadstartError, throwIfAborted } from './errors';
@@ -241,7 +242,8 @@ export interface LoadedRun {
 }
 
 /** Reads RUN_DIR; a folder from another version or with missing files is a clear error. */
-export async function loadRun(dir: string): Promise<LoadedRun> {
+export async function loadRun(dir: string, backend: BackendPreference = 'auto'): Promise<LoadedRun> {
+  await initBackend(backend);
   const record = await readJson<RunRecord>(path.join(dir, 'run.json'), 'run record (is this a RUN_DIR made by `headstart train`?)');
   if (record.version !== RUN_VERSION) throw new HeadstartError('BAD_INPUT', `${dir} was made by another version of Headstart (run format ${record.version}, this one reads ${RUN_VERSION}); train again`);
   if (!Array.isArray(record.labels) || !record.backbone?.id || !Array.isArray(record.samples)) throw new HeadstartError('BAD_INPUT', `${dir}/run.json is incomplete; train again`);

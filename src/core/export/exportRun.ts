@@ -174,7 +174,7 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
   if (!(prune >= 0 && prune < 1)) throw new HeadstartError('BAD_INPUT', `--prune must be a sparsity in [0, 1) (got ${opts.prune})`);
   if (prune > 0) throw new HeadstartError('BAD_INPUT', '--prune is not available yet in this version');
   if ((opts.format ?? 'tfjs') !== 'tfjs') throw new HeadstartError('BAD_INPUT', `--format ${opts.format} is not available yet in this version; use --format tfjs`);
-  const run = await loadRun(runDir);
+  const run = await loadRun(runDir, opts.backend);
   try {
     const backend = await initBackend(opts.backend ?? 'auto');
     const { items, skipped } = await testSplitItems(run);

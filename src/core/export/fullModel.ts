@@ -131,9 +131,12 @@ async function writeLayersModel(run: LoadedRun, outDir: string): Promise<void> {
     const saver = dirSaver(outDir);
     await full.save({
       save: async (artifacts) => {
-        const topo = artifacts.modelTopology as { model_config: { config: { layers: KerasLayerJson[]; input_layers: Array<[string, number, number]> } } };
-        const layers = topo.model_config.config.layers;
-        const inputName = topo.model_config.config.input_layers[0]![0];
+        // Saved by tfjs: {class_name, config}; converted from Keras: {model_config: {class_name, config}}.
+        type Cfg = { config: { layers: KerasLayerJson[]; input_layers: Array<[string, number, number]> } };
+        const topo = artifacts.modelTopology as Cfg & { model_config?: Cfg };
+        const cfg = (topo.model_config ?? topo).config;
+        const layers = cfg.layers;
+        const inputName = cfg.input_layers[0]![0];
         for (const l of layers) for (const node of l.inbound_nodes) for (const ref of node) if (ref[0] === inputName) ref[0] = 'headstart_rescale';
         const at = layers.findIndex((l) => l.name === inputName);
         layers.splice(at + 1, 0, {
