@@ -67,7 +67,9 @@ async function readBody(res: Response, url: string, limit: number, onBytes: (n: 
     }
   } catch (err) {
     if (signal?.aborted) throw new CancelledError();
-    throw err;
+    if (err instanceof HeadstartError) throw err;
+    // fetch reports a dropped connection as a bare TypeError ('terminated').
+    throw new HeadstartError('DOWNLOAD', `download of ${url} broke off after ${total} bytes (${String((err as Error).cause ?? (err as Error).message)}); check the network and try again`, { cause: err });
   } finally {
     reader.releaseLock();
   }
@@ -127,9 +129,11 @@ export async function downloadModel(url: string, destDir: string, known: Backbon
   }, { overwrite: true });
 }
 
+type LayersConfig = { layers: Array<{ name?: string; config: { name?: string; batch_input_shape?: number[] } }>; output_layers?: Array<[string]> };
+
 /** Builds a catalogue-like entry for a user's own model.json. */
 async function localEntry(modelJson: string): Promise<BackboneEntry> {
-  const json = JSON.parse(await fs.readFile(modelJson, 'utf8')) as ModelJson & { modelTopology: { node?: Array<{ name: string; op: string; attr?: { shape?: { shape?: { dim?: Array<{ size: string }> } } } }>; model_config?: { config: { layers: Array<{ name: string; config: { batch_input_shape?: number[] } }>; output_layers: Array<[string]> } } } };
+  const json = JSON.parse(await fs.readFile(modelJson, 'utf8')) as ModelJson & { modelTopology: { node?: Array<{ name: string; op: string; attr?: { shape?: { shape?: { dim?: Array<{ size: string }> } } } }> } };
   const graph = Array.isArray(json.modelTopology?.node);
   let inputSize = 224;
   let featureNode: string;
@@ -141,11 +145,14 @@ async function localEntry(modelJson: string): Promise<BackboneEntry> {
     const consumed = new Set(nodes.flatMap((n) => ((n as { input?: string[] }).input ?? []).map((r) => r.replace(/^\^/, '').replace(/:\d+$/, ''))));
     featureNode = nodes.filter((n) => !consumed.has(n.name) && n.op !== 'Const').at(-1)?.name ?? '';
   } else {
-    const cfg = json.modelTopology?.model_config?.config;
-    if (!cfg) throw new HeadstartError('BAD_MODEL', `${modelJson}: only functional layers models and graph models are supported as backbones`);
+    // Converted from Keras: {model_config: {class_name, config}}; saved by TF.js itself: {class_name, config}.
+    const topo = json.modelTopology as { model_config?: { config?: LayersConfig }; class_name?: string; config?: LayersConfig } | undefined;
+    const cfg = topo?.model_config?.config ?? (topo?.class_name ? topo.config : undefined);
+    if (!cfg || !Array.isArray(cfg.layers) || !cfg.layers.length) throw new HeadstartError('BAD_MODEL', `${modelJson}: only layers models (sequential or functional) and graph models are supported as backbones`);
     const shape = cfg.layers[0]?.config.batch_input_shape;
     if (shape && shape.length === 4 && shape[1]) inputSize = shape[1];
-    featureNode = cfg.output_layers[0]![0];
+    // Sequential models list no output layers: their output is the last layer.
+    featureNode = cfg.output_layers?.[0]?.[0] ?? cfg.layers.at(-1)!.config.name ?? cfg.layers.at(-1)!.name!;
   }
   return {
     id: `local:${path.resolve(modelJson)}`,
