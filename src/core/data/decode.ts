@@ -13,7 +13,8 @@ export class DecodeError extends Error {}
 
 function bmpDims(buf: Buffer): { width: number; height: number } | undefined {
   if (buf.length < 26 || buf[0] !== 0x42 || buf[1] !== 0x4d) return undefined;
-  return { width: Math.abs(buf.readInt32LE(18)), height: Math.abs(buf.readInt32LE(22)) };
+  // Width unsigned, as bmp-js reads it (a negative height only means top-down rows).
+  return { width: buf.readUInt32LE(18), height: Math.abs(buf.readInt32LE(22)) };
 }
 
 /** A plain-words reason for a failed decode. */
@@ -21,7 +22,7 @@ function reasonOf(err: unknown): string {
   const msg = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
   if (/exceeds pixel limit/i.test(msg)) return msg;
   if (/unsupported image format/i.test(msg)) return 'not a readable image (unknown format)';
-  if (/premature end|truncated|unexpected end|not enough data|Read error|short read/i.test(msg)) return `truncated or damaged image (${msg})`;
+  if (/premature end|truncated|unexpected end|end of stream|not enough data|Read error|short read/i.test(msg)) return `truncated or damaged image (${msg})`;
   return `cannot decode (${msg})`;
 }
 
