@@ -164,6 +164,18 @@ test('decodeImage: empty, truncated and non-image input give reasons a user can 
   await assert.rejects(core.decodeImage(png.subarray(0, png.length - 20), 32), { message: /truncated or damaged/ });
 });
 
+test('decodeImage: reasons stay right when broken files decode at the same time', async () => {
+  // libvips has one error buffer per process: messages of concurrent failures mix.
+  const jpg = await sharp({ create: { width: 80, height: 60, channels: 3, background: 'orange' } }).jpeg().toBuffer();
+  const png = await sharp({ create: { width: 80, height: 60, channels: 3, background: 'orange' } }).png().toBuffer();
+  const inputs = [jpg.subarray(0, Math.floor(jpg.length * 0.6)), png.subarray(0, png.length - 30), Buffer.from('plain text named .jpg'), Buffer.alloc(0)];
+  const want = [/^truncated or damaged image/, /^truncated or damaged image/, /^not a readable image \(unknown format\)$/, /^empty file/];
+  for (let round = 0; round < 60; round++) {
+    const res = await Promise.allSettled(inputs.map((b) => core.decodeImage(Buffer.from(b), 32)));
+    res.forEach((r, i) => assert.match(r.reason?.message ?? 'decoded', want[i], `round ${round}, input ${i}`));
+  }
+});
+
 /** Samples of `counts` (label -> n) with distinct hashes. */
 function samples(counts) {
   const out = [];

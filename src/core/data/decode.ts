@@ -17,12 +17,45 @@ function bmpDims(buf: Buffer): { width: number; height: number } | undefined {
   return { width: buf.readUInt32LE(18), height: Math.abs(buf.readInt32LE(22)) };
 }
 
-/** A plain-words reason for a failed decode. */
-function reasonOf(err: unknown): string {
+/** The container format from the file's first bytes, if it is one Headstart reads. */
+function formatOf(buf: Buffer): 'jpeg' | 'png' | 'gif' | 'webp' | 'bmp' | undefined {
+  if (buf.length >= 3 && buf[0] === 0xff && buf[1] === 0xd8 && buf[2] === 0xff) return 'jpeg';
+  if (buf.length >= 8 && buf.readUInt32BE(0) === 0x89504e47 && buf.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
+  if (buf.length >= 6 && /^GIF8[79]a$/.test(buf.toString('latin1', 0, 6))) return 'gif';
+  if (buf.length >= 12 && buf.toString('latin1', 0, 4) === 'RIFF' && buf.toString('latin1', 8, 12) === 'WEBP') return 'webp';
+  if (buf.length >= 2 && buf[0] === 0x42 && buf[1] === 0x4d) return 'bmp';
+  return undefined;
+}
+
+/** True when a file of a known format stops before its end marker. */
+function endsEarly(buf: Buffer, format: string): boolean {
+  let end = buf.length;
+  while (end > 0 && buf[end - 1] === 0) end--; // some writers pad with zeros
+  switch (format) {
+    case 'jpeg':
+      return !(end >= 2 && buf[end - 2] === 0xff && buf[end - 1] === 0xd9);
+    case 'png':
+      return buf.lastIndexOf('IEND', undefined, 'latin1') < 0;
+    case 'gif':
+      return buf[end - 1] !== 0x3b;
+    case 'webp':
+      return buf.readUInt32LE(4) + 8 > buf.length;
+    default:
+      return false;
+  }
+}
+
+/**
+ * A plain-words reason for a failed decode. The kind of failure comes from the
+ * bytes themselves: libvips keeps one error buffer per process, so its message
+ * can carry text from another image that failed at the same time.
+ */
+function reasonOf(err: unknown, buf: Buffer): string {
   const msg = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
   if (/exceeds pixel limit/i.test(msg)) return msg;
-  if (/unsupported image format/i.test(msg)) return 'not a readable image (unknown format)';
-  if (/premature end|truncated|unexpected end|end of stream|not enough data|Read error|short read/i.test(msg)) return `truncated or damaged image (${msg})`;
+  const format = formatOf(buf);
+  if (!format) return 'not a readable image (unknown format)';
+  if (endsEarly(buf, format)) return `truncated or damaged image (the ${format.toUpperCase()} data ends early)`;
   return `cannot decode (${msg})`;
 }
 
@@ -64,7 +97,7 @@ export async function decodeImage(buf: Buffer, size: number, maxPixels = DEFAULT
     return new Uint8Array(data.buffer, data.byteOffset, data.length);
   } catch (err) {
     if (err instanceof DecodeError) throw err;
-    throw new DecodeError(reasonOf(err));
+    throw new DecodeError(reasonOf(err, buf));
   }
 }
 
