@@ -59,9 +59,10 @@ export async function loadTfjsExtractor(b: ResolvedBackbone): Promise<FeatureExt
       return y as tf.Tensor2D;
     });
   // Measure the feature size once (local models do not declare it).
-  const probe = forward(tf.zeros([1, size, size, 3]));
+  const zeros = tf.zeros([1, size, size, 3]) as tf.Tensor4D;
+  const probe = forward(zeros);
   const featureSize = probe.shape[1]!;
-  probe.dispose();
+  tf.dispose([zeros, probe]);
   if (entry.featureSize && entry.featureSize !== featureSize) {
     throw new HeadstartError('BAD_MODEL', `backbone ${entry.id} gives ${featureSize}-d features, the catalogue says ${entry.featureSize}`);
   }
