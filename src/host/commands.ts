@@ -1,0 +1,182 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { BackboneChoice } from '../shared/panelProtocol';
+import type { Log } from './log';
+import { TrainingPanel } from './panel';
+import { pickBackbone, pickDataset } from './pickers';
+import { listRuns } from './runs';
+import type { TrainingSession, TrainOutcome } from './session';
+import { engineSettings, runsFolder } from './settings';
+import { type TrainerClient, WorkerRequestError } from './trainerClient';
+
+/** What the command handlers need. */
+export interface Services {
+  extensionUri: vscode.Uri;
+  storage: vscode.Uri;
+  session: TrainingSession;
+  client: TrainerClient;
+  log: Log;
+}
+
+function requireTrust(): boolean {
+  if (vscode.workspace.isTrusted) return true;
+  void vscode.window.showWarningMessage('Headstart reads images and writes models only in trusted workspaces.', 'Manage Workspace Trust').then((a) => {
+    if (a) void vscode.commands.executeCommand('workbench.trust.manage');
+  });
+  return false;
+}
+
+/** Shows an error with a button to the log. */
+function showError(s: Services, message: string): void {
+  void vscode.window.showErrorMessage(`Headstart: ${message}`, 'Show Log').then((a) => {
+    if (a) s.log.channel.show();
+  });
+}
+
+export function openPanel(s: Services): void {
+  TrainingPanel.show(s.extensionUri, s.session, s.log);
+}
+
+/** Fine-tune a Model…: dataset, then backbone, then the panel with the options filled in. */
+export async function fineTune(s: Services): Promise<void> {
+  if (!requireTrust()) return;
+  const data = await pickDataset();
+  if (!data) return;
+  const backbones = await s.client.request<BackboneChoice[], 'backbones'>('backbones', { settings: engineSettings(s.storage) });
+  const backbone = await pickBackbone(backbones, s.session.state.options.backbone);
+  if (!backbone) return;
+  s.session.setOptions({ data, backbone });
+  openPanel(s);
+}
+
+/** Explorer: Fine-tune on This Folder. */
+export function fineTuneFolder(s: Services, uri?: vscode.Uri): void {
+  if (!requireTrust()) return;
+  if (!uri) {
+    void fineTune(s);
+    return;
+  }
+  s.session.setOptions({ data: uri.fsPath });
+  openPanel(s);
+}
+
+/** Start Training with the panel's current options; resolves with the outcome (tests await it). */
+export async function startTraining(s: Services): Promise<TrainOutcome> {
+  if (!requireTrust()) return { status: 'failed', message: 'workspace not trusted' };
+  openPanel(s);
+  const outcome = await s.session.start();
+  if (outcome.status === 'failed') showError(s, outcome.message);
+  return outcome;
+}
+
+export function cancelTraining(s: Services): void {
+  if (!s.session.state.running) {
+    void vscode.window.showInformationMessage('Headstart: no training in progress.');
+    return;
+  }
+  s.session.cancel();
+}
+
+async function pickRun(s: Services, title: string): Promise<string | undefined> {
+  const runs = await listRuns(runsFolder());
+  if (!runs.length) {
+    void vscode.window.showInformationMessage('Headstart: no runs in this workspace yet. Run "Headstart: Fine-tune a Model…" first.');
+    return undefined;
+  }
+  const pick = await vscode.window.showQuickPick(
+    runs.map((r) => ({ label: r.name, description: `${(r.accuracy * 100).toFixed(1)}% test accuracy · ${r.classes} classes · ${r.backbone}`, detail: new Date(r.createdAt).toLocaleString(), runDir: r.runDir })),
+    { title, placeHolder: 'Choose a run' },
+  );
+  return pick?.runDir;
+}
+
+/** Export Model…: a run (default the one shown), then a folder in the workspace. Args skip the pickers. */
+export async function exportModel(s: Services, runDirArg?: string, outArg?: string): Promise<unknown> {
+  if (!requireTrust()) return undefined;
+  const runDir = runDirArg ?? (await pickRun(s, 'Export Model: run'));
+  if (!runDir) return undefined;
+  let out = outArg;
+  if (!out) {
+    out = await vscode.window.showInputBox({ title: 'Export Model: folder', prompt: 'Folder in the workspace to write the model into (replaced if it exists)', value: s.session.state.exportDefault || 'models/classifier', validateInput: (v) => (v.trim() ? undefined : 'a folder path') });
+    if (!out) return undefined;
+  }
+  const view = await s.session.exportModel(out, runDir);
+  if (view && !outArg) {
+    const a = await vscode.window.showInformationMessage(`Headstart: exported to ${vscode.workspace.asRelativePath(view.outDir)} (${(view.bytes / 1e6).toFixed(1)} MB, test accuracy ${(view.accuracy * 100).toFixed(1)}%).`, 'Open Inference Snippet', 'Open Panel');
+    if (a === 'Open Inference Snippet') await vscode.window.showTextDocument(vscode.Uri.file(path.join(view.outDir, 'inference.mjs')));
+    if (a === 'Open Panel') openPanel(s);
+  } else if (!view && s.session.state.error) showError(s, s.session.state.error);
+  return view;
+}
+
+/** Show Runs: past runs with their metrics; the chosen one opens in the panel. */
+export async function showRuns(s: Services): Promise<void> {
+  const runDir = await pickRun(s, 'Headstart: runs in this workspace');
+  if (!runDir) return;
+  openPanel(s);
+  await s.session.openRun(runDir);
+}
+
+interface PredictionLine {
+  path: string;
+  label?: string;
+  probability?: number;
+  top?: Array<{ label: string; probability: number }>;
+  error?: string;
+}
+
+/** Exports (folders with metadata.json + model.json) and runs of the workspace, to classify with. */
+async function pickModel(fileName: string): Promise<{ dir: string } | undefined> {
+  const runs = await listRuns(runsFolder());
+  const exports = await vscode.workspace.findFiles('**/metadata.json', '{**/node_modules/**,**/.git/**}', 100);
+  const exportDirs: string[] = [];
+  for (const m of exports) {
+    const dir = path.dirname(m.fsPath);
+    try {
+      await fs.access(path.join(dir, 'model.json'));
+      exportDirs.push(dir);
+    } catch {
+      continue; // a metadata.json that is not ours
+    }
+  }
+  const items = [
+    ...exportDirs.map((d) => ({ label: `$(package) ${vscode.workspace.asRelativePath(d)}`, description: 'exported model', dir: d })),
+    ...runs.map((r) => ({ label: `$(beaker) ${r.name}`, description: `run · ${(r.accuracy * 100).toFixed(1)}% · ${r.classes} classes`, dir: r.runDir })),
+  ];
+  if (!items.length) {
+    void vscode.window.showInformationMessage('Headstart: no trained models in this workspace yet. Fine-tune one first.');
+    return undefined;
+  }
+  return items.length === 1 ? items[0] : vscode.window.showQuickPick(items, { title: `Classify ${fileName} with…` });
+}
+
+/** Explorer: Classify with Headstart Model… on an image (`modelDirArg` skips the picker). */
+export async function classifyImage(s: Services, uri?: vscode.Uri, modelDirArg?: string): Promise<PredictionLine | undefined> {
+  if (!requireTrust()) return undefined;
+  const file = uri?.fsPath ?? vscode.window.activeTextEditor?.document.uri.fsPath;
+  if (!file) {
+    void vscode.window.showInformationMessage('Headstart: right-click an image in the Explorer to classify it.');
+    return undefined;
+  }
+  const pick = modelDirArg ? { dir: modelDirArg } : await pickModel(path.basename(file));
+  if (!pick) return undefined;
+  try {
+    const [line] = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Headstart: classifying ${path.basename(file)}`, cancellable: true }, (_p, token) =>
+      s.client.request<PredictionLine[], 'predict'>('predict', { modelDir: pick.dir, files: [file], settings: engineSettings(s.storage) }, undefined, token),
+    );
+    if (!line || line.error) {
+      showError(s, `cannot classify ${path.basename(file)}: ${line?.error ?? 'no result'}`);
+      return line;
+    }
+    void vscode.window.showQuickPick(
+      (line.top ?? []).map((t) => ({ label: t.label, description: `${(t.probability * 100).toFixed(1)}%` })),
+      { title: `${path.basename(file)}: ${line.label} (${((line.probability ?? 0) * 100).toFixed(1)}%)`, placeHolder: 'Top classes' },
+    );
+    return line;
+  } catch (err) {
+    if (err instanceof WorkerRequestError && err.cancelled) return undefined;
+    showError(s, err instanceof Error ? err.message : String(err));
+    return undefined;
+  }
+}

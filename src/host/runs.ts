@@ -1,0 +1,45 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { RunSummary } from '../shared/panelProtocol';
+
+/** Minimal view of run.json that the host reads (no engine import on the host). */
+export interface RunJson {
+  version: number;
+  createdAt: string;
+  config: { data: string; epochs: number; batchSize: number; learningRate: number; hiddenUnits: number; dropout: number; val: number; test: number; seed: number; backbone: string };
+  backend: string;
+  backbone: { id: string; title: string };
+  labels: string[];
+  dataset: { root: string; total: number; counts: Record<string, { total: number }>; skipped: Array<{ path: string; reason: string }>; warnings: string[] };
+  history: Array<{ epoch: number; loss: number; accuracy: number; valLoss: number; valAccuracy: number }>;
+  test: { accuracy: number; macroF1: number; count: number; labels: string[]; perClass: Array<{ label: string; precision: number; recall: number; f1: number; support: number }>; confusion: number[][]; mistakes: Array<{ path: string; label: string; predicted: string; probability: number }> };
+  baseline: { accuracy: number; verdict: string };
+  timings: { totalSeconds: number };
+}
+
+export async function readRun(runDir: string): Promise<RunJson | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(runDir, 'run.json'), 'utf8')) as RunJson;
+  } catch {
+    return undefined; // not a run folder (or one being written)
+  }
+}
+
+/** Past runs in the runs folder, newest first. */
+export async function listRuns(folder: string | undefined): Promise<RunSummary[]> {
+  if (!folder) return [];
+  let names: string[];
+  try {
+    names = await fs.readdir(folder);
+  } catch {
+    return []; // no runs yet
+  }
+  const out: RunSummary[] = [];
+  for (const name of names) {
+    if (name.startsWith('.')) continue;
+    const runDir = path.join(folder, name);
+    const r = await readRun(runDir);
+    if (r) out.push({ runDir, name, createdAt: r.createdAt, accuracy: r.test.accuracy, backbone: r.backbone.id, classes: r.labels.length });
+  }
+  return out.sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+}

@@ -1,0 +1,148 @@
+/**
+ * Host <-> webview messages of the training panel (JSON only). The host owns
+ * the state and sends it whole (`state`) when it changes, plus light
+ * `progress` messages per batch. The webview says `ready` first.
+ */
+
+/** The options form. Numbers are validated on both sides. */
+export interface FormOptions {
+  data: string;
+  backbone: string;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  hiddenUnits: number;
+  dropout: number;
+  val: number;
+  test: number;
+  seed: number;
+  unfreeze: number;
+}
+
+export interface BackboneChoice {
+  id: string;
+  title: string;
+  format: string;
+  featureSize: number;
+  bundled: boolean;
+  cached: boolean;
+  approxBytes: number;
+}
+
+export interface DatasetPreview {
+  root: string;
+  total: number;
+  /** `example`: a file of the class; `thumb`: its URL in the webview. */
+  classes: Array<{ label: string; count: number; example?: string; thumb?: string }>;
+  skipped: Array<{ path: string; reason: string }>;
+  warnings: string[];
+}
+
+export interface EpochPoint {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number;
+  valAccuracy: number;
+}
+
+export interface ResultView {
+  runDir: string;
+  accuracy: number;
+  macroF1: number;
+  count: number;
+  labels: string[];
+  perClass: Array<{ label: string; precision: number; recall: number; f1: number; support: number }>;
+  confusion: number[][];
+  mistakes: Array<{ path: string; thumb: string; label: string; predicted: string; probability: number }>;
+  baseline: { accuracy: number; verdict: string };
+  backend: string;
+  seconds: number;
+}
+
+export interface ExportView {
+  outDir: string;
+  bytes: number;
+  gzipBytes: number;
+  accuracy: number;
+  float32Bytes: number;
+  msPerImage: number;
+  modelFormat: string;
+}
+
+export interface RunSummary {
+  runDir: string;
+  name: string;
+  createdAt: string;
+  accuracy: number;
+  backbone: string;
+  classes: number;
+}
+
+export type Phase = 'idle' | 'download' | 'scan' | 'extract' | 'train' | 'evaluate' | 'export' | 'backend';
+
+export interface PanelState {
+  options: FormOptions;
+  backbones: BackboneChoice[];
+  /** Layers-format backbones can be partly unfrozen (when the engine supports it). */
+  unfreezeSupported: boolean;
+  dataset?: DatasetPreview;
+  running: boolean;
+  phase: Phase;
+  phaseMessage: string;
+  history: EpochPoint[];
+  totalEpochs: number;
+  result?: ResultView;
+  exported?: ExportView;
+  exportDefault: string;
+  exporting: boolean;
+  error?: string;
+  notice?: string;
+  runs: RunSummary[];
+  trusted: boolean;
+}
+
+export type ToWebview =
+  | { type: 'state'; state: PanelState }
+  | { type: 'progress'; phase: Phase; done: number; total: number; eta?: number; detail: string };
+
+export type FromWebview =
+  | { type: 'ready' }
+  | { type: 'options'; options: FormOptions }
+  | { type: 'start'; options: FormOptions }
+  | { type: 'cancel' }
+  | { type: 'pickData' }
+  | { type: 'export'; out: string; quantize: 'none' }
+  | { type: 'openFile'; path: string }
+  | { type: 'openSnippet' }
+  | { type: 'openRun'; runDir: string };
+
+/** Checks a form; returns messages by field (empty when valid). */
+export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, string>> {
+  const errs: Partial<Record<keyof FormOptions, string>> = {};
+  const int = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  if (!o.data) errs.data = 'choose a dataset folder or manifest';
+  if (!o.backbone) errs.backbone = 'choose a backbone';
+  if (!int(o.epochs, 1, 1000)) errs.epochs = 'a whole number from 1 to 1000';
+  if (!int(o.batchSize, 1, 4096)) errs.batchSize = 'a whole number from 1 to 4096';
+  if (!(o.learningRate > 0 && o.learningRate <= 1)) errs.learningRate = 'a number in (0, 1]';
+  if (!int(o.hiddenUnits, 0, 8192)) errs.hiddenUnits = 'a whole number from 0 to 8192';
+  if (!(o.dropout >= 0 && o.dropout < 1)) errs.dropout = 'a number in [0, 1)';
+  if (!(o.val >= 0 && o.val <= 0.5)) errs.val = 'a fraction from 0 to 0.5';
+  if (!(o.test > 0 && o.test <= 0.5)) errs.test = 'a fraction above 0, at most 0.5';
+  if (!Number.isInteger(o.seed)) errs.seed = 'a whole number';
+  if (!int(o.unfreeze, 0, 200)) errs.unfreeze = 'a whole number from 0 to 200';
+  return errs;
+}
+
+export const DEFAULT_FORM: Omit<FormOptions, 'data' | 'backbone'> = {
+  epochs: 30,
+  batchSize: 32,
+  learningRate: 0.001,
+  hiddenUnits: 128,
+  dropout: 0.2,
+  val: 0.15,
+  test: 0.15,
+  seed: 42,
+  unfreeze: 0,
+};

@@ -1,0 +1,64 @@
+/**
+ * Host <-> worker process messages (JSON only). The host sends requests; the
+ * worker answers each with `{id, ok: true, result}` or `{id, ok: false, error}`,
+ * and streams engine events for it in between.
+ */
+import type { EngineEvent } from '../core/events';
+
+/** Options of a training run, as the panel's form gives them. */
+export interface TrainRequestOptions {
+  data: string;
+  backbone: string;
+  out: string;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  hiddenUnits?: number;
+  dropout?: number;
+  val?: number;
+  test?: number;
+  seed?: number;
+  unfreeze?: number;
+  force?: boolean;
+}
+
+export interface EngineSettings {
+  cacheDir?: string;
+  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  workers?: number;
+}
+
+export interface ExportRequestOptions {
+  out: string;
+  quantize?: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto';
+  prune?: number;
+  maxDrop?: number;
+  format?: 'tfjs' | 'onnx';
+  force?: boolean;
+}
+
+export type WorkerRequest =
+  | { type: 'train'; id: number; options: TrainRequestOptions; settings: EngineSettings }
+  | { type: 'export'; id: number; runDir: string; options: ExportRequestOptions; settings: EngineSettings }
+  | { type: 'predict'; id: number; modelDir: string; files: string[]; settings: EngineSettings }
+  | { type: 'scan'; id: number; data: string }
+  | { type: 'backbones'; id: number; settings: EngineSettings }
+  | { type: 'cancel'; id: number; target: number };
+
+/** The message types whose replies carry a result. */
+export type WorkerRequestType = Exclude<WorkerRequest['type'], 'cancel'>;
+
+export interface WorkerError {
+  message: string;
+  /** HeadstartError code, or 'CANCELLED', or 'INTERNAL'. */
+  code: string;
+  stack?: string;
+}
+
+export type WorkerMessage =
+  | { type: 'ready'; pid: number }
+  | { type: 'event'; id: number; event: EngineEvent }
+  | { type: 'reply'; id: number; ok: true; result: unknown }
+  | { type: 'reply'; id: number; ok: false; error: WorkerError }
+  /** An error outside any request; the worker exits non-zero after sending it. */
+  | { type: 'fatal'; error: WorkerError };

@@ -1,0 +1,108 @@
+// Integration tests in a real VS Code extension host: the extension activates,
+// fine-tunes on a generated dataset in the test workspace, exports, cancels,
+// and survives a worker crash. Datasets are written by the runner before start.
+'use strict';
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const vscode = require('vscode');
+
+const EXT_ID = 'headstart.headstart';
+const ws = () => vscode.workspace.workspaceFolders[0].uri.fsPath;
+
+/** Resolves with the first engine event that matches. */
+function nextEvent(api, pred) {
+  return new Promise((resolve) => {
+    const sub = api.session.onEngineEvent((e) => {
+      if (pred(e)) {
+        sub.dispose();
+        resolve(e);
+      }
+    });
+  });
+}
+
+function runDirs() {
+  const dir = path.join(ws(), '.headstart', 'runs');
+  return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+}
+
+describe('Headstart in VS Code', () => {
+  let api;
+
+  before(async () => {
+    const ext = vscode.extensions.getExtension(EXT_ID);
+    assert.ok(ext, 'extension is installed');
+    api = await ext.activate();
+    assert.ok(api && api.session, 'activate() returns the API');
+  });
+
+  it('registers its commands', async () => {
+    const all = await vscode.commands.getCommands(true);
+    for (const c of ['headstart.fineTune', 'headstart.fineTuneFolder', 'headstart.classifyImage', 'headstart.openPanel', 'headstart.cancelTraining', 'headstart.exportModel', 'headstart.showRuns']) {
+      assert.ok(all.includes(c), `${c} registered`);
+    }
+  });
+
+  it('fine-tunes on a folder, saves the run in the workspace, and exports it', async () => {
+    const data = path.join(ws(), 'shapes');
+    await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(data));
+    api.session.setOptions({ epochs: 15 });
+    const outcome = await vscode.commands.executeCommand('headstart.startTraining');
+    assert.equal(outcome.status, 'done', JSON.stringify(outcome));
+    assert.ok(outcome.runDir.startsWith(path.join(ws(), '.headstart', 'runs')), outcome.runDir);
+    const record = JSON.parse(fs.readFileSync(path.join(outcome.runDir, 'run.json'), 'utf8'));
+    assert.deepEqual(record.labels, ['circle', 'square', 'triangle']);
+    assert.ok(fs.existsSync(path.join(outcome.runDir, 'head', 'model.json')));
+    assert.ok(outcome.accuracy >= 0.6, `accuracy ${outcome.accuracy}`);
+    const state = api.session.state;
+    assert.equal(state.running, false);
+    assert.ok(state.history.length >= 1, 'the panel received epochs');
+    assert.equal(state.result.runDir, outcome.runDir);
+
+    const view = await vscode.commands.executeCommand('headstart.exportModel', outcome.runDir, 'models/shapes');
+    assert.ok(view, 'export returned a report');
+    for (const f of ['model.json', 'weights.bin', 'labels.json', 'metadata.json', 'report.json', 'README.md', 'inference.mjs']) {
+      assert.ok(fs.existsSync(path.join(ws(), 'models', 'shapes', f)), `${f} exported`);
+    }
+    assert.equal(view.accuracy, outcome.accuracy);
+  });
+
+  it('cancels a run within a batch and saves nothing', async () => {
+    const before = runDirs().length;
+    await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(path.join(ws(), 'shapes-cancel')));
+    const started = vscode.commands.executeCommand('headstart.startTraining');
+    await nextEvent(api, (e) => e.type === 'progress' && e.phase === 'extract');
+    await vscode.commands.executeCommand('headstart.cancelTraining');
+    const outcome = await started;
+    assert.equal(outcome.status, 'cancelled');
+    assert.equal(runDirs().length, before, 'no run folder was written');
+    assert.equal(api.session.state.running, false);
+  });
+
+  it('reports a worker crash and can run again', async () => {
+    await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(path.join(ws(), 'shapes-crash')));
+    const started = vscode.commands.executeCommand('headstart.startTraining');
+    await nextEvent(api, (e) => e.type === 'progress' && e.phase === 'extract');
+    const pid = api.client.pid;
+    assert.ok(pid, 'worker is running');
+    process.kill(pid, 'SIGKILL');
+    const outcome = await started;
+    assert.equal(outcome.status, 'failed');
+    assert.match(outcome.message, /worker process stopped unexpectedly/);
+    assert.match(api.session.state.error, /stopped unexpectedly/);
+
+    api.session.setOptions({ epochs: 5 });
+    const again = await vscode.commands.executeCommand('headstart.startTraining');
+    assert.equal(again.status, 'done', JSON.stringify(again));
+    assert.notEqual(api.client.pid, pid, 'a new worker process ran');
+  });
+
+  it('classifies an image with the exported model', async () => {
+    const img = path.join(ws(), 'shapes', 'circle', 'circle-001.jpg');
+    const line = await vscode.commands.executeCommand('headstart.classifyImage', vscode.Uri.file(img), path.join(ws(), 'models', 'shapes'));
+    assert.ok(line && !line.error, JSON.stringify(line));
+    assert.ok(['circle', 'square', 'triangle'].includes(line.label));
+    assert.equal(line.top.length, 3);
+  });
+});
