@@ -23,17 +23,26 @@ const common = {
   external: ['vscode', '@tensorflow/*', 'sharp', 'onnxruntime-node'],
 };
 
-const entries = {
-  cli: 'src/cli.ts',
-  core: 'src/core/index.ts',
-  extractWorker: 'src/core/data/extractWorker.ts',
-};
-if (existsSync(path.join(root, 'src/extension.ts'))) entries.extension = 'src/extension.ts';
-if (existsSync(path.join(root, 'src/worker/main.ts'))) entries.worker = 'src/worker/main.ts';
-
+// CLI and core (tests) load tfjs from node_modules, so that @tensorflow/tfjs-node, when
+// installed, registers its backend with the same engine.
 await esbuild.build({
   ...common,
-  entryPoints: Object.entries(entries).map(([out, src]) => ({ out, in: path.join(root, src) })),
+  entryPoints: [
+    { out: 'cli', in: path.join(root, 'src/cli.ts') },
+    { out: 'core', in: path.join(root, 'src/core/index.ts') },
+    { out: 'extension', in: path.join(root, 'src/extension.ts') },
+  ],
+  outdir: path.join(root, 'dist'),
+});
+// The extension's worker process and the extraction threads carry tfjs inside the
+// bundle: the .vsix then ships sharp as its only runtime package.
+await esbuild.build({
+  ...common,
+  external: ['vscode', 'sharp', 'onnxruntime-node', '@tensorflow/tfjs-node'],
+  entryPoints: [
+    { out: 'worker', in: path.join(root, 'src/worker/main.ts') },
+    { out: 'extractWorker', in: path.join(root, 'src/core/data/extractWorker.ts') },
+  ],
   outdir: path.join(root, 'dist'),
 });
 

@@ -50,7 +50,8 @@ function wasmDir(): string {
     accessSync(path.join(bundled, 'tfjs-backend-wasm-simd.wasm'));
     return bundled + path.sep;
   } catch {
-    return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep; // running from source
+    const pkg = '@tensorflow/tfjs-backend-wasm'; // a variable: bundles resolve it at run time
+    return path.dirname(require.resolve(pkg)) + path.sep; // running from source
   }
 }
 
