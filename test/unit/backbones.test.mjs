@@ -246,3 +246,28 @@ test('downloadModel: aborting mid-shard rejects with CancelledError and leaves n
   await assert.rejects(core.downloadModel(`${base}/model.json`, dest, [], { signal: pre.signal }), { name: 'CancelledError' });
   assert.deepEqual(await readdir(cache), []);
 });
+
+test('resolveBackbone: a remote catalogue entry downloads once into the cache, then resolves offline', async (t) => {
+  const src = await tempDir(t);
+  await twoShardModel(src);
+  const base = await serve(t, src);
+  const entry = core.CATALOGUE.find((e) => !e.bundled);
+  const remoteDir = entry.url.slice(0, entry.url.lastIndexOf('/') + 1);
+  const urls = [];
+  // Stands in for the network: the entry's URLs are answered by the local server.
+  const fetchImpl = (url, init) => {
+    urls.push(String(url));
+    return fetch(String(url).replace(remoteDir, `${base}/`), init);
+  };
+  const cacheDir = await tempDir(t);
+  assert.equal(await core.isCached(entry, cacheDir), false);
+  const events = [];
+  const r = await core.resolveBackbone(entry.id, cacheDir, { fetchImpl, onEvent: (e) => events.push(e) });
+  assert.equal(r.dir, path.join(cacheDir, 'backbones', entry.id));
+  assert.deepEqual(urls, [entry.url, `${remoteDir}group1-shard1of2.bin`, `${remoteDir}group1-shard2of2.bin`]);
+  assert.ok(events.some((e) => e.type === 'progress' && e.phase === 'download'));
+  assert.equal(await core.isCached(entry, cacheDir), true);
+  const again = await core.resolveBackbone(entry.id, cacheDir, { fetchImpl: () => assert.fail('no second download') });
+  assert.equal(again.modelHash, r.modelHash);
+  assert.deepEqual(await readdir(path.join(cacheDir, 'backbones')), [entry.id]);
+});
