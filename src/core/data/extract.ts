@@ -69,7 +69,11 @@ export async function extractAll(
   const thumbs = new Map<string, Float32Array>();
   const failed: Skipped[] = [];
   const unique = new Map<string, string[]>();
-  for (const it of items) unique.set(it.hash, [...(unique.get(it.hash) ?? []), it.path]);
+  for (const it of items) {
+    const paths = unique.get(it.hash);
+    if (paths) paths.push(it.path);
+    else unique.set(it.hash, [it.path]);
+  }
 
   const missing: Array<{ hash: string; path: string }> = [];
   for (const [hash, paths] of unique) {

@@ -51,7 +51,11 @@ export function splitDataset(samples: Array<Sample & { hash: string }>, opts: Sp
   const test = opts.test ?? 0.15;
   if (!(val >= 0 && val <= 0.5) || !(test >= 0 && test <= 0.5)) throw new HeadstartError('BAD_INPUT', `--val and --test must be fractions between 0 and 0.5 (got ${val}, ${test})`);
   const byHash = new Map<string, Array<Sample & { hash: string }>>();
-  for (const s of samples) byHash.set(s.hash, [...(byHash.get(s.hash) ?? []), s]);
+  for (const s of samples) {
+    const group = byHash.get(s.hash);
+    if (group) group.push(s);
+    else byHash.set(s.hash, [s]);
+  }
   const conflicts: Skipped[] = [];
   const duplicates: string[][] = [];
   const groups = new Map<string, Array<Array<Sample & { hash: string }>>>();
@@ -63,7 +67,10 @@ export function splitDataset(samples: Array<Sample & { hash: string }>, opts: Sp
     }
     if (group.length > 1) duplicates.push(group.map((s) => s.rel));
     const label = labels[0]!;
-    groups.set(label, [...(groups.get(label) ?? []), group]);
+    // push, not spread: copying the list per file made large classes quadratic.
+    const list = groups.get(label);
+    if (list) list.push(group);
+    else groups.set(label, [group]);
   }
   const out: SplitSample[] = [];
   const rng = new Rng(opts.seed ?? 42);
