@@ -38,7 +38,8 @@ Usage:
                   [--workers N] [--engine auto|tfjs] [--out RUN_DIR] [--force]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
-  headstart export RUN_DIR --out DIR [--quantize none] [--format tfjs] [--force]
+  headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|auto] [--prune SPARSITY]
+                  [--max-drop POINTS] [--format tfjs] [--force]
   headstart backbones                    the catalogue and what is cached
   headstart sample DIR [--per-class N] [--classes N] [--seed N]
                                          write a small generated image dataset
@@ -245,7 +246,16 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, force: v.force, ...engineOptions(v) },
         { onEvent: rep.onEvent, signal },
       );
-      out(!!v.json, res, () => `Exported ${res.modelFormat} to ${res.outDir}: ${(res.exported.bytes / 1e6).toFixed(2)} MB (${(res.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.\nTry: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
+      out(!!v.json, res, () => {
+        const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
+        const lines = [
+          `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
+          `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
+        ];
+        if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+        lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
+        return lines.join('\n');
+      });
       return 0;
     }
     case 'backbones': {

@@ -24,6 +24,7 @@ export interface ExportMetadata {
   imageSize: number;
   modelName: string;
   tfjsVersion: string;
+  tmVersion: string;
   packageName: string;
   packageVersion: string;
   timeStamp: string;
@@ -64,7 +65,8 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
           if (!f) lines.push({ path: it.path, error: ex.failed.find((x) => x.path === it.path)?.reason ?? 'not decoded' });
           else lines.push(toPrediction(it.path, run.record.labels, headProbs(run.head, f, fsz)));
         }
-        return files.map((f) => lines.find((l) => l.path === f)!);
+        const byPath = new Map(lines.map((l) => [l.path, l]));
+        return files.map((f) => byPath.get(f)!);
       } finally {
         opened.dispose();
       }

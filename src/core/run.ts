@@ -154,7 +154,8 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     const ex = await opened.extract(scan.hashed, progress);
     const failedPaths = new Set(ex.failed.map((f) => f.path));
     const readable = scan.hashed.filter((s) => !failedPaths.has(s.path));
-    const failedWithLabel = ex.failed.map((f) => ({ ...f, label: scan.hashed.find((s) => s.path === f.path)?.label ?? '' }));
+    const labelOf = new Map(scan.hashed.map((s) => [s.path, s.label]));
+    const failedWithLabel = ex.failed.map((f) => ({ ...f, label: labelOf.get(f.path) ?? '' }));
     checkClasses(readable, allLabels, failedWithLabel);
     const split = splitDataset(readable, { val: cfg.val, test: cfg.test, seed: head.seed });
     const labels = [...new Set(split.samples.map((s) => s.label))].sort();

@@ -9,11 +9,14 @@ import type { Progress } from '../events';
 import type { Skipped } from '../data/dataset';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { testSplitItems } from '../evaluate';
-import { writeDirAtomic } from '../fsutil';
+import { exists, writeDirAtomic } from '../fsutil';
 import type { ExportMetadata } from '../predict';
-import { type LoadedRun, loadRun } from '../run';
+import { type LoadedRun, loadRun, openRunBackbone } from '../run';
+import { type VectorSet } from '../train/head';
+import { type Policy, POLICIES, type PolicyName } from '../compress/quantize';
+import { pruneHead } from '../compress/prune';
 import { evaluatePredictions } from '../train/metrics';
-import { loadExportedModel, writeFullModel } from './fullModel';
+import { type WrittenModel, loadExportedModel, writeFullModel } from './fullModel';
 import { browserSnippet, nodeSnippet } from './snippet';
 
 export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'auto'] as const;
@@ -22,11 +25,11 @@ export type Quantize = (typeof QUANTIZE_CHOICES)[number];
 export interface ExportOptions extends EngineOptions {
   /** Export folder to create. */
   out: string;
-  /** Weight storage; only 'none' (float32) so far. */
+  /** Weight storage: none (float32), float16, uint16, uint8, or auto (smallest within --max-drop). Default none. */
   quantize?: Quantize;
-  /** Head sparsity in [0, 1); only 0 so far. */
+  /** Target sparsity of the head's kernels, in [0, 1). Default 0 (auto also tries 0.5 and 0.8). */
   prune?: number;
-  /** Accuracy budget in points for --quantize auto. */
+  /** Accuracy budget of --quantize auto, in points below float32 (default 1). */
   maxDrop?: number;
   /** Model format; only 'tfjs' so far. */
   format?: 'tfjs' | 'onnx';
@@ -46,12 +49,33 @@ export interface VariantReport {
   msPerImage: number;
 }
 
+/** One variant tried by --quantize auto (or the one asked for). */
+export interface Candidate {
+  name: string;
+  policy: PolicyName;
+  sparsity: number;
+  bytes: number;
+  gzipBytes: number;
+  accuracy: number;
+  /** Points below float32 (negative: better). */
+  dropPoints: number;
+  withinBudget: boolean;
+}
+
 export interface ExportReport {
   outDir: string;
   format: 'tfjs';
   modelFormat: 'graph-model' | 'layers-model';
   quantize: Quantize;
-  prune: number;
+  /** Storage dtype per weight role in the export. */
+  precision: Policy;
+  /** Bytes of weights per storage dtype in the export. */
+  bytesByDtype: Record<string, number>;
+  /** Head sparsity asked for / achieved per dense layer. */
+  prune: { target: number; perLayer: Record<string, number> };
+  maxDropPoints: number;
+  candidates: Candidate[];
+  chosen: string;
   testImages: number;
   /** Accuracy of the run's own head on cached features (the engine's figure). */
   engineAccuracy: number;
@@ -73,45 +97,73 @@ async function sizeOf(dir: string): Promise<{ bytes: number; gzipBytes: number }
   return { bytes, gzipBytes };
 }
 
+interface TestSet {
+  images: Array<{ path: string; label: number; rgb: Uint8Array }>;
+  skipped: Skipped[];
+}
+
+/** Decodes the test images once; every candidate is measured on the same pixels. */
+async function decodeTestSet(run: LoadedRun, items: Array<{ path: string; label: string }>, progress: Progress): Promise<TestSet> {
+  const size = run.record.backbone.inputSize;
+  const images: TestSet['images'] = [];
+  const skipped: Skipped[] = [];
+  for (const it of items) {
+    throwIfAborted(progress.signal);
+    try {
+      images.push({ path: it.path, label: run.record.labels.indexOf(it.label), rgb: await readAndDecode(it.path, size) });
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      skipped.push({ path: it.path, reason: err.message });
+    }
+  }
+  return { images, skipped };
+}
+
 /** Runs an exported model from its files over the test images: accuracy and latency. */
-async function measure(dir: string, run: LoadedRun, items: Array<{ path: string; label: string }>, progress: Progress): Promise<Omit<VariantReport, 'bytes' | 'gzipBytes'> & { skipped: Skipped[] }> {
+async function measure(dir: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
   const size = run.record.backbone.inputSize;
   const labels = run.record.labels;
   const model = await loadExportedModel(dir);
-  const skipped: Skipped[] = [];
   try {
-    const probs: number[] = [];
-    const y: number[] = [];
-    const paths: string[] = [];
+    const probs = new Float32Array(test.images.length * labels.length);
     let ms = 0;
-    let timed = 0;
-    for (const [i, it] of items.entries()) {
+    for (const [i, im] of test.images.entries()) {
       throwIfAborted(progress.signal);
-      let rgb: Uint8Array;
-      try {
-        rgb = await readAndDecode(it.path, size);
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        skipped.push({ path: it.path, reason: err.message });
-        continue;
-      }
       const t0 = performance.now();
-      const p = tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(rgb), [1, size, size, 3])).dataSync());
-      if (i > 0 || items.length === 1) {
-        ms += performance.now() - t0;
-        timed++;
-      }
-      probs.push(...p);
-      y.push(labels.indexOf(it.label));
-      paths.push(it.path);
-      progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: items.length, unit: 'images' });
+      const p = tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(im.rgb), [1, size, size, 3])).dataSync());
+      if (i > 0) ms += performance.now() - t0; // the first call warms up kernels
+      probs.set(p, i * labels.length);
+      if (i % 8 === 7 || i === test.images.length - 1) progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: test.images.length, unit: `images (${label})` });
     }
-    const ev = evaluatePredictions(labels, y, Float32Array.from(probs), paths);
-    return { accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: timed ? ms / timed : 0, skipped };
+    const ev = evaluatePredictions(labels, test.images.map((im) => im.label), probs, test.images.map((im) => im.path));
+    return { ...(await sizeOf(dir)), accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
   } finally {
     model.dispose();
   }
 }
+
+/** Train / validation features of a run (through the embedding cache) for fine-tuning while pruning. */
+async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progress): Promise<{ train: VectorSet; val: VectorSet; featureSize: number }> {
+  const opened = await openRunBackbone(run, opts, progress);
+  try {
+    const pick = (split: string) => run.record.samples.filter((s) => s.split === split).map((s) => ({ path: path.join(run.record.dataset.root, s.rel), hash: s.hash, label: s.label }));
+    const all = [...pick('train'), ...pick('val')];
+    const ex = await opened.extract(all, progress);
+    const fsz = opened.backbone.entry.featureSize;
+    const gather = (list: typeof all): VectorSet => {
+      const ok = list.filter((s) => ex.features.has(s.hash));
+      const x = new Float32Array(ok.length * fsz);
+      ok.forEach((s, i) => x.set(ex.features.get(s.hash)!, i * fsz));
+      return { x, y: Int32Array.from(ok.map((s) => run.record.labels.indexOf(s.label))) };
+    };
+    return { train: gather(pick('train')), val: gather(pick('val')), featureSize: fsz };
+  } finally {
+    opened.dispose();
+  }
+}
+
+/** Candidate policies from smallest to largest, for --quantize auto. */
+const AUTO_ORDER: PolicyName[] = ['uint8', 'mixedLight', 'mixed', 'float16'];
 
 function modelCard(run: LoadedRun, report: ExportReport): string {
   const r = run.record;
@@ -137,10 +189,18 @@ Accuracy of this export: **${pct(report.exported.accuracy)}** (float32: ${pct(re
 ${perClass}
 
 ## Files
-- \`model.json\` + \`weights.bin\`: TensorFlow.js ${report.modelFormat}, ${report.exported.bytes} bytes (${report.exported.gzipBytes} gzipped). Weights: ${report.quantize === 'none' ? 'float32' : report.quantize}.
+- \`model.json\` + \`weights.bin\`: TensorFlow.js ${report.modelFormat}, ${report.exported.bytes} bytes (${report.exported.gzipBytes} gzipped) — float32 would be ${report.float32.bytes} bytes (${report.float32.gzipBytes} gzipped).
 - \`labels.json\`, \`metadata.json\` (Teachable Machine's keys: \`labels\`, \`imageSize\`, …), \`report.json\`, \`inference.mjs\`.
 
 Input: a float32 tensor [batch, ${r.backbone.inputSize}, ${r.backbone.inputSize}, 3] of RGB pixels 0..255 (centre-crop to a square, then resize). Output: class probabilities in the order of \`labels.json\`. Latency here: ${report.exported.msPerImage.toFixed(1)} ms per image (${report.backend} backend).
+
+## Compression
+Variant \`${report.chosen}\` (asked: --quantize ${report.quantize}${report.quantize === 'auto' ? `, within ${report.maxDropPoints} points of float32` : ''}). Weights by storage: ${Object.entries(report.bytesByDtype).map(([d, b]) => `${d} ${b} B`).join(', ')}. Precision by role: ${Object.entries(report.precision).map(([k, v]) => `${k} ${v}`).join(', ')}.${report.prune.target ? ` Head pruned to ${Object.entries(report.prune.perLayer).map(([l, x]) => `${l} ${(x * 100).toFixed(0)}%`).join(', ')} zeros (gradual magnitude pruning, fine-tuned).` : ''}
+
+| variant | bytes | gzipped | test accuracy |
+|---|---|---|---|
+| float32 | ${report.float32.bytes} | ${report.float32.gzipBytes} | ${pct(report.float32.accuracy)} |
+${report.candidates.filter((c) => c.name !== 'float32').map((c) => `| ${c.name}${c.name === report.chosen ? ' (chosen)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} |`).join('\n')}
 
 ## Load it
 Node: \`npm install @tensorflow/tfjs sharp\`, then \`node inference.mjs photo.jpg\`.
@@ -162,27 +222,70 @@ ${r.dataset.warnings.map((w) => `- ${w}`).join('\n')}
 
 /**
  * Exports a run as a full TF.js model (backbone + head) with labels,
- * metadata, report, model card and an inference script, atomically. The
- * export is loaded back with the stock loaders and measured on the run's
- * own test split.
+ * metadata, report, model card and an inference script, atomically. Every
+ * variant is loaded back with the stock loaders and measured on the run's own
+ * test split; `auto` keeps the smallest within the accuracy budget.
  */
 export async function exportRun(runDir: string, opts: ExportOptions, progress: Progress = {}): Promise<ExportReport> {
   const quantize = opts.quantize ?? 'none';
   if (!QUANTIZE_CHOICES.includes(quantize)) throw new HeadstartError('BAD_INPUT', `--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${quantize}')`);
-  if (quantize !== 'none') throw new HeadstartError('BAD_INPUT', `--quantize ${quantize} is not available yet in this version; use --quantize none (float32)`);
   const prune = opts.prune ?? 0;
-  if (!(prune >= 0 && prune < 1)) throw new HeadstartError('BAD_INPUT', `--prune must be a sparsity in [0, 1) (got ${opts.prune})`);
-  if (prune > 0) throw new HeadstartError('BAD_INPUT', '--prune is not available yet in this version');
+  if (!(typeof prune === 'number' && prune >= 0 && prune < 1)) throw new HeadstartError('BAD_INPUT', `--prune must be a sparsity in [0, 1) (got ${opts.prune})`);
+  const maxDrop = opts.maxDrop ?? 1;
+  if (!(maxDrop >= 0 && maxDrop <= 100)) throw new HeadstartError('BAD_INPUT', `--max-drop must be a number of accuracy points from 0 to 100 (got ${opts.maxDrop})`);
   if ((opts.format ?? 'tfjs') !== 'tfjs') throw new HeadstartError('BAD_INPUT', `--format ${opts.format} is not available yet in this version; use --format tfjs`);
+  if (!opts.force && (await exists(opts.out))) throw new HeadstartError('EXISTS', `${opts.out} already exists; choose another --out folder or pass --force to replace it`);
   const run = await loadRun(runDir, opts.backend);
+  const heads = new Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>();
   try {
     const backend = await initBackend(opts.backend ?? 'auto');
     const { items, skipped } = await testSplitItems(run);
     progress.onEvent?.({ type: 'phase', phase: 'export', message: `writing the full model and measuring it on ${items.length} test images` });
+    const test = await decodeTestSet(run, items, progress);
+    if (!test.images.length) throw new HeadstartError('NO_DATA', `${runDir} has no readable test images to measure the export on`);
+    const sparsities = quantize === 'auto' ? [...new Set([prune, 0.8, 0.5, 0].filter((x) => x >= prune))].sort((a, b) => b - a) : [prune];
+    heads.set(0, { head: run.head, perLayer: {} });
+    if (sparsities.some((x) => x > 0)) {
+      progress.onEvent?.({ type: 'phase', phase: 'export', message: 'pruning the head' });
+      const vec = await runVectors(run, opts, progress);
+      for (const sp of sparsities.filter((x) => x > 0)) {
+        const res = await pruneHead(run.head, vec.train, vec.val, vec.featureSize, run.record.labels.length, sp, { seed: run.record.config.seed }, progress);
+        heads.set(sp, { head: res.head, perLayer: res.sparsity });
+      }
+    }
     return await writeDirAtomic(
       path.resolve(opts.out),
       async (tmp) => {
-        const modelFormat = await writeFullModel(run, tmp);
+        const cand = (name: string) => path.join(tmp, '.candidates', name);
+        await writeFullModel(run, cand('float32'), POLICIES.float32);
+        const f32 = await measure(cand('float32'), run, test, progress, 'float32');
+        const tried: Candidate[] = [];
+        const order: Array<{ policy: PolicyName; sparsity: number }> =
+          quantize === 'auto' ? AUTO_ORDER.flatMap((policy) => sparsities.map((sparsity) => ({ policy, sparsity }))) : [{ policy: quantize === 'none' ? 'float32' : quantize, sparsity: prune }];
+        let chosen: { name: string; policy: PolicyName; sparsity: number; report: VariantReport; written: WrittenModel } | undefined;
+        for (const c of order) {
+          const name = `${c.policy}${c.sparsity ? `-sparse${Math.round(c.sparsity * 100)}` : ''}`;
+          const written = name === 'float32' ? await writeFullModel(run, cand('float32-copy'), POLICIES.float32) : await writeFullModel(run, cand(name), POLICIES[c.policy], heads.get(c.sparsity)!.head);
+          const dir = name === 'float32' ? cand('float32-copy') : cand(name);
+          const rep = name === 'float32' ? f32 : await measure(dir, run, test, progress, name);
+          const dropPoints = (f32.accuracy - rep.accuracy) * 100;
+          const withinBudget = quantize !== 'auto' || dropPoints <= maxDrop + 1e-9;
+          tried.push({ name, policy: c.policy, sparsity: c.sparsity, bytes: rep.bytes, gzipBytes: rep.gzipBytes, accuracy: rep.accuracy, dropPoints, withinBudget });
+          if (withinBudget) {
+            chosen = { name, policy: c.policy, sparsity: c.sparsity, report: rep, written };
+            await fs.rename(path.join(dir, 'model.json'), path.join(tmp, 'model.json'));
+            await fs.rename(path.join(dir, 'weights.bin'), path.join(tmp, 'weights.bin'));
+            break;
+          }
+        }
+        if (!chosen) {
+          // Nothing met the budget: ship float32 and say so.
+          const written = await writeFullModel(run, tmp, POLICIES.float32);
+          chosen = { name: 'float32', policy: 'float32', sparsity: 0, report: f32, written };
+          progress.onEvent?.({ type: 'warning', message: `no compressed variant stayed within ${maxDrop} points of float32; exported float32` });
+        }
+        await fs.rm(path.join(tmp, '.candidates'), { recursive: true, force: true });
+        const modelFormat = chosen.written.modelFormat;
         const labels = run.record.labels;
         const meta: ExportMetadata = {
           tfjsVersion: tf.version.tfjs,
@@ -195,33 +298,37 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
           imageSize: run.record.backbone.inputSize,
           userMetadata: {},
           headstart: { input: 'rgb-0-255-centre-crop', format: modelFormat, backbone: run.record.backbone.id },
-        } as ExportMetadata;
+        };
         await fs.writeFile(path.join(tmp, 'labels.json'), JSON.stringify(labels, null, 2));
         await fs.writeFile(path.join(tmp, 'metadata.json'), JSON.stringify(meta, null, 2));
         await fs.writeFile(path.join(tmp, 'inference.mjs'), nodeSnippet());
-        const m = await measure(tmp, run, items, progress);
-        const size = await sizeOf(tmp);
-        const variant: VariantReport = { ...size, accuracy: m.accuracy, macroF1: m.macroF1, perClassF1: m.perClassF1, msPerImage: m.msPerImage };
         const report: ExportReport = {
           outDir: path.resolve(opts.out),
           format: 'tfjs',
           modelFormat,
           quantize,
-          prune,
-          testImages: items.length - m.skipped.length,
+          precision: chosen.written.policy,
+          bytesByDtype: chosen.written.bytesByDtype,
+          prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} },
+          maxDropPoints: maxDrop,
+          candidates: tried,
+          chosen: chosen.name,
+          testImages: test.images.length,
           engineAccuracy: run.record.test.accuracy,
-          float32: variant,
-          exported: variant,
-          skipped: [...skipped, ...m.skipped],
+          float32: f32,
+          exported: chosen.report,
+          skipped: [...skipped, ...test.skipped],
           backend: backend.name,
         };
         await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
         await fs.writeFile(path.join(tmp, 'README.md'), modelCard(run, report));
+        throwIfAborted(progress.signal); // a cancel that came during the last step still wins
         return report;
       },
       { overwrite: opts.force },
     );
   } finally {
+    for (const [sp, h] of heads) if (sp > 0) h.head.dispose();
     run.head.dispose();
   }
 }
