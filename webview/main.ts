@@ -12,7 +12,7 @@ import {
   vsCodeProgressRing,
   vsCodeTextField,
 } from '@vscode/webview-ui-toolkit';
-import { type FormOptions, type FromWebview, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
+import { type ExportChoices, type FormOptions, type FromWebview, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
 import { lineChart } from './charts';
 
 provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeTextField(), vsCodeDropdown(), vsCodeOption(), vsCodeProgressRing(), vsCodeDivider(), vsCodeBadge());
@@ -70,8 +70,16 @@ function skeleton(): void {
   <section id="results" aria-labelledby="h-res" hidden><h2 id="h-res">Results</h2><div id="results-body"></div></section>
   <section id="export" aria-labelledby="h-exp" hidden><h2 id="h-exp">Export</h2>
     <div class="row"><vscode-text-field id="e-out" size="40">Folder in the workspace</vscode-text-field>
-      <label for="e-quant">Weights</label><vscode-dropdown id="e-quant"><vscode-option value="none">float32 (quantization: coming)</vscode-option></vscode-dropdown>
+      <div><label for="e-quant">Weights</label><br><vscode-dropdown id="e-quant">
+        <vscode-option value="auto">auto: smallest within the budget</vscode-option>
+        <vscode-option value="uint8">uint8 (¼ size)</vscode-option>
+        <vscode-option value="uint16">uint16 (½ size)</vscode-option>
+        <vscode-option value="float16">float16 (½ size)</vscode-option>
+        <vscode-option value="none">float32 (no compression)</vscode-option></vscode-dropdown></div>
+      <vscode-text-field id="e-prune" size="6" value="0">Head sparsity</vscode-text-field>
+      <vscode-text-field id="e-drop" size="6" value="1">Max drop (points)</vscode-text-field>
       <vscode-button id="e-go">Export</vscode-button></div>
+    <div class="field-error" id="e-err"></div>
     <div id="export-body"></div>
   </section>
   <section aria-labelledby="h-runs"><h2 id="h-runs">Past runs</h2><div id="runs"></div></section>`;
@@ -83,9 +91,16 @@ function skeleton(): void {
   });
   $('cancel').addEventListener('click', () => send({ type: 'cancel' }));
   $('e-go').addEventListener('click', () => {
-    const out = ($('e-out') as HTMLInputElement).value.trim();
-    if (out) send({ type: 'export', out, quantize: 'none' });
+    const val = (id: string) => ($(id) as HTMLInputElement).value.trim();
+    const out = val('e-out');
+    const quantize = (val('e-quant') || 'auto') as ExportChoices['quantize'];
+    const prune = Number(val('e-prune') || '0');
+    const maxDrop = Number(val('e-drop') || '1');
+    const err = !out ? 'choose a folder' : !(prune >= 0 && prune < 1) ? 'head sparsity is a fraction from 0 to below 1' : !(maxDrop >= 0 && maxDrop <= 100) ? 'max drop is 0–100 points' : '';
+    $('e-err').textContent = err;
+    if (!err) send({ type: 'export', out, choices: { quantize, prune, maxDrop } });
   });
+  $('e-quant').addEventListener('change', () => $('e-drop').toggleAttribute('disabled', ($('e-quant') as HTMLInputElement).value !== 'auto'));
   const onEdit = () => {
     formDirty = true;
     const o = readForm();
@@ -214,7 +229,9 @@ function renderResults(s: PanelState): void {
   $('export-body').innerHTML = s.exporting
     ? '<p><vscode-progress-ring></vscode-progress-ring> Exporting and measuring the model…</p>'
     : e
-      ? `<p id="export-result">${esc(e.modelFormat)} in <code>${esc(e.outDir)}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), test accuracy ${pct(e.accuracy)}, ${e.msPerImage.toFixed(1)} ms per image.</p><vscode-button data-action="snippet" appearance="secondary">Open inference snippet</vscode-button>`
+      ? `<p id="export-result">${esc(e.modelFormat)} (<strong>${esc(e.chosen)}</strong>) in <code>${esc(e.outDir)}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), ${((e.bytes / e.float32Bytes) * 100).toFixed(0)}% of float32; test accuracy ${pct(e.accuracy)} (float32 ${pct(e.float32Accuracy)}); ${e.msPerImage.toFixed(1)} ms per image.</p>
+        ${e.candidates.length > 1 ? `<table class="metrics"><caption>Variants tried</caption><tr><th>variant</th><th>size</th><th>gzipped</th><th>accuracy</th></tr>${e.candidates.map((c) => `<tr><th scope="row">${esc(c.name)}${c.name === e.chosen ? ' ✓' : ''}</th><td>${mb(c.bytes)}</td><td>${mb(c.gzipBytes)}</td><td>${pct(c.accuracy)}${c.withinBudget ? '' : ' ✗'}</td></tr>`).join('')}</table>` : ''}
+        <vscode-button data-action="snippet" appearance="secondary">Open inference snippet</vscode-button>`
       : '';
 }
 

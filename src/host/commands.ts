@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { BackboneChoice } from '../shared/panelProtocol';
+import type { BackboneChoice, ExportChoices } from '../shared/panelProtocol';
 import type { Log } from './log';
 import { TrainingPanel } from './panel';
 import { pickBackbone, pickDataset } from './pickers';
@@ -92,7 +92,7 @@ async function pickRun(s: Services, title: string): Promise<string | undefined> 
 }
 
 /** Export Model…: a run (default the one shown), then a folder in the workspace. Args skip the pickers. */
-export async function exportModel(s: Services, runDirArg?: string, outArg?: string): Promise<unknown> {
+export async function exportModel(s: Services, runDirArg?: string, outArg?: string, quantizeArg?: ExportChoices['quantize']): Promise<unknown> {
   if (!requireTrust()) return undefined;
   const runDir = runDirArg ?? (await pickRun(s, 'Export Model: run'));
   if (!runDir) return undefined;
@@ -101,7 +101,22 @@ export async function exportModel(s: Services, runDirArg?: string, outArg?: stri
     out = await vscode.window.showInputBox({ title: 'Export Model: folder', prompt: 'Folder in the workspace to write the model into (replaced if it exists)', value: s.session.state.exportDefault || 'models/classifier', validateInput: (v) => (v.trim() ? undefined : 'a folder path') });
     if (!out) return undefined;
   }
-  const view = await s.session.exportModel(out, runDir);
+  let quantize = quantizeArg ?? (outArg ? 'none' : undefined);
+  if (!quantize) {
+    const pick = await vscode.window.showQuickPick(
+      [
+        { label: 'auto', description: 'the smallest variant within 1 accuracy point of float32 (measured on the test split)', value: 'auto' as const },
+        { label: 'uint8', description: 'about ¼ of the float32 size', value: 'uint8' as const },
+        { label: 'uint16', description: 'about ½ of the float32 size', value: 'uint16' as const },
+        { label: 'float16', description: 'about ½ of the float32 size', value: 'float16' as const },
+        { label: 'float32', description: 'no compression', value: 'none' as const },
+      ],
+      { title: 'Export Model: weights', placeHolder: 'How to store the weights' },
+    );
+    if (!pick) return undefined;
+    quantize = pick.value;
+  }
+  const view = await s.session.exportModel(out, runDir, { quantize });
   if (view && !outArg) {
     const a = await vscode.window.showInformationMessage(`Headstart: exported to ${vscode.workspace.asRelativePath(view.outDir)} (${(view.bytes / 1e6).toFixed(1)} MB, test accuracy ${(view.accuracy * 100).toFixed(1)}%).`, 'Open Inference Snippet', 'Open Panel');
     if (a === 'Open Inference Snippet') await vscode.window.showTextDocument(vscode.Uri.file(path.join(view.outDir, 'inference.mjs')));

@@ -38,7 +38,9 @@ interface TrainReportLike {
 interface ExportReportLike {
   outDir: string;
   modelFormat: string;
-  float32: { bytes: number };
+  chosen: string;
+  candidates: ExportView['candidates'];
+  float32: { bytes: number; gzipBytes: number; accuracy: number };
   exported: { bytes: number; gzipBytes: number; accuracy: number; msPerImage: number };
 }
 
@@ -286,10 +288,23 @@ export class TrainingSession extends Disposable {
     try {
       const rep = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Headstart: exporting model', cancellable: true }, (progress, token) =>
         this.client.request<ExportReportLike, 'export'>('export', { runDir, options: { ...options, out: abs, force: true }, settings: engineSettings(this.storage) }, (e) => {
-          if (e.type === 'progress' && e.total) progress.report({ message: `measuring on test images ${e.done}/${e.total}` });
+          if (e.type === 'progress' && e.total) progress.report({ message: `measuring ${e.unit ?? 'images'} ${e.done}/${e.total}` });
+          else if (e.type === 'phase') progress.report({ message: e.message });
         }, token),
       );
-      const view: ExportView = { outDir: rep.outDir, bytes: rep.exported.bytes, gzipBytes: rep.exported.gzipBytes, accuracy: rep.exported.accuracy, float32Bytes: rep.float32.bytes, msPerImage: rep.exported.msPerImage, modelFormat: rep.modelFormat };
+      const view: ExportView = {
+        outDir: rep.outDir,
+        bytes: rep.exported.bytes,
+        gzipBytes: rep.exported.gzipBytes,
+        accuracy: rep.exported.accuracy,
+        float32Bytes: rep.float32.bytes,
+        float32GzipBytes: rep.float32.gzipBytes,
+        float32Accuracy: rep.float32.accuracy,
+        msPerImage: rep.exported.msPerImage,
+        modelFormat: rep.modelFormat,
+        chosen: rep.chosen,
+        candidates: rep.candidates.map((c) => ({ name: c.name, bytes: c.bytes, gzipBytes: c.gzipBytes, accuracy: c.accuracy, withinBudget: c.withinBudget })),
+      };
       this.update({ exporting: false, exported: view, phase: 'idle', phaseMessage: '', notice: `Exported to ${rep.outDir}` });
       this.log.info(`exported ${runDir} → ${rep.outDir} (${rep.exported.bytes} bytes)`);
       return view;

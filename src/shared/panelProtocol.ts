@@ -66,8 +66,22 @@ export interface ExportView {
   gzipBytes: number;
   accuracy: number;
   float32Bytes: number;
+  float32GzipBytes: number;
+  float32Accuracy: number;
   msPerImage: number;
   modelFormat: string;
+  /** The variant written (e.g. 'uint8', 'mixed-sparse50'). */
+  chosen: string;
+  candidates: Array<{ name: string; bytes: number; gzipBytes: number; accuracy: number; withinBudget: boolean }>;
+}
+
+/** Compression choices of the export section. */
+export interface ExportChoices {
+  quantize: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto';
+  /** Head sparsity in [0, 1). */
+  prune: number;
+  /** Accuracy budget of auto, in points. */
+  maxDrop: number;
 }
 
 export interface RunSummary {
@@ -112,7 +126,7 @@ export type FromWebview =
   | { type: 'start'; options: FormOptions }
   | { type: 'cancel' }
   | { type: 'pickData' }
-  | { type: 'export'; out: string; quantize: 'none' }
+  | { type: 'export'; out: string; choices: ExportChoices }
   | { type: 'openFile'; path: string }
   | { type: 'openSnippet' }
   | { type: 'openRun'; runDir: string };

@@ -55,6 +55,7 @@ export async function runUiTest(server, browser, ws, shotsDir) {
     await panel.locator('#results').scrollIntoViewIfNeeded();
     await shot('3-results.png');
 
+    // Export through the panel with the default compression (auto within 1 point).
     await panel.locator('#e-go').click();
     await panel.locator('#export-result').waitFor({ timeout: 180_000 });
     assert.ok(existsSync(path.join(ws, 'models', 'shapes', 'model.json')), 'exported into the workspace');

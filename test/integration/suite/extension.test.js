@@ -66,6 +66,14 @@ describe('Headstart in VS Code', () => {
       assert.ok(fs.existsSync(path.join(ws(), 'models', 'shapes', f)), `${f} exported`);
     }
     assert.equal(view.accuracy, outcome.accuracy);
+    assert.equal(view.chosen, 'float32');
+
+    // Compressed: uint8 weights, about a quarter of float32.
+    const small = await vscode.commands.executeCommand('headstart.exportModel', outcome.runDir, 'models/shapes-uint8', 'uint8');
+    assert.equal(small.chosen, 'uint8');
+    assert.ok(small.bytes < 0.3 * small.float32Bytes, `${small.bytes} vs ${small.float32Bytes}`);
+    const manifest = JSON.parse(fs.readFileSync(path.join(ws(), 'models', 'shapes-uint8', 'model.json'), 'utf8')).weightsManifest;
+    assert.ok(manifest[0].weights.some((w) => w.quantization && w.quantization.dtype === 'uint8'));
   });
 
   it('cancels a run within a batch and saves nothing', async () => {
