@@ -66,7 +66,13 @@ export async function pruneHead(head: tf.LayersModel, train: VectorSet, val: Vec
   const n = train.y.length;
   const order = Array.from({ length: n }, (_, i) => i);
   let masks: tf.Tensor[] = [];
-  const applyMasks = () => kernels.forEach((k, i) => k.write(tf.tidy(() => tf.mul(k.read(), masks[i]!))));
+  // write() assigns the new value's data to the variable; the tensor itself is still ours to free.
+  const applyMasks = () =>
+    kernels.forEach((k, i) => {
+      const masked = tf.tidy(() => tf.mul(k.read(), masks[i]!));
+      k.write(masked);
+      masked.dispose();
+    });
   try {
     for (let s = 1; s <= steps && target > 0; s++) {
       const sparsity = target * (1 - (1 - s / steps) ** 3);
@@ -92,6 +98,9 @@ export async function pruneHead(head: tf.LayersModel, train: VectorSet, val: Vec
       }
       progress.onEvent?.({ type: 'log', message: `pruned the head to ${(sparsity * 100).toFixed(0)}% sparsity (step ${s}/${steps})` });
     }
+  } catch (err) {
+    model.dispose(); // cancelled or failed: the caller never gets the copy
+    throw err;
   } finally {
     tf.dispose(masks);
     optimizer.dispose();
