@@ -25,3 +25,5 @@ export * from './evaluate';
 export * from './predict';
 export * from './export/fullModel';
 export * from './export/exportRun';
+export * from './compress/quantize';
+export * from './compress/prune';
