@@ -154,12 +154,19 @@ async function buildLayersModel(run: LoadedRun, head: tf.LayersModel): Promise<B
   const source = await readModelDir(b.dir);
   const sourceQuant = new Map(source.entries.map((e) => [e.spec.name, e.spec.quantization]));
   const base = await tf.loadLayersModel(dirLoader(b.dir));
+  // Layers added on top of the base belong to no model we dispose: they are freed one by one.
+  const added: tf.layers.Layer[] = [];
   try {
     let x = base.getLayer(b.featureNode).output as tf.SymbolicTensor;
-    if (b.pool && x.shape.length === 4) x = tf.layers.globalAveragePooling2d({ name: 'headstart_pool' }).apply(x) as tf.SymbolicTensor;
+    if (b.pool && x.shape.length === 4) {
+      const pool = tf.layers.globalAveragePooling2d({ name: 'headstart_pool' });
+      x = pool.apply(x) as tf.SymbolicTensor;
+      added.push(pool);
+    }
     for (const d of headDense(head)) {
       const layer = tf.layers.dense({ units: d.kernel.shape[1]!, activation: d.activation as 'relu', name: `headstart_${d.name}` });
       x = layer.apply(x) as tf.SymbolicTensor;
+      added.push(layer);
       layer.setWeights([d.kernel, d.bias]);
     }
     const full = tf.model({ inputs: base.inputs, outputs: x, name: 'headstart_model' });
@@ -199,6 +206,7 @@ async function buildLayersModel(run: LoadedRun, head: tf.LayersModel): Promise<B
     return { format: 'layers-model', weights, json: { format: 'layers-model', generatedBy: a.generatedBy, convertedBy: 'headstart', modelTopology: a.modelTopology } };
   } finally {
     base.dispose();
+    for (const l of added) l.dispose();
   }
 }
 
