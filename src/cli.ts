@@ -11,6 +11,7 @@ import {
   CATALOGUE,
   CancelledError,
   DEFAULT_BACKBONE,
+  type EngineChoice,
   type EngineEvent,
   type EngineOptions,
   HeadstartError,
@@ -35,7 +36,7 @@ const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
 Usage:
   headstart train DATA [--backbone ID] [--epochs N] [--batch N] [--lr X] [--hidden N]
                   [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
-                  [--workers N] [--engine auto|tfjs] [--out RUN_DIR] [--force]
+                  [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|auto] [--prune SPARSITY]
@@ -46,8 +47,8 @@ Usage:
 
 DATA is a folder with one sub-folder per class, or a CSV / JSONL manifest (path,label).
 Every command takes --json (result on stdout, progress on stderr), --cache DIR
-(default: HEADSTART_CACHE_DIR or ${defaultCacheDir()}), --backend auto|tensorflow|wasm|cpu
-and --quiet.`;
+(default: HEADSTART_CACHE_DIR or ${defaultCacheDir()}), --engine auto|onnx|tfjs
+(what runs the frozen backbone), --backend auto|tensorflow|wasm|cpu, --workers N and --quiet.`;
 
 const common = {
   json: { type: 'boolean' },
@@ -55,6 +56,7 @@ const common = {
   cache: { type: 'string' },
   backend: { type: 'string' },
   workers: { type: 'string' },
+  engine: { type: 'string' },
   force: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -139,12 +141,13 @@ class Reporter {
   };
 }
 
-function engineOptions(v: { cache?: string; backend?: string; workers?: string }): EngineOptions {
+function engineOptions(v: { cache?: string; backend?: string; workers?: string; engine?: string }): EngineOptions {
+  if (v.engine !== undefined && !['auto', 'onnx', 'tfjs'].includes(v.engine)) bad(`--engine must be auto, onnx or tfjs (got '${v.engine}')`);
   const backends = ['auto', 'tensorflow', 'wasm', 'cpu'];
   if (v.backend !== undefined && !backends.includes(v.backend)) bad(`--backend must be one of ${backends.join(', ')} (got '${v.backend}')`);
   const workers = num(v.workers, 'workers', true);
   if (workers !== undefined && (workers < 1 || workers > 64)) bad('--workers must be from 1 to 64');
-  return { cacheDir: v.cache ? path.resolve(v.cache) : undefined, backend: v.backend as BackendPreference | undefined, workers };
+  return { cacheDir: v.cache ? path.resolve(v.cache) : undefined, backend: v.backend as BackendPreference | undefined, workers, engine: v.engine as EngineChoice | undefined };
 }
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
@@ -175,11 +178,10 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const { values: v, positionals } = parse({
         backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, dropout: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
-        seed: { type: 'string' }, unfreeze: { type: 'string' }, engine: { type: 'string' }, out: { type: 'string' },
+        seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' },
         patience: { type: 'string' },
       });
       if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
-      if (v.engine && !['auto', 'tfjs'].includes(v.engine)) bad(`--engine ${v.engine} is not available in this version; use auto or tfjs`);
       const rep = new Reporter(!!v.quiet);
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const res = await trainRun(
@@ -205,7 +207,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       out(!!v.json, res, () => {
         const lines = [
           `Test accuracy ${pct(res.test.accuracy)} on ${res.test.count} images (macro F1 ${res.test.macroF1.toFixed(3)}); raw-pixel baseline ${pct(res.baseline.accuracy)}: ${res.baseline.verdict}.`,
-          `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; ${res.timings.extracted} images extracted at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
+          `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; features by ${res.engine}: ${res.timings.extracted} images extracted at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
           `Skipped ${res.dataset.skipped.length} files${res.dataset.skipped.length ? ` (${res.dataset.skipped.slice(0, 3).map((s) => `${path.basename(s.path)}: ${s.reason}`).join('; ')}${res.dataset.skipped.length > 3 ? '; …' : ''})` : ''}.`,
           `Run saved to ${res.runDir}`,
           `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`,

@@ -7,6 +7,9 @@ import { PREPROCESS_VERSION, THUMB } from './data/decode';
 import { type ExtractItem, type ExtractResult, extractAll } from './data/extract';
 import { ExtractorPool } from './data/pool';
 import { sha256 } from './fsutil';
+import { HeadstartError } from './errors';
+import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
+import { CONVERTER_VERSION } from './export/onnx/convert';
 import type { Progress } from './events';
 
 /** Settings shared by every command that runs a backbone. */
@@ -15,7 +18,12 @@ export interface EngineOptions {
   cacheDir?: string;
   /** TensorFlow.js backend, default 'auto'. */
   backend?: BackendPreference;
-  /** Extraction threads for single-threaded backends; default: cores (at most 4). 1 runs in-process. */
+  /** Which engine runs the frozen backbone: 'auto' (ONNX Runtime when it loads, else TF.js), 'onnx' or 'tfjs'. */
+  engine?: EngineChoice;
+  /**
+   * TF.js on a single-threaded backend: extraction threads (default: cores, at most 4; 1 runs in-process).
+   * ONNX Runtime: intra-op threads (default: cores).
+   */
   workers?: number;
   /** Pixel limit per image, default 64 M. */
   maxPixels?: number;
@@ -27,13 +35,19 @@ export interface OpenedBackbone {
   backbone: ResolvedBackbone;
   backend: BackendInfo;
   cacheDir: string;
-  /** Which engine extracts features: 'tfjs-<backend>'. */
+  /** Which engine extracts features: 'onnxruntime' or 'tfjs-<backend>'. */
   engine: string;
+  /** Threads extracting: pool size (TF.js) or intra-op threads (ONNX Runtime). */
+  workers: number;
+  /** Why the engine asked for was not used, if it was not. */
+  engineNote?: string;
   /** Extracts (through the caches) features of the given images. */
   extract(items: ExtractItem[], progress?: Progress): Promise<ExtractResult>;
   /** Releases the pool and the model. */
   dispose(): void;
 }
+
+export type EngineChoice = 'auto' | 'onnx' | 'tfjs';
 
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
@@ -46,18 +60,40 @@ export function defaultWorkers(): number {
  */
 export async function openBackbone(id: string, opts: EngineOptions = {}, progress: Progress & DownloadOptions = {}): Promise<OpenedBackbone> {
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const choice = opts.engine ?? 'auto';
+  if (!['auto', 'onnx', 'tfjs'].includes(choice)) throw new HeadstartError('BAD_INPUT', `--engine must be auto, onnx or tfjs (got '${String(choice)}')`);
   progress.onEvent?.({ type: 'phase', phase: 'backend', message: 'starting TensorFlow.js' });
   const backend = await initBackend(opts.backend ?? 'auto');
   const backbone = await resolveBackbone(id, cacheDir, progress);
-  const engine = `tfjs-${backend.name}`;
-  // Features of all TF.js backends agree to float rounding; they share one cache key.
-  const key = sha256(`${backbone.modelHash}|${backbone.entry.featureNode}|${backbone.entry.pool ? 'pool' : ''}|${backbone.entry.inputRange.join(',')}|${PREPROCESS_VERSION}|tfjs`).slice(0, 24);
-  const workers = backend.multiThreaded ? 1 : (opts.workers ?? defaultWorkers());
+  let engineNote: string | undefined;
+  let useOnnx = false;
+  if (choice !== 'tfjs') {
+    if (loadOrt()) useOnnx = true;
+    else if (choice === 'onnx') throw new HeadstartError('BACKEND', `--engine onnx: ONNX Runtime is not available here (${ortUnavailableReason()}); use --engine tfjs`);
+    else engineNote = `ONNX Runtime unavailable (${ortUnavailableReason()}); using TensorFlow.js`;
+  }
+  let onnxPath: string | undefined;
+  if (useOnnx) {
+    try {
+      onnxPath = await ensureOnnxBackbone(backbone, cacheDir);
+    } catch (err) {
+      if (choice === 'onnx' || !(err instanceof HeadstartError)) throw err;
+      engineNote = `backbone could not be converted to ONNX (${err.message}); using TensorFlow.js`;
+      useOnnx = false;
+    }
+  }
+  if (engineNote) progress.onEvent?.({ type: 'warning', message: engineNote });
+  const engine = useOnnx ? 'onnxruntime' : `tfjs-${backend.name}`;
+  // The engines agree to ~1e-5 but are kept apart: a run's features are reproducible by its own engine.
+  // Features of all TF.js backends agree to float rounding; they share one key.
+  const key = sha256(`${backbone.modelHash}|${backbone.entry.featureNode}|${backbone.entry.pool ? 'pool' : ''}|${backbone.entry.inputRange.join(',')}|${PREPROCESS_VERSION}|${useOnnx ? `onnx-c${CONVERTER_VERSION}` : 'tfjs'}`).slice(0, 24);
+  const workers = useOnnx ? (opts.workers ?? defaultOrtThreads()) : backend.multiThreaded ? 1 : (opts.workers ?? defaultWorkers());
   let extractor: (FeatureExtractor & { size?: number }) | undefined;
   let featureSize = backbone.entry.featureSize;
   const getExtractor = async (): Promise<FeatureExtractor & { size?: number }> => {
     if (!extractor) {
-      extractor = workers > 1 ? await ExtractorPool.start(backbone, workers, backend.name as BackendPreference) : await loadTfjsExtractor(backbone);
+      if (useOnnx) extractor = await ExtractorPool.start(backbone, 1, { kind: 'onnx', onnxPath: onnxPath!, threads: workers });
+      else extractor = workers > 1 ? await ExtractorPool.start(backbone, workers, { kind: 'tfjs', backend: backend.name as BackendPreference }) : await loadTfjsExtractor(backbone);
       featureSize = extractor.featureSize;
     }
     return extractor;
@@ -69,6 +105,8 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
     backend,
     cacheDir,
     engine,
+    workers,
+    engineNote,
     extract: (items, p = {}) =>
       extractAll(items, getExtractor, new VectorCache(cacheDir, key, featureSize), thumbs, backbone.entry.inputSize, {
         ...p,

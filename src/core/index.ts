@@ -27,3 +27,6 @@ export * from './export/fullModel';
 export * from './export/exportRun';
 export * from './compress/quantize';
 export * from './compress/prune';
+export * from './compress/quantize';
+export * from './compress/prune';
+export * from './export/onnx/convert';

@@ -182,7 +182,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         imagesPerSecond: ex.imagesPerSecond,
         extracted: ex.computed,
         cached: ex.cached,
-        workers: opened.backend.multiThreaded ? 1 : (cfg.workers ?? defaultWorkers()),
+        workers: opened.workers,
       };
       const { out, force, cacheDir, ...cfgRest } = cfg;
       void cacheDir;
@@ -260,7 +260,9 @@ export async function loadRun(dir: string, backend: BackendPreference = 'auto'):
 /** Opens the backbone a run was trained on and checks it is the same model. */
 export async function openRunBackbone(run: LoadedRun, opts: EngineOptions, progress: Progress = {}): Promise<OpenedBackbone> {
   const b = run.record.backbone;
-  const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, opts, progress);
+  // The run's own engine reproduces its features exactly; ONNX Runtime falls back to TF.js where it is missing.
+  const engine = opts.engine ?? (run.record.engine === 'onnxruntime' ? 'auto' : 'tfjs');
+  const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, { ...opts, engine }, progress);
   if (opened.backbone.modelHash !== b.modelHash) {
     opened.dispose();
     throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (model.json differs); train again`);

@@ -1,10 +1,11 @@
 /**
- * worker_threads entry of the extraction pool: one TensorFlow.js backend and
- * one backbone per thread. Messages: see PoolRequest / PoolReply in pool.ts.
+ * worker_threads entry of the extraction pool: one engine (a TensorFlow.js
+ * backend, or ONNX Runtime) and one backbone per thread. Messages: see PoolRequest / PoolReply in pool.ts.
  */
 import { parentPort } from 'node:worker_threads';
 import { initBackend } from '../backend';
 import { type FeatureExtractor, loadTfjsExtractor } from '../backbones/extractor';
+import { loadOnnxExtractor } from '../backbones/onnxEngine';
 import { assertNever, describeError } from '../errors';
 import type { PoolReply, PoolRequest } from './pool';
 
@@ -20,9 +21,14 @@ port.on('message', (msg: PoolRequest) => {
     switch (msg.type) {
       case 'init':
         try {
-          const backend = await initBackend(msg.backend);
-          extractor = await loadTfjsExtractor(msg.backbone);
-          reply({ type: 'ready', featureSize: extractor.featureSize, backend: backend.name });
+          if (msg.engine.kind === 'onnx') {
+            extractor = await loadOnnxExtractor(msg.engine.onnxPath, msg.backbone.entry.inputSize, msg.engine.threads);
+            reply({ type: 'ready', featureSize: extractor.featureSize, backend: 'onnxruntime' });
+          } else {
+            const backend = await initBackend(msg.engine.backend);
+            extractor = await loadTfjsExtractor(msg.backbone);
+            reply({ type: 'ready', featureSize: extractor.featureSize, backend: backend.name });
+          }
         } catch (err) {
           reply({ type: 'error', id: -1, message: describeError(err) });
         }

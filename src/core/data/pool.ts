@@ -5,8 +5,11 @@ import type { FeatureExtractor } from '../backbones/extractor';
 import type { ResolvedBackbone } from '../backbones/store';
 import { HeadstartError } from '../errors';
 
+/** What a pool thread runs: a TF.js backend, or ONNX Runtime on a converted backbone. */
+export type PoolEngine = { kind: 'tfjs'; backend: BackendPreference } | { kind: 'onnx'; onnxPath: string; threads: number };
+
 export type PoolRequest =
-  | { type: 'init'; backbone: ResolvedBackbone; backend: BackendPreference }
+  | { type: 'init'; backbone: ResolvedBackbone; engine: PoolEngine }
   | { type: 'extract'; id: number; pixels: Float32Array; n: number }
   | { type: 'close' };
 
@@ -21,10 +24,11 @@ interface Slot {
 }
 
 /**
- * A pool of worker threads, each with its own TensorFlow.js backend and copy
- * of the backbone: data-parallel extraction for single-threaded backends
- * (wasm in Node). Implements FeatureExtractor; concurrent extract() calls run
- * on different threads.
+ * A pool of worker threads, each with its own engine and copy of the
+ * backbone: data-parallel extraction for single-threaded backends (wasm in
+ * Node), or one thread running ONNX Runtime (whose run() would block the
+ * event loop). Implements FeatureExtractor; concurrent extract() calls run on
+ * different threads.
  */
 export class ExtractorPool implements FeatureExtractor {
   private readonly slots: Slot[] = [];
@@ -39,12 +43,12 @@ export class ExtractorPool implements FeatureExtractor {
   }
 
   /** Starts `size` threads and waits until each has loaded the backbone. */
-  static async start(backbone: ResolvedBackbone, size: number, backend: BackendPreference): Promise<ExtractorPool> {
+  static async start(backbone: ResolvedBackbone, size: number, engine: PoolEngine): Promise<ExtractorPool> {
     const pool = new ExtractorPool(backbone);
     const script = path.join(__dirname, 'extractWorker.js');
     try {
       await Promise.all(
-        Array.from({ length: size }, () => pool.spawn(script, backend)),
+        Array.from({ length: size }, () => pool.spawn(script, engine)),
       );
     } catch (err) {
       pool.dispose();
@@ -53,7 +57,7 @@ export class ExtractorPool implements FeatureExtractor {
     return pool;
   }
 
-  private spawn(script: string, backend: BackendPreference): Promise<void> {
+  private spawn(script: string, engine: PoolEngine): Promise<void> {
     return new Promise((resolve, reject) => {
       const worker = new Worker(script);
       const slot: Slot = { worker, busy: false };
@@ -81,7 +85,7 @@ export class ExtractorPool implements FeatureExtractor {
         for (const [, p] of this.pending) p.reject(err);
         this.pending.clear();
       });
-      worker.postMessage({ type: 'init', backbone: this.backbone, backend } satisfies PoolRequest);
+      worker.postMessage({ type: 'init', backbone: this.backbone, engine } satisfies PoolRequest);
     });
   }
 

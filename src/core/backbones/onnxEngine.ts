@@ -1,0 +1,77 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { HeadstartError } from '../errors';
+import { exists, writeFileAtomic } from '../fsutil';
+import { CONVERTER_VERSION, convertTfjsModel } from '../export/onnx/convert';
+import type { FeatureExtractor } from './extractor';
+import type { ResolvedBackbone } from './store';
+
+type Ort = typeof import('onnxruntime-node');
+let ortModule: Ort | null | undefined;
+let ortError = '';
+
+/** onnxruntime-node if it is installed and loads on this platform (no Intel-mac build, say). */
+export function loadOrt(): Ort | undefined {
+  if (ortModule === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      ortModule = require('onnxruntime-node') as Ort;
+    } catch (err) {
+      ortModule = null;
+      ortError = String((err as Error).message ?? err).split('\n')[0]!;
+    }
+  }
+  return ortModule ?? undefined;
+}
+
+/** Why ONNX Runtime is unavailable ('' when it loads). */
+export function ortUnavailableReason(): string {
+  loadOrt();
+  return ortError;
+}
+
+/** Default intra-op threads: every core (spinning is off, so a busy machine loses little). */
+export function defaultOrtThreads(): number {
+  return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+/**
+ * The backbone converted to ONNX, cut at its feature node with the input
+ * normalisation and pooling built in: 0..255 NHWC pixels in, features out.
+ * Converted once per (backbone, model hash, converter version) into the cache.
+ */
+export async function ensureOnnxBackbone(b: ResolvedBackbone, cacheDir: string): Promise<string> {
+  const file = path.join(cacheDir, 'onnx', `${b.entry.id.replace(/[^\w.-]/g, '_').slice(0, 60)}-${b.modelHash.slice(0, 16)}-c${CONVERTER_VERSION}.onnx`);
+  if (await exists(file)) return file;
+  const [lo, hi] = b.entry.inputRange;
+  const conv = await convertTfjsModel(b.dir, { output: b.entry.featureNode, normalise: { scale: (hi - lo) / 255, offset: lo }, pool: b.entry.pool, inputName: 'image', outputName: 'features' });
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, conv.bytes);
+  return file;
+}
+
+/** A feature extractor on ONNX Runtime (CPU). `run()` blocks its thread: use it in a worker thread. */
+export async function loadOnnxExtractor(onnxPath: string, inputSize: number, threads = defaultOrtThreads()): Promise<FeatureExtractor> {
+  const ort = loadOrt();
+  if (!ort) throw new HeadstartError('BACKEND', `ONNX Runtime is not available here (${ortError}); use --engine tfjs`);
+  const session = await ort.InferenceSession.create(onnxPath, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    // Spinning threads fight any other job for the cores; sleeping ones do not.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+  const run = async (pixels: Float32Array, n: number): Promise<Float32Array> => {
+    const out = await session.run({ image: new ort.Tensor('float32', pixels, [n, inputSize, inputSize, 3]) });
+    return out.features!.data as Float32Array;
+  };
+  const probe = await run(new Float32Array(inputSize * inputSize * 3), 1);
+  return {
+    featureSize: probe.length,
+    inputSize,
+    extract: (pixels, n) => run(pixels, n),
+    dispose: () => void session.release(),
+  };
+}
