@@ -13,6 +13,7 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { core, root, runCli, tf } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
+import { engineRows, maxAbsDiff, probsInChild } from './exportProbe.mjs';
 
 const run = promisify(execFile);
 
@@ -36,48 +37,13 @@ const labels = record.labels;
 const testFiles = record.samples.filter((s) => s.split === 'test').map((s) => path.join(record.dataset.root, s.rel));
 // The engine's own probabilities (backbone through the embedding cache + the trained head).
 const engine = await core.predictFiles(runDir, testFiles, { cacheDir, workers: 1 });
-const engineProbs = engine.map((l) => labels.map((lab) => l.top.find((x) => x.label === lab).probability));
+const engineProbs = engineRows(engine, labels);
 
-// Loads each export folder with tf.loadLayersModel / tf.loadGraphModel in a fresh process; one JSON line per (folder, file).
-const childScript = `
-const tf = require('@tensorflow/tfjs');
-const core = require(${JSON.stringify(path.join(root, 'dist', 'core.js'))});
-(async () => {
-  const [filesJson, ...dirs] = process.argv.slice(1);
-  const files = JSON.parse(filesJson);
-  for (const dir of dirs) {
-    const meta = JSON.parse(require('node:fs').readFileSync(dir + '/metadata.json', 'utf8'));
-    const json = JSON.parse(require('node:fs').readFileSync(dir + '/model.json', 'utf8'));
-    const model = json.format === 'graph-model' ? await tf.loadGraphModel(core.dirLoader(dir)) : await tf.loadLayersModel(core.dirLoader(dir));
-    for (const f of files) {
-      const rgb = await core.readAndDecode(f, meta.imageSize);
-      const probs = Array.from(model.predict(tf.tensor4d(Float32Array.from(rgb), [1, meta.imageSize, meta.imageSize, 3])).dataSync());
-      console.log(JSON.stringify({ dir, path: f, probs }));
-    }
-  }
-})().catch((err) => { console.error(err); process.exit(1); });
-`;
-
-/** Probabilities per export folder, from a fresh process: Map(dir → rows in testFiles order). */
-async function loadInChild(dirs) {
-  const { stdout } = await run(process.execPath, ['-e', childScript, JSON.stringify(testFiles), ...dirs], { cwd: root, maxBuffer: 64 << 20 });
-  const out = new Map(dirs.map((d) => [d, []]));
-  for (const line of stdout.trim().split('\n')) {
-    const l = JSON.parse(line);
-    out.get(l.dir).push(l.probs);
-  }
-  return out;
-}
-
-function maxDiff(rows) {
-  let m = 0;
-  rows.forEach((probs, i) => probs.forEach((p, c) => (m = Math.max(m, Math.abs(p - engineProbs[i][c])))));
-  return m;
-}
+const loadInChild = (dirs) => probsInChild(dirs, testFiles);
+const maxDiff = (rows) => maxAbsDiff(rows, engineProbs);
 
 const exportsDir = path.join(dir, 'exports');
 const reports = {};
-const float32Bytes = {};
 
 test('export --quantize float16 / uint16 / uint8 / none: stock loaders in a fresh process match the engine on the test split', async (t) => {
   assert.ok(testFiles.length >= 9, `test split of ${testFiles.length} images`);
@@ -127,8 +93,6 @@ test('export --quantize float16 / uint16 / uint8 / none: stock loaders in a fres
     assert.deepEqual((await readdir(out)).sort(), ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
     assert.deepEqual(JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')).chosen, r.chosen);
   }
-  float32Bytes.weights = weightBytes.none;
-  float32Bytes.gzip = reports.none.float32.gzipBytes;
   // Tensors under 64 values (biases, the 16x3 output kernel) stay at 16 bits, so the ratios sit a little above 1/2 and 1/4.
   const ratio = (q) => weightBytes[q] / weightBytes.none;
   t.diagnostic(`weights.bin: float32 ${weightBytes.none} B, float16 ${ratio('float16').toFixed(3)}, uint16 ${ratio('uint16').toFixed(3)}, uint8 ${ratio('uint8').toFixed(3)}`);
@@ -202,6 +166,16 @@ test('export --prune 0.5: kernels half zeros, smaller gzip, accuracy holds; --qu
   t.diagnostic(`auto (${auto.chosen}): max |p_export - p_engine| = ${d.toExponential(2)}`);
   assert.equal(loaded.get(path.join(exportsDir, 'pruned')).length, testFiles.length);
   if (auto.prune.target === 0) assert.ok(d <= TOL.uint8);
+  else {
+    // Pruned and quantized: the zeros survive uint8 storage exactly (zero is on the grid).
+    const m = await tf.loadLayersModel(core.dirLoader(path.join(exportsDir, 'auto')));
+    for (const l of m.layers.filter((x) => x.name.startsWith('headstart_head_'))) {
+      const k = l.getWeights()[0].dataSync();
+      const zeros = k.filter((v) => v === 0).length / k.length;
+      assert.ok(Math.abs(zeros - auto.prune.target) <= 0.02, `${l.name}: ${zeros} exact zeros after ${auto.chosen}`);
+    }
+    m.dispose();
+  }
   const top = (rows) => rows.filter((p, i) => p.indexOf(Math.max(...p)) === labels.indexOf(record.samples.filter((s) => s.split === 'test')[i].label)).length / rows.length;
   assert.equal(top(loaded.get(path.join(exportsDir, 'auto'))), auto.exported.accuracy, 'report accuracy is what the files score');
   assert.equal(top(loaded.get(path.join(exportsDir, 'pruned'))), pruned.exported.accuracy);
