@@ -27,6 +27,4 @@ export * from './export/fullModel';
 export * from './export/exportRun';
 export * from './compress/quantize';
 export * from './compress/prune';
-export * from './compress/quantize';
-export * from './compress/prune';
 export * from './export/onnx/convert';
