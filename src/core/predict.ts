@@ -6,6 +6,7 @@ import { HeadstartError } from './errors';
 import type { Progress } from './events';
 import { DecodeError, readAndDecode } from './data/decode';
 import { loadExportedModel } from './export/fullModel';
+import { loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
 import { exists, readJson, sha256File } from './fsutil';
 import { headProbs, loadRun, openRunBackbone } from './run';
 
@@ -74,8 +75,9 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
       run.head.dispose();
     }
   }
-  if (!(await exists(path.join(modelDir, 'metadata.json')))) throw new HeadstartError('BAD_INPUT', `${modelDir} is neither a RUN_DIR (run.json) nor an export folder (metadata.json + model.json)`);
+  if (!(await exists(path.join(modelDir, 'metadata.json')))) throw new HeadstartError('BAD_INPUT', `${modelDir} is neither a RUN_DIR (run.json) nor an export folder (metadata.json + model.json or model.onnx)`);
   const meta = await readJson<ExportMetadata>(path.join(modelDir, 'metadata.json'), 'export metadata');
+  if (await exists(path.join(modelDir, 'model.onnx'))) return predictOnnx(path.join(modelDir, 'model.onnx'), meta, files, opts);
   await initBackend(opts.backend ?? 'auto');
   const model = await loadExportedModel(modelDir);
   try {
@@ -95,5 +97,30 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
     return out;
   } finally {
     model.dispose();
+  }
+}
+
+/** Classifies files with an ONNX export folder in ONNX Runtime. */
+async function predictOnnx(file: string, meta: ExportMetadata, files: string[], opts: EngineOptions): Promise<PredictLine[]> {
+  const ort = loadOrt();
+  if (!ort) throw new HeadstartError('BACKEND', `this export is ONNX and ONNX Runtime is not available here (${ortUnavailableReason()})`);
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: opts.workers ?? 1 });
+  try {
+    const out: PredictLine[] = [];
+    for (const f of files) {
+      let rgb: Uint8Array;
+      try {
+        rgb = await readAndDecode(f, meta.imageSize, opts.maxPixels);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        out.push({ path: f, error: err.message });
+        continue;
+      }
+      const res = await session.run({ image: new ort.Tensor('float32', Float32Array.from(rgb), [1, meta.imageSize, meta.imageSize, 3]) });
+      out.push(toPrediction(f, meta.labels, res.probabilities!.data as Float32Array));
+    }
+    return out;
+  } finally {
+    await session.release();
   }
 }

@@ -18,6 +18,8 @@ import { pruneHead } from '../compress/prune';
 import { evaluatePredictions } from '../train/metrics';
 import { type WrittenModel, loadExportedModel, writeFullModel } from './fullModel';
 import { browserSnippet, nodeSnippet } from './snippet';
+import { type TestSet, decodeTestSet, sizeOf } from './common';
+import { exportOnnx } from './exportOnnx';
 
 export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'auto'] as const;
 export type Quantize = (typeof QUANTIZE_CHOICES)[number];
@@ -64,11 +66,11 @@ export interface Candidate {
 
 export interface ExportReport {
   outDir: string;
-  format: 'tfjs';
-  modelFormat: 'graph-model' | 'layers-model';
+  format: 'tfjs' | 'onnx';
+  modelFormat: 'graph-model' | 'layers-model' | 'onnx';
   quantize: Quantize;
   /** Storage dtype per weight role in the export. */
-  precision: Policy;
+  precision: Policy | Record<string, string>;
   /** Bytes of weights per storage dtype in the export. */
   bytesByDtype: Record<string, number>;
   /** Head sparsity asked for / achieved per dense layer. */
@@ -83,40 +85,6 @@ export interface ExportReport {
   exported: VariantReport;
   skipped: Skipped[];
   backend: string;
-}
-
-/** Bytes of a model folder's files, raw and gzipped (what a web server sends). */
-async function sizeOf(dir: string): Promise<{ bytes: number; gzipBytes: number }> {
-  let bytes = 0;
-  let gzipBytes = 0;
-  for (const f of ['model.json', 'weights.bin']) {
-    const buf = await fs.readFile(path.join(dir, f));
-    bytes += buf.length;
-    gzipBytes += gzipSync(buf, { level: 9 }).length;
-  }
-  return { bytes, gzipBytes };
-}
-
-interface TestSet {
-  images: Array<{ path: string; label: number; rgb: Uint8Array }>;
-  skipped: Skipped[];
-}
-
-/** Decodes the test images once; every candidate is measured on the same pixels. */
-async function decodeTestSet(run: LoadedRun, items: Array<{ path: string; label: string }>, progress: Progress): Promise<TestSet> {
-  const size = run.record.backbone.inputSize;
-  const images: TestSet['images'] = [];
-  const skipped: Skipped[] = [];
-  for (const it of items) {
-    throwIfAborted(progress.signal);
-    try {
-      images.push({ path: it.path, label: run.record.labels.indexOf(it.label), rgb: await readAndDecode(it.path, size) });
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
-      skipped.push({ path: it.path, reason: err.message });
-    }
-  }
-  return { images, skipped };
 }
 
 /** Runs an exported model from its files over the test images: accuracy and latency. */
@@ -233,7 +201,9 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
   if (!(typeof prune === 'number' && prune >= 0 && prune < 1)) throw new HeadstartError('BAD_INPUT', `--prune must be a sparsity in [0, 1) (got ${opts.prune})`);
   const maxDrop = opts.maxDrop ?? 1;
   if (!(maxDrop >= 0 && maxDrop <= 100)) throw new HeadstartError('BAD_INPUT', `--max-drop must be a number of accuracy points from 0 to 100 (got ${opts.maxDrop})`);
-  if ((opts.format ?? 'tfjs') !== 'tfjs') throw new HeadstartError('BAD_INPUT', `--format ${opts.format} is not available yet in this version; use --format tfjs`);
+  const format = opts.format ?? 'tfjs';
+  if (format !== 'tfjs' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
+  if (format === 'onnx') return exportOnnx(runDir, { ...opts, quantize, maxDrop }, progress);
   if (!opts.force && (await exists(opts.out))) throw new HeadstartError('EXISTS', `${opts.out} already exists; choose another --out folder or pass --force to replace it`);
   const run = await loadRun(runDir, opts.backend);
   const heads = new Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>();

@@ -103,8 +103,10 @@ function convertGraph(topo: GraphTopology, weights: tf.NamedTensorMap, opts: Con
   if (!byName.has(output)) throw new HeadstartError('BAD_MODEL', `graph has no node '${output}'`);
   const dims = (placeholder.attr?.shape as { shape?: { dim?: Array<{ size: string }> } })?.shape?.dim?.map((d) => Number(d.size)) ?? [-1, 224, 224, 3];
   const inputName = opts.inputName ?? 'image';
+  const outputName = opts.outputName ?? 'output';
   const inputDims: Array<number | string> = dims.map((d, i) => (i === 0 || d < 0 ? 'N' : d));
   b.fresh(inputName);
+  b.fresh(outputName); // reserved: intermediate tensors never take the output's name
   let x = inputName;
   if (opts.normalise) x = b.node('Add', [b.node('Mul', [x, b.scalar('normalise/scale', opts.normalise.scale)], 'normalise'), b.scalar('normalise/offset', opts.normalise.offset)], 'normalise');
   const env = new Map<string, string>(); // TF node name -> ONNX tensor name
@@ -274,7 +276,6 @@ function convertGraph(topo: GraphTopology, weights: tf.NamedTensorMap, opts: Con
   if (opts.pool && em.layout.get(y) === 'nchw') y = b.node('ReduceMean', [y], 'pool', { axes: [2, 3], keepdims: 0 });
   else if (em.layout.get(y) === 'nchw') y = b.node('Transpose', [y], 'output/nhwc', { perm: [0, 2, 3, 1] });
   if (opts.softmax) y = b.node('Softmax', [y], 'softmax', { axis: -1 });
-  const outputName = opts.outputName ?? 'output';
   b.node('Identity', [y], 'output', {}, [outputName]);
   return { bytes: b.build({ name: inputName, dims: inputDims }, [outputName], 'converted from a TF.js graph model by Headstart'), inputName, outputName, inputDims };
 }
@@ -321,7 +322,9 @@ function convertLayers(topology: unknown, weights: tf.NamedTensorMap, opts: Conv
   const b = new OnnxBuilder();
   const em = new Emitter(b);
   const inputName = opts.inputName ?? 'image';
+  const outputName = opts.outputName ?? 'output';
   b.fresh(inputName);
+  b.fresh(outputName); // reserved: intermediate tensors never take the output's name
   const inputDims: Array<number | string> = ['N', ...inputShape.map((d) => d ?? -1)];
   let x = inputName;
   if (opts.normalise) x = b.node('Add', [b.node('Mul', [x, b.scalar('normalise/scale', opts.normalise.scale)], 'normalise'), b.scalar('normalise/offset', opts.normalise.offset)], 'normalise');
@@ -467,7 +470,6 @@ function convertLayers(topology: unknown, weights: tf.NamedTensorMap, opts: Conv
   if (opts.pool && em.layout.get(y) === 'nchw') y = b.node('ReduceMean', [y], 'pool', { axes: [2, 3], keepdims: 0 });
   else if (em.layout.get(y) === 'nchw') y = b.node('Transpose', [y], 'output/nhwc', { perm: [0, 2, 3, 1] });
   if (opts.softmax) y = b.node('Softmax', [y], 'softmax', { axis: -1 });
-  const outputName = opts.outputName ?? 'output';
   b.node('Identity', [y], 'output', {}, [outputName]);
   return { bytes: b.build({ name: inputName, dims: inputDims }, [outputName], 'converted from a TF.js layers model by Headstart'), inputName, outputName, inputDims };
 }

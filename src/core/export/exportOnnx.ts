@@ -1,0 +1,214 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../backend';
+import { loadOrt } from '../backbones/onnxEngine';
+import { HeadstartError, throwIfAborted } from '../errors';
+import type { Progress } from '../events';
+import { testSplitItems } from '../evaluate';
+import { exists, writeDirAtomic } from '../fsutil';
+import type { ExportMetadata } from '../predict';
+import { type LoadedRun, loadRun } from '../run';
+import { evaluatePredictions } from '../train/metrics';
+import { type TestSet, decodeTestSet, sizeOf } from './common';
+import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
+import { writeFullModel } from './fullModel';
+import { type OnnxWeights, compressOnnx } from './onnx/compress';
+import { convertTfjsModel } from './onnx/convert';
+
+/** Runs an ONNX export in ONNX Runtime over the test images: accuracy and single-image latency. */
+async function measureOnnx(file: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
+  const ort = loadOrt()!;
+  const size = run.record.backbone.inputSize;
+  const labels = run.record.labels;
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  try {
+    const probs = new Float32Array(test.images.length * labels.length);
+    let ms = 0;
+    for (const [i, im] of test.images.entries()) {
+      throwIfAborted(progress.signal);
+      const t0 = performance.now();
+      const out = await session.run({ image: new ort.Tensor('float32', Float32Array.from(im.rgb), [1, size, size, 3]) });
+      if (i > 0) ms += performance.now() - t0;
+      probs.set(out.probabilities!.data as Float32Array, i * labels.length);
+      if (i % 8 === 7 || i === test.images.length - 1) progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: test.images.length, unit: `images (onnx ${label})` });
+    }
+    const ev = evaluatePredictions(labels, test.images.map((im) => im.label), probs, test.images.map((im) => im.path));
+    return { ...(await sizeOf(path.dirname(file), [path.basename(file)])), accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
+  } finally {
+    await session.release();
+  }
+}
+
+function onnxSnippet(): string {
+  return `// Classify images with this exported Headstart model in Node.js (ONNX Runtime).
+// Needs: npm install onnxruntime-node sharp
+// Usage:  node inference.mjs photo1.jpg photo2.png
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+
+const here = new URL('.', import.meta.url);
+const meta = JSON.parse(await readFile(new URL('metadata.json', here), 'utf8'));
+const session = await ort.InferenceSession.create(new URL('model.onnx', here).pathname);
+const size = meta.imageSize;
+
+for (const file of process.argv.slice(2)) {
+  // RGB pixels 0..255, centre-cropped to a square, NHWC: [1, size, size, 3].
+  const { data } = await sharp(file).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb')
+    .resize(size, size, { fit: 'cover' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const out = await session.run({ image: new ort.Tensor('float32', Float32Array.from(data), [1, size, size, 3]) });
+  const probs = out.probabilities.data;
+  const top = [...probs].map((p, i) => ({ label: meta.labels[i], probability: p })).sort((a, b) => b.probability - a.probability);
+  console.log(JSON.stringify({ path: file, label: top[0].label, probability: top[0].probability, top: top.slice(0, 5) }));
+}
+`;
+}
+
+function onnxCard(run: LoadedRun, r: ExportReport): string {
+  const rec = run.record;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const s = rec.backbone.inputSize;
+  return `# Image classifier (ONNX): ${rec.labels.join(', ')}
+
+Made with Headstart on ${rec.createdAt.slice(0, 10)}: ${rec.backbone.title} (frozen) with a trained dense head, converted to ONNX (opset 13) by Headstart's converter.
+
+## Metrics (test split, ${r.testImages} images, measured in ONNX Runtime)
+Accuracy of this export: **${pct(r.exported.accuracy)}** (float32: ${pct(r.float32.accuracy)}); ${r.exported.msPerImage.toFixed(1)} ms per image on one thread.
+
+| variant | bytes | gzipped | test accuracy | ms / image |
+|---|---|---|---|---|
+${r.candidates.map((c) => `| ${c.name}${c.name === r.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} | |`).join('\n')}
+
+Weights: ${r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}; biases and BatchNorm vectors stay float32.
+
+## Files
+\`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.
+
+## Run it
+Node: \`npm install onnxruntime-node sharp\`, then \`node inference.mjs photo.jpg\`.
+
+Browser (onnxruntime-web):
+\`\`\`js
+import * as ort from 'onnxruntime-web';
+const session = await ort.InferenceSession.create('/model/model.onnx');
+// pixels: Float32Array of ${s}*${s}*3 RGB values 0..255 (e.g. from a canvas, alpha dropped)
+const { probabilities } = await session.run({ image: new ort.Tensor('float32', pixels, [1, ${s}, ${s}, 3]) });
+\`\`\`
+
+Python:
+\`\`\`python
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+labels = json.load(open("labels.json"))
+img = Image.open("photo.jpg").convert("RGB")
+side = min(img.size); left, top = (img.width - side) // 2, (img.height - side) // 2
+x = np.asarray(img.crop((left, top, left + side, top + side)).resize((${s}, ${s})), dtype=np.float32)[None]
+probs = ort.InferenceSession("model.onnx").run(None, {"image": x})[0][0]
+print(labels[int(probs.argmax())], float(probs.max()))
+\`\`\`
+
+## Backbone and licence
+${rec.backbone.title} — ${rec.backbone.licence}. Source: ${rec.backbone.source}.
+
+## Known limits
+- Trained on ${rec.dataset.total} images; accuracy on images unlike them will be lower.
+- The classifier always answers one of its ${rec.labels.length} classes.
+- 8-bit here is weights-only (smaller file, same float32 arithmetic); static QDQ quantization of activations is not done.
+`;
+}
+
+/**
+ * `export --format onnx`: the full model (backbone + head, softmax output) as
+ * one .onnx, in float32, float16 or uint8 weights (auto: the smallest within
+ * the accuracy budget), each measured in ONNX Runtime on the run's test split.
+ */
+export async function exportOnnx(runDir: string, opts: ExportOptions & { quantize: NonNullable<ExportOptions['quantize']>; maxDrop: number }, progress: Progress = {}): Promise<ExportReport> {
+  if (!loadOrt()) throw new HeadstartError('BACKEND', '--format onnx measures the export in ONNX Runtime, which is not available here (onnxruntime-node did not load); use --format tfjs');
+  if (opts.quantize === 'uint16') throw new HeadstartError('BAD_INPUT', '--quantize uint16 has no ONNX Runtime weight format; use uint8, float16, none or auto with --format onnx');
+  if (opts.prune) throw new HeadstartError('BAD_INPUT', '--prune applies to --format tfjs in this version');
+  if (!opts.force && (await exists(opts.out))) throw new HeadstartError('EXISTS', `${opts.out} already exists; choose another --out folder or pass --force to replace it`);
+  const run = await loadRun(runDir, opts.backend);
+  try {
+    const backend = await initBackend(opts.backend ?? 'auto');
+    const { items, skipped } = await testSplitItems(run);
+    progress.onEvent?.({ type: 'phase', phase: 'export', message: `converting the full model to ONNX and measuring it on ${items.length} test images` });
+    const test = await decodeTestSet(run, items, progress);
+    if (!test.images.length) throw new HeadstartError('NO_DATA', `${runDir} has no readable test images to measure the export on`);
+    return await writeDirAtomic(
+      path.resolve(opts.out),
+      async (tmp) => {
+        const work = path.join(tmp, '.candidates');
+        const written = await writeFullModel(run, path.join(work, 'tfjs'));
+        const conv = await convertTfjsModel(path.join(work, 'tfjs'), { inputName: 'image', outputName: 'probabilities' });
+        const variant = async (w: OnnxWeights): Promise<{ file: string; report: VariantReport }> => {
+          const file = path.join(work, `${w}.onnx`);
+          await fs.writeFile(file, compressOnnx(conv.bytes, w).bytes);
+          return { file, report: await measureOnnx(file, run, test, progress, w) };
+        };
+        const f32 = await variant('float32');
+        const order: OnnxWeights[] = opts.quantize === 'auto' ? ['uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxWeights)];
+        const tried: Candidate[] = [];
+        let chosen: { name: OnnxWeights; file: string; report: VariantReport } | undefined;
+        for (const w of order) {
+          const v = w === 'float32' ? f32 : await variant(w);
+          const dropPoints = (f32.report.accuracy - v.report.accuracy) * 100;
+          const withinBudget = opts.quantize !== 'auto' || dropPoints <= opts.maxDrop + 1e-9;
+          tried.push({ name: w, policy: w === 'float32' ? 'float32' : w === 'float16' ? 'float16' : 'uint8', sparsity: 0, bytes: v.report.bytes, gzipBytes: v.report.gzipBytes, accuracy: v.report.accuracy, dropPoints, withinBudget });
+          if (withinBudget) {
+            chosen = { name: w, ...v };
+            break;
+          }
+        }
+        if (!chosen) {
+          chosen = { name: 'float32', ...f32 };
+          progress.onEvent?.({ type: 'warning', message: `no compressed ONNX variant stayed within ${opts.maxDrop} points of float32; exported float32` });
+        }
+        if (!tried.some((c) => c.name === 'float32')) tried.unshift({ name: 'float32', policy: 'float32', sparsity: 0, bytes: f32.report.bytes, gzipBytes: f32.report.gzipBytes, accuracy: f32.report.accuracy, dropPoints: 0, withinBudget: true });
+        await fs.rename(chosen.file, path.join(tmp, 'model.onnx'));
+        await fs.rm(work, { recursive: true, force: true });
+        const labels = run.record.labels;
+        const meta: ExportMetadata = {
+          tfjsVersion: tf.version.tfjs,
+          tmVersion: '2.4.7',
+          packageVersion: '0.1.0',
+          packageName: 'headstart',
+          modelName: `headstart-${run.record.backbone.id}`,
+          timeStamp: new Date().toISOString(),
+          labels,
+          imageSize: run.record.backbone.inputSize,
+          userMetadata: {},
+          headstart: { input: 'rgb-0-255-centre-crop', format: 'onnx', backbone: run.record.backbone.id },
+        };
+        await fs.writeFile(path.join(tmp, 'labels.json'), JSON.stringify(labels, null, 2));
+        await fs.writeFile(path.join(tmp, 'metadata.json'), JSON.stringify(meta, null, 2));
+        await fs.writeFile(path.join(tmp, 'inference.mjs'), onnxSnippet());
+        const report: ExportReport = {
+          outDir: path.resolve(opts.out),
+          format: 'onnx',
+          modelFormat: 'onnx',
+          quantize: opts.quantize,
+          precision: { kernels: chosen.name, vectors: 'float32', source: written.modelFormat },
+          bytesByDtype: {},
+          prune: { target: 0, perLayer: {} },
+          maxDropPoints: opts.maxDrop,
+          candidates: tried,
+          chosen: chosen.name,
+          testImages: test.images.length,
+          engineAccuracy: run.record.test.accuracy,
+          float32: f32.report,
+          exported: chosen.report,
+          skipped: [...skipped, ...test.skipped],
+          backend: `onnxruntime (tfjs ${backend.name} for conversion)`,
+        };
+        await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
+        await fs.writeFile(path.join(tmp, 'README.md'), onnxCard(run, report));
+        throwIfAborted(progress.signal);
+        return report;
+      },
+      { overwrite: opts.force },
+    );
+  } finally {
+    run.head.dispose();
+  }
+}
