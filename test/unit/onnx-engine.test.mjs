@@ -1,0 +1,125 @@
+// ONNX Runtime as the frozen-backbone engine (core.openBackbone({engine})):
+// features of the bundled graph backbone agree with TF.js; the converted
+// backbone is written into the cache once and reused; the embedding caches of
+// the two engines are kept apart; run.json records the engine; eval of an
+// ONNX run repeats its test accuracy; a bad --engine is a one-line exit 1.
+import assert from 'node:assert/strict';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { core, runCli, tempDir } from './helpers.mjs';
+
+// Features: max |onnx - tfjs| ≤ 1e-4 × max |tfjs feature| (float32 in a different order).
+const REL_TOL = 1e-4;
+
+test('openBackbone engine onnx vs tfjs: same features within 1e-4 x max; the .onnx is converted once into cacheDir/onnx and reused', async (t) => {
+  const dir = await tempDir(t);
+  const cacheDir = path.join(dir, 'cache');
+  const files = Object.values(await core.makeSampleDataset(path.join(dir, 'data'), { classes: 3, perClass: 2, size: 96, seed: 11 })).flat();
+  assert.equal(files.length, 6);
+  const items = await Promise.all(files.map(async (f) => ({ path: f, hash: await core.sha256File(f) })));
+
+  const onnx = await core.openBackbone('mobilenet-v2-140', { engine: 'onnx', cacheDir, workers: 1 });
+  let fromOnnx;
+  try {
+    assert.equal(onnx.engine, 'onnxruntime');
+    assert.equal(onnx.engineNote, undefined);
+    fromOnnx = await onnx.extract(items);
+    assert.equal(fromOnnx.computed, 6);
+  } finally {
+    onnx.dispose();
+  }
+  const onnxDir = path.join(cacheDir, 'onnx');
+  const converted = (await readdir(onnxDir)).filter((f) => f.endsWith('.onnx'));
+  assert.equal(converted.length, 1, `one converted backbone: ${converted}`);
+  assert.match(converted[0], /^mobilenet-v2-140-[0-9a-f]{16}-c\d+\.onnx$/);
+  const file = path.join(onnxDir, converted[0]);
+  const before = await stat(file);
+
+  const tfjs = await core.openBackbone('mobilenet-v2-140', { engine: 'tfjs', cacheDir, workers: 1 });
+  let fromTfjs;
+  try {
+    assert.equal(tfjs.engine, 'tfjs-wasm');
+    fromTfjs = await tfjs.extract(items);
+    assert.equal(fromTfjs.computed, 6, 'the TF.js engine does not read the ONNX engine\'s cache');
+  } finally {
+    tfjs.dispose();
+  }
+  assert.equal(fromOnnx.features.size, 6);
+  assert.equal(fromTfjs.features.size, 6);
+  let maxDiff = 0;
+  let maxAbs = 0;
+  for (const it of items) {
+    const a = fromOnnx.features.get(it.hash);
+    const b = fromTfjs.features.get(it.hash);
+    assert.equal(a.length, 1792);
+    assert.equal(b.length, 1792);
+    for (let i = 0; i < b.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+      maxAbs = Math.max(maxAbs, Math.abs(b[i]));
+    }
+  }
+  t.diagnostic(`mobilenet-v2-140 features, 6 images: max |onnx - tfjs| = ${maxDiff.toExponential(2)}, max |tfjs| = ${maxAbs.toPrecision(3)} (tolerance ${REL_TOL} x max)`);
+  assert.ok(maxDiff <= REL_TOL * maxAbs, `${maxDiff} > ${REL_TOL} x ${maxAbs}`);
+
+  // A second ONNX open reuses the converted file (not rewritten) and serves the features from its cache.
+  const again = await core.openBackbone('mobilenet-v2-140', { engine: 'onnx', cacheDir, workers: 1 });
+  try {
+    const res = await again.extract(items);
+    assert.equal(res.features.size, 6);
+    assert.equal(res.computed, 0);
+    assert.equal(res.cached, 6);
+    for (const it of items) assert.deepEqual(res.features.get(it.hash), fromOnnx.features.get(it.hash));
+  } finally {
+    again.dispose();
+  }
+  const after = await stat(file);
+  assert.equal(after.mtimeMs, before.mtimeMs, 'the converted backbone was not written again');
+  assert.equal(after.ino, before.ino);
+  assert.deepEqual((await readdir(onnxDir)).filter((f) => f.endsWith('.onnx')), converted);
+
+  await assert.rejects(core.openBackbone('mobilenet-v2-140', { engine: 'bogus', cacheDir }), (err) => err instanceof core.HeadstartError && err.code === 'BAD_INPUT' && /--engine/.test(err.message));
+});
+
+test('CLI --engine: tfjs then onnx runs keep separate embedding caches; run.json engine; eval of an onnx run repeats its accuracy; --engine bogus exits 1', async (t) => {
+  const dir = await tempDir(t);
+  const cacheDir = path.join(dir, 'cache');
+  const data = path.join(dir, 'data');
+  await core.makeSampleDataset(data, { classes: 3, perClass: 6, size: 96, seed: 4 });
+  const train = async (engine, name) => {
+    const r = await runCli(['train', data, '--backbone', 'mobilenet-v2-140', '--engine', engine, '--workers', '1', '--epochs', '6', '--seed', '3', '--out', path.join(dir, name), '--cache', cacheDir, '--json', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    const record = JSON.parse(await readFile(path.join(dir, name, 'run.json'), 'utf8'));
+    return { res, record };
+  };
+  const tf1 = await train('tfjs', 'run-tfjs');
+  assert.equal(tf1.record.engine, 'tfjs-wasm');
+  assert.equal(tf1.res.engine, 'tfjs-wasm');
+  assert.equal(tf1.res.timings.extracted, 18);
+  const on1 = await train('onnx', 'run-onnx');
+  assert.equal(on1.record.engine, 'onnxruntime');
+  assert.equal(on1.res.engine, 'onnxruntime');
+  // Nothing served from the TF.js engine's cache: the ONNX run extracts every image itself.
+  assert.equal(on1.res.timings.extracted, 18, `onnx run after a tfjs run: ${JSON.stringify(on1.res.timings)}`);
+  assert.equal(on1.res.timings.cached, 0);
+  const on2 = await train('onnx', 'run-onnx-2');
+  assert.equal(on2.res.timings.extracted, 0, 'a second onnx run is served from its own cache');
+  assert.equal(on2.res.timings.cached, 18);
+  t.diagnostic(`extraction: tfjs ${tf1.res.timings.imagesPerSecond.toFixed(1)} images/s, onnxruntime ${on1.res.timings.imagesPerSecond.toFixed(1)} images/s (1 thread)`);
+
+  const ev = await runCli(['eval', path.join(dir, 'run-onnx'), '--cache', cacheDir, '--json', '--quiet']);
+  assert.equal(ev.code, 0, ev.stderr);
+  const evRes = JSON.parse(ev.stdout);
+  assert.equal(evRes.accuracy, on1.record.test.accuracy, 'eval repeats the test accuracy of the run');
+  assert.deepEqual(evRes.confusion, on1.record.test.confusion);
+
+  const bad = await runCli(['train', data, '--engine', 'bogus', '--out', path.join(dir, 'never'), '--cache', cacheDir]);
+  assert.equal(bad.code, 1);
+  const lines = bad.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line: ${bad.stderr}`);
+  assert.match(lines[0], /--engine/);
+  assert.match(lines[0], /bogus/);
+  assert.equal(bad.stdout, '');
+  await assert.rejects(stat(path.join(dir, 'never')));
+});
