@@ -265,7 +265,7 @@ export async function openRunBackbone(run: LoadedRun, opts: EngineOptions, progr
   const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, { ...opts, engine }, progress);
   if (opened.backbone.modelHash !== b.modelHash) {
     opened.dispose();
-    throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (model.json differs); train again`);
+    throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (its model.json or weights differ); train again`);
   }
   return opened;
 }

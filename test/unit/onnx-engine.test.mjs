@@ -4,9 +4,10 @@
 // the two engines are kept apart; run.json records the engine; eval of an
 // ONNX run repeats its test accuracy; a bad --engine is a one-line exit 1.
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { tinyBackbone } from './fixtures.mjs';
 import { core, runCli, tempDir } from './helpers.mjs';
 
 // Features: max |onnx - tfjs| ≤ 1e-4 × max |tfjs feature| (float32 in a different order).
@@ -122,4 +123,44 @@ test('CLI --engine: tfjs then onnx runs keep separate embedding caches; run.json
   assert.match(lines[0], /bogus/);
   assert.equal(bad.stdout, '');
   await assert.rejects(stat(path.join(dir, 'never')));
+});
+
+test('a local model retrained in place (same model.json, new weights): the ONNX engine converts it again and extracts fresh features', async (t) => {
+  const dir = await tempDir(t);
+  const cacheDir = path.join(dir, 'cache');
+  const modelJson = await tinyBackbone(path.join(dir, 'bb'), { size: 32 });
+  const files = Object.values(await core.makeSampleDataset(path.join(dir, 'data'), { classes: 2, perClass: 2, size: 48, seed: 2 })).flat();
+  const items = await Promise.all(files.map(async (f) => ({ path: f, hash: await core.sha256File(f) })));
+  const extract = async (engine) => {
+    const opened = await core.openBackbone(modelJson, { engine, cacheDir, workers: 1 });
+    try {
+      assert.equal(opened.backbone.entry.featureSize, 16, 'a local model: feature size measured');
+      const res = await opened.extract(items);
+      return { res, hash: opened.backbone.modelHash };
+    } finally {
+      opened.dispose();
+    }
+  };
+  const first = await extract('onnx');
+  const ref = await extract('tfjs');
+  const maxOf = (res) => Math.max(...items.flatMap((it) => Array.from(res.features.get(it.hash), Math.abs)));
+  const diff = (a, b) => Math.max(...items.flatMap((it) => Array.from(a.features.get(it.hash), (v, i) => Math.abs(v - b.features.get(it.hash)[i]))));
+  assert.ok(diff(first.res, ref.res) <= REL_TOL * maxOf(ref.res), 'local model: onnx and tfjs features agree');
+
+  // Retrain in place: same architecture and layer names (model.json byte for byte), other weights.
+  const json = await readFile(modelJson);
+  const weights = await readFile(path.join(dir, 'bb', 'weights.bin'));
+  const w = new Float32Array(weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length));
+  for (let i = 0; i < w.length; i++) w[i] = w[i] * 1.5 + 0.01;
+  await writeFile(path.join(dir, 'bb', 'weights.bin'), Buffer.from(w.buffer));
+  assert.ok((await readFile(modelJson)).equals(json));
+
+  const second = await extract('onnx');
+  assert.notEqual(second.hash, first.hash, 'the model hash covers the weights');
+  assert.equal(second.res.computed, items.length, 'no stale features from the cache');
+  assert.equal((await readdir(path.join(cacheDir, 'onnx'))).filter((f) => f.endsWith('.onnx')).length, 2, 'converted again');
+  const ref2 = await extract('tfjs');
+  assert.equal(ref2.res.computed, items.length);
+  assert.ok(diff(second.res, ref2.res) <= REL_TOL * maxOf(ref2.res), 'the new ONNX conversion has the new weights');
+  assert.ok(diff(second.res, first.res) > 1e-3, 'features changed with the weights');
 });

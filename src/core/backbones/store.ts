@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -200,7 +201,20 @@ export async function resolveBackbone(idOrPath: string, cacheDir: string, opts: 
   } else {
     throw new HeadstartError('BAD_INPUT', `unknown backbone '${idOrPath}'; choose one of: ${CATALOGUE.map((e) => e.id).join(', ')}, or give a path to a model.json`);
   }
-  const modelHash = sha256(await fs.readFile(path.join(dir, 'model.json')));
+  const modelJson = await fs.readFile(path.join(dir, 'model.json'));
+  // A local model retrained in place keeps its model.json: its weights belong to its identity too (the key of
+  // the embedding and ONNX caches). Catalogue models never change once resolved.
+  let modelHash = sha256(modelJson);
+  if (!entry) {
+    const hash = createHash('sha256').update(modelJson);
+    const groups = (JSON.parse(modelJson.toString('utf8')) as Partial<ModelJson>).weightsManifest;
+    for (const p of Array.isArray(groups) ? groups.flatMap((g) => g.paths) : []) {
+      const shard = path.resolve(dir, p);
+      if (!(await exists(shard))) throw new HeadstartError('BAD_MODEL', `${path.join(dir, 'model.json')} lists weight file '${p}', which is missing`);
+      hash.update(await fs.readFile(shard));
+    }
+    modelHash = hash.digest('hex');
+  }
   return { entry: resolvedEntry, dir, modelHash };
 }
 
