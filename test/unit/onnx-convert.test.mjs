@@ -16,6 +16,7 @@ import { core, root, tempDir, tf } from './helpers.mjs';
 
 const require = createRequire(path.join(root, 'package.json'));
 const ort = require('onnxruntime-node');
+const { onnx } = require('onnx-proto');
 
 const REL_TOL = 1e-4;
 
@@ -30,6 +31,19 @@ async function runOnnx(bytes, input, dims, inputName = 'image') {
   } finally {
     await session.release();
   }
+}
+
+/** Structure of a converted model: opset 13, every initializer feeds some node, names are unique. */
+function checkStructure(what, bytes) {
+  const model = onnx.ModelProto.decode(bytes);
+  assert.deepEqual(model.opsetImport.map((o) => [o.domain ?? '', Number(o.version)]), [['', 13]], `${what}: opset 13`);
+  const g = model.graph;
+  const used = new Set(g.node.flatMap((nd) => nd.input));
+  const unused = g.initializer.map((i) => i.name).filter((n) => !used.has(n));
+  assert.deepEqual(unused, [], `${what}: unused initializers`);
+  const outputs = g.node.flatMap((nd) => nd.output);
+  assert.equal(new Set(outputs).size, outputs.length, `${what}: every tensor is written once`);
+  return model;
 }
 
 /** {maxDiff, maxAbs} of two equal-length arrays. */
@@ -71,6 +85,7 @@ test('bundled backbones: the ONNX conversion gives the TF.js extractor features 
     const b = await core.resolveBackbone(id, cacheDir);
     const size = b.entry.inputSize;
     const conv = await core.convertTfjsModel(b.dir, backboneOptions(b.entry));
+    checkStructure(id, conv.bytes);
     assert.deepEqual(conv.inputDims, ['N', size, size, 3], `${id}: NHWC input with a symbolic batch`);
     assert.equal(conv.inputName, 'image');
     assert.equal(conv.outputName, 'features');
@@ -105,7 +120,8 @@ const relu6 = (name) => tf.layers.reLU({ maxValue: 6, ...(name ? { name } : {}) 
  * MobileNet v1 / v2 of Teachable Machine in miniature: Rescaling to [-1, 1],
  * asymmetric ZeroPadding2D, Conv2D without bias + BatchNormalization + ReLU(6),
  * a v1 depthwise-separable block, a v2 inverted residual (Add), a stride-2 SAME
- * depthwise on an odd size with depth_multiplier 2, feature layer 'out_relu',
+ * depthwise on an odd size with depth_multiplier 2, a stride-2 SAME Conv2D on
+ * an odd size, feature layer 'out_relu',
  * GlobalAveragePooling2D and a Dense softmax head.
  */
 function mobilenetLike() {
@@ -130,7 +146,8 @@ function mobilenetLike() {
   // stride 2, SAME, odd size (17 → 9), depth multiplier 2 (12 → 24 channels), with bias
   x = tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2, depthwiseInitializer: init(), biasInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: seedCounter++ }) }).apply(x);
   x = relu6().apply(bn().apply(x));
-  x = tf.layers.conv2d({ filters: 16, kernelSize: 1, useBias: false, kernelInitializer: init() }).apply(x);
+  // a regular Conv2D, stride 2, SAME on an odd size (9 → 5)
+  x = tf.layers.conv2d({ filters: 16, kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: init() }).apply(x);
   x = relu6('out_relu').apply(bn().apply(x));
   x = tf.layers.globalAveragePooling2d({}).apply(x);
   const out = tf.layers.dense({ units: 5, activation: 'softmax', kernelInitializer: init() }).apply(x);
@@ -143,7 +160,7 @@ function mobilenetLike() {
  * MaxPooling2D, 3x3 stride-1 SAME AveragePooling2D + 1x1) joined by
  * Concatenate, MaxPooling2D VALID stride 2 and AveragePooling2D SAME stride 2
  * on odd sizes, Multiply, Flatten of a 4 x 4 x C tensor (NHWC order matters),
- * Dense relu + Dropout + Dense softmax.
+ * Dense + BatchNormalization + ReLU on vectors + Dropout + Dense softmax.
  */
 function inceptionLike() {
   const input = tf.input({ shape: [31, 31, 3] });
@@ -163,7 +180,8 @@ function inceptionLike() {
   const gate = tf.layers.conv2d({ filters: 21, kernelSize: 1, activation: 'sigmoid', kernelInitializer: init() }).apply(x);
   x = tf.layers.multiply().apply([x, gate]);
   x = tf.layers.flatten({ name: 'flatten_1' }).apply(x); // 4 * 4 * 21 = 336
-  x = tf.layers.dense({ units: 10, activation: 'relu', kernelInitializer: init(), biasInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: seedCounter++ }) }).apply(x);
+  x = tf.layers.dense({ units: 10, kernelInitializer: init(), biasInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: seedCounter++ }) }).apply(x);
+  x = tf.layers.reLU().apply(bn().apply(x)); // BatchNormalization and ReLU on vectors
   x = tf.layers.dropout({ rate: 0.5 }).apply(x);
   const out = tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init() }).apply(x);
   return tf.model({ inputs: input, outputs: out });
@@ -174,6 +192,7 @@ async function checkLayersModel(t, what, model, dir, { opts = {}, reference, n =
   await model.save(core.dirSaver(dir));
   const size = model.inputs[0].shape[1];
   const conv = await core.convertTfjsModel(dir, opts);
+  checkStructure(what, conv.bytes);
   const px = randomPixels(n, size, seedCounter++);
   const out = await runOnnx(conv.bytes, px, [n, size, size, 3]);
   const ref = tf.tidy(() => reference(tf.tensor4d(px, [n, size, size, 3])).dataSync());
@@ -202,7 +221,7 @@ test('layers models with the remote catalogue and InceptionV3 layer types conver
     opts: { output: 'out_relu' },
     reference: (x) => feat.predict(x),
   });
-  assert.deepEqual(unpooled.dims, [3, 9, 9, 16]);
+  assert.deepEqual(unpooled.dims, [3, 5, 5, 16]);
 
   const inception = inceptionLike();
   const itypes = new Set(inception.layers.map((l) => l.getClassName()));
@@ -215,8 +234,15 @@ test('layers models with the remote catalogue and InceptionV3 layer types conver
   });
   assert.deepEqual(flatOut.dims, [3, 336]);
 
+  // A Sequential conv model (the fixtures' tiny backbone: Conv2D relu, GlobalAveragePooling2D).
+  const { tinyBackbone } = await import('./fixtures.mjs');
+  const tinyJson = await tinyBackbone(path.join(dir, 'tiny'), { size: 32 });
+  const tiny = await tf.loadLayersModel(core.dirLoader(path.dirname(tinyJson)));
+  await checkLayersModel(t, 'sequential tiny backbone', tiny, path.join(dir, 'tiny-2'), { reference: (x) => tiny.predict(x) });
+
   mobile.dispose();
   inception.dispose();
+  tiny.dispose();
   assert.equal(tf.memory().numTensors, n0, 'building, saving and converting left no tensors');
 });
 

@@ -410,8 +410,10 @@ function convertLayers(topology: unknown, weights: tf.NamedTensorMap, opts: Conv
         const gamma = c.scale === false ? new Float32Array(n).fill(1) : w(l.name, 'gamma')!;
         const beta = c.center === false ? new Float32Array(n) : w(l.name, 'beta')!;
         const vari = w(l.name, 'moving_variance')!;
-        const inits = [gamma, beta, mean, vari].map((v, i) => b.init(b.fresh(`${l.name}/${['gamma', 'beta', 'mean', 'var'][i]}`), [n], v));
-        if (lay === 'nchw') return set(b.node('BatchNormalization', [x0, ...inits], l.name, { epsilon: { f: Number(c.epsilon ?? 1e-3) } }), 'nchw');
+        if (lay === 'nchw') {
+          const inits = [gamma, beta, mean, vari].map((v, i) => b.init(b.fresh(`${l.name}/${['gamma', 'beta', 'mean', 'var'][i]}`), [n], v));
+          return set(b.node('BatchNormalization', [x0, ...inits], l.name, { epsilon: { f: Number(c.epsilon ?? 1e-3) } }), 'nchw');
+        }
         // On vectors: y = (x - mean) / sqrt(var + eps) * gamma + beta, folded.
         const eps = Number(c.epsilon ?? 1e-3);
         const scale = gamma.map((g, i) => g / Math.sqrt(vari[i]! + eps));
