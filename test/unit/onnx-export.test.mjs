@@ -1,0 +1,130 @@
+// `headstart export RUN --format onnx`: one small trained run on the bundled
+// graph backbone (mobilenet-v2-140, 3 classes x 8 generated images) exported
+// with --quantize none / float16 / uint8 / auto. Each folder's generated
+// inference.mjs runs in a fresh Node process (onnxruntime-node + sharp from the
+// repository's node_modules, so the exports live inside the repo tree) and its
+// probabilities on the run's test images match `headstart predict RUN FILES`;
+// file sizes shrink as the format says; unsupported options are one-line
+// exits; `headstart predict EXPORT_DIR` reads an ONNX export.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { core, root, runCli } from './helpers.mjs';
+import { engineRows, maxAbsDiff } from './exportProbe.mjs';
+
+const run = promisify(execFile);
+
+// Largest |p_export - p_engine| over every class probability of every test image.
+// float32: 1e-4 (the same converted backbone and head; only the order of float
+// operations differs). float16: kernels keep 11 significant bits: 1e-2. uint8:
+// 256 levels per kernel tensor, weights only: 5e-2.
+const TOL = { none: 1e-4, float16: 1e-2, uint8: 5e-2 };
+
+const base = path.join(root, 'test-results', 'tmp');
+await mkdir(base, { recursive: true });
+const dir = await mkdtemp(path.join(base, 'onnx-export-'));
+after(() => rm(dir, { recursive: true, force: true }));
+const cacheDir = path.join(dir, 'cache');
+const runDir = path.join(dir, 'run');
+await core.makeSampleDataset(path.join(dir, 'data'), { classes: 3, perClass: 8, size: 128, seed: 7 });
+const trained = await core.trainRun({ data: path.join(dir, 'data'), backbone: 'mobilenet-v2-140', out: runDir, cacheDir, workers: 1, epochs: 10, val: 0.2, test: 0.3, seed: 5 });
+const record = JSON.parse(await readFile(path.join(runDir, 'run.json'), 'utf8'));
+const labels = record.labels;
+const testSamples = record.samples.filter((s) => s.split === 'test');
+const testFiles = testSamples.map((s) => path.join(record.dataset.root, s.rel));
+
+/** `headstart predict DIR FILES` → parsed lines. */
+async function predictCli(modelDir, files) {
+  const r = await runCli(['predict', modelDir, ...files, '--cache', cacheDir, '--workers', '1', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+}
+
+const accuracyOf = (rows) => rows.filter((p, i) => p.indexOf(Math.max(...p)) === labels.indexOf(testSamples[i].label)).length / rows.length;
+
+test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh process matches headstart predict RUN; sizes; report; predict on the export', async (t) => {
+  assert.equal(record.engine, 'onnxruntime', 'the run extracted with ONNX Runtime (engine auto)');
+  assert.ok(testFiles.length >= 6, `${testFiles.length} test images`);
+  const engine = await predictCli(runDir, testFiles);
+  const engineProbs = engineRows(engine, labels);
+
+  const formats = ['none', 'float16', 'uint8', 'auto'];
+  const reports = {};
+  for (const q of formats) {
+    const r = await runCli(['export', runDir, '--format', 'onnx', '--quantize', q, '--out', path.join(dir, q), '--cache', cacheDir, '--json', '--quiet']);
+    assert.equal(r.code, 0, `${q}: ${r.stderr}`);
+    reports[q] = JSON.parse(r.stdout);
+  }
+
+  const onnxBytes = {};
+  for (const q of formats) {
+    const out = path.join(dir, q);
+    const rep = reports[q];
+    const files = (await readdir(out)).sort();
+    assert.deepEqual(files, ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json'], `${q}: export folder contents`);
+    assert.deepEqual(JSON.parse(await readFile(path.join(out, 'labels.json'), 'utf8')), labels);
+    const meta = JSON.parse(await readFile(path.join(out, 'metadata.json'), 'utf8'));
+    assert.deepEqual(meta.labels, labels);
+    assert.equal(meta.imageSize, 224);
+    assert.equal(meta.headstart.format, 'onnx');
+    assert.deepEqual(JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')), rep, `${q}: report.json is what --json printed`);
+    assert.equal(rep.format, 'onnx');
+    assert.equal(rep.modelFormat, 'onnx');
+    assert.equal(rep.testImages, testFiles.length);
+    onnxBytes[q] = (await stat(path.join(out, 'model.onnx'))).size;
+    assert.equal(rep.exported.bytes, onnxBytes[q], `${q}: report bytes are the file's`);
+    assert.equal(rep.float32.accuracy, trained.test.accuracy, `${q}: the float32 ONNX model scores as the engine did`);
+    const card = await readFile(path.join(out, 'README.md'), 'utf8');
+    assert.ok(card.includes('onnxruntime-node') && card.includes('probabilities'), `${q}: the model card says how to run it`);
+
+    // A user's script: the generated inference.mjs in a fresh process, on every test image.
+    const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...testFiles], { cwd: out, maxBuffer: 16 << 20 });
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.path), testFiles);
+    const rows = engineRows(lines, labels);
+    const sums = rows.map((p) => p.reduce((a, b) => a + b, 0));
+    assert.ok(sums.every((s) => Math.abs(s - 1) < 1e-5), `${q}: probabilities sum to 1`);
+    assert.equal(accuracyOf(rows), rep.exported.accuracy, `${q}: the report's accuracy is what the file scores`);
+    if (q === 'auto') {
+      t.diagnostic(`auto: tried ${rep.candidates.map((c) => `${c.name} ${c.bytes} B ${(c.accuracy * 100).toFixed(1)}%`).join(', ')}; chose ${rep.chosen}`);
+      assert.ok(['uint8', 'float16', 'float32'].includes(rep.chosen));
+      assert.equal(rep.candidates.find((c) => c.name === rep.chosen).withinBudget, true);
+      assert.equal(rep.candidates[0].name, 'float32');
+      if (rep.chosen === 'uint8') assert.equal(onnxBytes.auto, onnxBytes.uint8, 'auto wrote the uint8 variant');
+      assert.ok(maxAbsDiff(rows, engineProbs) <= TOL[rep.chosen === 'float32' ? 'none' : rep.chosen]);
+      continue;
+    }
+    assert.equal(rep.chosen, q === 'none' ? 'float32' : q);
+    const d = maxAbsDiff(rows, engineProbs);
+    t.diagnostic(`${q}: max |p_export - p_engine| = ${d.toExponential(2)} over ${testFiles.length} images x ${labels.length} classes (tolerance ${TOL[q]}); model.onnx ${onnxBytes[q]} B`);
+    assert.ok(d <= TOL[q], `${q}: max probability difference ${d} > ${TOL[q]}`);
+  }
+  const ratio = (q) => onnxBytes[q] / onnxBytes.none;
+  t.diagnostic(`model.onnx vs float32 (${onnxBytes.none} B): float16 ${ratio('float16').toFixed(3)}, uint8 ${ratio('uint8').toFixed(3)}, auto ${ratio('auto').toFixed(3)}`);
+  assert.ok(ratio('uint8') < 0.3, `uint8 is ${ratio('uint8')} of float32`);
+  assert.ok(ratio('float16') < 0.55, `float16 is ${ratio('float16')} of float32`);
+  assert.equal(reports.uint8.float32.bytes, onnxBytes.none, 'each report carries the float32 size for comparison');
+
+  // `headstart predict EXPORT_DIR FILE` reads the ONNX export and agrees with its inference.mjs.
+  const viaPredict = await predictCli(path.join(dir, 'none'), testFiles.slice(0, 2));
+  const d = maxAbsDiff(engineRows(viaPredict, labels), engineProbs.slice(0, 2));
+  t.diagnostic(`predict EXPORT_DIR (float32): max |p - p_engine| = ${d.toExponential(2)}`);
+  assert.ok(d <= TOL.none, `predict on the ONNX export: ${d}`);
+  assert.deepEqual(viaPredict.map((l) => l.path), testFiles.slice(0, 2));
+});
+
+test('ONNX export: --quantize uint16 and --prune 0.5 exit 1 with a one-line reason and leave no folder', async () => {
+  for (const extra of [['--quantize', 'uint16'], ['--prune', '0.5']]) {
+    const out = path.join(dir, `bad-${extra[0].slice(2)}`);
+    const r = await runCli(['export', runDir, '--format', 'onnx', ...extra, '--out', out, '--cache', cacheDir]);
+    assert.equal(r.code, 1, `${extra.join(' ')}: exit ${r.code}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+    assert.ok(lines[0].includes(extra[0]), `${extra.join(' ')}: names the option: ${lines[0]}`);
+    assert.equal(r.stdout, '');
+    await assert.rejects(stat(out), `${extra.join(' ')}: no output folder`);
+  }
+});
