@@ -134,7 +134,7 @@ function mobilenetLike() {
   x = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false, depthwiseInitializer: init() }).apply(x);
   x = relu6().apply(bn().apply(x));
   x = tf.layers.conv2d({ filters: 12, kernelSize: 1, useBias: false, kernelInitializer: init() }).apply(x);
-  const skip = relu6().apply(bn().apply(x));
+  const skip = tf.layers.activation({ activation: 'relu6' }).apply(bn().apply(x)); // MobileNet v1's Activation(relu6)
   // v2 inverted residual: expand, depthwise, project, Add
   x = tf.layers.conv2d({ filters: 24, kernelSize: 1, useBias: false, kernelInitializer: init() }).apply(skip);
   x = relu6().apply(bn().apply(x));
@@ -206,7 +206,7 @@ test('layers models with the remote catalogue and InceptionV3 layer types conver
 
   const mobile = mobilenetLike();
   const types = new Set(mobile.layers.map((l) => l.getClassName()));
-  for (const c of ['Rescaling', 'ZeroPadding2D', 'Conv2D', 'BatchNormalization', 'ReLU', 'DepthwiseConv2D', 'Add', 'GlobalAveragePooling2D', 'Dense']) assert.ok(types.has(c), `mobilenet-like has ${c}`);
+  for (const c of ['Rescaling', 'ZeroPadding2D', 'Conv2D', 'BatchNormalization', 'ReLU', 'Activation', 'DepthwiseConv2D', 'Add', 'GlobalAveragePooling2D', 'Dense']) assert.ok(types.has(c), `mobilenet-like has ${c}`);
   const full = await checkLayersModel(t, 'mobilenet-like, full model (softmax)', mobile, path.join(dir, 'mobile'), { reference: (x) => mobile.predict(x) });
   assert.deepEqual(full.dims, [3, 5]);
   // As a catalogue backbone: cut at 'out_relu' (4-D) and pooled, with the [-1, 1] normalisation built in.

@@ -164,3 +164,37 @@ test('a local model retrained in place (same model.json, new weights): the ONNX 
   assert.ok(diff(second.res, ref2.res) <= REL_TOL * maxOf(ref2.res), 'the new ONNX conversion has the new weights');
   assert.ok(diff(second.res, first.res) > 1e-3, 'features changed with the weights');
 });
+
+test('a backbone the converter cannot take: engine auto falls back to TF.js with a note, engine onnx is a BAD_MODEL error', async (t) => {
+  const dir = await tempDir(t);
+  const cacheDir = path.join(dir, 'cache');
+  const { tf } = await import('./helpers.mjs');
+  await core.initBackend();
+  const model = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [16, 16, 3], filters: 4, kernelSize: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.leakyReLU({ alpha: 0.1, name: 'leaky' }),
+      tf.layers.globalAveragePooling2d({}),
+    ],
+  });
+  await model.save(core.dirSaver(path.join(dir, 'bb')));
+  model.dispose();
+  const modelJson = path.join(dir, 'bb', 'model.json');
+  const files = Object.values(await core.makeSampleDataset(path.join(dir, 'data'), { classes: 1, perClass: 2, size: 32, seed: 3 })).flat();
+  const items = await Promise.all(files.map(async (f) => ({ path: f, hash: await core.sha256File(f) })));
+
+  const warnings = [];
+  const auto = await core.openBackbone(modelJson, { engine: 'auto', cacheDir, workers: 1 }, { onEvent: (e) => e.type === 'warning' && warnings.push(e.message) });
+  try {
+    assert.equal(auto.engine, 'tfjs-wasm');
+    assert.match(auto.engineNote, /LeakyReLU/);
+    assert.deepEqual(warnings, [auto.engineNote]);
+    const res = await auto.extract(items);
+    assert.equal(res.features.size, 2);
+  } finally {
+    auto.dispose();
+  }
+  await assert.rejects(core.openBackbone(modelJson, { engine: 'onnx', cacheDir, workers: 1 }), (err) => err instanceof core.HeadstartError && err.code === 'BAD_MODEL' && /LeakyReLU/.test(err.message) && /leaky/.test(err.message));
+  const left = await readdir(path.join(cacheDir, 'onnx')).catch(() => []);
+  assert.deepEqual(left, [], 'no half-written conversion left in the cache');
+});

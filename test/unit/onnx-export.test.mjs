@@ -128,3 +128,36 @@ test('ONNX export: --quantize uint16 and --prune 0.5 exit 1 with a one-line reas
     await assert.rejects(stat(out), `${extra.join(' ')}: no output folder`);
   }
 });
+
+test('ONNX export of a run on a local layers backbone: float32 matches predict RUN; predict on the export gives an error line for a bad file', async (t) => {
+  const { tinyBackbone, colourDataset, writeText } = await import('./fixtures.mjs');
+  const base2 = path.join(dir, 'layers');
+  const backbone = await tinyBackbone(path.join(base2, 'bb'), { size: 32 });
+  await colourDataset(path.join(base2, 'data'), { classes: { red: 'red', blue: 'blue', green: 'green' }, perClass: 6 });
+  const run2 = path.join(base2, 'run');
+  await core.trainRun({ data: path.join(base2, 'data'), out: run2, backbone, cacheDir, workers: 1, epochs: 4, batchSize: 8, hiddenUnits: 16, test: 0.3, seed: 2 });
+  const rec2 = JSON.parse(await readFile(path.join(run2, 'run.json'), 'utf8'));
+  assert.equal(rec2.backbone.format, 'layers');
+  const files = rec2.samples.filter((s) => s.split === 'test').map((s) => path.join(rec2.dataset.root, s.rel));
+  const out = path.join(base2, 'export');
+  const rep = await core.exportRun(run2, { out, format: 'onnx', quantize: 'none', cacheDir, workers: 1 });
+  assert.equal(rep.modelFormat, 'onnx');
+  assert.equal(rep.precision.source, 'layers-model');
+  const fromRun = await core.predictFiles(run2, files, { cacheDir, workers: 1 });
+  const fromExport = await core.predictFiles(out, files);
+  const d = maxAbsDiff(engineRows(fromExport, rec2.labels), engineRows(fromRun, rec2.labels));
+  t.diagnostic(`layers backbone, float32 ONNX export: max |p_export - p_engine| = ${d.toExponential(2)} over ${files.length} images (tolerance ${TOL.none})`);
+  assert.ok(d <= TOL.none, `${d}`);
+  assert.equal(rep.float32.accuracy, rec2.test.accuracy);
+
+  const bad = path.join(base2, 'not-an-image.jpg');
+  await writeText(bad, 'hello');
+  const r = await runCli(['predict', out, files[0], bad, '--quiet']);
+  assert.equal(r.code, 1, 'a file that fails makes the exit code 1');
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 2);
+  assert.equal(lines[0].path, files[0]);
+  assert.ok(rec2.labels.includes(lines[0].label));
+  assert.equal(lines[1].path, bad);
+  assert.equal(typeof lines[1].error, 'string');
+});
