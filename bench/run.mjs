@@ -37,21 +37,51 @@ try {
   const scan = await core.scanDataset(data);
   const items = scan.hashed;
 
-  // Extraction: one in-process wasm backend vs the worker-thread pool.
-  for (const workers of [1, core.defaultWorkers()]) {
-    const cacheDir = path.join(work, `cache-w${workers}`);
-    const opened = await core.openBackbone('mobilenet-v2-140', { cacheDir, workers });
+  // Pure inference speed of each engine on random pixels, batch 32 (no decoding, no cache).
+  for (const id of ['mobilenet-v2-140', 'mobilenet-v2-100']) {
+    const rb = await core.resolveBackbone(id, path.join(work, 'cache-models'));
+    const S = rb.entry.inputSize;
+    const batch = 32;
+    const px = new Float32Array(batch * S * S * 3).map(() => Math.floor(Math.random() * 256));
+    const rate = async (ex, rounds) => {
+      await ex.extract(px.slice(), batch); // warm up
+      const t0 = performance.now();
+      for (let r = 0; r < rounds; r++) await ex.extract(px.slice(), batch);
+      return (rounds * batch) / ((performance.now() - t0) / 1000);
+    };
+    await core.initBackend('wasm');
+    const tfx = await core.loadTfjsExtractor(rb);
+    fig(`infer.${id}.tfjsWasm.imagesPerSecond`, await rate(tfx, quick ? 1 : 2));
+    tfx.dispose();
+    const onnxPath = await core.ensureOnnxBackbone(rb, path.join(work, 'cache-models'));
+    for (const threads of [1, 2]) {
+      const ox = await core.loadOnnxExtractor(onnxPath, S, threads);
+      fig(`infer.${id}.onnx${threads}t.imagesPerSecond`, await rate(ox, quick ? 3 : 8));
+      await ox.close();
+    }
+  }
+
+  // Extraction through the whole pipeline (decode + backbone + cache writes), per engine.
+  const engines = [
+    { name: 'tfjs-1worker', opts: { engine: 'tfjs', workers: 1 } },
+    { name: `tfjs-pool${core.defaultWorkers()}`, opts: { engine: 'tfjs', workers: core.defaultWorkers() } },
+    { name: 'onnx-1thread', opts: { engine: 'onnx', workers: 1 } },
+    { name: 'onnx-2threads', opts: { engine: 'onnx', workers: 2 } },
+  ];
+  for (const e of engines) {
+    const opened = await core.openBackbone('mobilenet-v2-140', { cacheDir: path.join(work, `cache-${e.name}`), ...e.opts });
     const res = await opened.extract(items);
     opened.dispose();
-    fig(`extract.imagesPerSecond.workers${workers}`, res.imagesPerSecond);
+    fig(`extract.${e.name}.imagesPerSecond`, res.imagesPerSecond);
     results.figures.backend = opened.backend.name;
   }
-  const w = core.defaultWorkers();
-  fig('extract.poolSpeedup', results.figures[`extract.imagesPerSecond.workers${w}`] / results.figures['extract.imagesPerSecond.workers1']);
+  fig('extract.poolSpeedup', results.figures[`extract.tfjs-pool${core.defaultWorkers()}.imagesPerSecond`] / results.figures['extract.tfjs-1worker.imagesPerSecond']);
+  fig('extract.onnxOverTfjs1', results.figures['extract.onnx-2threads.imagesPerSecond'] / results.figures['extract.tfjs-1worker.imagesPerSecond']);
+  fig('extract.onnxEndToEndOverInference', results.figures['extract.onnx-2threads.imagesPerSecond'] / results.figures['infer.mobilenet-v2-140.onnx2t.imagesPerSecond']);
 
   // Head training on cached features.
   {
-    const opened = await core.openBackbone('mobilenet-v2-140', { cacheDir: path.join(work, 'cache-w1'), workers: 1 });
+    const opened = await core.openBackbone('mobilenet-v2-140', { cacheDir: path.join(work, 'cache-tfjs-1worker'), engine: 'tfjs', workers: 1 });
     const res = await opened.extract(items);
     opened.dispose();
     const labels = [...new Set(items.map((s) => s.label))].sort();
@@ -66,9 +96,13 @@ try {
   }
 
   // End to end through the CLI: cold (empty cache) and warm (cached features).
+  const coldTfjs = timeCli(['train', data, '--out', path.join(work, 'run-cold-tfjs'), '--cache', path.join(work, 'cache-e2e-tfjs'), '--engine', 'tfjs']);
+  fig('e2e.coldSeconds.tfjs', coldTfjs.seconds);
   const cacheDir = path.join(work, 'cache-e2e');
   const cold = timeCli(['train', data, '--out', path.join(work, 'run-cold'), '--cache', cacheDir]);
   fig('e2e.coldSeconds', cold.seconds);
+  fig('e2e.cold.engine', cold.json.engine);
+  fig('e2e.coldTfjsOverOnnx', coldTfjs.seconds / cold.seconds);
   fig('e2e.cold.extractedImages', cold.json.timings.extracted);
   const warm = timeCli(['train', data, '--out', path.join(work, 'run-warm'), '--cache', cacheDir]);
   fig('e2e.warmSeconds', warm.seconds);
@@ -76,6 +110,25 @@ try {
   fig('e2e.coldOverWarm', cold.seconds / warm.seconds);
   fig('e2e.testAccuracy', cold.json.test.accuracy);
   fig('e2e.baselineAccuracy', cold.json.baseline.accuracy);
+
+  // Compact export (issue 4): every weight storage on the same run and test split.
+  {
+    const runDir = path.join(work, 'run-cold');
+    const f32 = timeCli(['export', runDir, '--out', path.join(work, 'exp-none'), '--quantize', 'none']).json;
+    const exportFigures = { float32: { bytes: f32.float32.bytes, gzipBytes: f32.float32.gzipBytes, accuracy: f32.float32.accuracy, msPerImage: f32.float32.msPerImage } };
+    for (const q of ['float16', 'uint16', 'uint8', 'auto']) {
+      const r = timeCli(['export', runDir, '--out', path.join(work, `exp-${q}`), '--quantize', q]);
+      exportFigures[q] = { chosen: r.json.chosen, bytes: r.json.exported.bytes, gzipBytes: r.json.exported.gzipBytes, accuracy: r.json.exported.accuracy, sizeRatio: r.json.exported.bytes / f32.float32.bytes, dropPoints: (f32.float32.accuracy - r.json.exported.accuracy) * 100, exportSeconds: r.seconds };
+    }
+    fig('export', exportFigures);
+    fig('export.testImages', f32.testImages);
+    const onnxFigures = {};
+    for (const q of ['none', 'float16', 'uint8']) {
+      const r = timeCli(['export', runDir, '--out', path.join(work, `onnx-${q}`), '--format', 'onnx', '--quantize', q]);
+      onnxFigures[q === 'none' ? 'float32' : q] = { bytes: r.json.exported.bytes, gzipBytes: r.json.exported.gzipBytes, accuracy: r.json.exported.accuracy, msPerImage: r.json.exported.msPerImage };
+    }
+    fig('exportOnnx', onnxFigures);
+  }
 
   // Memory: many images through the whole pipeline with a small backbone (same 224 px decode),
   // peak resident memory of the training process.

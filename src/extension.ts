@@ -32,7 +32,9 @@ export function activate(context: vscode.ExtensionContext): HeadstartApi {
     vscode.commands.registerCommand('headstart.openPanel', () => cmd.openPanel(s)),
     vscode.commands.registerCommand('headstart.startTraining', () => cmd.startTraining(s)),
     vscode.commands.registerCommand('headstart.cancelTraining', () => cmd.cancelTraining(s)),
-    vscode.commands.registerCommand('headstart.exportModel', (runDir?: string, out?: string, quantize?: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto') => cmd.exportModel(s, typeof runDir === 'string' ? runDir : undefined, out, quantize)),
+    vscode.commands.registerCommand('headstart.exportModel', (runDir?: string, out?: string, quantize?: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto', format?: 'tfjs' | 'onnx') =>
+      cmd.exportModel(s, typeof runDir === 'string' ? runDir : undefined, out, quantize, format),
+    ),
     vscode.commands.registerCommand('headstart.showRuns', () => cmd.showRuns(s)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
       deserializeWebviewPanel: async (panel) => {

@@ -70,6 +70,9 @@ function skeleton(): void {
   <section id="results" aria-labelledby="h-res" hidden><h2 id="h-res">Results</h2><div id="results-body"></div></section>
   <section id="export" aria-labelledby="h-exp" hidden><h2 id="h-exp">Export</h2>
     <div class="row"><vscode-text-field id="e-out" size="40">Folder in the workspace</vscode-text-field>
+      <div><label for="e-format">Format</label><br><vscode-dropdown id="e-format">
+        <vscode-option value="tfjs">TensorFlow.js</vscode-option>
+        <vscode-option value="onnx">ONNX</vscode-option></vscode-dropdown></div>
       <div><label for="e-quant">Weights</label><br><vscode-dropdown id="e-quant">
         <vscode-option value="auto">auto: smallest within the budget</vscode-option>
         <vscode-option value="uint8">uint8 (¼ size)</vscode-option>
@@ -93,12 +96,23 @@ function skeleton(): void {
   $('e-go').addEventListener('click', () => {
     const val = (id: string) => ($(id) as HTMLInputElement).value.trim();
     const out = val('e-out');
+    const format = (val('e-format') || 'tfjs') as ExportChoices['format'];
     const quantize = (val('e-quant') || 'auto') as ExportChoices['quantize'];
     const prune = Number(val('e-prune') || '0');
     const maxDrop = Number(val('e-drop') || '1');
-    const err = !out ? 'choose a folder' : !(prune >= 0 && prune < 1) ? 'head sparsity is a fraction from 0 to below 1' : !(maxDrop >= 0 && maxDrop <= 100) ? 'max drop is 0–100 points' : '';
+    const err = !out
+      ? 'choose a folder'
+      : !(prune >= 0 && prune < 1)
+        ? 'head sparsity is a fraction from 0 to below 1'
+        : !(maxDrop >= 0 && maxDrop <= 100)
+          ? 'max drop is 0–100 points'
+          : format === 'onnx' && quantize === 'uint16'
+            ? 'ONNX exports store weights as float32, float16 or uint8'
+            : format === 'onnx' && prune > 0
+              ? 'head sparsity applies to TensorFlow.js exports'
+              : '';
     $('e-err').textContent = err;
-    if (!err) send({ type: 'export', out, choices: { quantize, prune, maxDrop } });
+    if (!err) send({ type: 'export', out, choices: { format, quantize, prune, maxDrop } });
   });
   $('e-quant').addEventListener('change', () => $('e-drop').toggleAttribute('disabled', ($('e-quant') as HTMLInputElement).value !== 'auto'));
   const onEdit = () => {
@@ -218,7 +232,7 @@ function renderResults(s: PanelState): void {
     ? `<h3>Most confident mistakes</h3><div class="classes">${r.mistakes.map((m) => `<figure class="cls"><img src="${esc(m.thumb)}" alt="${esc(m.label)} predicted as ${esc(m.predicted)}" data-action="open" data-arg="${esc(m.path)}" tabindex="0" title="${esc(m.path)}"><figcaption>${esc(m.label)} → <strong>${esc(m.predicted)}</strong> ${pct(m.probability)}</figcaption></figure>`).join('')}</div>`
     : '<p class="muted">No test image was misclassified.</p>';
   $('results-body').innerHTML = `
-    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${r.count} images · macro F1 ${r.macroF1.toFixed(3)} · ${esc(r.backend)} · ${r.seconds.toFixed(1)} s</span></p>
+    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${r.count} images · macro F1 ${r.macroF1.toFixed(3)} · features by ${esc(r.engine)}, head on ${esc(r.backend)} · ${r.seconds.toFixed(1)} s</span></p>
     <p>Baseline (raw pixels): ${pct(r.baseline.accuracy)}: ${esc(r.baseline.verdict)}.</p>
     <div class="tables"><table class="metrics"><caption>Per class</caption><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>${perClass}</table>
     <table class="confusion"><caption>Confusion matrix</caption>${head}${rows}</table></div>

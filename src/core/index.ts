@@ -28,3 +28,5 @@ export * from './export/exportRun';
 export * from './compress/quantize';
 export * from './compress/prune';
 export * from './export/onnx/convert';
+export * from './backbones/onnxEngine';
+export * from './export/onnx/compress';

@@ -92,7 +92,7 @@ async function pickRun(s: Services, title: string): Promise<string | undefined> 
 }
 
 /** Export Model…: a run (default the one shown), then a folder in the workspace. Args skip the pickers. */
-export async function exportModel(s: Services, runDirArg?: string, outArg?: string, quantizeArg?: ExportChoices['quantize']): Promise<unknown> {
+export async function exportModel(s: Services, runDirArg?: string, outArg?: string, quantizeArg?: ExportChoices['quantize'], formatArg?: ExportChoices['format']): Promise<unknown> {
   if (!requireTrust()) return undefined;
   const runDir = runDirArg ?? (await pickRun(s, 'Export Model: run'));
   if (!runDir) return undefined;
@@ -101,13 +101,25 @@ export async function exportModel(s: Services, runDirArg?: string, outArg?: stri
     out = await vscode.window.showInputBox({ title: 'Export Model: folder', prompt: 'Folder in the workspace to write the model into (replaced if it exists)', value: s.session.state.exportDefault || 'models/classifier', validateInput: (v) => (v.trim() ? undefined : 'a folder path') });
     if (!out) return undefined;
   }
+  let format = formatArg ?? (outArg ? 'tfjs' : undefined);
+  if (!format) {
+    const pick = await vscode.window.showQuickPick(
+      [
+        { label: 'TensorFlow.js', description: 'model.json + weights.bin: tf.loadGraphModel / tf.loadLayersModel in the browser or Node', value: 'tfjs' as const },
+        { label: 'ONNX', description: 'model.onnx: ONNX Runtime in Node, the browser (onnxruntime-web), Python, …', value: 'onnx' as const },
+      ],
+      { title: 'Export Model: format' },
+    );
+    if (!pick) return undefined;
+    format = pick.value;
+  }
   let quantize = quantizeArg ?? (outArg ? 'none' : undefined);
   if (!quantize) {
     const pick = await vscode.window.showQuickPick(
       [
         { label: 'auto', description: 'the smallest variant within 1 accuracy point of float32 (measured on the test split)', value: 'auto' as const },
         { label: 'uint8', description: 'about ¼ of the float32 size', value: 'uint8' as const },
-        { label: 'uint16', description: 'about ½ of the float32 size', value: 'uint16' as const },
+        ...(format === 'tfjs' ? [{ label: 'uint16', description: 'about ½ of the float32 size', value: 'uint16' as const }] : []),
         { label: 'float16', description: 'about ½ of the float32 size', value: 'float16' as const },
         { label: 'float32', description: 'no compression', value: 'none' as const },
       ],
@@ -116,7 +128,7 @@ export async function exportModel(s: Services, runDirArg?: string, outArg?: stri
     if (!pick) return undefined;
     quantize = pick.value;
   }
-  const view = await s.session.exportModel(out, runDir, { quantize });
+  const view = await s.session.exportModel(out, runDir, { quantize, format });
   if (view && !outArg) {
     const a = await vscode.window.showInformationMessage(`Headstart: exported to ${vscode.workspace.asRelativePath(view.outDir)} (${(view.bytes / 1e6).toFixed(1)} MB, test accuracy ${(view.accuracy * 100).toFixed(1)}%).`, 'Open Inference Snippet', 'Open Panel');
     if (a === 'Open Inference Snippet') await vscode.window.showTextDocument(vscode.Uri.file(path.join(view.outDir, 'inference.mjs')));

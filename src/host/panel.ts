@@ -82,7 +82,7 @@ export class TrainingPanel extends Disposable {
         return;
       }
       case 'export':
-        await this.session.exportModel(m.out, undefined, { quantize: m.choices.quantize, prune: m.choices.prune, maxDrop: m.choices.maxDrop });
+        await this.session.exportModel(m.out, undefined, { format: m.choices.format, quantize: m.choices.quantize, prune: m.choices.prune, maxDrop: m.choices.maxDrop });
         return;
       case 'openFile':
         await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(m.path));

@@ -8,6 +8,7 @@ export interface RunJson {
   createdAt: string;
   config: { data: string; epochs: number; batchSize: number; learningRate: number; hiddenUnits: number; dropout: number; val: number; test: number; seed: number; backbone: string };
   backend: string;
+  engine?: string;
   backbone: { id: string; title: string };
   labels: string[];
   dataset: { root: string; total: number; counts: Record<string, { total: number }>; skipped: Array<{ path: string; reason: string }>; warnings: string[] };

@@ -247,6 +247,7 @@ export class TrainingSession extends Disposable {
       mistakes: r.test.mistakes.slice(0, 12).map((m) => ({ ...m, thumb: this.thumb(m.path) })),
       baseline: r.baseline,
       backend: r.backend,
+      engine: r.engine ?? `tfjs-${r.backend}`,
       seconds: r.timings.totalSeconds,
     };
   }

@@ -8,6 +8,7 @@ export interface Settings {
   runsFolder: string;
   cacheDir: string;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  engine: 'auto' | 'onnx' | 'tfjs';
   extractionWorkers: number;
 }
 
@@ -18,6 +19,7 @@ export function readSettings(): Settings {
     runsFolder: c.get('runsFolder', '.headstart/runs'),
     cacheDir: c.get('cacheDir', ''),
     backend: c.get('backend', 'auto'),
+    engine: c.get('engine', 'auto'),
     extractionWorkers: c.get('extractionWorkers', 0),
   };
 }
@@ -28,6 +30,7 @@ export function engineSettings(storage: vscode.Uri): EngineSettings {
   return {
     cacheDir: s.cacheDir || path.join(storage.fsPath, 'cache'),
     backend: s.backend,
+    engine: s.engine,
     workers: s.extractionWorkers > 0 ? s.extractionWorkers : undefined,
   };
 }

@@ -57,6 +57,8 @@ export interface ResultView {
   mistakes: Array<{ path: string; thumb: string; label: string; predicted: string; probability: number }>;
   baseline: { accuracy: number; verdict: string };
   backend: string;
+  /** What extracted the features: 'onnxruntime' or 'tfjs-<backend>'. */
+  engine: string;
   seconds: number;
 }
 
@@ -77,6 +79,8 @@ export interface ExportView {
 
 /** Compression choices of the export section. */
 export interface ExportChoices {
+  /** TF.js (graph / layers model) or ONNX. */
+  format: 'tfjs' | 'onnx';
   quantize: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto';
   /** Head sparsity in [0, 1). */
   prune: number;

@@ -25,6 +25,7 @@ export interface TrainRequestOptions {
 export interface EngineSettings {
   cacheDir?: string;
   backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  engine?: 'auto' | 'onnx' | 'tfjs';
   workers?: number;
 }
 

@@ -90,7 +90,7 @@ test('bad input exits 1 with a one-line reason naming the problem', async (t) =>
     [['train', data, '--backbone', backbone, '--epochs', '0', '--out', out], /--epochs/],
     [['train', data, '--backbone', backbone, '--workers', '0', '--out', out], /--workers/],
     [['train', data, '--backend', 'gpu', '--out', out], /--backend must be one of/],
-    [['train', data, '--engine', 'onnx', '--out', out], /--engine onnx/],
+    [['train', data, '--engine', 'bogus', '--out', out], /--engine must be auto, onnx or tfjs/],
     [['train', path.join(dir, 'nothing-here')], /not found/],
     [['eval', path.join(dir, 'nothing-here')], /cannot read run record/],
     [['predict', data], /predict needs MODEL_DIR and at least one FILE/],

@@ -19,7 +19,8 @@ test('trainRun writes run.json with the backend, config, history, test metrics, 
   const res = await core.trainRun(fastTrain(backbone, data, out, path.join(dir, 'cache'), { epochs: 6, seed: 9 }), { onEvent: (e) => events.push(e) });
   const backend = await core.initBackend();
   assert.equal(res.backend, backend.name);
-  assert.equal(res.engine, `tfjs-${backend.name}`);
+  // engine auto: ONNX Runtime where it loads (it does here), else TF.js on the backend.
+  assert.equal(res.engine, core.loadOrt() ? 'onnxruntime' : `tfjs-${backend.name}`);
   assert.equal(res.runDir, out);
 
   const record = JSON.parse(await readFile(path.join(out, 'run.json'), 'utf8'));

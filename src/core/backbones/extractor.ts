@@ -18,6 +18,8 @@ export interface FeatureExtractor {
    */
   extract(pixels: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;
+  /** Releases native resources and resolves when done (engines that need it: ONNX Runtime). */
+  close?(): Promise<void>;
 }
 
 /** Maps 0..255 pixels linearly onto the backbone's input range. */

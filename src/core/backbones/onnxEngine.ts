@@ -73,5 +73,6 @@ export async function loadOnnxExtractor(onnxPath: string, inputSize: number, thr
     inputSize,
     extract: (pixels, n) => run(pixels, n),
     dispose: () => void session.release(),
+    close: () => session.release(),
   };
 }

@@ -42,7 +42,10 @@ port.on('message', (msg: PoolRequest) => {
         }
         return;
       case 'close':
-        extractor?.dispose();
+        // Release native sessions before the thread ends: tearing ONNX Runtime down
+        // with the thread (worker.terminate) aborts the whole process.
+        if (extractor?.close) await extractor.close();
+        else extractor?.dispose();
         port.close();
         return;
       default:

@@ -32,6 +32,8 @@ interface Slot {
  */
 export class ExtractorPool implements FeatureExtractor {
   private readonly slots: Slot[] = [];
+  /** Every thread started, ready or not (a failed start is closed too). */
+  private readonly all: Worker[] = [];
   private readonly waiting: Array<(s: Slot) => void> = [];
   private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
   private nextId = 1;
@@ -60,6 +62,7 @@ export class ExtractorPool implements FeatureExtractor {
   private spawn(script: string, engine: PoolEngine): Promise<void> {
     return new Promise((resolve, reject) => {
       const worker = new Worker(script);
+      this.all.push(worker);
       const slot: Slot = { worker, busy: false };
       let ready = false;
       worker.on('message', (msg: PoolReply) => {
@@ -121,8 +124,17 @@ export class ExtractorPool implements FeatureExtractor {
     return this.slots.length;
   }
 
+  /**
+   * Asks every thread to release its engine and end. Threads are not
+   * terminated: a terminate() in the middle of native ONNX Runtime code
+   * aborts the process. A thread busy with a batch ends after it.
+   */
   dispose(): void {
-    for (const s of this.slots) void s.worker.terminate();
+    for (const w of this.all) {
+      w.postMessage({ type: 'close' } satisfies PoolRequest);
+      w.unref();
+    }
+    this.all.length = 0;
     this.slots.length = 0;
   }
 }

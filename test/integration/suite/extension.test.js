@@ -22,6 +22,19 @@ function nextEvent(api, pred) {
   });
 }
 
+/** Awaits `p`, failing after `ms` with the extension's recent log (a hang says where it hung). */
+async function within(api, p, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish in ${ms} ms; recent log:\n${api.log.recent.slice(-40).join('\n')}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function runDirs() {
   const dir = path.join(ws(), '.headstart', 'runs');
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
@@ -74,13 +87,19 @@ describe('Headstart in VS Code', () => {
     assert.ok(small.bytes < 0.3 * small.float32Bytes, `${small.bytes} vs ${small.float32Bytes}`);
     const manifest = JSON.parse(fs.readFileSync(path.join(ws(), 'models', 'shapes-uint8', 'model.json'), 'utf8')).weightsManifest;
     assert.ok(manifest[0].weights.some((w) => w.quantization && w.quantization.dtype === 'uint8'));
+
+    // ONNX, measured in ONNX Runtime inside the worker.
+    const onnxView = await vscode.commands.executeCommand('headstart.exportModel', outcome.runDir, 'models/shapes-onnx', 'uint8', 'onnx');
+    assert.equal(onnxView.modelFormat, 'onnx');
+    assert.ok(fs.existsSync(path.join(ws(), 'models', 'shapes-onnx', 'model.onnx')));
   });
 
   it('cancels a run within a batch and saves nothing', async () => {
     const before = runDirs().length;
     await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(path.join(ws(), 'shapes-cancel')));
     const started = vscode.commands.executeCommand('headstart.startTraining');
-    await nextEvent(api, (e) => e.type === 'progress' && e.phase === 'extract');
+    const first = await within(api, Promise.race([nextEvent(api, (e) => e.type === 'progress' && e.phase === 'extract'), started]), 60_000, 'extraction progress');
+    assert.equal(first.type, 'progress', `the run ended before extracting: ${JSON.stringify(first)}`);
     await vscode.commands.executeCommand('headstart.cancelTraining');
     const outcome = await started;
     assert.equal(outcome.status, 'cancelled');
@@ -91,17 +110,18 @@ describe('Headstart in VS Code', () => {
   it('reports a worker crash and can run again', async () => {
     await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(path.join(ws(), 'shapes-crash')));
     const started = vscode.commands.executeCommand('headstart.startTraining');
-    await nextEvent(api, (e) => e.type === 'progress' && e.phase === 'extract');
+    const first = await within(api, Promise.race([nextEvent(api, (e) => e.type === 'progress' && e.phase === 'extract'), started]), 60_000, 'extraction progress');
+    assert.equal(first.type, 'progress', `the run ended before extracting: ${JSON.stringify(first)}`);
     const pid = api.client.pid;
     assert.ok(pid, 'worker is running');
     process.kill(pid, 'SIGKILL');
-    const outcome = await started;
+    const outcome = await within(api, started, 60_000, 'the killed run');
     assert.equal(outcome.status, 'failed');
     assert.match(outcome.message, /worker process stopped unexpectedly/);
     assert.match(api.session.state.error, /stopped unexpectedly/);
 
     api.session.setOptions({ epochs: 5 });
-    const again = await vscode.commands.executeCommand('headstart.startTraining');
+    const again = await within(api, vscode.commands.executeCommand('headstart.startTraining'), 120_000, 'the run after the crash');
     assert.equal(again.status, 'done', JSON.stringify(again));
     assert.notEqual(api.client.pid, pid, 'a new worker process ran');
   });
