@@ -25,6 +25,7 @@ import {
   isCached,
   isCancelled,
   makeSampleDataset,
+  parseAugmentSpec,
   predictFiles,
   trainRun,
 } from './core';
@@ -36,6 +37,7 @@ const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
 Usage:
   headstart train DATA [--backbone ID] [--epochs N] [--batch N] [--lr X] [--hidden N]
                   [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
+                  [--augment K] [--aug flip,crop=0.15,rotate=10,brightness=0.2,contrast=0.2]
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
@@ -178,7 +180,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const { values: v, positionals } = parse({
         backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, dropout: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
-        seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' },
+        seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
         patience: { type: 'string' },
       });
       if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
@@ -198,6 +200,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           seed: num(v.seed, 'seed', true),
           patience: num(v.patience, 'patience', true),
           unfreeze: num(v.unfreeze, 'unfreeze', true),
+          augment: v.augment !== undefined || v.aug !== undefined ? (v.aug ? parseAugmentSpec(v.aug, num(v.augment, 'augment', true) ?? 2) : { views: num(v.augment, 'augment', true) ?? 2 }) : undefined,
           out: v.out ?? path.join('.headstart', 'runs', `${stamp}-${v.backbone ?? DEFAULT_BACKBONE}`.replace(/[^\w.-]/g, '_')),
           force: v.force,
           ...engineOptions(v),

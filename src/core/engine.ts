@@ -29,6 +29,8 @@ export interface EngineOptions {
   maxPixels?: number;
   /** Images per forward pass, default 16. */
   batchSize?: number;
+  /** Extract at another node than the catalogue's feature node (the boundary of a fine-tuned top), unpooled. */
+  cut?: { featureNode: string; pool: boolean };
 }
 
 export interface OpenedBackbone {
@@ -64,7 +66,8 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
   if (!['auto', 'onnx', 'tfjs'].includes(choice)) throw new HeadstartError('BAD_INPUT', `--engine must be auto, onnx or tfjs (got '${String(choice)}')`);
   progress.onEvent?.({ type: 'phase', phase: 'backend', message: 'starting TensorFlow.js' });
   const backend = await initBackend(opts.backend ?? 'auto');
-  const backbone = await resolveBackbone(id, cacheDir, progress);
+  const resolved = await resolveBackbone(id, cacheDir, progress);
+  const backbone: ResolvedBackbone = opts.cut ? { ...resolved, entry: { ...resolved.entry, featureNode: opts.cut.featureNode, pool: opts.cut.pool, featureSize: 0 } } : resolved;
   let engineNote: string | undefined;
   let useOnnx = false;
   if (choice !== 'tfjs') {

@@ -6,7 +6,7 @@ import type { Skipped } from './data/dataset';
 import { scanDataset } from './data/scan';
 import { sha256File } from './fsutil';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
-import { type LoadedRun, headProbs, loadRun, openRunBackbone } from './run';
+import { type LoadedRun, loadRun, openRunBackbone, runProbs } from './run';
 
 export interface EvalReport extends EvalResult {
   runDir: string;
@@ -56,7 +56,7 @@ export async function evalRun(runDir: string, data: string | undefined, opts: En
       const x = new Float32Array(ok.length * fsz);
       ok.forEach((it, i) => x.set(ex.features.get(it.hash)!, i * fsz));
       progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: `evaluating ${ok.length} images` });
-      const probs = headProbs(run.head, x, fsz);
+      const probs = runProbs(run, x);
       const res = evaluatePredictions(labels, Int32Array.from(ok.map((it) => labels.indexOf(it.label))), probs, ok.map((it) => it.path));
       return { runDir: path.resolve(runDir), source: data ? path.resolve(data) : 'test-split', skipped, ...res };
     } finally {
@@ -64,5 +64,6 @@ export async function evalRun(runDir: string, data: string | undefined, opts: En
     }
   } finally {
     run.head.dispose();
+    run.top?.dispose();
   }
 }

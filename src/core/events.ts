@@ -12,6 +12,8 @@ export interface EpochMetrics {
   valAccuracy: number;
   /** Seconds the epoch took. */
   seconds: number;
+  /** 'fine-tune' for the second phase of an --unfreeze run (top layers and head together). */
+  stage?: 'head' | 'fine-tune';
 }
 
 export type EngineEvent =

@@ -30,3 +30,6 @@ export * from './compress/prune';
 export * from './export/onnx/convert';
 export * from './backbones/onnxEngine';
 export * from './export/onnx/compress';
+export * from './data/augment';
+export * from './train/finetune';
+export * from './train/wasmGrads';

@@ -8,7 +8,7 @@ import { DecodeError, readAndDecode } from './data/decode';
 import { loadExportedModel } from './export/fullModel';
 import { loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
 import { exists, readJson, sha256File } from './fsutil';
-import { headProbs, loadRun, openRunBackbone } from './run';
+import { loadRun, openRunBackbone, runProbs } from './run';
 
 export interface Prediction {
   path: string;
@@ -64,7 +64,7 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
         for (const it of items) {
           const f = ex.features.get(it.hash);
           if (!f) lines.push({ path: it.path, error: ex.failed.find((x) => x.path === it.path)?.reason ?? 'not decoded' });
-          else lines.push(toPrediction(it.path, run.record.labels, headProbs(run.head, f, fsz)));
+          else lines.push(toPrediction(it.path, run.record.labels, runProbs(run, f)));
         }
         const byPath = new Map(lines.map((l) => [l.path, l]));
         return files.map((f) => byPath.get(f)!);
@@ -73,6 +73,7 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
       }
     } finally {
       run.head.dispose();
+      run.top?.dispose();
     }
   }
   if (!(await exists(path.join(modelDir, 'metadata.json')))) throw new HeadstartError('BAD_INPUT', `${modelDir} is neither a RUN_DIR (run.json) nor an export folder (metadata.json + model.json or model.onnx)`);

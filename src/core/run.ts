@@ -9,9 +9,12 @@ import type { EpochMetrics, Progress } from './events';
 import { type Skipped } from './data/dataset';
 import { THUMB } from './data/decode';
 import { scanDataset } from './data/scan';
+import { type AugmentOptions, drawView, normaliseAugment, viewKey } from './data/augment';
 import { type DatasetSummary, type SplitName, type SplitSample, splitDataset, summarise } from './data/split';
 import { readJson, writeDirAtomic } from './fsutil';
 import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
+import { type Boundary, buildTop, fineTune, findBoundary, loadTop, topFeatures } from './train/finetune';
+import { defaultCacheDir, resolveBackbone } from './backbones/store';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
 import { dirLoader, dirSaver } from './tfjsio';
 
@@ -25,8 +28,10 @@ export interface TrainConfig extends HeadOptions, EngineOptions {
   /** Validation / test fractions, default 0.15 each. */
   val?: number;
   test?: number;
-  /** Top layers of the backbone to unfreeze; only 0 (frozen) is supported so far. */
+  /** Top layers of a layers backbone to fine-tune (0: frozen). Moved down to the nearest single-tensor boundary. */
   unfreeze?: number;
+  /** Augmented views of training images, drawn once and cached. */
+  augment?: AugmentOptions;
   /** RUN_DIR to create. */
   out: string;
   /** Replace an existing RUN_DIR. */
@@ -60,6 +65,10 @@ export interface RunRecord {
   stoppedEarly: boolean;
   test: EvalResult;
   baseline: BaselineResult;
+  /** Fine-tuning of the backbone's top layers, when --unfreeze was given. */
+  unfreeze?: { layers: number; boundary: string; boundaryShape: number[]; trainable: string[]; headEpochs: number; fineTuneEpochs: number; fineTuneBackend: string; fineTuneSeconds: number };
+  /** What augmentation made: options and the number of augmented training vectors. */
+  augmentation?: Required<AugmentOptions> & { vectors: number };
   timings: { scanSeconds: number; extractSeconds: number; trainSeconds: number; totalSeconds: number; imagesPerSecond: number; extracted: number; cached: number; workers: number };
 }
 
@@ -141,14 +150,31 @@ function checkClasses(samples: Array<{ label: string; path: string }>, allLabels
 export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promise<TrainReport> {
   const t0 = Date.now();
   const emit = progress.onEvent ?? (() => undefined);
-  if (cfg.unfreeze && cfg.unfreeze > 0) throw new HeadstartError('BAD_INPUT', '--unfreeze is not available yet in this version; train with a frozen backbone (--unfreeze 0)');
   const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, ...Object.fromEntries(Object.entries(cfg).filter(([k, v]) => k in HEAD_DEFAULTS && v !== undefined)) } as Required<HeadOptions>;
   validateHead(head);
   const scan = await scanDataset(cfg.data, progress);
   const scanSeconds = (Date.now() - t0) / 1000;
   const allLabels = [...new Set(scan.hashed.map((s) => s.label))].sort();
   if (scan.hashed.length === 0) checkClasses([], [], []);
-  const opened = await openBackbone(cfg.backbone ?? DEFAULT_BACKBONE, cfg, progress);
+  const backboneId = cfg.backbone ?? DEFAULT_BACKBONE;
+  // --unfreeze: the boundary, and a top model sharing the backbone's layers above it.
+  let ft: { boundary: Boundary; base: tf.LayersModel; top: tf.LayersModel; featureNode: string; pool: boolean } | undefined;
+  if (cfg.unfreeze) {
+    const rb = await resolveBackbone(backboneId, cfg.cacheDir ?? defaultCacheDir(), progress);
+    if (rb.entry.format !== 'layers') throw new HeadstartError('BAD_INPUT', `backbone ${rb.entry.id} is a frozen graph model and cannot be unfrozen; use a layers backbone (mobilenet-v2-100, inception-v3, the mobilenet-v1/v2 downloads) or --unfreeze 0`);
+    await initBackend(cfg.backend ?? 'auto');
+    const base = await tf.loadLayersModel(dirLoader(rb.dir));
+    const boundary = findBoundary(base, rb.entry.featureNode, cfg.unfreeze);
+    ft = { boundary, base, top: buildTop(base, boundary, !!rb.entry.pool), featureNode: rb.entry.featureNode, pool: !!rb.entry.pool };
+    emit({ type: 'log', message: `fine-tuning ${boundary.trainable.length} layers above ${boundary.layer} (${boundary.trainable.join(', ')})` });
+  }
+  let opened: OpenedBackbone;
+  try {
+    opened = await openBackbone(backboneId, { ...cfg, cut: ft && { featureNode: ft.boundary.layer, pool: false } }, progress);
+  } catch (err) {
+    ft?.base.dispose();
+    throw err;
+  }
   try {
     throwIfAborted(progress.signal);
     const ex = await opened.extract(scan.hashed, progress);
@@ -163,21 +189,48 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     const summary = summarise(path.resolve(scan.root), scan.kind, split.samples, [...scan.skipped, ...ex.failed, ...split.conflicts], split.duplicates);
     for (const w of summary.warnings) emit({ type: 'warning', message: w });
     const fsz = opened.backbone.entry.featureSize;
-    const train = gather(split.samples, 'train', ex.features, labels, fsz);
+    let train = gather(split.samples, 'train', ex.features, labels, fsz);
     const val = gather(split.samples, 'val', ex.features, labels, fsz);
+    let augmentation: RunRecord['augmentation'];
+    if (cfg.augment && cfg.augment.views > 0) {
+      // K views of each training image only; validation and test stay untouched.
+      const aug = normaliseAugment(cfg.augment);
+      const trainSamples = split.samples.filter((s) => s.split === 'train');
+      const viewItems = trainSamples.flatMap((s) => Array.from({ length: aug.views }, (_, k) => {
+        const view = drawView(s.hash, k, head.seed, aug);
+        return { path: s.path, hash: viewKey(s.hash, view), view, label: s.label };
+      }));
+      emit({ type: 'phase', phase: 'extract', message: `augmenting: ${aug.views} views of each of ${trainSamples.length} training images` });
+      const exAug = await opened.extract(viewItems, progress);
+      const ok = viewItems.filter((v) => exAug.features.has(v.hash));
+      const x = new Float32Array((train.y.length + ok.length) * fsz);
+      x.set(train.x);
+      ok.forEach((v, i) => x.set(exAug.features.get(v.hash)!, (train.y.length + i) * fsz));
+      train = { x, y: Int32Array.from([...train.y, ...ok.map((v) => labels.indexOf(v.label))]), paths: [...train.paths, ...ok.map((v) => v.path)] };
+      augmentation = { ...aug, vectors: ok.length };
+    }
     const test = gather(split.samples, 'test', ex.features, labels, fsz);
-    emit({ type: 'phase', phase: 'train', message: `training a head on ${train.y.length} images (${labels.length} classes)` });
-    const res = await trainHead(train, val, fsz, labels.length, head, progress);
+    // Fine-tuned runs extract boundary activations; the head reads the (frozen, then tuned) top's features.
+    const headIn = (v: VectorSet): VectorSet => (ft ? { x: topFeatures(ft.top, v.x, ft.boundary.shape), y: v.y } : v);
+    const headDim = ft ? (ft.top.outputs[0]!.shape[1] as number) : fsz;
+    emit({ type: 'phase', phase: 'train', message: `training a head on ${train.y.length} ${cfg.augment?.views ? 'vectors (with augmented views)' : 'images'} (${labels.length} classes)` });
+    const res = await trainHead(headIn(train), headIn(val), headDim, labels.length, head, progress);
+    let ftResult: Awaited<ReturnType<typeof fineTune>> | undefined;
+    if (ft) {
+      emit({ type: 'phase', phase: 'train', message: `fine-tuning the top ${ft.boundary.trainable.length} layers with the head (BatchNorm frozen, learning rate ${head.learningRate / 10})` });
+      ftResult = await fineTune(ft.top, res.model, ft.boundary, train, val, labels.length, head, {}, progress);
+      res.history.push(...ftResult.history.map((m) => ({ ...m, epoch: res.history.length + m.epoch })));
+    }
     try {
       emit({ type: 'phase', phase: 'evaluate', message: `evaluating on ${test.y.length} test images` });
-      const probs = evaluateSet(res.model, test, fsz, labels.length).probs;
+      const probs = evaluateSet(res.model, headIn(test), headDim, labels.length).probs;
       const testEval = evaluatePredictions(labels, test.y, probs, test.paths);
       const baseline = await trainBaseline(split.samples, ex.thumbs, labels, head, testEval, progress);
       const b = opened.backbone;
       const timings = {
         scanSeconds,
         extractSeconds: ex.seconds,
-        trainSeconds: res.seconds,
+        trainSeconds: res.seconds + (ftResult?.seconds ?? 0),
         totalSeconds: 0,
         imagesPerSecond: ex.imagesPerSecond,
         extracted: ex.computed,
@@ -192,7 +245,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         config: { ...cfgRest, ...head, backbone: b.entry.id, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) },
         backend: opened.backend.name,
         engine: opened.engine,
-        backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: b.entry.featureNode, pool: !!b.entry.pool, featureSize: fsz, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
+        backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: ft ? ft.featureNode : b.entry.featureNode, pool: ft ? ft.pool : !!b.entry.pool, featureSize: headDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
         labels,
         dataset: summary,
         samples: split.samples.map((s) => ({ rel: s.rel, label: s.label, hash: s.hash, split: s.split })),
@@ -201,6 +254,8 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         stoppedEarly: res.stoppedEarly,
         test: testEval,
         baseline,
+        augmentation,
+        unfreeze: ft && ftResult ? { layers: cfg.unfreeze!, boundary: ft.boundary.layer, boundaryShape: ft.boundary.shape, trainable: ft.boundary.trainable, headEpochs: res.history.length - ftResult.history.length, fineTuneEpochs: ftResult.history.length, fineTuneBackend: ftResult.backend, fineTuneSeconds: ftResult.seconds } : undefined,
         timings,
       };
       throwIfAborted(progress.signal);
@@ -209,6 +264,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         runDir,
         async (tmp) => {
           await res.model.save(dirSaver(path.join(tmp, 'head')));
+          if (ft) await ft.top.save(dirSaver(path.join(tmp, 'top')));
           record.timings.totalSeconds = (Date.now() - t0) / 1000;
           await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
         },
@@ -220,6 +276,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     }
   } finally {
     opened.dispose();
+    ft?.base.dispose(); // the top shares its weights
   }
 }
 
@@ -240,6 +297,8 @@ export interface LoadedRun {
   dir: string;
   record: RunRecord;
   head: tf.LayersModel;
+  /** The fine-tuned top layers (boundary activations → features), for --unfreeze runs. */
+  top?: tf.LayersModel;
 }
 
 /** Reads RUN_DIR; a folder from another version or with missing files is a clear error. */
@@ -254,7 +313,16 @@ export async function loadRun(dir: string, backend: BackendPreference = 'auto'):
   } catch (err) {
     throw new HeadstartError('BAD_INPUT', `${dir} has no readable trained head (head/model.json): ${String((err as Error).message)}; train again`, { cause: err });
   }
-  return { dir, record, head };
+  let top: tf.LayersModel | undefined;
+  if (record.unfreeze) {
+    try {
+      top = await loadTop(path.join(dir, 'top'));
+    } catch (err) {
+      head.dispose();
+      throw new HeadstartError('BAD_INPUT', `${dir} was fine-tuned but its top layers (top/model.json) are unreadable: ${String((err as Error).message)}; train again`, { cause: err });
+    }
+  }
+  return { dir, record, head, top };
 }
 
 /** Opens the backbone a run was trained on and checks it is the same model. */
@@ -262,12 +330,23 @@ export async function openRunBackbone(run: LoadedRun, opts: EngineOptions, progr
   const b = run.record.backbone;
   // The run's own engine reproduces its features exactly; ONNX Runtime falls back to TF.js where it is missing.
   const engine = opts.engine ?? (run.record.engine === 'onnxruntime' ? 'auto' : 'tfjs');
-  const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, { ...opts, engine }, progress);
+  const cut = run.record.unfreeze ? { featureNode: run.record.unfreeze.boundary, pool: false } : undefined;
+  const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, { ...opts, engine, cut }, progress);
   if (opened.backbone.modelHash !== b.modelHash) {
     opened.dispose();
     throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (its model.json or weights differ); train again`);
   }
   return opened;
+}
+
+/** What the head reads, from what the run's backbone extracts: features, or (fine-tuned runs) top(boundary activations). */
+export function toHeadInput(run: LoadedRun, x: Float32Array): Float32Array {
+  return run.top && run.record.unfreeze ? topFeatures(run.top, x, run.record.unfreeze.boundaryShape) : x;
+}
+
+/** Class probabilities for rows of what the run's backbone extracts. */
+export function runProbs(run: LoadedRun, x: Float32Array): Float32Array {
+  return headProbs(run.head, toHeadInput(run, x), run.record.backbone.featureSize);
 }
 
 /** Head probabilities for feature rows. */

@@ -56,7 +56,7 @@ export async function loadTfjsExtractor(b: ResolvedBackbone): Promise<FeatureExt
   const forward = (x: tf.Tensor4D): tf.Tensor2D =>
     tf.tidy(() => {
       let y = run(normalise(x, entry.inputRange) as tf.Tensor4D);
-      if (y.rank === 4) y = tf.mean(y, [1, 2]);
+      if (y.rank === 4 && entry.pool) y = tf.mean(y, [1, 2]);
       else if (y.rank > 2) y = tf.reshape(y, [y.shape[0]!, -1]);
       return y as tf.Tensor2D;
     });

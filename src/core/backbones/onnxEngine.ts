@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HeadstartError } from '../errors';
-import { exists, writeFileAtomic } from '../fsutil';
+import { exists, sha256, writeFileAtomic } from '../fsutil';
 import { CONVERTER_VERSION, convertTfjsModel } from '../export/onnx/convert';
 import type { FeatureExtractor } from './extractor';
 import type { ResolvedBackbone } from './store';
@@ -42,7 +42,8 @@ export function defaultOrtThreads(): number {
  * Converted once per (backbone, model hash, converter version) into the cache.
  */
 export async function ensureOnnxBackbone(b: ResolvedBackbone, cacheDir: string): Promise<string> {
-  const file = path.join(cacheDir, 'onnx', `${b.entry.id.replace(/[^\w.-]/g, '_').slice(0, 60)}-${b.modelHash.slice(0, 16)}-c${CONVERTER_VERSION}.onnx`);
+  const cut = sha256(`${b.entry.featureNode}|${b.entry.pool ? 'pool' : ''}|${b.entry.inputRange.join(',')}`).slice(0, 8);
+  const file = path.join(cacheDir, 'onnx', `${b.entry.id.replace(/[^\w.-]/g, '_').slice(0, 60)}-${b.modelHash.slice(0, 16)}-${cut}-c${CONVERTER_VERSION}.onnx`);
   if (await exists(file)) return file;
   const [lo, hi] = b.entry.inputRange;
   const conv = await convertTfjsModel(b.dir, { output: b.entry.featureNode, normalise: { scale: (hi - lo) / 255, offset: lo }, pool: b.entry.pool, inputName: 'image', outputName: 'features' });

@@ -3,12 +3,16 @@ import { throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { VectorCache } from './cache';
 import type { Skipped } from './dataset';
+import { type AugmentView, applyView } from './augment';
 import { DecodeError, THUMB, readAndDecode, thumbnail } from './decode';
 
 /** One image to extract: a path and its content hash (the cache key). */
 export interface ExtractItem {
   path: string;
+  /** Cache key: the content hash, or for an augmented view the view's key. */
   hash: string;
+  /** An augmented view to apply after decoding (training images only). */
+  view?: AugmentView;
 }
 
 export interface ExtractOptions extends Progress {
@@ -69,20 +73,22 @@ export async function extractAll(
   const thumbs = new Map<string, Float32Array>();
   const failed: Skipped[] = [];
   const unique = new Map<string, string[]>();
+  const views = new Map<string, AugmentView>();
   for (const it of items) {
     const paths = unique.get(it.hash);
     if (paths) paths.push(it.path);
     else unique.set(it.hash, [it.path]);
+    if (it.view) views.set(it.hash, it.view);
   }
 
-  const missing: Array<{ hash: string; path: string }> = [];
+  const missing: Array<{ hash: string; path: string; view?: AugmentView }> = [];
   for (const [hash, paths] of unique) {
     throwIfAborted(opts.signal);
     const [f, t] = await Promise.all([featureCache.get(hash), thumbCache.get(hash)]);
     if (f && t) {
       features.set(hash, f);
       thumbs.set(hash, t);
-    } else missing.push({ hash, path: paths[0]! });
+    } else missing.push({ hash, path: paths[0]!, view: views.get(hash) });
   }
   const cached = features.size;
   emit({ type: 'phase', phase: 'extract', message: missing.length ? `extracting features of ${missing.length} images (${cached} cached)` : `all ${cached} images cached; no backbone pass needed` });
@@ -100,7 +106,8 @@ export async function extractAll(
   const decodeBatch = async (batch: typeof missing) => {
     const decoded = await mapLimit(batch, opts.decodeConcurrency ?? 4, async (it) => {
       try {
-        return { it, rgb: await readAndDecode(it.path, inputSize, opts.maxPixels) };
+        const rgb = await readAndDecode(it.path, inputSize, opts.maxPixels);
+        return { it, rgb: it.view ? await applyView(rgb, inputSize, it.view) : rgb };
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         for (const p of unique.get(it.hash)!) failed.push({ path: p, reason: err.message });

@@ -210,5 +210,6 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
     );
   } finally {
     run.head.dispose();
+    run.top?.dispose();
   }
 }

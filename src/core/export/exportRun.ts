@@ -11,7 +11,7 @@ import { DecodeError, readAndDecode } from '../data/decode';
 import { testSplitItems } from '../evaluate';
 import { exists, writeDirAtomic } from '../fsutil';
 import type { ExportMetadata } from '../predict';
-import { type LoadedRun, loadRun, openRunBackbone } from '../run';
+import { type LoadedRun, loadRun, openRunBackbone, toHeadInput } from '../run';
 import { type VectorSet } from '../train/head';
 import { type Policy, POLICIES, type PolicyName } from '../compress/quantize';
 import { pruneHead } from '../compress/prune';
@@ -124,7 +124,8 @@ async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progres
       ok.forEach((s, i) => x.set(ex.features.get(s.hash)!, i * fsz));
       return { x, y: Int32Array.from(ok.map((s) => run.record.labels.indexOf(s.label))) };
     };
-    return { train: gather(pick('train')), val: gather(pick('val')), featureSize: fsz };
+    const headIn = (v: VectorSet): VectorSet => ({ x: toHeadInput(run, v.x), y: v.y });
+    return { train: headIn(gather(pick('train'))), val: headIn(gather(pick('val'))), featureSize: run.record.backbone.featureSize };
   } finally {
     opened.dispose();
   }
@@ -300,5 +301,6 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
   } finally {
     for (const [sp, h] of heads) if (sp > 0) h.head.dispose();
     run.head.dispose();
+    run.top?.dispose();
   }
 }

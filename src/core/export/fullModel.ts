@@ -157,6 +157,8 @@ async function buildLayersModel(run: LoadedRun, head: tf.LayersModel): Promise<B
   // Layers added on top of the base belong to no model we dispose: they are freed one by one.
   const added: tf.layers.Layer[] = [];
   try {
+    // A fine-tuned run carries its own weights for the top layers.
+    for (const l of run.top?.layers ?? []) if (l.getWeights().length && !l.name.startsWith('headstart_')) base.getLayer(l.name).setWeights(l.getWeights());
     let x = base.getLayer(b.featureNode).output as tf.SymbolicTensor;
     if (b.pool && x.shape.length === 4) {
       const pool = tf.layers.globalAveragePooling2d({ name: 'headstart_pool' });

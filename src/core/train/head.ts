@@ -71,7 +71,7 @@ export function buildHead(featureSize: number, numClasses: number, o: Required<H
   return model;
 }
 
-function classWeights(y: Int32Array, k: number, balance: boolean): Float32Array {
+export function classWeights(y: Int32Array, k: number, balance: boolean): Float32Array {
   const w = new Float32Array(k).fill(1);
   if (!balance) return w;
   const counts = new Array<number>(k).fill(0);
@@ -84,7 +84,7 @@ function classWeights(y: Int32Array, k: number, balance: boolean): Float32Array 
  * Forward pass of the head. In training, dropout masks come from a per-step
  * seed (tfjs's Dropout layer would reuse one fixed seed: the same mask every step).
  */
-function forward(model: tf.Sequential, x: tf.Tensor2D, dropout: { rate: number; seed: number } | undefined): tf.Tensor2D {
+export function forward(model: tf.Sequential, x: tf.Tensor2D, dropout: { rate: number; seed: number } | undefined): tf.Tensor2D {
   let h: tf.Tensor = x;
   for (const layer of model.layers) {
     if (layer.getClassName() === 'Dropout') {
@@ -99,7 +99,7 @@ function forward(model: tf.Sequential, x: tf.Tensor2D, dropout: { rate: number; 
   return h as tf.Tensor2D;
 }
 
-function weightedLoss(model: tf.Sequential, probs: tf.Tensor2D, y: tf.Tensor1D, w: tf.Tensor1D, k: number, l2: number): tf.Scalar {
+export function weightedLoss(model: tf.Sequential, probs: tf.Tensor2D, y: tf.Tensor1D, w: tf.Tensor1D, k: number, l2: number): tf.Scalar {
   const oneHot = tf.oneHot(y, k);
   const ce = tf.neg(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), 1));
   const sw = tf.gather(w, y);

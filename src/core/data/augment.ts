@@ -1,0 +1,103 @@
+import sharp from 'sharp';
+import { HeadstartError } from '../errors';
+import { sha256 } from '../fsutil';
+import { Rng } from '../rng';
+
+/** Which random transforms augmentation draws from, and how strong they are. */
+export interface AugmentOptions {
+  /** Augmented views drawn per training image (0: off). Range 0..32. */
+  views: number;
+  /** Mirror left-right half of the time. Default true. */
+  flip?: boolean;
+  /** Largest fraction of the side cropped away (random position). Default 0.15, range [0, 0.5]. */
+  crop?: number;
+  /** Largest rotation in degrees, either way. Default 10, range [0, 45]. */
+  rotate?: number;
+  /** Largest brightness change as a fraction (±). Default 0.2, range [0, 1]. */
+  brightness?: number;
+  /** Largest contrast change as a fraction (±). Default 0.2, range [0, 1]. */
+  contrast?: number;
+}
+
+/** One augmented view: every random choice, drawn once and stored with the cache key. */
+export interface AugmentView {
+  flip: boolean;
+  angle: number;
+  /** Crop window as fractions of the side: left, top, size. */
+  crop: [number, number, number];
+  brightness: number;
+  contrast: number;
+}
+
+export const AUGMENT_VERSION = 'a1';
+
+/** Defaults filled in and ranges checked. */
+export function normaliseAugment(o: AugmentOptions): Required<AugmentOptions> {
+  const r: Required<AugmentOptions> = { flip: true, crop: 0.15, rotate: 10, brightness: 0.2, contrast: 0.2, ...o };
+  const bad = (what: string) => {
+    throw new HeadstartError('BAD_INPUT', what);
+  };
+  if (!Number.isInteger(r.views) || r.views < 0 || r.views > 32) bad(`--augment must be a whole number of views from 0 to 32 (got ${r.views})`);
+  if (!(r.crop >= 0 && r.crop <= 0.5)) bad(`augmentation crop must be a fraction from 0 to 0.5 (got ${r.crop})`);
+  if (!(r.rotate >= 0 && r.rotate <= 45)) bad(`augmentation rotate must be 0 to 45 degrees (got ${r.rotate})`);
+  if (!(r.brightness >= 0 && r.brightness <= 1)) bad(`augmentation brightness must be 0 to 1 (got ${r.brightness})`);
+  if (!(r.contrast >= 0 && r.contrast <= 1)) bad(`augmentation contrast must be 0 to 1 (got ${r.contrast})`);
+  return r;
+}
+
+/** Parses `flip,crop=0.1,rotate=15,brightness=0.2,contrast=0` (listed ops on, others off). */
+export function parseAugmentSpec(spec: string, views: number): AugmentOptions {
+  const o: AugmentOptions = { views, flip: false, crop: 0, rotate: 0, brightness: 0, contrast: 0 };
+  const defaults = { crop: 0.15, rotate: 10, brightness: 0.2, contrast: 0.2 };
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [k, v] = part.split('=');
+    if (k === 'flip') o.flip = v === undefined || v === 'true' || v === '1';
+    else if (k === 'crop' || k === 'rotate' || k === 'brightness' || k === 'contrast') {
+      const n = v === undefined ? defaults[k] : Number(v);
+      if (!Number.isFinite(n)) throw new HeadstartError('BAD_INPUT', `--aug ${k} needs a number (got '${v}')`);
+      o[k] = n;
+    } else throw new HeadstartError('BAD_INPUT', `unknown augmentation '${k}'; use flip, crop, rotate, brightness, contrast`);
+  }
+  return o;
+}
+
+/** The k-th view of an image: drawn from a seed of (content hash, k, run seed), so reruns draw the same views. */
+export function drawView(contentHash: string, k: number, seed: number, o: Required<AugmentOptions>): AugmentView {
+  const rng = new Rng((parseInt(contentHash.slice(0, 8), 16) ^ Math.imul(k + 1, 0x9e3779b1) ^ seed) >>> 0);
+  const side = 1 - rng.next() * o.crop;
+  return {
+    flip: o.flip && rng.next() < 0.5,
+    angle: (rng.next() * 2 - 1) * o.rotate,
+    crop: [rng.next() * (1 - side), rng.next() * (1 - side), side],
+    brightness: (rng.next() * 2 - 1) * o.brightness,
+    contrast: (rng.next() * 2 - 1) * o.contrast,
+  };
+}
+
+/** Cache key of a view: never equal to any plain image's key. */
+export function viewKey(contentHash: string, v: AugmentView): string {
+  return sha256(`${contentHash}|${AUGMENT_VERSION}|${JSON.stringify(v)}`);
+}
+
+/** Applies a view to a decoded size x size RGB image; returns size x size RGB. */
+export async function applyView(rgb: Uint8Array, size: number, v: AugmentView): Promise<Uint8Array> {
+  let img = sharp(rgb, { raw: { width: size, height: size, channels: 3 } });
+  if (v.flip) img = img.flop();
+  if (v.angle) img = img.rotate(v.angle, { background: { r: 255, g: 255, b: 255 } });
+  const turned = await img.raw().toBuffer({ resolveWithObject: true });
+  // Rotation grows the canvas; crop within the original square's footprint.
+  const W = turned.info.width;
+  const H = turned.info.height;
+  const side = Math.max(8, Math.round(v.crop[2] * size));
+  const left = Math.round((W - size) / 2 + v.crop[0] * size);
+  const top = Math.round((H - size) / 2 + v.crop[1] * size);
+  const contrast = 1 + v.contrast;
+  const out = await sharp(turned.data, { raw: { width: W, height: H, channels: 3 } })
+    .extract({ left: Math.max(0, Math.min(W - side, left)), top: Math.max(0, Math.min(H - side, top)), width: Math.min(side, W), height: Math.min(side, H) })
+    .resize(size, size, { fit: 'fill' })
+    // contrast about mid-grey, then brightness: y = c * (x - 128) + 128 + b * 255
+    .linear(contrast, 128 * (1 - contrast) + v.brightness * 255)
+    .raw()
+    .toBuffer();
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
