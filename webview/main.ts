@@ -41,6 +41,7 @@ const NUMERIC: Array<{ key: keyof FormOptions; label: string; hint: string }> = 
   { key: 'test', label: 'Test split', hint: 'fraction, above 0, at most 0.5' },
   { key: 'seed', label: 'Seed', hint: 'same seed, same split and metrics' },
   { key: 'unfreeze', label: 'Unfreeze top layers', hint: '' },
+  { key: 'augment', label: 'Augmented views', hint: 'per training image: flip, crop, rotate, light; 0 = off' },
 ];
 
 let state: PanelState | undefined = vscode.getState();
@@ -183,7 +184,7 @@ function fillForm(s: PanelState): void {
   (dd as HTMLInputElement).value = s.options.backbone;
   const unfreeze = $('f-unfreeze');
   unfreeze.toggleAttribute('disabled', !s.unfreezeSupported || s.running);
-  $('f-unfreeze-hint').textContent = s.unfreezeSupported ? 'top layers of a layers backbone' : 'frozen backbone only in this version';
+  $('f-unfreeze-hint').textContent = s.unfreezeSupported ? 'weighted layers at the top of the backbone, fine-tuned after the head (0 = frozen)' : 'this backbone is a frozen graph: choose a layers backbone to unfreeze';
   for (const f of NUMERIC) if (f.key !== 'unfreeze') $(`f-${f.key}`).toggleAttribute('disabled', s.running);
   if (!($('e-out') as HTMLInputElement).value && s.exportDefault) ($('e-out') as HTMLInputElement).value = s.exportDefault;
 }

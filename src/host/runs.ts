@@ -6,7 +6,7 @@ import type { RunSummary } from '../shared/panelProtocol';
 export interface RunJson {
   version: number;
   createdAt: string;
-  config: { data: string; epochs: number; batchSize: number; learningRate: number; hiddenUnits: number; dropout: number; val: number; test: number; seed: number; backbone: string };
+  config: { data: string; epochs: number; batchSize: number; learningRate: number; hiddenUnits: number; dropout: number; val: number; test: number; seed: number; backbone: string; unfreeze?: number; augment?: { views: number } };
   backend: string;
   engine?: string;
   backbone: { id: string; title: string };

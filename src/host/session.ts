@@ -104,7 +104,7 @@ export class TrainingSession extends Disposable {
     try {
       const backbones = await this.client.request<BackboneChoice[], 'backbones'>('backbones', { settings });
       const chosen = backbones.find((b) => b.id === this.state.options.backbone);
-      this.update({ backbones, unfreezeSupported: chosen?.format === 'layers' && false, runs: await listRuns(runsFolder()) });
+      this.update({ backbones, unfreezeSupported: chosen?.format === 'layers', runs: await listRuns(runsFolder()) });
     } catch (err) {
       this.log.error('could not list backbones', err);
     }
@@ -112,7 +112,11 @@ export class TrainingSession extends Disposable {
 
   setOptions(options: Partial<FormOptions>): void {
     const dataChanged = options.data !== undefined && options.data !== this.state.options.data;
-    this.update({ options: { ...this.state.options, ...options } });
+    const next = { ...this.state.options, ...options };
+    const format = this.state.backbones.find((b) => b.id === next.backbone)?.format;
+    // Graph backbones are frozen graphs: nothing to unfreeze.
+    if (format === 'graph') next.unfreeze = 0;
+    this.update({ options: next, unfreezeSupported: format === 'layers' });
     if (dataChanged && options.data) void this.preview(options.data);
   }
 
@@ -171,7 +175,7 @@ export class TrainingSession extends Disposable {
     try {
       const report = await this.client.request<TrainReportLike, 'train'>(
         'train',
-        { options: { ...o, out }, settings: engineSettings(this.storage) },
+        { options: { ...o, augment: o.augment ? { views: o.augment } : undefined, out }, settings: engineSettings(this.storage) },
         (e) => this.onEvent(e),
         this.cancelSource.token,
       );
@@ -261,7 +265,7 @@ export class TrainingSession extends Disposable {
     }
     const c = r.config;
     this.update({
-      options: { ...this.state.options, data: c.data, backbone: r.backbone.id, epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, hiddenUnits: c.hiddenUnits, dropout: c.dropout, val: c.val, test: c.test, seed: c.seed },
+      options: { ...this.state.options, data: c.data, backbone: r.backbone.id, epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, hiddenUnits: c.hiddenUnits, dropout: c.dropout, val: c.val, test: c.test, seed: c.seed, unfreeze: c.unfreeze ?? 0, augment: c.augment?.views ?? 0 },
       history: r.history,
       totalEpochs: c.epochs,
       result: this.resultView(runDir, r),

@@ -17,6 +17,8 @@ export interface FormOptions {
   test: number;
   seed: number;
   unfreeze: number;
+  /** Augmented views per training image (0: none). */
+  augment: number;
 }
 
 export interface BackboneChoice {
@@ -150,6 +152,7 @@ export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, 
   if (!(o.test > 0 && o.test <= 0.5)) errs.test = 'a fraction above 0, at most 0.5';
   if (!Number.isInteger(o.seed)) errs.seed = 'a whole number';
   if (!int(o.unfreeze, 0, 200)) errs.unfreeze = 'a whole number from 0 to 200';
+  if (!int(o.augment, 0, 32)) errs.augment = 'a whole number of views from 0 to 32';
   return errs;
 }
 
@@ -163,4 +166,5 @@ export const DEFAULT_FORM: Omit<FormOptions, 'data' | 'backbone'> = {
   test: 0.15,
   seed: 42,
   unfreeze: 0,
+  augment: 0,
 };

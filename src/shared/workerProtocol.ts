@@ -19,6 +19,8 @@ export interface TrainRequestOptions {
   test?: number;
   seed?: number;
   unfreeze?: number;
+  /** Augmented views per training image (flip, crop, rotation, brightness, contrast). */
+  augment?: { views: number };
   force?: boolean;
 }
 
