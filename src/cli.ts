@@ -19,6 +19,7 @@ import {
   type Quantize,
   cleanupPendingDirs,
   defaultCacheDir,
+  distillRun,
   describeError,
   evalRun,
   exportRun,
@@ -43,6 +44,8 @@ Usage:
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|auto] [--prune SPARSITY]
                   [--max-drop POINTS] [--format tfjs] [--force]
+  headstart distill RUN_DIR [--student ID] [--out RUN_DIR] [--temperature T] [--alpha A]
+                                         a compact student trained on the teacher's soft outputs
   headstart backbones                    the catalogue and what is cached
   headstart sample DIR [--per-class N] [--classes N] [--seed N]
                                          write a small generated image dataset
@@ -277,8 +280,17 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(files).flat().length} images in ${Object.keys(files).length} class folders under ${positionals[0]}`);
       return 0;
     }
-    case 'distill':
-      return bad('distill is not available yet in this version');
+    case 'distill': {
+      const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' } });
+      if (positionals.length !== 1) bad('distill needs exactly one RUN_DIR (the teacher)');
+      const rep = new Reporter(!!v.quiet);
+      const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
+      out(!!v.json, res, () => {
+        const row = (name: string, m: typeof res.teacher) => `  ${name.padEnd(8)} ${m.backbone.padEnd(20)} ${(m.bytes / 1e6).toFixed(2).padStart(7)} MB  ${pct(m.accuracy).padStart(6)}  ${m.msPerImage.toFixed(1).padStart(6)} ms/image`;
+        return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, row('teacher', res.teacher), row('student', res.student), `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
+      });
+      return 0;
+    }
     default:
       return bad(`unknown command '${cmd}' (see headstart --help)`);
   }

@@ -33,3 +33,4 @@ export * from './export/onnx/compress';
 export * from './data/augment';
 export * from './train/finetune';
 export * from './train/wasmGrads';
+export * from './train/distill';

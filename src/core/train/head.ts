@@ -29,6 +29,16 @@ export interface HeadOptions {
 export interface VectorSet {
   x: Float32Array;
   y: Int32Array;
+  /** Distillation: a teacher's class probabilities per row (n x classes). */
+  soft?: Float32Array;
+}
+
+/** Distillation settings: softened targets at `temperature`, mixed with the hard labels. */
+export interface DistillOptions {
+  /** Softening temperature, default 4, range [1, 20]. */
+  temperature: number;
+  /** Weight of the teacher's soft targets against the hard labels, default 0.7, range [0, 1]. */
+  alpha: number;
 }
 
 export interface HeadResult {
@@ -99,11 +109,23 @@ export function forward(model: tf.Sequential, x: tf.Tensor2D, dropout: { rate: n
   return h as tf.Tensor2D;
 }
 
-export function weightedLoss(model: tf.Sequential, probs: tf.Tensor2D, y: tf.Tensor1D, w: tf.Tensor1D, k: number, l2: number): tf.Scalar {
+/** Probabilities softened at temperature T: softmax(log(p) / T). */
+function soften(p: tf.Tensor2D, t: number): tf.Tensor2D {
+  return tf.softmax(tf.div(tf.log(tf.clipByValue(p, 1e-7, 1)), t)) as tf.Tensor2D;
+}
+
+export function weightedLoss(model: tf.Sequential, probs: tf.Tensor2D, y: tf.Tensor1D, w: tf.Tensor1D, k: number, l2: number, soft?: { teacher: tf.Tensor2D } & DistillOptions): tf.Scalar {
   const oneHot = tf.oneHot(y, k);
   const ce = tf.neg(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), 1));
   const sw = tf.gather(w, y);
   let loss = tf.div(tf.sum(tf.mul(ce, sw)), tf.sum(sw)) as tf.Scalar;
+  if (soft) {
+    // Hinton et al.: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels, student).
+    const t = soften(soft.teacher, soft.temperature);
+    const q = soften(probs, soft.temperature);
+    const kl = tf.mean(tf.sum(tf.mul(t, tf.sub(tf.log(tf.clipByValue(t, 1e-7, 1)), tf.log(tf.clipByValue(q, 1e-7, 1)))), 1));
+    loss = tf.add(tf.mul(soft.alpha * soft.temperature ** 2, kl), tf.mul(1 - soft.alpha, loss)) as tf.Scalar;
+  }
   if (l2 > 0) {
     for (const v of model.trainableWeights) if (v.name.includes('kernel')) loss = tf.add(loss, tf.mul(l2, tf.sum(tf.square(v.read())))) as tf.Scalar;
   }
@@ -142,7 +164,7 @@ export function evaluateSet(model: tf.Sequential, set: VectorSet, featureSize: n
  * restored, an event per batch and per epoch, cancellation within one batch.
  * The same seed and data give the same metrics.
  */
-export async function trainHead(train: VectorSet, val: VectorSet, featureSize: number, numClasses: number, options: HeadOptions = {}, progress: Progress = {}): Promise<HeadResult> {
+export async function trainHead(train: VectorSet, val: VectorSet, featureSize: number, numClasses: number, options: HeadOptions = {}, progress: Progress = {}, distill?: DistillOptions): Promise<HeadResult> {
   const o = { ...HEAD_DEFAULTS, ...options };
   const emit = progress.onEvent ?? (() => undefined);
   const started = Date.now();
@@ -171,9 +193,11 @@ export async function trainHead(train: VectorSet, val: VectorSet, featureSize: n
         const idx = order.slice(b * o.batchSize, (b + 1) * o.batchSize);
         const xb = new Float32Array(idx.length * featureSize);
         const yb = new Int32Array(idx.length);
+        const sb = train.soft ? new Float32Array(idx.length * numClasses) : undefined;
         idx.forEach((r, i) => {
           xb.set(train.x.subarray(r * featureSize, (r + 1) * featureSize), i * featureSize);
           yb[i] = train.y[r]!;
+          sb?.set(train.soft!.subarray(r * numClasses, (r + 1) * numClasses), i * numClasses);
         });
         const seed = (o.seed * 1_000_003 + step++) >>> 0;
         let probsT: tf.Tensor | undefined;
@@ -183,7 +207,7 @@ export async function trainHead(train: VectorSet, val: VectorSet, featureSize: n
           return optimizer.minimize(() => {
             const p = forward(model, x, { rate: o.dropout, seed });
             probsT = tf.keep(p);
-            return weightedLoss(model, p, y, wT, numClasses, o.l2);
+            return weightedLoss(model, p, y, wT, numClasses, o.l2, sb && distill ? { teacher: tf.tensor2d(sb, [idx.length, numClasses]), ...distill } : undefined);
           }, true)!;
         });
         const loss = (await lossT.data())[0]!;

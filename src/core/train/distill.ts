@@ -1,0 +1,185 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { type EngineOptions, openBackbone } from '../engine';
+import { HeadstartError, throwIfAborted } from '../errors';
+import type { Progress } from '../events';
+import { DecodeError, readAndDecode } from '../data/decode';
+import { loadExportedModel, writeFullModel } from '../export/fullModel';
+import { sizeOf } from '../export/common';
+import { writeDirAtomic } from '../fsutil';
+import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, runProbs } from '../run';
+import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './head';
+import { evaluatePredictions } from './metrics';
+import { dirSaver } from '../tfjsio';
+
+export interface DistillConfig extends EngineOptions {
+  /** The teacher: a RUN_DIR. */
+  runDir: string;
+  /** Student backbone (catalogue id or model.json); default mobilenet-v2-100, the smallest bundled one. */
+  student?: string;
+  /** The student's RUN_DIR, default next to the teacher's. */
+  out?: string;
+  /** Softening temperature, default 4. */
+  temperature?: number;
+  /** Weight of the soft targets, default 0.7. */
+  alpha?: number;
+  force?: boolean;
+}
+
+/** Size, accuracy and speed of one model, as shipped (full float32 TF.js model). */
+export interface ModelFigures {
+  backbone: string;
+  runDir: string;
+  /** Bytes of the full model (model.json + weights.bin, float32). */
+  bytes: number;
+  /** Test-split accuracy 0..1. */
+  accuracy: number;
+  /** Milliseconds per single image, full model, in this process. */
+  msPerImage: number;
+}
+
+export interface DistillReport {
+  runDir: string;
+  temperature: number;
+  alpha: number;
+  teacher: ModelFigures;
+  student: ModelFigures;
+}
+
+/** Writes a run's full model to a temp folder and measures its size and single-image latency. */
+async function figures(run: LoadedRun, accuracy: number, progress: Progress): Promise<ModelFigures> {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'headstart-distill-'));
+  try {
+    await writeFullModel(run, tmp);
+    const { bytes } = await sizeOf(tmp);
+    const model = await loadExportedModel(tmp);
+    const size = run.record.backbone.inputSize;
+    const files = run.record.samples.filter((s) => s.split === 'test').slice(0, 6).map((s) => path.join(run.record.dataset.root, s.rel));
+    let ms = 0;
+    let timed = 0;
+    try {
+      for (const [i, f] of files.entries()) {
+        throwIfAborted(progress.signal);
+        let rgb: Uint8Array;
+        try {
+          rgb = await readAndDecode(f, size);
+        } catch (err) {
+          if (err instanceof DecodeError) continue;
+          throw err;
+        }
+        const t0 = performance.now();
+        tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(rgb), [1, size, size, 3])).dataSync());
+        if (i > 0) {
+          ms += performance.now() - t0;
+          timed++;
+        }
+      }
+    } finally {
+      model.dispose();
+    }
+    return { backbone: run.record.backbone.id, runDir: run.dir, bytes, accuracy, msPerImage: timed ? ms / timed : 0 };
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Distillation into a compact student: the student backbone's features and
+ * a new head trained to match the teacher's softened outputs on the training
+ * split (temperature, with the hard labels mixed in), evaluated on the same
+ * test split and written as an ordinary RUN_DIR (export it like any run).
+ */
+export async function distillRun(cfg: DistillConfig, progress: Progress = {}): Promise<DistillReport> {
+  const temperature = cfg.temperature ?? 4;
+  const alpha = cfg.alpha ?? 0.7;
+  if (!(temperature >= 1 && temperature <= 20)) throw new HeadstartError('BAD_INPUT', `--temperature must be from 1 to 20 (got ${cfg.temperature})`);
+  if (!(alpha >= 0 && alpha <= 1)) throw new HeadstartError('BAD_INPUT', `--alpha must be from 0 to 1 (got ${cfg.alpha})`);
+  const teacher = await loadRun(cfg.runDir, cfg.backend);
+  let student: LoadedRun | undefined;
+  try {
+    const studentId = cfg.student ?? 'mobilenet-v2-100';
+    if (studentId === teacher.record.backbone.id) throw new HeadstartError('BAD_INPUT', `the student backbone is the teacher's own (${studentId}); choose a smaller one with --student`);
+    const rec = teacher.record;
+    const labels = rec.labels;
+    const k = labels.length;
+    const items = rec.samples.map((s) => ({ path: path.join(rec.dataset.root, s.rel), hash: s.hash, label: s.label, split: s.split }));
+    progress.onEvent?.({ type: 'phase', phase: 'extract', message: `teacher outputs on ${items.length} images` });
+    const tOpened = await openRunBackbone(teacher, cfg, progress);
+    const tEx = await tOpened.extract(items, progress).finally(() => tOpened.dispose());
+    const sOpened = await openBackbone(studentId, cfg, progress);
+    try {
+      progress.onEvent?.({ type: 'phase', phase: 'extract', message: `student (${studentId}) features` });
+      const sEx = await sOpened.extract(items, progress);
+      const ok = items.filter((it) => tEx.features.has(it.hash) && sEx.features.has(it.hash));
+      const tDim = tEx.features.get(ok[0]!.hash)!.length;
+      const sDim = sOpened.backbone.entry.featureSize;
+      const set = (split: string, soft: boolean): VectorSet & { paths: string[] } => {
+        const sel = ok.filter((it) => it.split === split);
+        const x = new Float32Array(sel.length * sDim);
+        const tx = new Float32Array(sel.length * tDim);
+        sel.forEach((it, i) => {
+          x.set(sEx.features.get(it.hash)!, i * sDim);
+          tx.set(tEx.features.get(it.hash)!, i * tDim);
+        });
+        return { x, y: Int32Array.from(sel.map((it) => labels.indexOf(it.label))), soft: soft ? runProbs(teacher, tx) : undefined, paths: sel.map((it) => it.path) };
+      };
+      const train = set('train', true);
+      const val = set('val', false);
+      const test = set('test', false);
+      const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, epochs: rec.config.epochs, batchSize: rec.config.batchSize, learningRate: rec.config.learningRate, hiddenUnits: rec.config.hiddenUnits, dropout: rec.config.dropout, l2: rec.config.l2, patience: rec.config.patience, seed: rec.config.seed, balanceClasses: rec.config.balanceClasses };
+      progress.onEvent?.({ type: 'phase', phase: 'train', message: `distilling into ${studentId} (T=${temperature}, alpha=${alpha})` });
+      const distill: DistillOptions = { temperature, alpha };
+      const res = await trainHead(train, val, sDim, k, head, progress, distill);
+      try {
+        const testEval = evaluatePredictions(labels, test.y, evaluateSet(res.model, test, sDim, k).probs, test.paths);
+        const b = sOpened.backbone;
+        const out = path.resolve(cfg.out ?? `${teacher.dir.replace(/[\\/]+$/, '')}-distilled-${studentId.replace(/[^\w.-]/g, '_')}`);
+        const record: RunRecord & { distilledFrom: { runDir: string; backbone: string; temperature: number; alpha: number } } = {
+          ...rec,
+          version: RUN_VERSION,
+          createdAt: new Date().toISOString(),
+          config: { ...rec.config, ...head, backbone: studentId, unfreeze: 0, augment: undefined },
+          backend: sOpened.backend.name,
+          engine: sOpened.engine,
+          backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: b.entry.featureNode, pool: !!b.entry.pool, featureSize: sDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
+          history: res.history,
+          bestEpoch: res.bestEpoch,
+          stoppedEarly: res.stoppedEarly,
+          test: testEval,
+          unfreeze: undefined,
+          augmentation: undefined,
+          timings: { ...rec.timings, trainSeconds: res.seconds, extracted: sEx.computed, cached: sEx.cached, extractSeconds: sEx.seconds, imagesPerSecond: sEx.imagesPerSecond, workers: sOpened.workers },
+          distilledFrom: { runDir: teacher.dir, backbone: rec.backbone.id, temperature, alpha },
+        };
+        throwIfAborted(progress.signal);
+        await writeDirAtomic(
+          out,
+          async (tmp) => {
+            await res.model.save(dirSaver(path.join(tmp, 'head')));
+            await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
+          },
+          { overwrite: cfg.force },
+        );
+        student = await loadRun(out, cfg.backend);
+        progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student' });
+        return {
+          runDir: out,
+          temperature,
+          alpha,
+          teacher: await figures(teacher, rec.test.accuracy, progress),
+          student: await figures(student, testEval.accuracy, progress),
+        };
+      } finally {
+        res.model.dispose();
+      }
+    } finally {
+      sOpened.dispose();
+    }
+  } finally {
+    teacher.head.dispose();
+    teacher.top?.dispose();
+    student?.head.dispose();
+  }
+}
