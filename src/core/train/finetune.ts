@@ -54,6 +54,8 @@ export function findBoundary(model: tf.LayersModel, featureLayer: string, n: num
       return { layer: order[k]!.name, shape, top: top.map((l) => l.name), trainable };
     }
   }
+  const total = order.slice(1).filter((l) => weighted(l.name)).length;
+  if (n > total) throw new HeadstartError('BAD_INPUT', `cannot unfreeze ${n} layers of this backbone: it has only ${total} weighted layers (convolutions and dense layers; BatchNorm not counted) up to ${featureLayer}; use a smaller --unfreeze`);
   throw new HeadstartError('BAD_INPUT', `cannot unfreeze ${n} layers of this backbone: no single-tensor boundary below them`);
 }
 
