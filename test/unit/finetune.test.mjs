@@ -12,7 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { cacheDir as sharedCache, core, runCli, tempDir, tf } from './helpers.mjs';
-import { colourDataset } from './fixtures.mjs';
+import { colourDataset, fastTrain } from './fixtures.mjs';
 import { maxAbsDiff, probsInChild } from './exportProbe.mjs';
 
 // ---------------------------------------------------------------------------
@@ -237,4 +237,206 @@ test('--unfreeze on a graph backbone (mobilenet-v2-140) is BAD_INPUT: it cannot 
     (e) => e instanceof core.HeadstartError && e.code === 'BAD_INPUT' && /mobilenet-v2-140 is a frozen graph model and cannot be unfrozen/.test(e.message),
   );
   assert.ok(!existsSync(path.join(dir, 'run')));
+});
+
+// ---------------------------------------------------------------------------
+// 3. A fine-tuned run end to end on a small MobileNetV2-like backbone
+// ---------------------------------------------------------------------------
+
+/**
+ * A MobileNetV2-shaped layers backbone made by code (32x32 input): a strided stem
+ * convolution + BatchNorm + ReLU6, one inverted residual block (1x1 expand,
+ * 3x3 depthwise, 1x1 project, Add), a 1x1 top convolution + BatchNorm, and a
+ * 4-D ReLU6 output (pooled by the engine). BatchNorm statistics are random.
+ */
+async function convBackbone(dir, { size = 32, seed = 3 } = {}) {
+  await core.initBackend();
+  const rng = new core.Rng(seed);
+  const init = (i) => tf.initializers.glorotUniform({ seed: seed * 10 + i });
+  const bn = (name) => tf.layers.batchNormalization({ name });
+  const relu6 = (name) => tf.layers.reLU({ maxValue: 6, name });
+  const input = tf.input({ shape: [size, size, 3], name: 'image' });
+  let x = tf.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: init(1), name: 'stem' }).apply(input);
+  const s = relu6('stem_relu').apply(bn('stem_bn').apply(x));
+  let y = tf.layers.conv2d({ filters: 16, kernelSize: 1, useBias: false, kernelInitializer: init(2), name: 'b1_expand' }).apply(s);
+  y = relu6('b1_expand_relu').apply(bn('b1_expand_bn').apply(y));
+  y = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false, depthwiseInitializer: init(3), name: 'b1_depthwise' }).apply(y);
+  y = relu6('b1_depthwise_relu').apply(bn('b1_depthwise_bn').apply(y));
+  y = tf.layers.conv2d({ filters: 8, kernelSize: 1, useBias: false, kernelInitializer: init(4), name: 'b1_project' }).apply(y);
+  y = bn('b1_project_bn').apply(y);
+  x = tf.layers.add({ name: 'b1_add' }).apply([s, y]);
+  x = tf.layers.conv2d({ filters: 16, kernelSize: 1, kernelInitializer: init(5), name: 'top_conv' }).apply(x);
+  x = relu6('out_relu').apply(bn('top_bn').apply(x));
+  const model = tf.model({ inputs: input, outputs: x, name: 'convbb' });
+  for (const l of model.layers) {
+    if (l.getClassName() !== 'BatchNormalization') continue;
+    const c = l.getWeights()[0].shape[0];
+    const v = (lo, hi) => tf.tensor1d(Array.from({ length: c }, () => lo + rng.next() * (hi - lo)));
+    l.setWeights([v(0.8, 1.2), v(-0.1, 0.1), v(-0.2, 0.2), v(0.5, 1.5)]); // gamma, beta, moving mean, moving variance
+  }
+  await model.save(core.dirSaver(dir));
+  model.dispose();
+  return path.join(dir, 'model.json');
+}
+
+const TRAINABLE_2 = ['b1_expand', 'b1_depthwise', 'b1_project', 'top_conv'];
+
+/** The number of cached vectors under cacheDir/embeddings/<key>/, per key. */
+async function cacheCounts(cache) {
+  const out = {};
+  const root = path.join(cache, 'embeddings');
+  if (!existsSync(root)) return out;
+  for (const key of await readdir(root)) {
+    let n = 0;
+    for (const sub of await readdir(path.join(root, key))) n += (await readdir(path.join(root, key, sub))).filter((f) => f.endsWith('.f32')).length;
+    out[key] = n;
+  }
+  return out;
+}
+
+function maxDiff(a, b) {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+test('--unfreeze 2 end to end: run.json, tuned top (BatchNorm statistics kept), eval / predict / export through the top', async (t) => {
+  const dir = await tempDir(t);
+  const cache = path.join(dir, 'cache');
+  const env = { HEADSTART_CACHE_DIR: cache };
+  const backbone = await convBackbone(path.join(dir, 'bb'));
+  const data = path.join(dir, 'data');
+  const files = await colourDataset(data, { classes: { red: 'red', green: 'green', blue: 'blue' }, perClass: 8, seed: 5 });
+  const out = path.join(dir, 'run');
+  const events = [];
+  const res = await core.trainRun(fastTrain(backbone, data, out, cache, { unfreeze: 2, seed: 3, epochs: 6, learningRate: 0.01 }), { onEvent: (e) => e.type !== 'batch' && events.push(e) });
+  const record = JSON.parse(await readFile(path.join(out, 'run.json'), 'utf8'));
+
+  // The cut: project is inside the residual block, so the boundary moves below the whole block.
+  const u = record.unfreeze;
+  assert.equal(u.layers, 2);
+  assert.equal(u.boundary, 'stem_relu');
+  assert.deepEqual(u.boundaryShape, [16, 16, 8]);
+  assert.deepEqual(u.trainable, TRAINABLE_2);
+  assert.equal(u.headEpochs + u.fineTuneEpochs, record.history.length);
+  assert.ok(u.headEpochs >= 1 && u.fineTuneEpochs >= 1 && u.fineTuneEpochs <= 3, JSON.stringify(u));
+  assert.equal(u.fineTuneBackend, (await core.initBackend()).name);
+  assert.ok(u.fineTuneSeconds > 0);
+  assert.deepEqual(record.history.slice(u.headEpochs).map((m) => m.stage), Array(u.fineTuneEpochs).fill('fine-tune'));
+  assert.equal(record.backbone.featureNode, 'out_relu');
+  assert.equal(record.backbone.featureSize, 16);
+  assert.equal(record.timings.extracted, 24);
+  assert.equal(res.epochs, record.history.length);
+  assert.ok(events.some((e) => e.type === 'log' && /fine-tuning 4 layers above stem_relu/.test(e.message)));
+  assert.ok(events.some((e) => e.type === 'phase' && /fine-tuning the top 4 layers/.test(e.message)));
+
+  // RUN_DIR/top: the backbone's layers above the boundary, trained ones moved, BatchNorm untouched.
+  assert.ok(existsSync(path.join(out, 'top', 'model.json')));
+  const top = await core.loadTop(path.join(out, 'top'));
+  const base = await tf.loadLayersModel(core.dirLoader(path.dirname(backbone)));
+  t.after(() => {
+    top.dispose();
+    base.dispose();
+  });
+  assert.ok(!top.layers.some((l) => ['stem', 'stem_bn', 'stem_relu'].includes(l.name)), 'nothing below the boundary');
+  let bnLayers = 0;
+  for (const l of top.layers) {
+    const w = l.getWeights();
+    if (!w.length || l.name.startsWith('headstart_')) continue;
+    const orig = base.getLayer(l.name).getWeights();
+    const moved = w.map((v, i) => maxDiff(v.dataSync(), orig[i].dataSync()));
+    if (l.getClassName() === 'BatchNormalization') {
+      bnLayers++;
+      assert.deepEqual(moved, moved.map(() => 0), `${l.name}: gamma, beta and moving statistics unchanged`);
+    } else {
+      assert.ok(TRAINABLE_2.includes(l.name));
+      assert.ok(moved[0] > 1e-6, `${l.name}: kernel changed by fine-tuning (max ${moved[0]})`);
+    }
+  }
+  assert.equal(bnLayers, 4);
+
+  // eval repeats the recorded test accuracy; predict and the exported full model agree.
+  const ev = await runCli(['eval', out, '--json'], { env });
+  assert.equal(ev.code, 0, ev.stderr);
+  const evRes = JSON.parse(ev.stdout);
+  assert.equal(evRes.accuracy, record.test.accuracy);
+  assert.deepEqual(evRes.confusion, record.test.confusion);
+
+  const images = [files.red[0], files.green[1], files.blue[2], files.red[7]];
+  const pr = await runCli(['predict', out, ...images], { env });
+  assert.equal(pr.code, 0, pr.stderr);
+  const fromRun = pr.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const rows = fromRun.map((l) => record.labels.map((lab) => l.top.find((x) => x.label === lab).probability));
+
+  const model = path.join(dir, 'model');
+  const ex = await runCli(['export', out, '--out', model, '--json'], { env });
+  assert.equal(ex.code, 0, ex.stderr);
+  assert.equal(JSON.parse(ex.stdout).exported.accuracy, record.test.accuracy);
+  const fromExport = (await probsInChild([model], images)).get(model);
+  const d = maxAbsDiff(fromExport, rows);
+  t.diagnostic(`export (fresh process, stock loader) vs predict RUN: max |Δp| ${d.toExponential(2)}`);
+  assert.ok(d <= 1e-4, `export vs predict: ${d}`);
+
+  // The exported full model carries the tuned top weights, not the backbone's originals.
+  const exported = await tf.loadLayersModel(core.dirLoader(model));
+  t.after(() => exported.dispose());
+  for (const name of TRAINABLE_2) assert.equal(maxDiff(exported.getLayer(name).getWeights()[0].dataSync(), top.getLayer(name).getWeights()[0].dataSync()), 0, `${name} carries the tuned weights`);
+});
+
+test('--unfreeze: boundary activations are cached per boundary (rerun extracts 0, another boundary extracts again)', async (t) => {
+  const dir = await tempDir(t);
+  const cache = path.join(dir, 'cache');
+  const backbone = await convBackbone(path.join(dir, 'bb'));
+  const data = path.join(dir, 'data');
+  await colourDataset(data, { perClass: 6, seed: 8 });
+  const train = async (name, extra) => JSON.parse(await readFile(path.join((await core.trainRun(fastTrain(backbone, data, path.join(dir, name), cache, { epochs: 3, seed: 2, ...extra }))).runDir, 'run.json'), 'utf8'));
+
+  const a = await train('a', { unfreeze: 2 });
+  assert.deepEqual([a.timings.extracted, a.timings.cached], [12, 0]);
+  const afterA = await cacheCounts(cache);
+  const boundaryKeys = Object.keys(afterA).filter((k) => !k.startsWith('thumb'));
+  assert.equal(boundaryKeys.length, 1);
+  assert.equal(afterA[boundaryKeys[0]], 12);
+
+  const again = await train('a2', { unfreeze: 2 });
+  assert.deepEqual([again.timings.extracted, again.timings.cached], [0, 12]);
+  assert.deepEqual(again.unfreeze.trainable, a.unfreeze.trainable);
+  assert.deepEqual(again.test, a.test, 'same data, same seed: same result from the cache');
+
+  const b = await train('b', { unfreeze: 1 });
+  assert.equal(b.unfreeze.boundary, 'b1_add');
+  assert.deepEqual(b.unfreeze.trainable, ['top_conv']);
+  assert.deepEqual([b.timings.extracted, b.timings.cached], [12, 0], 'another boundary does not reuse the first one\'s activations');
+  const afterB = await cacheCounts(cache);
+  assert.equal(Object.keys(afterB).filter((k) => !k.startsWith('thumb')).length, 2);
+
+  const plain = await train('plain', {});
+  assert.equal(plain.unfreeze, undefined);
+  assert.equal(plain.timings.extracted, 12, 'frozen features are not boundary activations');
+  assert.ok(!existsSync(path.join(dir, 'plain', 'top')));
+});
+
+test('--unfreeze: cancelled during fine-tuning → CancelledError and no RUN_DIR', async (t) => {
+  const dir = await tempDir(t);
+  const backbone = await convBackbone(path.join(dir, 'bb'));
+  const data = path.join(dir, 'data');
+  await colourDataset(data, { perClass: 6, seed: 9 });
+  const out = path.join(dir, 'run');
+  const ac = new AbortController();
+  let fineTuning = false;
+  let abortedAt;
+  const onEvent = (e) => {
+    if (e.type === 'phase' && /fine-tuning the top/.test(e.message)) fineTuning = true;
+    if (fineTuning && e.type === 'batch' && !ac.signal.aborted) {
+      abortedAt = e;
+      ac.abort();
+    }
+  };
+  await assert.rejects(core.trainRun(fastTrain(backbone, data, out, path.join(dir, 'cache'), { unfreeze: 2, epochs: 3 }), { onEvent, signal: ac.signal }), (e) => e instanceof core.CancelledError);
+  assert.ok(abortedAt && abortedAt.epoch === 1 && abortedAt.batch === 1, 'aborted on the first fine-tuning batch');
+  assert.ok(!existsSync(out));
+  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.tmp-')), [], 'no temp folder left');
+  // The engine is usable afterwards: the next run trains.
+  const ok = await core.trainRun(fastTrain(backbone, data, out, path.join(dir, 'cache'), { unfreeze: 2, epochs: 2 }));
+  assert.ok(existsSync(path.join(ok.runDir, 'top', 'model.json')));
 });
