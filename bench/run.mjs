@@ -130,6 +130,38 @@ try {
     fig('exportOnnx', onnxFigures);
   }
 
+  // Beyond the head (issue 6) on the layers backbone: head only, unfreeze 1 and 2 blocks, augmentation; distillation.
+  {
+    const small = path.join(work, 'small');
+    await core.makeSampleDataset(small, { perClass: quick ? 8 : 15, classes: 4, seed: 21 });
+    const c = path.join(work, 'cache-deeper');
+    const variants = [
+      ['head-only', []],
+      ['unfreeze-1block', ['--unfreeze', '4']],
+      ['unfreeze-2blocks', ['--unfreeze', '7']],
+      ['augment-2views', ['--augment', '2']],
+    ];
+    const deeper = {};
+    for (const [name, extra] of variants) {
+      const r = timeCli(['train', small, '--backbone', 'mobilenet-v2-100', '--epochs', '12', '--out', path.join(work, `deep-${name}`), '--cache', c, ...extra]);
+      const rec = JSON.parse(await (await import('node:fs/promises')).readFile(path.join(work, `deep-${name}`, 'run.json'), 'utf8'));
+      const ftEpochs = rec.history.filter((m) => m.stage === 'fine-tune');
+      deeper[name] = {
+        testAccuracy: r.json.test.accuracy,
+        seconds: r.seconds,
+        headEpochSeconds: rec.history.filter((m) => m.stage !== 'fine-tune').reduce((a, m) => a + m.seconds, 0) / Math.max(1, rec.history.length - ftEpochs.length),
+        fineTuneEpochSeconds: ftEpochs.length ? ftEpochs.reduce((a, m) => a + m.seconds, 0) / ftEpochs.length : 0,
+        trainVectors: rec.augmentation ? rec.augmentation.vectors + rec.samples.filter((s) => s.split === 'train').length : rec.samples.filter((s) => s.split === 'train').length,
+      };
+    }
+    fig('deeper', deeper);
+    fig('deeper.testImages', JSON.parse(await (await import('node:fs/promises')).readFile(path.join(work, 'deep-head-only', 'run.json'), 'utf8')).test.count);
+    const teacher = timeCli(['train', small, '--epochs', '12', '--out', path.join(work, 'deep-teacher'), '--cache', c]);
+    const d = timeCli(['distill', path.join(work, 'deep-teacher'), '--student', 'mobilenet-v2-100', '--out', path.join(work, 'deep-student'), '--cache', c]);
+    void teacher;
+    fig('distill', { teacher: d.json.teacher, student: d.json.student });
+  }
+
   // Memory: many images through the whole pipeline with a small backbone (same 224 px decode),
   // peak resident memory of the training process.
   if (!quick || args.has('--memory')) {
@@ -148,7 +180,7 @@ try {
       const r = require(${JSON.stringify(path.join(root, 'dist', 'core.js'))});
       r.trainRun({ data: ${JSON.stringify(memData)}, backbone: ${JSON.stringify(path.join(tinyDir, 'model.json'))}, out: ${JSON.stringify(path.join(work, 'run-mem'))}, cacheDir: ${JSON.stringify(path.join(work, 'cache-mem'))}, epochs: 3 })
         .then((res) => { console.log(JSON.stringify({ maxRssMB: process.resourceUsage().maxRSS / 1024, total: res.dataset.total })); process.exit(0); });
-    `], { maxBuffer: 16 << 20 });
+    `], { maxBuffer: 16 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
     const mem = JSON.parse(out.toString().trim().split('\n').at(-1));
     fig(`memory.images`, mem.total);
     fig(`memory.peakRssMB`, mem.maxRssMB);

@@ -60,7 +60,6 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
           }
         }
         const ex = await opened.extract(items, progress);
-        const fsz = opened.backbone.entry.featureSize;
         for (const it of items) {
           const f = ex.features.get(it.hash);
           if (!f) lines.push({ path: it.path, error: ex.failed.find((x) => x.path === it.path)?.reason ?? 'not decoded' });
@@ -78,50 +77,30 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
   }
   if (!(await exists(path.join(modelDir, 'metadata.json')))) throw new HeadstartError('BAD_INPUT', `${modelDir} is neither a RUN_DIR (run.json) nor an export folder (metadata.json + model.json or model.onnx)`);
   const meta = await readJson<ExportMetadata>(path.join(modelDir, 'metadata.json'), 'export metadata');
-  if (await exists(path.join(modelDir, 'model.onnx'))) return predictOnnx(path.join(modelDir, 'model.onnx'), meta, files, opts);
+  if (await exists(path.join(modelDir, 'model.onnx'))) {
+    const ort = loadOrt();
+    if (!ort) throw new HeadstartError('BACKEND', `this export is ONNX and ONNX Runtime is not available here (${ortUnavailableReason()})`);
+    const session = await ort.InferenceSession.create(path.join(modelDir, 'model.onnx'), { intraOpNumThreads: opts.workers ?? 1 });
+    return classifyEach(files, meta, opts, async (x) => (await session.run({ image: new ort.Tensor('float32', x, [1, meta.imageSize, meta.imageSize, 3]) })).probabilities!.data as Float32Array).finally(() => session.release());
+  }
   await initBackend(opts.backend ?? 'auto');
   const model = await loadExportedModel(modelDir);
-  try {
-    const out: PredictLine[] = [];
-    for (const f of files) {
-      let rgb: Uint8Array;
-      try {
-        rgb = await readAndDecode(f, meta.imageSize, opts.maxPixels);
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        out.push({ path: f, error: err.message });
-        continue;
-      }
-      const probs = tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(rgb), [1, meta.imageSize, meta.imageSize, 3])).dataSync());
-      out.push(toPrediction(f, meta.labels, probs));
-    }
-    return out;
-  } finally {
-    model.dispose();
-  }
+  return classifyEach(files, meta, opts, async (x) => tf.tidy(() => model.predict(tf.tensor4d(x, [1, meta.imageSize, meta.imageSize, 3])).dataSync() as Float32Array)).finally(() => model.dispose());
 }
 
-/** Classifies files with an ONNX export folder in ONNX Runtime. */
-async function predictOnnx(file: string, meta: ExportMetadata, files: string[], opts: EngineOptions): Promise<PredictLine[]> {
-  const ort = loadOrt();
-  if (!ort) throw new HeadstartError('BACKEND', `this export is ONNX and ONNX Runtime is not available here (${ortUnavailableReason()})`);
-  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: opts.workers ?? 1 });
-  try {
-    const out: PredictLine[] = [];
-    for (const f of files) {
-      let rgb: Uint8Array;
-      try {
-        rgb = await readAndDecode(f, meta.imageSize, opts.maxPixels);
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        out.push({ path: f, error: err.message });
-        continue;
-      }
-      const res = await session.run({ image: new ort.Tensor('float32', Float32Array.from(rgb), [1, meta.imageSize, meta.imageSize, 3]) });
-      out.push(toPrediction(f, meta.labels, res.probabilities!.data as Float32Array));
+/** Decodes each file and classifies it with `run` (0..255 pixels in, probabilities out); a file that fails gives an error line. */
+async function classifyEach(files: string[], meta: ExportMetadata, opts: EngineOptions, run: (pixels: Float32Array) => Promise<Float32Array>): Promise<PredictLine[]> {
+  const out: PredictLine[] = [];
+  for (const f of files) {
+    let rgb: Uint8Array;
+    try {
+      rgb = await readAndDecode(f, meta.imageSize, opts.maxPixels);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      out.push({ path: f, error: err.message });
+      continue;
     }
-    return out;
-  } finally {
-    await session.release();
+    out.push(toPrediction(f, meta.labels, await run(Float32Array.from(rgb))));
   }
+  return out;
 }

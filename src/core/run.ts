@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendPreference, initBackend } from './backend';
 import { DEFAULT_BACKBONE } from './backbones/catalogue';
-import { type EngineOptions, type OpenedBackbone, defaultWorkers, openBackbone } from './engine';
+import { type EngineOptions, type OpenedBackbone, openBackbone } from './engine';
 import { HeadstartError, throwIfAborted } from './errors';
 import type { EpochMetrics, Progress } from './events';
 import { type Skipped } from './data/dataset';

@@ -5,6 +5,8 @@ import type { Skipped } from '../data/dataset';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { throwIfAborted } from '../errors';
 import type { Progress } from '../events';
+import * as tf from '@tensorflow/tfjs';
+import type { ExportMetadata } from '../predict';
 import type { LoadedRun } from '../run';
 
 /** Bytes of a model folder's files, raw and gzipped (what a web server sends). */
@@ -41,3 +43,23 @@ export async function decodeTestSet(run: LoadedRun, items: Array<{ path: string;
   return { images, skipped };
 }
 
+
+/** Writes labels.json, metadata.json (Teachable Machine's keys plus ours) and the inference script. */
+export async function writeExportFiles(dir: string, run: LoadedRun, format: string, snippet: string): Promise<void> {
+  const labels = run.record.labels;
+  const meta: ExportMetadata = {
+    tfjsVersion: tf.version.tfjs,
+    tmVersion: '2.4.7',
+    packageVersion: '0.1.0',
+    packageName: 'headstart',
+    modelName: `headstart-${run.record.backbone.id}`,
+    timeStamp: new Date().toISOString(),
+    labels,
+    imageSize: run.record.backbone.inputSize,
+    userMetadata: {},
+    headstart: { input: 'rgb-0-255-centre-crop', format, backbone: run.record.backbone.id },
+  };
+  await fs.writeFile(path.join(dir, 'labels.json'), JSON.stringify(labels, null, 2));
+  await fs.writeFile(path.join(dir, 'metadata.json'), JSON.stringify(meta, null, 2));
+  await fs.writeFile(path.join(dir, 'inference.mjs'), snippet);
+}

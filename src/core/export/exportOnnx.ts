@@ -1,16 +1,14 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend';
 import { loadOrt } from '../backbones/onnxEngine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { testSplitItems } from '../evaluate';
 import { exists, writeDirAtomic } from '../fsutil';
-import type { ExportMetadata } from '../predict';
 import { type LoadedRun, loadRun } from '../run';
 import { evaluatePredictions } from '../train/metrics';
-import { type TestSet, decodeTestSet, sizeOf } from './common';
+import { type TestSet, decodeTestSet, sizeOf, writeExportFiles } from './common';
 import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
 import { writeFullModel } from './fullModel';
 import { type OnnxWeights, compressOnnx } from './onnx/compress';
@@ -167,22 +165,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
         if (!tried.some((c) => c.name === 'float32')) tried.unshift({ name: 'float32', policy: 'float32', sparsity: 0, bytes: f32.report.bytes, gzipBytes: f32.report.gzipBytes, accuracy: f32.report.accuracy, dropPoints: 0, withinBudget: true });
         await fs.rename(chosen.file, path.join(tmp, 'model.onnx'));
         await fs.rm(work, { recursive: true, force: true });
-        const labels = run.record.labels;
-        const meta: ExportMetadata = {
-          tfjsVersion: tf.version.tfjs,
-          tmVersion: '2.4.7',
-          packageVersion: '0.1.0',
-          packageName: 'headstart',
-          modelName: `headstart-${run.record.backbone.id}`,
-          timeStamp: new Date().toISOString(),
-          labels,
-          imageSize: run.record.backbone.inputSize,
-          userMetadata: {},
-          headstart: { input: 'rgb-0-255-centre-crop', format: 'onnx', backbone: run.record.backbone.id },
-        };
-        await fs.writeFile(path.join(tmp, 'labels.json'), JSON.stringify(labels, null, 2));
-        await fs.writeFile(path.join(tmp, 'metadata.json'), JSON.stringify(meta, null, 2));
-        await fs.writeFile(path.join(tmp, 'inference.mjs'), onnxSnippet());
+        await writeExportFiles(tmp, run, 'onnx', onnxSnippet());
         const report: ExportReport = {
           outDir: path.resolve(opts.out),
           format: 'onnx',

@@ -1,16 +1,13 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { gzipSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend';
 import type { EngineOptions } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import type { Skipped } from '../data/dataset';
-import { DecodeError, readAndDecode } from '../data/decode';
 import { testSplitItems } from '../evaluate';
 import { exists, writeDirAtomic } from '../fsutil';
-import type { ExportMetadata } from '../predict';
 import { type LoadedRun, loadRun, openRunBackbone, toHeadInput } from '../run';
 import { type VectorSet } from '../train/head';
 import { type Policy, POLICIES, type PolicyName } from '../compress/quantize';
@@ -18,7 +15,7 @@ import { pruneHead } from '../compress/prune';
 import { evaluatePredictions } from '../train/metrics';
 import { type WrittenModel, loadExportedModel, writeFullModel } from './fullModel';
 import { browserSnippet, nodeSnippet } from './snippet';
-import { type TestSet, decodeTestSet, sizeOf } from './common';
+import { type TestSet, decodeTestSet, sizeOf, writeExportFiles } from './common';
 import { exportOnnx } from './exportOnnx';
 
 export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'auto'] as const;
@@ -257,22 +254,7 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
         }
         await fs.rm(path.join(tmp, '.candidates'), { recursive: true, force: true });
         const modelFormat = chosen.written.modelFormat;
-        const labels = run.record.labels;
-        const meta: ExportMetadata = {
-          tfjsVersion: tf.version.tfjs,
-          tmVersion: '2.4.7',
-          packageVersion: '0.1.0',
-          packageName: 'headstart',
-          modelName: `headstart-${run.record.backbone.id}`,
-          timeStamp: new Date().toISOString(),
-          labels,
-          imageSize: run.record.backbone.inputSize,
-          userMetadata: {},
-          headstart: { input: 'rgb-0-255-centre-crop', format: modelFormat, backbone: run.record.backbone.id },
-        };
-        await fs.writeFile(path.join(tmp, 'labels.json'), JSON.stringify(labels, null, 2));
-        await fs.writeFile(path.join(tmp, 'metadata.json'), JSON.stringify(meta, null, 2));
-        await fs.writeFile(path.join(tmp, 'inference.mjs'), nodeSnippet());
+        await writeExportFiles(tmp, run, modelFormat, nodeSnippet());
         const report: ExportReport = {
           outDir: path.resolve(opts.out),
           format: 'tfjs',
