@@ -43,7 +43,9 @@ export function findBoundary(model: tf.LayersModel, featureLayer: string, n: num
     const l = model.getLayer(name);
     return l.getClassName() !== 'BatchNormalization' && l.getWeights().length > 0;
   };
-  for (let k = order.length - 2; k >= 1; k--) {
+  // A Sequential model lists no InputLayer: its first layer can be the boundary; an input layer never is.
+  for (let k = order.length - 2; k >= 0; k--) {
+    if (model.getLayer(order[k]!.name).getClassName() === 'InputLayer') continue;
     const top = order.slice(k + 1);
     if (top.filter((l) => weighted(l.name)).length < n) continue;
     const below = new Set(order.slice(0, k + 1).map((l) => l.name));
@@ -54,7 +56,7 @@ export function findBoundary(model: tf.LayersModel, featureLayer: string, n: num
       return { layer: order[k]!.name, shape, top: top.map((l) => l.name), trainable };
     }
   }
-  const total = order.slice(1).filter((l) => weighted(l.name)).length;
+  const total = order.filter((l) => weighted(l.name)).length;
   if (n > total) throw new HeadstartError('BAD_INPUT', `cannot unfreeze ${n} layers of this backbone: it has only ${total} weighted layers (convolutions and dense layers; BatchNorm not counted) up to ${featureLayer}; use a smaller --unfreeze`);
   throw new HeadstartError('BAD_INPUT', `cannot unfreeze ${n} layers of this backbone: no single-tensor boundary below them`);
 }
