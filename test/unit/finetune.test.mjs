@@ -12,7 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { cacheDir as sharedCache, core, runCli, tempDir, tf } from './helpers.mjs';
-import { colourDataset, fastTrain } from './fixtures.mjs';
+import { colourDataset, fastTrain, tinyBackbone } from './fixtures.mjs';
 import { maxAbsDiff, probsInChild } from './exportProbe.mjs';
 
 // ---------------------------------------------------------------------------
@@ -226,6 +226,24 @@ test('findBoundary on mobilenet-v2-100: cuts at single tensors, never inside a r
   assert.throws(() => core.findBoundary(model, feature, 1000), (e) => e.code === 'BAD_INPUT' && /smaller --unfreeze/.test(e.message));
   for (const n of [0, -1, 1.5]) assert.throws(() => core.findBoundary(model, feature, n), (e) => e.code === 'BAD_INPUT' && /--unfreeze must be a whole number/.test(e.message));
   assert.throws(() => core.findBoundary(model, 'no_such_layer', 1), (e) => e.code === 'BAD_MODEL');
+});
+
+test('findBoundary on a Sequential backbone (no InputLayer in model.layers): the first layer can be the boundary', async (t) => {
+  const dir = await tempDir(t);
+  const file = await tinyBackbone(path.join(dir, 'tiny'));
+  const model = await tf.loadLayersModel(core.dirLoader(path.dirname(file)));
+  t.after(() => model.dispose());
+  const [c1, c2, gap] = model.layers.map((l) => l.name);
+  const b = core.findBoundary(model, gap, 1);
+  assert.equal(b.layer, c1);
+  assert.deepEqual(b.trainable, [c2]);
+  assert.deepEqual(b.top, [c2, gap]);
+  assert.deepEqual(b.shape, model.layers[0].outputShape.slice(1));
+  // Both convolutions: the cut would have to be the (implicit) input.
+  assert.throws(() => core.findBoundary(model, gap, 2), (e) => e.code === 'BAD_INPUT' && /no single-tensor boundary/.test(e.message));
+  assert.throws(() => core.findBoundary(model, gap, 3), (e) => e.code === 'BAD_INPUT' && /only 2 weighted layers/.test(e.message));
+  const top = core.buildTop(model, b, true);
+  assert.deepEqual(top.outputs[0].shape, [null, 16]);
 });
 
 test('--unfreeze on a graph backbone (mobilenet-v2-140) is BAD_INPUT: it cannot be unfrozen', async (t) => {
