@@ -192,6 +192,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     let train = gather(split.samples, 'train', ex.features, labels, fsz);
     const val = gather(split.samples, 'val', ex.features, labels, fsz);
     let augmentation: RunRecord['augmentation'];
+    let augTimings = { seconds: 0, computed: 0, cached: 0 };
     if (cfg.augment && cfg.augment.views > 0) {
       // K views of each training image only; validation and test stay untouched.
       const aug = normaliseAugment(cfg.augment);
@@ -208,6 +209,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
       ok.forEach((v, i) => x.set(exAug.features.get(v.hash)!, (train.y.length + i) * fsz));
       train = { x, y: Int32Array.from([...train.y, ...ok.map((v) => labels.indexOf(v.label))]), paths: [...train.paths, ...ok.map((v) => v.path)] };
       augmentation = { ...aug, vectors: ok.length };
+      augTimings = { seconds: exAug.seconds, computed: exAug.computed, cached: exAug.cached };
     }
     const test = gather(split.samples, 'test', ex.features, labels, fsz);
     // Fine-tuned runs extract boundary activations; the head reads the (frozen, then tuned) top's features.
@@ -229,12 +231,12 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
       const b = opened.backbone;
       const timings = {
         scanSeconds,
-        extractSeconds: ex.seconds,
+        extractSeconds: ex.seconds + augTimings.seconds,
         trainSeconds: res.seconds + (ftResult?.seconds ?? 0),
         totalSeconds: 0,
         imagesPerSecond: ex.imagesPerSecond,
-        extracted: ex.computed,
-        cached: ex.cached,
+        extracted: ex.computed + augTimings.computed,
+        cached: ex.cached + augTimings.cached,
         workers: opened.workers,
       };
       const { out, force, cacheDir, ...cfgRest } = cfg;

@@ -98,7 +98,8 @@ function clipCandidates(values: Float32Array, clip: boolean): Array<[number, num
  * Stores a float32 weight as `dtype` in TF.js's weights-manifest format.
  * uint8 / uint16: affine `q * scale + min`, with the range clipped where that
  * lowers the mean squared error (`clip`). A weight whose source was already
- * stored at this integer precision keeps its source grid, bit for bit.
+ * stored at this integer precision keeps its source grid, bit for bit, as
+ * long as its values still lie on that grid's range.
  * Returns the entry and its reconstruction MSE.
  */
 export function quantizeEntry(e: RoledEntry, dtype: WeightDtype, clip = true): { entry: WeightEntry; mse: number } {
@@ -116,10 +117,19 @@ export function quantizeEntry(e: RoledEntry, dtype: WeightDtype, clip = true): {
   if (dtype !== 'uint8' && dtype !== 'uint16') throw new HeadstartError('BAD_INPUT', `unknown weight dtype ${String(dtype)}`);
   const levels = dtype === 'uint8' ? 255 : 65535;
   const make = () => (dtype === 'uint8' ? new Uint8Array(n) : new Uint16Array(n));
-  if (e.source?.dtype === dtype && e.source.scale !== undefined && e.source.min !== undefined) {
+  const src = e.source;
+  // Reuse the source grid only while every value still lies on its range (fine-tuned weights may have left it).
+  const onSourceRange = (() => {
+    if (src?.dtype !== dtype || src.scale === undefined || src.min === undefined) return false;
+    const lo = src.min - src.scale / 2;
+    const hi = src.min + levels * src.scale + src.scale / 2;
+    for (const v of e.values) if (v < lo || v > hi) return false;
+    return true;
+  })();
+  if (onSourceRange && src?.scale !== undefined && src.min !== undefined) {
     const out = make();
-    const mse = quantizeWith(e.values, e.source.min, e.source.scale, levels, out);
-    return { entry: { spec: { name: e.name, shape: e.shape, dtype: 'float32', quantization: { dtype, scale: e.source.scale, min: e.source.min } }, bytes: new Uint8Array(out.buffer) }, mse };
+    const mse = quantizeWith(e.values, src.min, src.scale, levels, out);
+    return { entry: { spec: { name: e.name, shape: e.shape, dtype: 'float32', quantization: { dtype, scale: src.scale, min: src.min } }, bytes: new Uint8Array(out.buffer) }, mse };
   }
   let best: { out: Uint8Array | Uint16Array; min: number; scale: number; mse: number } | undefined;
   for (const [lo, hi] of clipCandidates(e.values, clip && dtype === 'uint8')) {
