@@ -179,11 +179,13 @@ export class TrainingSession extends Disposable {
         (e) => this.onEvent(e),
         this.cancelSource.token,
       );
+      this.endDownloadNotification();
       const run = await readRun(report.runDir);
       this.update({ running: false, phase: 'idle', phaseMessage: '', result: run ? this.resultView(report.runDir, run) : undefined, runs: await listRuns(folder), notice: `Trained in ${((Date.now() - started) / 1000).toFixed(1)} s` });
       this.log.info(`training finished: test accuracy ${(report.test.accuracy * 100).toFixed(1)}% → ${report.runDir}`);
       return { status: 'done', runDir: report.runDir, accuracy: report.test.accuracy };
     } catch (err) {
+      this.endDownloadNotification();
       if (err instanceof WorkerRequestError && err.cancelled) {
         this.update({ running: false, phase: 'idle', phaseMessage: '', notice: 'Training cancelled; nothing was saved.' });
         this.log.info('training cancelled');
@@ -201,13 +203,42 @@ export class TrainingSession extends Disposable {
   }
 
   private lastProgress = 0;
+  /** The notification of a backbone download in progress: report(bytes) and end(). */
+  private download: { report: (done: number, total: number) => void; end: () => void } | undefined;
+
+  /** A cancellable notification while a backbone downloads (first use of a remote backbone). */
+  private startDownloadNotification(message: string): void {
+    let end: () => void = () => undefined;
+    let last = 0;
+    let report: (done: number, total: number) => void = () => undefined;
+    void vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Headstart: downloading the backbone', cancellable: true }, (progress, token) => {
+      progress.report({ message });
+      token.onCancellationRequested(() => this.cancel());
+      report = (done, total) => {
+        const pct = total ? (done / total) * 100 : 0;
+        progress.report({ increment: pct - last, message: `${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB` });
+        last = pct;
+      };
+      return new Promise<void>((resolve) => (end = resolve));
+    });
+    this.download = { report: (d, t) => report(d, t), end: () => end() };
+  }
+
+  private endDownloadNotification(): void {
+    this.download?.end();
+    this.download = undefined;
+  }
+
   private onEvent(e: EngineEvent): void {
     this.engineEvents.fire(e);
     switch (e.type) {
       case 'phase':
+        if (e.phase === 'download' && !this.download) this.startDownloadNotification(e.message);
+        else if (e.phase !== 'download') this.endDownloadNotification();
         this.update({ phase: e.phase as Phase, phaseMessage: e.message });
         return;
       case 'progress': {
+        if (e.phase === 'download') this.download?.report(e.done, e.total);
         const now = Date.now();
         if (now - this.lastProgress < 150 && e.done < e.total) return;
         this.lastProgress = now;

@@ -33,7 +33,7 @@ test('openBackbone engine onnx vs tfjs: same features within 1e-4 x max; the .on
   const onnxDir = path.join(cacheDir, 'onnx');
   const converted = (await readdir(onnxDir)).filter((f) => f.endsWith('.onnx'));
   assert.equal(converted.length, 1, `one converted backbone: ${converted}`);
-  assert.match(converted[0], /^mobilenet-v2-140-[0-9a-f]{16}-c\d+\.onnx$/);
+  assert.match(converted[0], /^mobilenet-v2-140-[0-9a-f]{16}-[0-9a-f]{8}-c\d+\.onnx$/);
   const file = path.join(onnxDir, converted[0]);
   const before = await stat(file);
 

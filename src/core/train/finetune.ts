@@ -58,7 +58,7 @@ export function findBoundary(model: tf.LayersModel, featureLayer: string, n: num
   }
   const total = order.filter((l) => weighted(l.name)).length;
   if (n > total) throw new HeadstartError('BAD_INPUT', `cannot unfreeze ${n} layers of this backbone: it has only ${total} weighted layers (convolutions and dense layers; BatchNorm not counted) up to ${featureLayer}; use a smaller --unfreeze`);
-  throw new HeadstartError('BAD_INPUT', `cannot unfreeze ${n} layers of this backbone: no single-tensor boundary below them`);
+  throw new HeadstartError('BAD_INPUT', `--unfreeze ${n}: this backbone has no single-tensor boundary below its top ${n} weighted layers; try another --unfreeze`);
 }
 
 /**
