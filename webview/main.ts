@@ -133,6 +133,7 @@ function skeleton(): void {
     if (action === 'open' && arg) send({ type: 'openFile', path: arg });
     if (action === 'run' && arg) send({ type: 'openRun', runDir: arg });
     if (action === 'snippet') send({ type: 'openSnippet' });
+    if (action === 'distill') send({ type: 'distill', student: ($('d-student') as HTMLInputElement).value });
   });
   document.body.addEventListener('keydown', (ev) => {
     const el = (ev.target as HTMLElement).closest<HTMLElement>('[data-action]');
@@ -238,7 +239,11 @@ function renderResults(s: PanelState): void {
     <div class="tables"><table class="metrics"><caption>Per class</caption><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>${perClass}</table>
     <table class="confusion"><caption>Confusion matrix</caption>${head}${rows}</table></div>
     ${mistakes}
-    <p class="muted">Run folder: <a href="#" data-action="open" data-arg="${esc(`${r.runDir}/run.json`)}">${esc(r.runDir)}</a></p>`;
+    <p class="muted">Run folder: <a href="#" data-action="open" data-arg="${esc(`${r.runDir}/run.json`)}">${esc(r.runDir)}</a></p>
+    <h3>Distill into a smaller backbone</h3>
+    <div class="row"><vscode-dropdown id="d-student">${s.backbones.filter((b) => b.id !== s.options.backbone && (b.bundled || b.cached)).map((b) => `<vscode-option value="${esc(b.id)}">${esc(b.id)} (${(b.approxBytes / 1e6).toFixed(1)} MB)</vscode-option>`).join('')}</vscode-dropdown>
+    <vscode-button data-action="distill" appearance="secondary" ${s.running ? 'disabled' : ''}>Distill</vscode-button></div>
+    ${s.distilled ? `<table class="metrics" id="distilled"><caption>Teacher and student (full float32 models)</caption><tr><th></th><th>backbone</th><th>size</th><th>test accuracy</th><th>ms / image</th></tr>${(['teacher', 'student'] as const).map((k) => `<tr><th scope="row">${k}</th><td>${esc(s.distilled![k].backbone)}</td><td>${mb(s.distilled![k].bytes)}</td><td>${pct(s.distilled![k].accuracy)}</td><td>${s.distilled![k].msPerImage.toFixed(1)}</td></tr>`).join('')}</table>` : ''}`;
   const e = s.exported;
   $('e-go').toggleAttribute('disabled', s.exporting || s.running);
   $('export-body').innerHTML = s.exporting

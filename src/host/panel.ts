@@ -95,6 +95,9 @@ export class TrainingPanel extends Disposable {
       case 'openRun':
         await this.session.openRun(m.runDir);
         return;
+      case 'distill':
+        await this.session.distill(m.student);
+        return;
       default: {
         const never: never = m;
         this.log.warn(`unknown panel message ${JSON.stringify(never)}`);

@@ -5,6 +5,7 @@ import {
   type BackboneChoice,
   DEFAULT_FORM,
   type DatasetPreview,
+  type DistillFigures,
   type ExportView,
   type FormOptions,
   type PanelState,
@@ -33,6 +34,12 @@ interface TrainReportLike {
   baseline: RunJson['baseline'];
   dataset: RunJson['dataset'];
   timings: { totalSeconds: number };
+}
+
+interface DistillView {
+  runDir: string;
+  teacher: DistillFigures;
+  student: DistillFigures;
 }
 
 interface ExportReportLike {
@@ -169,7 +176,7 @@ export class TrainingSession extends Disposable {
     const out = path.join(folder, `${stamp}-${path.basename(o.data).replace(/\.(csv|jsonl)$/i, '')}`.replace(/[^\w.\-]/g, '_'));
     this.cancelSource?.dispose();
     this.cancelSource = new vscode.CancellationTokenSource();
-    this.update({ options: o, running: true, phase: 'scan', phaseMessage: 'starting', history: [], totalEpochs: o.epochs, result: undefined, exported: undefined, error: undefined, notice: undefined });
+    this.update({ options: o, running: true, phase: 'scan', phaseMessage: 'starting', history: [], totalEpochs: o.epochs, result: undefined, exported: undefined, distilled: undefined, error: undefined, notice: undefined });
     this.log.info(`training: ${JSON.stringify({ ...o, out })}`);
     const started = Date.now();
     try {
@@ -301,11 +308,33 @@ export class TrainingSession extends Disposable {
       totalEpochs: c.epochs,
       result: this.resultView(runDir, r),
       exported: undefined,
+      distilled: undefined,
       error: undefined,
       notice: `Showing run ${path.basename(runDir)}`,
       exportDefault: this.state.exportDefault || path.join('models', path.basename(r.dataset.root)),
     });
     return true;
+  }
+
+  /** Distils the run shown into a student backbone; the student's run is then shown, with both compared. */
+  async distill(student: string): Promise<DistillView | undefined> {
+    const runDir = this.state.result?.runDir;
+    if (!runDir || this.state.running) return undefined;
+    const out = `${runDir}-distilled-${student.replace(/[^\w.-]/g, '_')}`;
+    this.cancelSource?.dispose();
+    this.cancelSource = new vscode.CancellationTokenSource();
+    this.update({ running: true, phase: 'train', phaseMessage: `distilling into ${student}`, error: undefined, distilled: undefined });
+    try {
+      const rep = await this.client.request<DistillView, 'distill'>('distill', { runDir, student, out, settings: engineSettings(this.storage) }, (e) => this.onEvent(e), this.cancelSource.token);
+      this.update({ running: false, phase: 'idle', phaseMessage: '' });
+      await this.openRun(rep.runDir);
+      this.update({ distilled: { teacher: rep.teacher, student: rep.student }, runs: await listRuns(runsFolder()) });
+      return rep;
+    } catch (err) {
+      const cancelled = err instanceof WorkerRequestError && err.cancelled;
+      this.update({ running: false, phase: 'idle', phaseMessage: '', ...(cancelled ? { notice: 'Distillation cancelled.' } : { error: err instanceof Error ? err.message : String(err) }) });
+      return undefined;
+    }
   }
 
   /** Exports a run (default: the one shown) into `out` (absolute, or relative to the workspace folder). */

@@ -90,6 +90,14 @@ export interface ExportChoices {
   maxDrop: number;
 }
 
+export interface DistillFigures {
+  backbone: string;
+  runDir: string;
+  bytes: number;
+  accuracy: number;
+  msPerImage: number;
+}
+
 export interface RunSummary {
   runDir: string;
   name: string;
@@ -116,6 +124,8 @@ export interface PanelState {
   exported?: ExportView;
   exportDefault: string;
   exporting: boolean;
+  /** Teacher vs student after a distillation. */
+  distilled?: { teacher: DistillFigures; student: DistillFigures };
   error?: string;
   notice?: string;
   runs: RunSummary[];
@@ -135,7 +145,8 @@ export type FromWebview =
   | { type: 'export'; out: string; choices: ExportChoices }
   | { type: 'openFile'; path: string }
   | { type: 'openSnippet' }
-  | { type: 'openRun'; runDir: string };
+  | { type: 'openRun'; runDir: string }
+  | { type: 'distill'; student: string };
 
 /** Checks a form; returns messages by field (empty when valid). */
 export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, string>> {

@@ -46,6 +46,7 @@ export type WorkerRequest =
   | { type: 'predict'; id: number; modelDir: string; files: string[]; settings: EngineSettings }
   | { type: 'scan'; id: number; data: string }
   | { type: 'backbones'; id: number; settings: EngineSettings }
+  | { type: 'distill'; id: number; runDir: string; student: string; out: string; settings: EngineSettings }
   | { type: 'cancel'; id: number; target: number };
 
 /** The message types whose replies carry a result. */

@@ -16,12 +16,22 @@ export async function runUiTest(server, browser, ws, shotsDir) {
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor({ timeout: 60_000 });
 
-    // Command palette → the wizard.
+    // Command palette → the wizard. On a cold start the development extension's
+    // contributions can arrive after the workbench: reopen the palette until the command is listed.
     const palette = page.locator('.quick-input-widget input');
-    await page.keyboard.press('F1');
-    await palette.waitFor();
-    await palette.fill('>Headstart: Fine-tune a Model');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Fine-tune a Model' }).first().waitFor();
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Fine-tune a Model' }).first();
+    for (let attempt = 0; ; attempt++) {
+      await page.keyboard.press('F1');
+      await palette.waitFor();
+      await palette.fill('>Headstart: Fine-tune a Model');
+      try {
+        await row.waitFor({ timeout: 5_000 });
+        break;
+      } catch (err) {
+        if (attempt >= 24) throw err;
+        await page.keyboard.press('Escape');
+      }
+    }
     await page.keyboard.press('Enter');
     // Step 1: the dataset found in the workspace.
     await page.locator('.quick-input-list .monaco-list-row', { hasText: 'shapes' }).first().waitFor({ timeout: 60_000 });

@@ -94,6 +94,18 @@ describe('Headstart in VS Code', () => {
     assert.ok(fs.existsSync(path.join(ws(), 'models', 'shapes-onnx', 'model.onnx')));
   });
 
+  it('distills the run shown into a smaller backbone', async () => {
+    const teacherRun = api.session.state.result.runDir;
+    const rep = await within(api, api.session.distill('mobilenet-v2-100'), 180_000, 'distillation');
+    assert.ok(rep, api.session.state.error);
+    assert.equal(rep.teacher.runDir, teacherRun);
+    assert.equal(rep.student.backbone, 'mobilenet-v2-100');
+    assert.ok(rep.student.bytes < rep.teacher.bytes, `${rep.student.bytes} < ${rep.teacher.bytes}`);
+    assert.ok(fs.existsSync(path.join(rep.runDir, 'run.json')));
+    assert.equal(api.session.state.result.runDir, rep.runDir, 'the panel shows the student');
+    assert.ok(api.session.state.distilled);
+  });
+
   it('cancels a run within a batch and saves nothing', async () => {
     const before = runDirs().length;
     await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(path.join(ws(), 'shapes-cancel')));
