@@ -14,15 +14,15 @@ if (!existsSync(data)) process.stdout.write(cli('sample', data, '--per-class', '
 const run = path.join(work, 'runs', 'demo');
 const train = JSON.parse(cli('train', data, '--out', run, '--force', '--json'));
 const model = path.join(work, 'exports', 'demo');
-const exp = JSON.parse(cli('export', run, '--out', model, '--force', '--json'));
+const exp = JSON.parse(cli('export', run, '--out', model, '--quantize', 'auto', '--force', '--json'));
 const cls = train.dataset.classes[0];
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 console.log(`
 Headstart demo
   dataset        ${data} (${train.dataset.total} images, ${train.dataset.classes.length} classes)
-  backend        ${train.backend}
+  engine         features by ${train.engine}, head trained on TF.js ${train.backend}
   test accuracy  ${pct(train.test.accuracy)} (raw-pixel baseline ${pct(train.baseline.accuracy)})
   run folder     ${run}
-  exported model ${model} (${(exp.exported.bytes / 1e6).toFixed(1)} MB, ${(exp.exported.gzipBytes / 1e6).toFixed(1)} MB gzipped; test accuracy ${pct(exp.exported.accuracy)})
+  exported model ${model}: ${exp.chosen}, ${(exp.exported.bytes / 1e6).toFixed(1)} MB (${(exp.exported.gzipBytes / 1e6).toFixed(1)} MB gzipped, ${((exp.exported.bytes / exp.float32.bytes) * 100).toFixed(0)}% of float32); test accuracy ${pct(exp.exported.accuracy)} (float32 ${pct(exp.float32.accuracy)})
   try it         node ${path.relative(root, path.join(model, 'inference.mjs'))} ${path.relative(root, path.join(data, cls, readdirSync(path.join(data, cls))[0]))}
 `);
