@@ -101,7 +101,8 @@ export async function extractAll(
   const px = inputSize * inputSize * 3;
   let done = 0;
   const t0 = Date.now();
-  const inFlight = Math.max(1, extractor.size ?? 1) + 1;
+  // Two batches decode while one runs per engine thread: the engine never waits for pixels.
+  const inFlight = Math.max(1, extractor.size ?? 1) + 2;
 
   const decodeBatch = async (batch: typeof missing) => {
     const decoded = await mapLimit(batch, opts.decodeConcurrency ?? 4, async (it) => {
