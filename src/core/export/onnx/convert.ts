@@ -5,7 +5,7 @@ import { decodeEntries, readModelDir } from '../../tfjsio';
 import { OnnxBuilder } from './builder';
 
 /** Bumped whenever the conversion changes: part of the ONNX cache key. */
-export const CONVERTER_VERSION = 1;
+export const CONVERTER_VERSION = 2;
 
 /** How a converted tensor is laid out: 4-D tensors run as NCHW inside ONNX. */
 type Layout = 'nchw' | 'flat';
@@ -346,7 +346,20 @@ function convertLayers(topology: unknown, weights: tf.NamedTensorMap, opts: Conv
     return tt.dataSync() as Float32Array;
   };
   const shapeOf = (layer: string, param: string): number[] => weights[`${layer}/${param}`]!.shape;
-  const padAttrs = (l: KerasLayer) => ({ auto_pad: l.config.padding === 'same' ? 'SAME_UPPER' : 'VALID' });
+  const foldedPads = new Map<string, [number, number, number, number]>();
+  const consumers = new Map<string, number>();
+  for (const l of layers) for (const node of l.inbound_nodes) for (const ref of node) consumers.set(ref[0], (consumers.get(ref[0]) ?? 0) + 1);
+  /** [top, left, bottom, right] of a ZeroPadding2D layer. */
+  const zeroPads = (l: KerasLayer): [number, number, number, number] => {
+    const p = l.config.padding as number | [number, number] | [[number, number], [number, number]];
+    const [[t, bt], [le, r]] = Array.isArray(p) ? (Array.isArray(p[0]) ? (p as [[number, number], [number, number]]) : [[p[0] as number, p[0] as number], [p[1] as number, p[1] as number]]) : [[p, p], [p, p]];
+    return [t, le, bt, r];
+  };
+  const padAttrs = (l: KerasLayer): Record<string, string | number[]> => {
+    const folded = foldedPads.get(l.name);
+    if (folded) return { pads: [folded[0], folded[1], folded[2], folded[3]] };
+    return { auto_pad: l.config.padding === 'same' ? 'SAME_UPPER' : 'VALID' };
+  };
   const pair = (v: unknown): [number, number] => (Array.isArray(v) ? [Number(v[0]), Number(v[1] ?? v[0])] : [Number(v), Number(v)]);
   const visiting = new Set<string>();
   const get = (name: string): string => {
@@ -356,6 +369,16 @@ function convertLayers(topology: unknown, weights: tf.NamedTensorMap, opts: Conv
     if (!l) throw new HeadstartError('BAD_MODEL', `layer '${name}' is referenced but missing`);
     if (visiting.has(name)) throw new HeadstartError('BAD_MODEL', `layers model has a cycle at '${name}'`);
     visiting.add(name);
+    // ZeroPadding2D feeding only a 'valid' convolution becomes the convolution's own pads:
+    // ONNX Runtime then keeps its blocked (NCHWc) layout instead of reordering around a Pad.
+    const src = l.inbound_nodes[0]?.[0]?.[0];
+    const pad = src ? byName.get(src) : undefined;
+    if ((l.class_name === 'Conv2D' || l.class_name === 'DepthwiseConv2D') && l.config.padding === 'valid' && pad?.class_name === 'ZeroPadding2D' && consumers.get(pad.name) === 1 && pad.inbound_nodes[0]?.length === 1) {
+      foldedPads.set(l.name, zeroPads(pad));
+      const out = emit(l, [get(pad.inbound_nodes[0]![0]![0])]);
+      env.set(name, out);
+      return out;
+    }
     const ins = (l.inbound_nodes[0] ?? []).map((r) => get(r[0]));
     const out = emit(l, ins);
     env.set(name, out);
@@ -381,8 +404,7 @@ function convertLayers(topology: unknown, weights: tf.NamedTensorMap, opts: Conv
       case 'Rescaling':
         return set(b.node('Add', [b.node('Mul', [x0, b.scalar(`${l.name}/scale`, Number(c.scale))], l.name), b.scalar(`${l.name}/offset`, Number(c.offset ?? 0))], l.name), lay);
       case 'ZeroPadding2D': {
-        const p = c.padding as number | [number, number] | [[number, number], [number, number]];
-        const [[t, bt], [le, r]] = Array.isArray(p) ? (Array.isArray(p[0]) ? (p as [[number, number], [number, number]]) : [[p[0] as number, p[0] as number], [p[1] as number, p[1] as number]]) : [[p, p], [p, p]];
+        const [t, le, bt, r] = zeroPads(l);
         return set(b.node('Pad', [x0, b.ints(`${l.name}/pads`, [0, 0, t, le, 0, 0, bt, r])], l.name, { mode: 'constant' }), 'nchw');
       }
       case 'Conv2D':
