@@ -21,6 +21,8 @@ import { type RunJson, listRuns, readRun } from './runs';
 import { engineSettings, readSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
 
+const UNTRUSTED = 'Headstart trains and writes models only in trusted workspaces: trust this workspace to continue';
+
 /** What a training run came to. */
 export type TrainOutcome =
   | { status: 'done'; runDir: string; accuracy: number }
@@ -155,7 +157,7 @@ export class TrainingSession extends Disposable {
   async start(options?: FormOptions): Promise<TrainOutcome> {
     if (this.state.running) return { status: 'failed', message: 'a run is already in progress; cancel it first' };
     if (!vscode.workspace.isTrusted) {
-      const message = 'Headstart trains and writes models only in trusted workspaces: trust this workspace to continue';
+      const message = UNTRUSTED;
       this.update({ error: message });
       return { status: 'failed', message };
     }
@@ -320,7 +322,12 @@ export class TrainingSession extends Disposable {
   async distill(student: string): Promise<DistillView | undefined> {
     const runDir = this.state.result?.runDir;
     if (!runDir || this.state.running) return undefined;
-    const out = `${runDir}-distilled-${student.replace(/[^\w.-]/g, '_')}`;
+    if (!vscode.workspace.isTrusted) {
+      this.update({ error: UNTRUSTED });
+      return undefined;
+    }
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+    const out = `${runDir}-distilled-${student.replace(/[^\w.-]/g, '_')}-${stamp}`;
     this.cancelSource?.dispose();
     this.cancelSource = new vscode.CancellationTokenSource();
     this.update({ running: true, phase: 'train', phaseMessage: `distilling into ${student}`, error: undefined, distilled: undefined });
