@@ -8,6 +8,7 @@ import type { Progress } from '../events';
 import * as tf from '@tensorflow/tfjs';
 import type { ExportMetadata } from '../predict';
 import type { LoadedRun } from '../run';
+import { evaluatePredictions } from '../train/metrics';
 
 /** Bytes of a model folder's files, raw and gzipped (what a web server sends). */
 export async function sizeOf(dir: string, files = ['model.json', 'weights.bin']): Promise<{ bytes: number; gzipBytes: number }> {
@@ -62,4 +63,33 @@ export async function writeExportFiles(dir: string, run: LoadedRun, format: stri
   await fs.writeFile(path.join(dir, 'labels.json'), JSON.stringify(labels, null, 2));
   await fs.writeFile(path.join(dir, 'metadata.json'), JSON.stringify(meta, null, 2));
   await fs.writeFile(path.join(dir, 'inference.mjs'), snippet);
+}
+
+/** Accuracy, macro F1, per-class F1 and single-image latency of one model variant. */
+export interface Measured {
+  accuracy: number;
+  macroF1: number;
+  perClassF1: Record<string, number>;
+  msPerImage: number;
+}
+
+/**
+ * Runs `predictOne` (0..255 pixels of one image in, probabilities out) over
+ * the decoded test images: accuracy and mean latency, the first call (kernel
+ * warm-up) left out of the timing. Shared by every export format.
+ */
+export async function measureVariant(run: LoadedRun, test: TestSet, progress: Progress, label: string, predictOne: (pixels: Float32Array) => Promise<ArrayLike<number>>): Promise<Measured> {
+  const labels = run.record.labels;
+  const probs = new Float32Array(test.images.length * labels.length);
+  let ms = 0;
+  for (const [i, im] of test.images.entries()) {
+    throwIfAborted(progress.signal);
+    const t0 = performance.now();
+    const p = await predictOne(Float32Array.from(im.rgb));
+    if (i > 0) ms += performance.now() - t0;
+    probs.set(p, i * labels.length);
+    if (i % 8 === 7 || i === test.images.length - 1) progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: test.images.length, unit: `images (${label})` });
+  }
+  const ev = evaluatePredictions(labels, test.images.map((im) => im.label), probs, test.images.map((im) => im.path));
+  return { accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
 }

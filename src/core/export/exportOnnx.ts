@@ -7,32 +7,20 @@ import type { Progress } from '../events';
 import { testSplitItems } from '../evaluate';
 import { exists, writeDirAtomic } from '../fsutil';
 import { type LoadedRun, loadRun } from '../run';
-import { evaluatePredictions } from '../train/metrics';
-import { type TestSet, decodeTestSet, sizeOf, writeExportFiles } from './common';
+import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
 import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
 import { writeFullModel } from './fullModel';
 import { type OnnxWeights, compressOnnx } from './onnx/compress';
 import { convertTfjsModel } from './onnx/convert';
 
-/** Runs an ONNX export in ONNX Runtime over the test images: accuracy and single-image latency. */
+/** Runs an ONNX export in ONNX Runtime over the test images: size, accuracy and single-image latency. */
 async function measureOnnx(file: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
   const ort = loadOrt()!;
   const size = run.record.backbone.inputSize;
-  const labels = run.record.labels;
   const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
   try {
-    const probs = new Float32Array(test.images.length * labels.length);
-    let ms = 0;
-    for (const [i, im] of test.images.entries()) {
-      throwIfAborted(progress.signal);
-      const t0 = performance.now();
-      const out = await session.run({ image: new ort.Tensor('float32', Float32Array.from(im.rgb), [1, size, size, 3]) });
-      if (i > 0) ms += performance.now() - t0;
-      probs.set(out.probabilities!.data as Float32Array, i * labels.length);
-      if (i % 8 === 7 || i === test.images.length - 1) progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: test.images.length, unit: `images (onnx ${label})` });
-    }
-    const ev = evaluatePredictions(labels, test.images.map((im) => im.label), probs, test.images.map((im) => im.path));
-    return { ...(await sizeOf(path.dirname(file), [path.basename(file)])), accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
+    const m = await measureVariant(run, test, progress, `onnx ${label}`, async (x) => (await session.run({ image: new ort.Tensor('float32', x, [1, size, size, 3]) })).probabilities!.data as Float32Array);
+    return { ...(await sizeOf(path.dirname(file), [path.basename(file)])), ...m };
   } finally {
     await session.release();
   }

@@ -12,10 +12,9 @@ import { type LoadedRun, loadRun, openRunBackbone, toHeadInput } from '../run';
 import { type VectorSet } from '../train/head';
 import { type Policy, POLICIES, type PolicyName } from '../compress/quantize';
 import { pruneHead } from '../compress/prune';
-import { evaluatePredictions } from '../train/metrics';
 import { type WrittenModel, loadExportedModel, writeFullModel } from './fullModel';
 import { browserSnippet, nodeSnippet } from './snippet';
-import { type TestSet, decodeTestSet, sizeOf, writeExportFiles } from './common';
+import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
 import { exportOnnx } from './exportOnnx';
 
 export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'auto'] as const;
@@ -84,24 +83,13 @@ export interface ExportReport {
   backend: string;
 }
 
-/** Runs an exported model from its files over the test images: accuracy and latency. */
+/** Runs an exported model from its files over the test images: size, accuracy and latency. */
 async function measure(dir: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
   const size = run.record.backbone.inputSize;
-  const labels = run.record.labels;
   const model = await loadExportedModel(dir);
   try {
-    const probs = new Float32Array(test.images.length * labels.length);
-    let ms = 0;
-    for (const [i, im] of test.images.entries()) {
-      throwIfAborted(progress.signal);
-      const t0 = performance.now();
-      const p = tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(im.rgb), [1, size, size, 3])).dataSync());
-      if (i > 0) ms += performance.now() - t0; // the first call warms up kernels
-      probs.set(p, i * labels.length);
-      if (i % 8 === 7 || i === test.images.length - 1) progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: test.images.length, unit: `images (${label})` });
-    }
-    const ev = evaluatePredictions(labels, test.images.map((im) => im.label), probs, test.images.map((im) => im.path));
-    return { ...(await sizeOf(dir)), accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
+    const m = await measureVariant(run, test, progress, label, async (x) => tf.tidy(() => model.predict(tf.tensor4d(x, [1, size, size, 3])).dataSync()));
+    return { ...(await sizeOf(dir)), ...m };
   } finally {
     model.dispose();
   }
