@@ -357,6 +357,8 @@ export class TrainingSession extends Disposable {
       this.update({ error: 'train a model (or open a past run) before exporting' });
       return undefined;
     }
+    // A stale error would otherwise be reported for a refusal or a kept folder.
+    this.update({ error: undefined });
     const target = await this.gate.writeTarget('export', out);
     if (!target) return undefined;
     this.update({ exporting: true, error: undefined, phase: 'export', phaseMessage: 'exporting' });

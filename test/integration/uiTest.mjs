@@ -22,10 +22,10 @@ async function writeHostileRun(ws) {
     config: { data, epochs: 2, batchSize: 8, learningRate: 0.001, hiddenUnits: 0, dropout: 0, val: 0.1, test: 0.2, seed: 1, backbone: 'mobilenet-v2-140' },
     backend: 'wasm',
     backbone: { id: 'mobilenet-v2-140', title: 'MobileNetV2' },
-    labels: ['a', 'b'],
+    labels: ['a', EVIL],
     dataset: { root: data, total: 4, counts: {}, skipped: [], warnings: [] },
     history: [{ epoch: 1, loss: EVIL, accuracy: 0.5, valLoss: 0.5, valAccuracy: 0.5 }],
-    test: { accuracy: 0.5, macroF1: 0.5, count: EVIL, labels: ['a', 'b'], perClass: [{ label: 'a', precision: 1, recall: 1, f1: 1, support: EVIL }], confusion: [[EVIL, 0], [0, 1]], mistakes: [] },
+    test: { accuracy: 0.5, macroF1: 0.5, count: EVIL, labels: ['a', EVIL], perClass: [{ label: EVIL, precision: 1, recall: 1, f1: 1, support: EVIL }], confusion: [[EVIL, 0], [0, 1]], mistakes: [] },
     baseline: { accuracy: 0.5, verdict: 'n/a' },
     timings: { totalSeconds: 1 },
   };
@@ -110,9 +110,10 @@ export async function runUiTest(server, browser, ws, shotsDir) {
     await dialog.waitFor({ state: 'detached', timeout: 10_000 });
     assert.equal(statSync(modelJson).mtimeMs, written, 'the export folder was kept');
 
-    // A hostile run.json: its markup shows as text and creates no element.
+    // A hostile run.json: markup in a label shows as text, in a number field as '–'; no element is made.
     await panel.locator('a[data-action="run"]', { hasText: 'evil-run' }).click();
-    await panel.locator('#test-accuracy', { hasText: 'test accuracy on <img' }).waitFor({ timeout: 30_000 });
+    await panel.locator('#test-accuracy', { hasText: 'test accuracy on – images' }).waitFor({ timeout: 30_000 });
+    assert.ok((await panel.locator('.confusion th', { hasText: '<img src=x id=pwned' }).count()) >= 1, 'the label is shown as text');
     assert.equal(await panel.locator('#pwned').count(), 0, 'no element made from run.json values');
     assert.equal(await panel.locator('body[data-pwned]').count(), 0);
     await shot('6-hostile-run.png');
