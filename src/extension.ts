@@ -1,8 +1,10 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import * as cmd from './host/commands';
+import { Gate } from './host/gate';
 import { Log } from './host/log';
 import { PANEL_VIEW_TYPE, TrainingPanel } from './host/panel';
+import { COMMAND_ACTION } from './host/policy';
 import { TrainingSession } from './host/session';
 import { TrainingStatus } from './host/statusBar';
 import { TrainerClient } from './host/trainerClient';
@@ -12,38 +14,52 @@ export interface HeadstartApi {
   session: TrainingSession;
   client: TrainerClient;
   log: cmd.Services['log'];
+  /** The trust and path gate (tests: `simulateUntrusted`, and `ask` to answer the replace question). */
+  gate: Gate;
+  /** Handles `message` as if the panel's webview had posted it (opens the panel first). */
+  postFromWebview(message: unknown): Promise<void>;
 }
 
 /** Wires services and commands. TensorFlow.js is never loaded here: it lives in the worker. */
 export function activate(context: vscode.ExtensionContext): HeadstartApi {
   const log = new Log();
+  const gate = new Gate(log);
   const client = new TrainerClient(path.join(context.extensionPath, 'dist', 'worker.js'), log);
-  const session = new TrainingSession(client, log, context.globalStorageUri);
-  const s: cmd.Services = { extensionUri: context.extensionUri, storage: context.globalStorageUri, session, client, log };
+  const session = new TrainingSession(client, log, context.globalStorageUri, gate);
+  const s: cmd.Services = { extensionUri: context.extensionUri, storage: context.globalStorageUri, session, client, log, gate };
+  // Every command passes the gate with its action before its handler runs.
+  const command = (name: keyof typeof COMMAND_ACTION, run: (...args: unknown[]) => unknown) =>
+    vscode.commands.registerCommand(`headstart.${name}`, (...args: unknown[]) => {
+      const action = COMMAND_ACTION[name];
+      return action && !gate.require(action) ? undefined : run(...args);
+    });
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const uri = (v: unknown) => (v instanceof vscode.Uri ? v : undefined);
   context.subscriptions.push(
     log,
+    gate,
     client,
     session,
     new TrainingStatus(session),
     client.onDidCrash((why) => void vscode.window.showErrorMessage(`Headstart: ${why}`, 'Show Log').then((a) => a && log.channel.show())),
-    vscode.commands.registerCommand('headstart.fineTune', () => cmd.fineTune(s)),
-    vscode.commands.registerCommand('headstart.fineTuneFolder', (uri?: vscode.Uri) => cmd.fineTuneFolder(s, uri)),
-    vscode.commands.registerCommand('headstart.classifyImage', (uri?: vscode.Uri, modelDir?: unknown) => cmd.classifyImage(s, uri, typeof modelDir === 'string' ? modelDir : undefined)),
-    vscode.commands.registerCommand('headstart.openPanel', () => cmd.openPanel(s)),
-    vscode.commands.registerCommand('headstart.startTraining', () => cmd.startTraining(s)),
-    vscode.commands.registerCommand('headstart.cancelTraining', () => cmd.cancelTraining(s)),
-    vscode.commands.registerCommand('headstart.exportModel', (runDir?: string, out?: string, quantize?: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto', format?: 'tfjs' | 'onnx') =>
-      cmd.exportModel(s, typeof runDir === 'string' ? runDir : undefined, out, quantize, format),
+    command('fineTune', () => cmd.fineTune(s)),
+    command('fineTuneFolder', (u) => cmd.fineTuneFolder(s, uri(u))),
+    command('classifyImage', (u, modelDir) => cmd.classifyImage(s, uri(u), str(modelDir))),
+    command('openPanel', () => void cmd.openPanel(s)),
+    command('startTraining', () => cmd.startTraining(s)),
+    command('cancelTraining', () => cmd.cancelTraining(s)),
+    command('exportModel', (runDir, out, quantize, format) =>
+      cmd.exportModel(s, str(runDir), str(out), str(quantize) as cmd.ExportArgs['quantize'], str(format) as cmd.ExportArgs['format']),
     ),
-    vscode.commands.registerCommand('headstart.showRuns', () => cmd.showRuns(s)),
+    command('showRuns', () => cmd.showRuns(s)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
       deserializeWebviewPanel: async (panel) => {
-        TrainingPanel.revive(panel, context.extensionUri, session, log);
+        TrainingPanel.revive(panel, { extensionUri: context.extensionUri, session, log, gate });
       },
     }),
     vscode.workspace.onDidGrantWorkspaceTrust(() => session.refreshView()),
   );
-  return { session, client, log };
+  return { session, client, log, gate, postFromWebview: (m) => cmd.openPanel(s).receive(m) };
 }
 
 export function deactivate(): void {

@@ -1,4 +1,6 @@
 /** Small SVG line charts for the training curves (no library: strict CSP, no eval). */
+import { type SafeHtml, html } from '../src/shared/html';
+
 export interface Series {
   name: string;
   /** CSS class that colours the line (see media/panel.css). */
@@ -6,30 +8,27 @@ export interface Series {
   values: number[];
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
 /** An SVG chart of series over epochs 1..n; `yMax` fixes the top (e.g. 1 for accuracy). */
-export function lineChart(title: string, series: Series[], totalEpochs: number, yMax?: number, percent = false): string {
+export function lineChart(title: string, series: Series[], totalEpochs: number, yMax?: number, percent = false): SafeHtml {
   const w = 360;
   const h = 170;
   const pad = { l: 42, r: 10, t: 22, b: 26 };
-  const n = Math.max(totalEpochs, ...series.map((s) => s.values.length), 2);
+  // Values come from run.json: anything but a finite number is left out of the scale.
+  const n = Math.max(Number.isFinite(totalEpochs) ? totalEpochs : 0, ...series.map((s) => s.values.length), 2);
   const all = series.flatMap((s) => s.values).filter(Number.isFinite);
   const top = yMax ?? Math.max(1e-6, ...all) * 1.05;
   const x = (i: number) => pad.l + (i / (n - 1)) * (w - pad.l - pad.r);
   const y = (v: number) => pad.t + (1 - Math.min(v, top) / top) * (h - pad.t - pad.b);
   const fmt = (v: number) => (percent ? `${Math.round(v * 100)}%` : v.toFixed(2));
-  const grid = [0, 0.25, 0.5, 0.75, 1]
-    .map((f) => `<line class="grid" x1="${pad.l}" x2="${w - pad.r}" y1="${y(top * f)}" y2="${y(top * f)}"/><text class="tick" x="${pad.l - 4}" y="${y(top * f) + 3}" text-anchor="end">${fmt(top * f)}</text>`)
-    .join('');
-  const lines = series
-    .map((s) => {
-      if (!s.values.length) return '';
-      const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-      const last = s.values.length - 1;
-      return `<polyline class="line ${s.cls}" points="${pts}"/><circle class="dot ${s.cls}" cx="${x(last)}" cy="${y(s.values[last]!)}" r="2.5"/>`;
-    })
-    .join('');
-  const legend = series.map((s, i) => `<g transform="translate(${pad.l + 8 + i * 110},12)"><line class="line ${s.cls}" x1="0" x2="14" y1="-3" y2="-3"/><text class="legend" x="18" y="0">${esc(s.name)}</text></g>`).join('');
-  return `<figure class="chart"><figcaption>${esc(title)}</figcaption><svg viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(title)}">${grid}${lines}${legend}<text class="tick" x="${(w + pad.l) / 2}" y="${h - 6}" text-anchor="middle">epoch (${n})</text></svg></figure>`;
+  const grid = [0, 0.25, 0.5, 0.75, 1].map(
+    (f) => html`<line class="grid" x1="${pad.l}" x2="${w - pad.r}" y1="${y(top * f)}" y2="${y(top * f)}"/><text class="tick" x="${pad.l - 4}" y="${y(top * f) + 3}" text-anchor="end">${fmt(top * f)}</text>`,
+  );
+  const lines = series.map((s) => {
+    const pts = s.values.map((v, i) => [i, Number(v)] as const).filter(([, v]) => Number.isFinite(v));
+    if (!pts.length) return '';
+    const [li, lv] = pts[pts.length - 1]!;
+    return html`<polyline class="line ${s.cls}" points="${pts.map(([i, v]) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/><circle class="dot ${s.cls}" cx="${x(li)}" cy="${y(lv)}" r="2.5"/>`;
+  });
+  const legend = series.map((s, i) => html`<g transform="translate(${pad.l + 8 + i * 110},12)"><line class="line ${s.cls}" x1="0" x2="14" y1="-3" y2="-3"/><text class="legend" x="18" y="0">${s.name}</text></g>`);
+  return html`<figure class="chart"><figcaption>${title}</figcaption><svg viewBox="0 0 ${w} ${h}" role="img" aria-label="${title}">${grid}${lines}${legend}<text class="tick" x="${(w + pad.l) / 2}" y="${h - 6}" text-anchor="middle">epoch (${n})</text></svg></figure>`;
 }

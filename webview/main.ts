@@ -12,6 +12,7 @@ import {
   vsCodeProgressRing,
   vsCodeTextField,
 } from '@vscode/webview-ui-toolkit';
+import { type SafeHtml, count, fixed, html, trusted } from '../src/shared/html';
 import { type ExportChoices, type FormOptions, type FromWebview, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
 import { lineChart } from './charts';
 
@@ -26,10 +27,17 @@ declare function acquireVsCodeApi(): VsCodeApi;
 const vscode = acquireVsCodeApi();
 const send = (m: FromWebview) => vscode.postMessage(m);
 
-const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-const mb = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
+// Every value shown comes from the host's messages (run.json, file names): numbers are
+// formatted by fixed()/count(), which never pass a non-number through, and markup is
+// built only with html``, which escapes every value.
+const num = (x: unknown): number => (typeof x === 'number' ? x : Number.NaN);
+const pct = (x: unknown) => `${fixed(num(x) * 100, 1)}%`;
+const mb = (b: unknown) => `${fixed(num(b) / 1e6, 2)} MB`;
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+/** The one way markup enters the page. */
+const setHtml = (el: HTMLElement, h: SafeHtml) => {
+  el.innerHTML = h.value;
+};
 
 const NUMERIC: Array<{ key: keyof FormOptions; label: string; hint: string }> = [
   { key: 'epochs', label: 'Epochs', hint: '1–1000; early stopping ends sooner' },
@@ -48,7 +56,7 @@ let state: PanelState | undefined = vscode.getState();
 let formDirty = false;
 
 function skeleton(): void {
-  $('app').innerHTML = `
+  setHtml($('app'), html`
   <header><h1>Headstart</h1><vscode-badge id="phase">idle</vscode-badge><span id="notice" class="notice" role="status"></span></header>
   <div id="error" class="error" role="alert" hidden></div>
   <section aria-labelledby="h-data"><h2 id="h-data">Dataset</h2>
@@ -59,7 +67,7 @@ function skeleton(): void {
   </section>
   <section aria-labelledby="h-opt"><h2 id="h-opt">Options</h2>
     <div class="row"><label for="f-backbone">Backbone</label><vscode-dropdown id="f-backbone" position="below"></vscode-dropdown></div>
-    <div class="grid">${NUMERIC.map((f) => `<div><vscode-text-field id="f-${f.key}" data-key="${f.key}">${f.label}</vscode-text-field><div class="hint" id="f-${f.key}-hint">${esc(f.hint)}</div><div class="field-error" id="f-${f.key}-err"></div></div>`).join('')}</div>
+    <div class="grid">${NUMERIC.map((f) => html`<div><vscode-text-field id="f-${f.key}" data-key="${f.key}">${f.label}</vscode-text-field><div class="hint" id="f-${f.key}-hint">${f.hint}</div><div class="field-error" id="f-${f.key}-err"></div></div>`)}</div>
     <div class="row actions"><vscode-button id="start">Start training</vscode-button><vscode-button id="cancel" appearance="secondary" hidden>Cancel</vscode-button></div>
   </section>
   <section id="progress-section" aria-labelledby="h-prog"><h2 id="h-prog">Progress</h2>
@@ -86,7 +94,7 @@ function skeleton(): void {
     <div class="field-error" id="e-err"></div>
     <div id="export-body"></div>
   </section>
-  <section aria-labelledby="h-runs"><h2 id="h-runs">Past runs</h2><div id="runs"></div></section>`;
+  <section aria-labelledby="h-runs"><h2 id="h-runs">Past runs</h2><div id="runs"></div></section>`);
 
   $('browse').addEventListener('click', () => send({ type: 'pickData' }));
   $('start').addEventListener('click', () => {
@@ -178,9 +186,8 @@ function fillForm(s: PanelState): void {
   const ids = s.backbones.map((b) => b.id).join(',');
   if (dd.dataset.ids !== ids) {
     dd.dataset.ids = ids;
-    dd.innerHTML = (s.backbones.length ? s.backbones : [{ id: s.options.backbone, title: '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }])
-      .map((b) => `<vscode-option value="${esc(b.id)}">${esc(b.id)}${b.title ? ` — ${esc(b.title)}` : ''}${b.bundled ? '' : b.cached ? ' (downloaded)' : ' (downloads on first use)'}</vscode-option>`)
-      .join('');
+    setHtml(dd, html`${(s.backbones.length ? s.backbones : [{ id: s.options.backbone, title: '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }])
+      .map((b) => html`<vscode-option value="${b.id}">${b.id}${b.title ? ` — ${b.title}` : ''}${b.bundled ? '' : b.cached ? ' (downloaded)' : ' (downloads on first use)'}</vscode-option>`)}`);
   }
   (dd as HTMLInputElement).value = s.options.backbone;
   const unfreeze = $('f-unfreeze');
@@ -193,17 +200,17 @@ function fillForm(s: PanelState): void {
 function renderDataset(s: PanelState): void {
   const d = s.dataset;
   if (!d) {
-    $('dataset').innerHTML = s.options.data ? '<p class="muted">Reading the dataset…</p>' : '<p class="muted">Choose a dataset: Browse…, or right-click a folder in the Explorer → Fine-tune on This Folder.</p>';
+    setHtml($('dataset'), s.options.data ? trusted('<p class="muted">Reading the dataset…</p>') : trusted('<p class="muted">Choose a dataset: Browse…, or right-click a folder in the Explorer → Fine-tune on This Folder.</p>'));
     return;
   }
-  const classes = d.classes
-    .map((c) => `<figure class="cls">${c.thumb ? `<img src="${esc(c.thumb)}" alt="" data-action="open" data-arg="${esc(c.example ?? '')}" tabindex="0">` : '<div class="noimg"></div>'}<figcaption><strong>${esc(c.label)}</strong> ${c.count}</figcaption></figure>`)
-    .join('');
+  const classes = d.classes.map(
+    (c) => html`<figure class="cls">${c.thumb ? html`<img src="${c.thumb}" alt="" data-action="open" data-arg="${c.example ?? ''}" tabindex="0">` : trusted('<div class="noimg"></div>')}<figcaption><strong>${c.label}</strong> ${count(c.count)}</figcaption></figure>`,
+  );
   const skipped = d.skipped.length
-    ? `<details><summary>${d.skipped.length} file${d.skipped.length > 1 ? 's' : ''} skipped</summary><ul>${d.skipped.slice(0, 200).map((k) => `<li><code>${esc(k.path)}</code>: ${esc(k.reason)}</li>`).join('')}</ul></details>`
+    ? html`<details><summary>${count(d.skipped.length)} file${d.skipped.length > 1 ? 's' : ''} skipped</summary><ul>${d.skipped.slice(0, 200).map((k) => html`<li><code>${k.path}</code>: ${k.reason}</li>`)}</ul></details>`
     : '';
-  const warnings = d.warnings.map((w) => `<li>${esc(w)}</li>`).join('');
-  $('dataset').innerHTML = `<p>${d.total} images in ${d.classes.length} classes</p><div class="classes">${classes}</div>${warnings ? `<ul class="warnings">${warnings}</ul>` : ''}${skipped}`;
+  const warnings = d.warnings.map((w) => html`<li>${w}</li>`);
+  setHtml($('dataset'), html`<p>${count(d.total)} images in ${count(d.classes.length)} classes</p><div class="classes">${classes}</div>${warnings.length ? html`<ul class="warnings">${warnings}</ul>` : ''}${skipped}`);
 }
 
 function renderProgress(s: PanelState): void {
@@ -215,10 +222,18 @@ function renderProgress(s: PanelState): void {
     $('progress-detail').textContent = '';
   }
   const h = s.history;
-  $('charts').innerHTML = h.length
-    ? lineChart('Loss', [{ name: 'train', cls: 's-train', values: h.map((e) => e.loss) }, { name: 'validation', cls: 's-val', values: h.map((e) => e.valLoss) }], s.totalEpochs) +
-      lineChart('Accuracy', [{ name: 'train', cls: 's-train', values: h.map((e) => e.accuracy) }, { name: 'validation', cls: 's-val', values: h.map((e) => e.valAccuracy) }], s.totalEpochs, 1, true)
-    : '';
+  setHtml(
+    $('charts'),
+    h.length
+      ? html`${lineChart('Loss', [{ name: 'train', cls: 's-train', values: h.map((e) => e.loss) }, { name: 'validation', cls: 's-val', values: h.map((e) => e.valLoss) }], s.totalEpochs)}${lineChart(
+          'Accuracy',
+          [{ name: 'train', cls: 's-train', values: h.map((e) => e.accuracy) }, { name: 'validation', cls: 's-val', values: h.map((e) => e.valAccuracy) }],
+          s.totalEpochs,
+          1,
+          true,
+        )}`
+      : html``,
+  );
 }
 
 function renderResults(s: PanelState): void {
@@ -226,39 +241,66 @@ function renderResults(s: PanelState): void {
   $('results').hidden = !r;
   $('export').hidden = !r;
   if (!r) return;
-  const max = Math.max(1, ...r.confusion.flat());
-  const head = `<tr><th scope="col">true \\ predicted</th>${r.labels.map((l) => `<th scope="col">${esc(l)}</th>`).join('')}</tr>`;
-  const rows = r.confusion.map((row, i) => `<tr><th scope="row">${esc(r.labels[i])}</th>${row.map((v, j) => `<td class="heat ${i === j ? 'diag' : ''}" style="--a:${(v / max).toFixed(3)}">${v}</td>`).join('')}</tr>`).join('');
-  const perClass = r.perClass.map((c) => `<tr><th scope="row">${esc(c.label)}</th><td>${c.precision.toFixed(3)}</td><td>${c.recall.toFixed(3)}</td><td>${c.f1.toFixed(3)}</td><td>${c.support}</td></tr>`).join('');
+  const max = Math.max(1, ...r.confusion.flat().map(num).filter(Number.isFinite));
+  const head = html`<tr><th scope="col">true \\ predicted</th>${r.labels.map((l) => html`<th scope="col">${l}</th>`)}</tr>`;
+  const rows = r.confusion.map(
+    (row, i) => html`<tr><th scope="row">${r.labels[i]}</th>${row.map((v, j) => html`<td class="heat ${i === j ? 'diag' : ''}" style="--a:${fixed(num(v) / max, 3)}">${count(v)}</td>`)}</tr>`,
+  );
+  const perClass = r.perClass.map((c) => html`<tr><th scope="row">${c.label}</th><td>${fixed(c.precision, 3)}</td><td>${fixed(c.recall, 3)}</td><td>${fixed(c.f1, 3)}</td><td>${count(c.support)}</td></tr>`);
   const mistakes = r.mistakes.length
-    ? `<h3>Most confident mistakes</h3><div class="classes">${r.mistakes.map((m) => `<figure class="cls"><img src="${esc(m.thumb)}" alt="${esc(m.label)} predicted as ${esc(m.predicted)}" data-action="open" data-arg="${esc(m.path)}" tabindex="0" title="${esc(m.path)}"><figcaption>${esc(m.label)} → <strong>${esc(m.predicted)}</strong> ${pct(m.probability)}</figcaption></figure>`).join('')}</div>`
-    : '<p class="muted">No test image was misclassified.</p>';
-  $('results-body').innerHTML = `
-    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${r.count} images · macro F1 ${r.macroF1.toFixed(3)} · features by ${esc(r.engine)}, head on ${esc(r.backend)} · ${r.seconds.toFixed(1)} s</span></p>
-    <p>Baseline (raw pixels): ${pct(r.baseline.accuracy)}: ${esc(r.baseline.verdict)}.</p>
+    ? html`<h3>Most confident mistakes</h3><div class="classes">${r.mistakes.map(
+        (m) => html`<figure class="cls"><img src="${m.thumb}" alt="${m.label} predicted as ${m.predicted}" data-action="open" data-arg="${m.path}" tabindex="0" title="${m.path}"><figcaption>${m.label} → <strong>${m.predicted}</strong> ${pct(m.probability)}</figcaption></figure>`,
+      )}</div>`
+    : trusted('<p class="muted">No test image was misclassified.</p>');
+  const students = s.backbones.filter((b) => b.id !== s.options.backbone && (b.bundled || b.cached));
+  const d = s.distilled;
+  setHtml(
+    $('results-body'),
+    html`
+    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} images · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
+    <p>Baseline (raw pixels): ${pct(r.baseline.accuracy)}: ${r.baseline.verdict}.</p>
     <div class="tables"><table class="metrics"><caption>Per class</caption><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>${perClass}</table>
     <table class="confusion"><caption>Confusion matrix</caption>${head}${rows}</table></div>
     ${mistakes}
-    <p class="muted">Run folder: <a href="#" data-action="open" data-arg="${esc(`${r.runDir}/run.json`)}">${esc(r.runDir)}</a></p>
+    <p class="muted">Run folder: <a href="#" data-action="open" data-arg="${`${r.runDir}/run.json`}">${r.runDir}</a></p>
     <h3>Distill into a smaller backbone</h3>
-    <div class="row"><vscode-dropdown id="d-student">${s.backbones.filter((b) => b.id !== s.options.backbone && (b.bundled || b.cached)).map((b) => `<vscode-option value="${esc(b.id)}">${esc(b.id)} (${(b.approxBytes / 1e6).toFixed(1)} MB)</vscode-option>`).join('')}</vscode-dropdown>
-    <vscode-button data-action="distill" appearance="secondary" ${s.running ? 'disabled' : ''}>Distill</vscode-button></div>
-    ${s.distilled ? `<table class="metrics" id="distilled"><caption>Teacher and student (full float32 models)</caption><tr><th></th><th>backbone</th><th>size</th><th>test accuracy</th><th>ms / image</th></tr>${(['teacher', 'student'] as const).map((k) => `<tr><th scope="row">${k}</th><td>${esc(s.distilled![k].backbone)}</td><td>${mb(s.distilled![k].bytes)}</td><td>${pct(s.distilled![k].accuracy)}</td><td>${s.distilled![k].msPerImage.toFixed(1)}</td></tr>`).join('')}</table>` : ''}`;
+    <div class="row"><vscode-dropdown id="d-student">${students.map((b) => html`<vscode-option value="${b.id}">${b.id} (${fixed(num(b.approxBytes) / 1e6, 1)} MB)</vscode-option>`)}</vscode-dropdown>
+    <vscode-button data-action="distill" appearance="secondary" ${s.running ? trusted('disabled') : ''}>Distill</vscode-button></div>
+    ${
+      d
+        ? html`<table class="metrics" id="distilled"><caption>Teacher and student (full float32 models)</caption><tr><th></th><th>backbone</th><th>size</th><th>test accuracy</th><th>ms / image</th></tr>${([['teacher', d.teacher], ['student', d.student]] as const).map(
+            ([k, f]) => html`<tr><th scope="row">${k}</th><td>${f.backbone}</td><td>${mb(f.bytes)}</td><td>${pct(f.accuracy)}</td><td>${fixed(f.msPerImage, 1)}</td></tr>`,
+          )}</table>`
+        : ''
+    }`,
+  );
   const e = s.exported;
   $('e-go').toggleAttribute('disabled', s.exporting || s.running);
-  $('export-body').innerHTML = s.exporting
-    ? '<p><vscode-progress-ring></vscode-progress-ring> Exporting and measuring the model…</p>'
-    : e
-      ? `<p id="export-result">${esc(e.modelFormat)} (<strong>${esc(e.chosen)}</strong>) in <code>${esc(e.outDir)}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), ${((e.bytes / e.float32Bytes) * 100).toFixed(0)}% of float32; test accuracy ${pct(e.accuracy)} (float32 ${pct(e.float32Accuracy)}); ${e.msPerImage.toFixed(1)} ms per image.</p>
-        ${e.candidates.length > 1 ? `<table class="metrics"><caption>Variants tried</caption><tr><th>variant</th><th>size</th><th>gzipped</th><th>accuracy</th></tr>${e.candidates.map((c) => `<tr><th scope="row">${esc(c.name)}${c.name === e.chosen ? ' ✓' : ''}</th><td>${mb(c.bytes)}</td><td>${mb(c.gzipBytes)}</td><td>${pct(c.accuracy)}${c.withinBudget ? '' : ' ✗'}</td></tr>`).join('')}</table>` : ''}
+  setHtml(
+    $('export-body'),
+    s.exporting
+      ? trusted('<p><vscode-progress-ring></vscode-progress-ring> Exporting and measuring the model…</p>')
+      : e
+        ? html`<p id="export-result">${e.modelFormat} (<strong>${e.chosen}</strong>) in <code>${e.outDir}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), ${fixed((num(e.bytes) / num(e.float32Bytes)) * 100, 0)}% of float32; test accuracy ${pct(e.accuracy)} (float32 ${pct(e.float32Accuracy)}); ${fixed(e.msPerImage, 1)} ms per image.</p>
+        ${
+          e.candidates.length > 1
+            ? html`<table class="metrics"><caption>Variants tried</caption><tr><th>variant</th><th>size</th><th>gzipped</th><th>accuracy</th></tr>${e.candidates.map(
+                (c) => html`<tr><th scope="row">${c.name}${c.name === e.chosen ? ' ✓' : ''}</th><td>${mb(c.bytes)}</td><td>${mb(c.gzipBytes)}</td><td>${pct(c.accuracy)}${c.withinBudget ? '' : ' ✗'}</td></tr>`,
+              )}</table>`
+            : ''
+        }
         <vscode-button data-action="snippet" appearance="secondary">Open inference snippet</vscode-button>`
-      : '';
+        : html``,
+  );
 }
 
 function renderRuns(s: PanelState): void {
-  $('runs').innerHTML = s.runs.length
-    ? `<ul class="runs">${s.runs.slice(0, 30).map((r) => `<li><a href="#" data-action="run" data-arg="${esc(r.runDir)}">${esc(r.name)}</a> <span class="muted">${pct(r.accuracy)} · ${r.classes} classes · ${esc(r.backbone)}</span></li>`).join('')}</ul>`
-    : '<p class="muted">No runs in this workspace yet.</p>';
+  setHtml(
+    $('runs'),
+    s.runs.length
+      ? html`<ul class="runs">${s.runs.slice(0, 30).map((r) => html`<li><a href="#" data-action="run" data-arg="${r.runDir}">${r.name}</a> <span class="muted">${pct(r.accuracy)} · ${count(r.classes)} classes · ${r.backbone}</span></li>`)}</ul>`
+      : trusted('<p class="muted">No runs in this workspace yet.</p>'),
+  );
 }
 
 function render(s: PanelState): void {
@@ -272,7 +314,7 @@ function render(s: PanelState): void {
   err.textContent = s.error ?? '';
   if (!s.trusted) {
     err.hidden = false;
-    err.textContent = 'This workspace is not trusted: Headstart can show past runs but will not train or export here.';
+    err.textContent = 'This workspace is not trusted: Headstart lists past runs but will not read images, train, export or open files here. Trust the workspace to continue.';
   }
   $('notice').textContent = s.notice ?? '';
   renderDataset(s);

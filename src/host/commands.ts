@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { BackboneChoice, ExportChoices } from '../shared/panelProtocol';
+import type { Gate } from './gate';
 import type { Log } from './log';
 import { TrainingPanel } from './panel';
 import { pickBackbone, pickDataset } from './pickers';
@@ -10,6 +11,9 @@ import type { TrainingSession, TrainOutcome } from './session';
 import { engineSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
 
+/** The optional arguments of Export Model… (tests and other extensions pass them). */
+export type ExportArgs = Pick<ExportChoices, 'quantize' | 'format'>;
+
 /** What the command handlers need. */
 export interface Services {
   extensionUri: vscode.Uri;
@@ -17,14 +21,8 @@ export interface Services {
   session: TrainingSession;
   client: TrainerClient;
   log: Log;
-}
-
-function requireTrust(): boolean {
-  if (vscode.workspace.isTrusted) return true;
-  void vscode.window.showWarningMessage('Headstart reads images and writes models only in trusted workspaces.', 'Manage Workspace Trust').then((a) => {
-    if (a) void vscode.commands.executeCommand('workbench.trust.manage');
-  });
-  return false;
+  /** Every command passes it first (see extension.ts): trust is not checked again here. */
+  gate: Gate;
 }
 
 /** Shows an error with a button to the log. */
@@ -34,13 +32,12 @@ function showError(s: Services, message: string): void {
   });
 }
 
-export function openPanel(s: Services): void {
-  TrainingPanel.show(s.extensionUri, s.session, s.log);
+export function openPanel(s: Services): TrainingPanel {
+  return TrainingPanel.show({ extensionUri: s.extensionUri, session: s.session, log: s.log, gate: s.gate });
 }
 
 /** Fine-tune a Model…: dataset, then backbone, then the panel with the options filled in. */
 export async function fineTune(s: Services): Promise<void> {
-  if (!requireTrust()) return;
   const data = await pickDataset();
   if (!data) return;
   const backbones = await s.client.request<BackboneChoice[], 'backbones'>('backbones', { settings: engineSettings(s.storage) });
@@ -52,7 +49,6 @@ export async function fineTune(s: Services): Promise<void> {
 
 /** Explorer: Fine-tune on This Folder. */
 export function fineTuneFolder(s: Services, uri?: vscode.Uri): void {
-  if (!requireTrust()) return;
   if (!uri) {
     void fineTune(s);
     return;
@@ -63,7 +59,6 @@ export function fineTuneFolder(s: Services, uri?: vscode.Uri): void {
 
 /** Start Training with the panel's current options; resolves with the outcome (tests await it). */
 export async function startTraining(s: Services): Promise<TrainOutcome> {
-  if (!requireTrust()) return { status: 'failed', message: 'workspace not trusted' };
   openPanel(s);
   const outcome = await s.session.start();
   if (outcome.status === 'failed') showError(s, outcome.message);
@@ -93,12 +88,11 @@ async function pickRun(s: Services, title: string): Promise<string | undefined> 
 
 /** Export Model…: a run (default the one shown), then a folder in the workspace. Args skip the pickers. */
 export async function exportModel(s: Services, runDirArg?: string, outArg?: string, quantizeArg?: ExportChoices['quantize'], formatArg?: ExportChoices['format']): Promise<unknown> {
-  if (!requireTrust()) return undefined;
   const runDir = runDirArg ?? (await pickRun(s, 'Export Model: run'));
   if (!runDir) return undefined;
   let out = outArg;
   if (!out) {
-    out = await vscode.window.showInputBox({ title: 'Export Model: folder', prompt: 'Folder in the workspace to write the model into (replaced if it exists)', value: s.session.state.exportDefault || 'models/classifier', validateInput: (v) => (v.trim() ? undefined : 'a folder path') });
+    out = await vscode.window.showInputBox({ title: 'Export Model: folder', prompt: 'Folder in the workspace to write the model into (you are asked before an existing one is replaced)', value: s.session.state.exportDefault || 'models/classifier', validateInput: (v) => (v.trim() ? undefined : 'a folder path') });
     if (!out) return undefined;
   }
   let format = formatArg ?? (outArg ? 'tfjs' : undefined);
@@ -180,7 +174,6 @@ async function pickModel(fileName: string): Promise<{ dir: string } | undefined>
 
 /** Explorer: Classify with Headstart Model… on an image (`modelDirArg` skips the picker). */
 export async function classifyImage(s: Services, uri?: vscode.Uri, modelDirArg?: string): Promise<PredictionLine | undefined> {
-  if (!requireTrust()) return undefined;
   const file = uri?.fsPath ?? vscode.window.activeTextEditor?.document.uri.fsPath;
   if (!file) {
     void vscode.window.showInformationMessage('Headstart: right-click an image in the Explorer to classify it.');

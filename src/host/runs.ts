@@ -18,12 +18,18 @@ export interface RunJson {
   timings: { totalSeconds: number };
 }
 
+/** The run.json of `runDir`, or undefined when there is none or it lacks the parts the host reads. */
 export async function readRun(runDir: string): Promise<RunJson | undefined> {
+  let r: RunJson;
   try {
-    return JSON.parse(await fs.readFile(path.join(runDir, 'run.json'), 'utf8')) as RunJson;
+    r = JSON.parse(await fs.readFile(path.join(runDir, 'run.json'), 'utf8')) as RunJson;
   } catch {
     return undefined; // not a run folder (or one being written)
   }
+  // A run.json is any JSON a repository ships: values are escaped in the panel, the shape is checked here.
+  const obj = (v: unknown) => typeof v === 'object' && v !== null;
+  const shaped = obj(r) && obj(r.config) && obj(r.backbone) && obj(r.dataset) && obj(r.test) && obj(r.baseline) && obj(r.timings) && Array.isArray(r.labels) && Array.isArray(r.history) && Array.isArray(r.test.mistakes) && Array.isArray(r.test.perClass) && Array.isArray(r.test.confusion) && typeof r.dataset.root === 'string';
+  return shaped ? r : undefined;
 }
 
 /** Past runs in the runs folder, newest first. */

@@ -16,12 +16,11 @@ import {
 } from '../shared/panelProtocol';
 import type { ExportRequestOptions } from '../shared/workerProtocol';
 import { Disposable } from './disposable';
+import type { Gate } from './gate';
 import type { Log } from './log';
 import { type RunJson, listRuns, readRun } from './runs';
 import { engineSettings, readSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
-
-const UNTRUSTED = 'Headstart trains and writes models only in trusted workspaces: trust this workspace to continue';
 
 /** What a training run came to. */
 export type TrainOutcome =
@@ -70,8 +69,10 @@ export class TrainingSession extends Disposable {
   private thumb: (p: string) => string = (p) => p;
   state: PanelState;
 
-  constructor(private readonly client: TrainerClient, private readonly log: Log, private readonly storage: vscode.Uri) {
+  constructor(private readonly client: TrainerClient, private readonly log: Log, private readonly storage: vscode.Uri, private readonly gate: Gate) {
     super();
+    // A refusal of the gate shows in the panel too (it is also logged and notified).
+    this.register(gate.onDidRefuse((reason) => this.update({ error: reason })));
     this.state = {
       options: { ...DEFAULT_FORM, data: '', backbone: readSettings().defaultBackbone },
       backbones: [],
@@ -84,7 +85,7 @@ export class TrainingSession extends Disposable {
       exportDefault: '',
       exporting: false,
       runs: [],
-      trusted: vscode.workspace.isTrusted,
+      trusted: gate.trusted,
     };
   }
 
@@ -94,7 +95,7 @@ export class TrainingSession extends Disposable {
   }
 
   private update(patch: Partial<PanelState>): void {
-    this.state = { ...this.state, ...patch, trusted: vscode.workspace.isTrusted };
+    this.state = { ...this.state, ...patch, trusted: this.gate.trusted };
     this.changed.fire(this.state);
   }
 
@@ -131,6 +132,7 @@ export class TrainingSession extends Disposable {
 
   /** Scans DATA in the worker for the dataset summary (counts, a thumbnail per class, skipped files). */
   async preview(data: string): Promise<void> {
+    if (!this.gate.require('scan')) return;
     try {
       const s = await this.client.request<{ root: string; total: number; counts: Record<string, number>; examples: Record<string, string>; skipped: Array<{ path: string; reason: string }> }, 'scan'>('scan', { data });
       const counts = Object.values(s.counts);
@@ -156,11 +158,7 @@ export class TrainingSession extends Disposable {
   /** Starts a run with the given (or current) options; resolves when it ends. */
   async start(options?: FormOptions): Promise<TrainOutcome> {
     if (this.state.running) return { status: 'failed', message: 'a run is already in progress; cancel it first' };
-    if (!vscode.workspace.isTrusted) {
-      const message = UNTRUSTED;
-      this.update({ error: message });
-      return { status: 'failed', message };
-    }
+    if (!this.gate.require('train')) return { status: 'failed', message: 'workspace not trusted' };
     const o = options ?? this.state.options;
     const errs = validateForm(o);
     if (Object.keys(errs).length) {
@@ -184,7 +182,7 @@ export class TrainingSession extends Disposable {
     try {
       const report = await this.client.request<TrainReportLike, 'train'>(
         'train',
-        { options: { ...o, augment: o.augment ? { views: o.augment } : undefined, out }, settings: engineSettings(this.storage) },
+        { options: { ...o, augment: o.augment ? { views: o.augment } : undefined, out, protectedRoots: this.gate.roots() }, settings: engineSettings(this.storage) },
         (e) => this.onEvent(e),
         this.cancelSource.token,
       );
@@ -322,17 +320,22 @@ export class TrainingSession extends Disposable {
   async distill(student: string): Promise<DistillView | undefined> {
     const runDir = this.state.result?.runDir;
     if (!runDir || this.state.running) return undefined;
-    if (!vscode.workspace.isTrusted) {
-      this.update({ error: UNTRUSTED });
-      return undefined;
-    }
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-    const out = `${runDir}-distilled-${student.replace(/[^\w.-]/g, '_')}-${stamp}`;
+    const runs = runsFolder();
+    if (!runs) return this.gate.refuse('distill', 'open a folder first: runs live in the workspace');
+    // The student's run goes beside the teacher's, inside the runs folder and nowhere else.
+    const target = await this.gate.writeTarget('distill', `${runDir}-distilled-${student.replace(/[^\w.-]/g, '_')}-${stamp}`, [runs]);
+    if (!target) return undefined;
     this.cancelSource?.dispose();
     this.cancelSource = new vscode.CancellationTokenSource();
     this.update({ running: true, phase: 'train', phaseMessage: `distilling into ${student}`, error: undefined, distilled: undefined });
     try {
-      const rep = await this.client.request<DistillView, 'distill'>('distill', { runDir, student, out, settings: engineSettings(this.storage) }, (e) => this.onEvent(e), this.cancelSource.token);
+      const rep = await this.client.request<DistillView, 'distill'>(
+        'distill',
+        { runDir, student, out: target.path, force: target.force, protectedRoots: this.gate.roots(), settings: engineSettings(this.storage) },
+        (e) => this.onEvent(e),
+        this.cancelSource.token,
+      );
       this.update({ running: false, phase: 'idle', phaseMessage: '' });
       await this.openRun(rep.runDir);
       this.update({ distilled: { teacher: rep.teacher, student: rep.student }, runs: await listRuns(runsFolder()) });
@@ -344,22 +347,24 @@ export class TrainingSession extends Disposable {
     }
   }
 
-  /** Exports a run (default: the one shown) into `out` (absolute, or relative to the workspace folder). */
+  /**
+   * Exports a run (default: the one shown) into `out` (absolute, or relative to
+   * the workspace folder), which must lie inside the workspace; an existing
+   * folder is replaced only after the user confirmed it by name.
+   */
   async exportModel(out: string, runDir = this.state.result?.runDir, options: Omit<ExportRequestOptions, 'out'> = {}): Promise<ExportView | undefined> {
     if (!runDir) {
       this.update({ error: 'train a model (or open a past run) before exporting' });
       return undefined;
     }
-    const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-    const abs = path.isAbsolute(out) ? out : ws ? path.join(ws, out) : undefined;
-    if (!abs) {
-      this.update({ error: 'open a folder first: exports go into the workspace' });
-      return undefined;
-    }
+    // A stale error would otherwise be reported for a refusal or a kept folder.
+    this.update({ error: undefined });
+    const target = await this.gate.writeTarget('export', out);
+    if (!target) return undefined;
     this.update({ exporting: true, error: undefined, phase: 'export', phaseMessage: 'exporting' });
     try {
       const rep = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Headstart: exporting model', cancellable: true }, (progress, token) =>
-        this.client.request<ExportReportLike, 'export'>('export', { runDir, options: { ...options, out: abs, force: true }, settings: engineSettings(this.storage) }, (e) => {
+        this.client.request<ExportReportLike, 'export'>('export', { runDir, options: { ...options, out: target.path, force: target.force, protectedRoots: this.gate.roots() }, settings: engineSettings(this.storage) }, (e) => {
           if (e.type === 'progress' && e.total) progress.report({ message: `measuring ${e.unit ?? 'images'} ${e.done}/${e.total}` });
           else if (e.type === 'phase') progress.report({ message: e.message });
         }, token),

@@ -22,6 +22,11 @@ export interface TrainRequestOptions {
   /** Augmented views per training image (flip, crop, rotation, brightness, contrast). */
   augment?: { views: number };
   force?: boolean;
+  /**
+   * Folders the engine must never replace, contain in an output or write into
+   * as a whole (the workspace folders); passed through to the engine's guard.
+   */
+  protectedRoots?: string[];
 }
 
 export interface EngineSettings {
@@ -37,7 +42,13 @@ export interface ExportRequestOptions {
   prune?: number;
   maxDrop?: number;
   format?: 'tfjs' | 'onnx';
+  /** Replace an existing `out`: only after the user confirmed it by name. */
   force?: boolean;
+  /**
+   * Folders the engine must never replace, contain in an output or write into
+   * as a whole (the workspace folders); passed through to the engine's guard.
+   */
+  protectedRoots?: string[];
 }
 
 export type WorkerRequest =
@@ -46,7 +57,7 @@ export type WorkerRequest =
   | { type: 'predict'; id: number; modelDir: string; files: string[]; settings: EngineSettings }
   | { type: 'scan'; id: number; data: string }
   | { type: 'backbones'; id: number; settings: EngineSettings }
-  | { type: 'distill'; id: number; runDir: string; student: string; out: string; settings: EngineSettings }
+  | { type: 'distill'; id: number; runDir: string; student: string; out: string; force?: boolean; protectedRoots?: string[]; settings: EngineSettings }
   | { type: 'cancel'; id: number; target: number };
 
 /** The message types whose replies carry a result. */

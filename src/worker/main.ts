@@ -51,7 +51,8 @@ async function handle(req: Exclude<WorkerRequest, { type: 'cancel' }>, signal: A
       return { root: s.root, kind: s.kind, counts, examples, skipped: s.skipped, total: s.hashed.length };
     }
     case 'distill':
-      return distillRun({ runDir: req.runDir, student: req.student, out: req.out, ...req.settings }, { onEvent, signal });
+      // protectedRoots rides along for the engine's output guard (a spread: older engines ignore it).
+      return distillRun({ runDir: req.runDir, student: req.student, out: req.out, force: req.force, ...(req.protectedRoots && { protectedRoots: req.protectedRoots }), ...req.settings }, { onEvent, signal });
     case 'backbones': {
       const cacheDir = req.settings.cacheDir || defaultCacheDir();
       return Promise.all(CATALOGUE.map(async (e) => ({ id: e.id, title: e.title, format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes })));

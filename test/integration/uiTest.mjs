@@ -1,14 +1,40 @@
 // UI test: drives the real workbench (code-server in Chromium) like a user —
 // command palette → Fine-tune a Model… wizard → panel → Start → results →
-// Export — and saves screenshots along the way.
+// Export — and saves screenshots along the way. Then the panel's guards: a
+// second Export into the same folder asks in a modal (Cancel keeps it), and a
+// hostile run.json (markup in its number fields) renders as text.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { remote, root, workbenchUrl } from './codeServer.mjs';
 
+const EVIL = '<img src=x id=pwned onerror="document.body.dataset.pwned=1">';
+
+/** A run.json as a hostile repository could ship it: markup where numbers belong. */
+async function writeHostileRun(ws) {
+  const dir = path.join(ws, '.headstart', 'runs', 'evil-run');
+  await mkdir(dir, { recursive: true });
+  const data = path.join(ws, 'shapes');
+  const run = {
+    version: 1,
+    createdAt: '2000-01-01T00:00:00.000Z',
+    config: { data, epochs: 2, batchSize: 8, learningRate: 0.001, hiddenUnits: 0, dropout: 0, val: 0.1, test: 0.2, seed: 1, backbone: 'mobilenet-v2-140' },
+    backend: 'wasm',
+    backbone: { id: 'mobilenet-v2-140', title: 'MobileNetV2' },
+    labels: ['a', EVIL],
+    dataset: { root: data, total: 4, counts: {}, skipped: [], warnings: [] },
+    history: [{ epoch: 1, loss: EVIL, accuracy: 0.5, valLoss: 0.5, valAccuracy: 0.5 }],
+    test: { accuracy: 0.5, macroF1: 0.5, count: EVIL, labels: ['a', EVIL], perClass: [{ label: EVIL, precision: 1, recall: 1, f1: 1, support: EVIL }], confusion: [[EVIL, 0], [0, 1]], mistakes: [] },
+    baseline: { accuracy: 0.5, verdict: 'n/a' },
+    timings: { totalSeconds: 1 },
+  };
+  await writeFile(path.join(dir, 'run.json'), JSON.stringify(run));
+}
+
 export async function runUiTest(server, browser, ws, shotsDir) {
   await mkdir(shotsDir, { recursive: true });
+  await writeHostileRun(ws);
   const page = await browser.newPage();
   const shot = (name) => page.screenshot({ path: path.join(shotsDir, name) });
   try {
@@ -71,6 +97,26 @@ export async function runUiTest(server, browser, ws, shotsDir) {
     assert.ok(existsSync(path.join(ws, 'models', 'shapes', 'model.json')), 'exported into the workspace');
     await panel.locator('#export').scrollIntoViewIfNeeded();
     await shot('4-export.png');
+
+    // Export again into the same folder: a modal names it; Cancel replaces nothing.
+    const modelJson = path.join(ws, 'models', 'shapes', 'model.json');
+    const written = statSync(modelJson).mtimeMs;
+    await panel.locator('#e-go').click();
+    const dialog = page.locator('.monaco-dialog-box');
+    await dialog.waitFor({ timeout: 30_000 });
+    assert.match(await dialog.textContent(), /'models\/shapes' already exists/);
+    await shot('5-replace-dialog.png');
+    await dialog.locator('.monaco-button', { hasText: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'detached', timeout: 10_000 });
+    assert.equal(statSync(modelJson).mtimeMs, written, 'the export folder was kept');
+
+    // A hostile run.json: markup in a label shows as text, in a number field as '–'; no element is made.
+    await panel.locator('a[data-action="run"]', { hasText: 'evil-run' }).click();
+    await panel.locator('#test-accuracy', { hasText: 'test accuracy on – images' }).waitFor({ timeout: 30_000 });
+    assert.ok((await panel.locator('.confusion th', { hasText: '<img src=x id=pwned' }).count()) >= 1, 'the label is shown as text');
+    assert.equal(await panel.locator('#pwned').count(), 0, 'no element made from run.json values');
+    assert.equal(await panel.locator('body[data-pwned]').count(), 0);
+    await shot('6-hostile-run.png');
   } catch (err) {
     await shot('failure.png').catch(() => undefined);
     throw err;

@@ -4,6 +4,7 @@
 'use strict';
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const vscode = require('vscode');
 
@@ -34,6 +35,25 @@ async function within(api, p, ms, what) {
     clearTimeout(timer);
   }
 }
+
+/** Paths of the files open in editor tabs. */
+function tabPaths() {
+  return vscode.window.tabGroups.all.flatMap((g) => g.tabs).map((t) => t.input && t.input.uri && t.input.uri.fsPath).filter(Boolean);
+}
+
+/** Runs `fn` and returns the reasons the gate refused meanwhile. */
+async function refusalsDuring(api, fn) {
+  const seen = [];
+  const sub = api.gate.onDidRefuse((r) => seen.push(r));
+  try {
+    await fn();
+    return seen;
+  } finally {
+    sub.dispose();
+  }
+}
+
+const CHOICES = { format: 'tfjs', quantize: 'none', prune: 0, maxDrop: 1 };
 
 function runDirs() {
   const dir = path.join(ws(), '.headstart', 'runs');
@@ -144,5 +164,108 @@ describe('Headstart in VS Code', () => {
     assert.ok(line && !line.error, JSON.stringify(line));
     assert.ok(['circle', 'square', 'triangle'].includes(line.label));
     assert.equal(line.top.length, 3);
+  });
+  // Workspace Trust: code-server runs with --disable-workspace-trust, so the
+  // workspace is trusted; gate.simulateUntrusted(true) makes the one gate that
+  // every command and panel message passes answer as in an untrusted one.
+  it('in an untrusted workspace the panel and the commands read, write and open nothing, and say why', async () => {
+    const runs = runDirs().map((n) => path.join(ws(), '.headstart', 'runs', n));
+    const shown = api.session.state.result.runDir;
+    const other = runs.find((r) => r !== shown);
+    assert.ok(other, 'a second run to open');
+    const data = api.session.state.options.data;
+    const example = api.session.state.dataset.classes[0].example;
+    api.gate.simulateUntrusted(true);
+    let seen;
+    try {
+      seen = await refusalsDuring(api, async () => {
+        await api.postFromWebview({ type: 'export', out: 'models/untrusted', choices: CHOICES });
+        await api.postFromWebview({ type: 'options', options: { ...api.session.state.options, data: path.join(ws(), 'shapes-cancel') } });
+        await api.postFromWebview({ type: 'openFile', path: example });
+        await api.postFromWebview({ type: 'openRun', runDir: other });
+        assert.equal(await vscode.commands.executeCommand('headstart.exportModel', shown, 'models/untrusted-cmd'), undefined);
+      });
+    } finally {
+      api.gate.simulateUntrusted(false);
+    }
+    assert.equal(seen.length, 5, seen.join('\n'));
+    for (const r of seen) assert.match(r, /only in trusted workspaces: trust this workspace/);
+    assert.ok(!fs.existsSync(path.join(ws(), 'models', 'untrusted')) && !fs.existsSync(path.join(ws(), 'models', 'untrusted-cmd')), 'nothing exported');
+    assert.equal(api.session.state.options.data, data, 'no new dataset');
+    assert.equal(api.session.state.result.runDir, shown, 'no run opened');
+    assert.ok(!tabPaths().includes(example), 'no file opened');
+    assert.equal(api.session.state.trusted, false);
+    assert.match(api.session.state.error, /trust this workspace/, 'the panel shows the refusal');
+    assert.ok(api.log.recent.some((l) => /refused \(export\): workspace not trusted/.test(l)), 'the refusal is logged');
+    // Trusted again, the same message goes through (so the refusals above are the gate's doing).
+    await api.postFromWebview({ type: 'openRun', runDir: other });
+    assert.equal(api.session.state.result.runDir, other);
+  });
+
+  it('the panel opens only the files of the dataset or run shown, runs only under the runs folder, data only in the workspace', async () => {
+    const data = api.session.state.options.data;
+    const notShown = path.join(ws(), 'shapes', 'circle', 'circle-002.jpg');
+    const seen = await refusalsDuring(api, async () => {
+      await api.postFromWebview({ type: 'openFile', path: '/etc/passwd' });
+      await api.postFromWebview({ type: 'openFile', path: notShown });
+      await api.postFromWebview({ type: 'openRun', runDir: path.join(ws(), 'shapes') });
+      await api.postFromWebview({ type: 'openRun', runDir: '/' });
+      await api.postFromWebview({ type: 'options', options: { ...api.session.state.options, data: '/etc' } });
+      await api.postFromWebview({ type: 'options', options: { ...api.session.state.options, data: path.join(ws(), '..') } });
+    });
+    assert.equal(seen.length, 6, seen.join('\n'));
+    assert.match(seen[0], /\/etc\/passwd is not a file of the dataset or run shown/);
+    assert.match(seen[2], /the run folder .* is outside/);
+    assert.match(seen[4], /the dataset \/etc is outside/);
+    assert.ok(!tabPaths().some((p) => p === '/etc/passwd' || p === notShown), tabPaths().join(', '));
+    assert.equal(api.session.state.options.data, data);
+    // A file of the run shown does open.
+    const runJson = path.join(api.session.state.result.runDir, 'run.json');
+    await api.postFromWebview({ type: 'openFile', path: runJson });
+    assert.ok(tabPaths().includes(runJson), tabPaths().join(', '));
+  });
+
+  it('the panel exports only inside the workspace, and replaces an existing folder only after "Replace"', async () => {
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'headstart-outside-'));
+    fs.symlinkSync(outside, path.join(ws(), 'escape'));
+    const escaped = path.join(path.dirname(ws()), `${path.basename(ws())}-escape`);
+    const refused = await refusalsDuring(api, async () => {
+      for (const out of [path.join(outside, 'm'), `../${path.basename(escaped)}`, 'escape/m', 'escape/new/deeper', ws()]) {
+        await api.postFromWebview({ type: 'export', out, choices: CHOICES });
+      }
+    });
+    assert.equal(refused.length, 5, refused.join('\n'));
+    for (const r of refused) assert.match(r, /the export folder .* is outside/);
+    assert.deepEqual(fs.readdirSync(outside), [], 'nothing written through the symlink');
+    assert.ok(!fs.existsSync(escaped));
+
+    const target = path.join(ws(), 'models', 'shapes');
+    const keep = path.join(target, 'keep.txt');
+    fs.writeFileSync(keep, 'mine');
+    const asked = [];
+    const ask = api.gate.ask;
+    try {
+      api.gate.ask = async (message) => {
+        asked.push(message);
+        return undefined; // the user closes the dialog
+      };
+      await api.postFromWebview({ type: 'export', out: 'models/shapes', choices: CHOICES });
+      assert.equal(asked.length, 1);
+      assert.match(asked[0], /'models\/shapes' already exists .*Replace it\?/);
+      assert.equal(fs.readFileSync(keep, 'utf8'), 'mine', 'not replaced without confirmation');
+
+      api.gate.ask = async (message, ...items) => {
+        asked.push(message);
+        return items.find((i) => i === 'Replace');
+      };
+      await within(api, api.postFromWebview({ type: 'export', out: 'models/shapes', choices: CHOICES }), 120_000, 'the confirmed export');
+      assert.equal(asked.length, 2);
+      assert.ok(!fs.existsSync(keep), 'replaced after "Replace"');
+      assert.ok(fs.existsSync(path.join(target, 'model.json')));
+      assert.equal(api.session.state.exported.outDir, fs.realpathSync(target));
+    } finally {
+      api.gate.ask = ask;
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,174 @@
+/**
+ * What the host allows, as pure decisions (no `vscode` here, so node:test can
+ * check them): which action each command and panel message is, whether a path
+ * lies inside a root once symlinks are resolved, which files the panel may
+ * open, and whether a message from the webview has the shape it claims.
+ * Everything that arrives from the webview is treated as hostile.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { FromWebview, PanelState } from '../shared/panelProtocol';
+
+/** What a command or a panel message does; every one of them needs a trusted workspace. */
+export type Action = 'scan' | 'train' | 'export' | 'distill' | 'classify' | 'open';
+
+/** The action of each panel message; `undefined`: no files read or written (always allowed). */
+export const PANEL_MESSAGE_ACTION: Record<FromWebview['type'], Action | undefined> = {
+  ready: undefined,
+  cancel: undefined,
+  options: 'scan',
+  start: 'train',
+  pickData: 'scan',
+  export: 'export',
+  openFile: 'open',
+  openSnippet: 'open',
+  openRun: 'open',
+  distill: 'distill',
+};
+
+/** The action of each command (ids without the `headstart.` prefix). */
+export const COMMAND_ACTION = {
+  fineTune: 'scan',
+  fineTuneFolder: 'scan',
+  classifyImage: 'classify',
+  openPanel: undefined,
+  startTraining: 'train',
+  cancelTraining: undefined,
+  exportModel: 'export',
+  showRuns: 'open',
+} as const satisfies Record<string, Action | undefined>;
+
+/** Whether the file system compares names without case (Windows, macOS by default). */
+export const CASE_INSENSITIVE_FS = process.platform === 'win32' || process.platform === 'darwin';
+
+/**
+ * The real path of `p` (absolute, symlinks resolved). For a path that does not
+ * exist yet, the real path of its nearest existing ancestor joined with the
+ * rest: a folder about to be created lands where its existing parent really is.
+ * Throws for other errors (a symlink loop, no permission).
+ */
+export async function realPathNearest(p: string): Promise<string> {
+  const abs = path.resolve(p);
+  const rest: string[] = [];
+  let cur = abs;
+  for (;;) {
+    try {
+      return path.join(await fs.realpath(cur), ...rest);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const parent = path.dirname(cur);
+      // ENOENT: not created yet; ENOTDIR: a file on the way (the writer reports that one).
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || parent === cur) throw err;
+      rest.unshift(path.basename(cur));
+      cur = parent;
+    }
+  }
+}
+
+/**
+ * Whether absolute path `p` is `root` or lies below it (lexically; resolve
+ * both first). `strict`: `root` itself does not count. `/ws-evil` is not in `/ws`.
+ */
+export function isWithin(p: string, root: string, opts: { strict?: boolean; caseInsensitive?: boolean } = {}): boolean {
+  const fold = (s: string) => ((opts.caseInsensitive ?? CASE_INSENSITIVE_FS) ? s.toLowerCase() : s);
+  const rel = path.relative(fold(root), fold(p));
+  if (rel === '') return !opts.strict;
+  return !rel.startsWith(`..${path.sep}`) && rel !== '..' && !path.isAbsolute(rel);
+}
+
+export type Containment = { ok: true; path: string; root: string } | { ok: false; reason: string };
+
+/**
+ * Resolves `p` (relative to `base`, `..` folded, symlinks followed, a missing
+ * tail through its nearest existing ancestor) and checks that it lies inside
+ * one of `roots` (their real paths). `what` names the path in the refusal.
+ */
+export async function resolveInside(
+  p: string,
+  roots: readonly string[],
+  opts: { base?: string; strict?: boolean; caseInsensitive?: boolean; what: string },
+): Promise<Containment> {
+  if (typeof p !== 'string' || !p.trim() || p.includes('\0')) return { ok: false, reason: `${opts.what} is not a usable path` };
+  if (!roots.length) return { ok: false, reason: `open a folder first: ${opts.what} must lie inside the workspace` };
+  const abs = path.resolve(opts.base ?? roots[0]!, p);
+  let real: string;
+  try {
+    real = await realPathNearest(abs);
+  } catch (err) {
+    return { ok: false, reason: `${opts.what} ${abs} cannot be resolved (${(err as NodeJS.ErrnoException).code ?? String(err)})` };
+  }
+  for (const root of roots) {
+    let realRoot: string;
+    try {
+      realRoot = await fs.realpath(root);
+    } catch (err) {
+      // A root that does not exist (an unset runs folder) contains nothing.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    if (isWithin(real, realRoot, opts)) return { ok: true, path: real, root: realRoot };
+  }
+  const where = roots.length === 1 ? roots[0] : `one of ${roots.join(', ')}`;
+  const via = real === abs ? '' : ` (it resolves to ${real})`;
+  return { ok: false, reason: `${opts.what} ${abs} is outside ${where}${via}${opts.strict ? ' or is that folder itself' : ''}` };
+}
+
+/**
+ * The files the panel may open: the dataset's example per class, the test
+ * mistakes of the run shown and its run.json. Anything else a webview asks for
+ * is refused. Paths are absolute and normalised.
+ */
+export function openableFiles(state: Pick<PanelState, 'dataset' | 'result'>): Set<string> {
+  const files = new Set<string>();
+  for (const c of state.dataset?.classes ?? []) if (typeof c.example === 'string') files.add(path.resolve(c.example));
+  const r = state.result;
+  if (r) {
+    for (const m of r.mistakes) if (typeof m.path === 'string') files.add(path.resolve(m.path));
+    if (typeof r.runDir === 'string') files.add(path.resolve(r.runDir, 'run.json'));
+  }
+  return files;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isNum = (v: unknown): v is number => typeof v === 'number';
+
+const FORM_NUMBERS = ['epochs', 'batchSize', 'learningRate', 'hiddenUnits', 'dropout', 'val', 'test', 'seed', 'unfreeze', 'augment'] as const;
+
+function isForm(v: unknown): boolean {
+  // NaN passes isNum on purpose: an empty field is NaN and validateForm names it.
+  return isObj(v) && isStr(v.data) && isStr(v.backbone) && FORM_NUMBERS.every((k) => isNum(v[k]) || v[k] === null);
+}
+
+/**
+ * Checks that a message from the webview has the fields its type promises;
+ * returns it typed, or a reason why it was dropped.
+ */
+export function parseFromWebview(m: unknown): { ok: true; msg: FromWebview } | { ok: false; reason: string } {
+  if (!isObj(m) || !isStr(m.type)) return { ok: false, reason: 'a panel message without a type' };
+  const ok = { ok: true as const, msg: m as unknown as FromWebview };
+  const bad = (field: string) => ({ ok: false as const, reason: `panel message '${m.type}' has no valid ${field}` });
+  switch (m.type) {
+    case 'ready':
+    case 'cancel':
+    case 'pickData':
+    case 'openSnippet':
+      return ok;
+    case 'options':
+    case 'start':
+      return isForm(m.options) ? ok : bad('options');
+    case 'export': {
+      const c = m.choices;
+      const valid = isObj(c) && ['tfjs', 'onnx'].includes(c.format as string) && ['none', 'float16', 'uint16', 'uint8', 'auto'].includes(c.quantize as string) && isNum(c.prune) && isNum(c.maxDrop);
+      return !isStr(m.out) ? bad('folder') : valid ? ok : bad('export choices');
+    }
+    case 'openFile':
+      return isStr(m.path) ? ok : bad('path');
+    case 'openRun':
+      return isStr(m.runDir) ? ok : bad('run folder');
+    case 'distill':
+      return isStr(m.student) ? ok : bad('student backbone');
+    default:
+      return { ok: false, reason: `unknown panel message '${m.type}'` };
+  }
+}
