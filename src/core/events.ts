@@ -1,29 +1,11 @@
 /**
- * Progress events the engine emits. JSON data only: they cross the worker
- * boundary unchanged and the CLI prints them.
+ * What long-running engine calls take: an event sink and an AbortSignal. The
+ * events themselves are plain data shared with the host and the panel
+ * (src/shared/events.ts).
  */
-export type Phase = 'backend' | 'download' | 'scan' | 'extract' | 'train' | 'evaluate' | 'export';
+import type { EngineEvent } from '../shared/events';
 
-export interface EpochMetrics {
-  epoch: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number;
-  valAccuracy: number;
-  /** Seconds the epoch took. */
-  seconds: number;
-  /** 'fine-tune' for the second phase of an --unfreeze run (top layers and head together). */
-  stage?: 'head' | 'fine-tune';
-}
-
-export type EngineEvent =
-  | { type: 'phase'; phase: Phase; message: string }
-  /** Progress within the current phase; `total` 0 when unknown. `eta` in seconds. */
-  | { type: 'progress'; phase: Phase; done: number; total: number; rate?: number; unit?: string; eta?: number }
-  | { type: 'epoch'; metrics: EpochMetrics; totalEpochs: number }
-  | { type: 'batch'; epoch: number; batch: number; batches: number; loss: number; accuracy: number; imagesPerSecond: number; eta: number }
-  | { type: 'warning'; message: string }
-  | { type: 'log'; message: string };
+export type { EngineEvent, EpochMetrics, Phase } from '../shared/events';
 
 export type EventSink = (event: EngineEvent) => void;
 

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { EngineEvent } from '../core/events';
+import type { EngineEvent } from '../shared/events';
 import {
   type BackboneChoice,
   DEFAULT_FORM,
@@ -173,7 +173,7 @@ export class TrainingSession extends Disposable {
       return { status: 'failed', message };
     }
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-    const out = path.join(folder, `${stamp}-${path.basename(o.data).replace(/\.(csv|jsonl)$/i, '')}`.replace(/[^\w.\-]/g, '_'));
+    const out = path.join(folder, `${stamp}-${path.basename(o.data).replace(/\.(csv|jsonl)$/i, '')}`.replace(/[^\w.-]/g, '_'));
     this.cancelSource?.dispose();
     this.cancelSource = new vscode.CancellationTokenSource();
     this.update({ options: o, running: true, phase: 'scan', phaseMessage: 'starting', history: [], totalEpochs: o.epochs, result: undefined, exported: undefined, distilled: undefined, error: undefined, notice: undefined });

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { EngineEvent } from '../core/events';
+import type { EngineEvent } from '../shared/events';
 import type { WorkerError, WorkerMessage, WorkerRequest, WorkerRequestType } from '../shared/workerProtocol';
 import { Disposable } from './disposable';
 import type { Log } from './log';

@@ -3,7 +3,7 @@
  * worker answers each with `{id, ok: true, result}` or `{id, ok: false, error}`,
  * and streams engine events for it in between.
  */
-import type { EngineEvent } from '../core/events';
+import type { EngineEvent } from './events';
 
 /** Options of a training run, as the panel's form gives them. */
 export interface TrainRequestOptions {

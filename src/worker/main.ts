@@ -16,7 +16,7 @@ import {
   scanDataset,
   trainRun,
 } from '../core';
-import type { EngineEvent } from '../core/events';
+import type { EngineEvent } from '../shared/events';
 import type { WorkerError, WorkerMessage, WorkerRequest } from '../shared/workerProtocol';
 
 const send = (msg: WorkerMessage): void => {

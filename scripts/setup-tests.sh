@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Set-up for the integration tests, run by `npm test` (test:integration).
-# They need a real VS Code (code-server, installed into .tools/ from npm), a
+# Set-up for the tests, run by `npm test` (scripts/test.mjs). The integration
+# tests need a real VS Code (code-server, installed into .tools/ from npm), a
 # browser to drive it (Chromium) and, for code-server's install, ripgrep and
-# the Kerberos headers. On Debian/Ubuntu as root this installs what is
-# missing; elsewhere it prints one line per missing piece with how to get it
-# and exits 3, so that the caller can run every other test and say what it
-# skipped.
+# the Kerberos headers; the queue tests need a Redis server. On Debian/Ubuntu
+# as root this installs what is missing; elsewhere it prints one line per
+# missing piece with how to get it on stderr. On stdout it says what is there
+# (KEY=value), so that the caller runs every test it can and names the rest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,7 @@ code_server_ok() { [ -x .tools/code-server/node_modules/.bin/code-server ]; }
 
 need_pkgs=()
 chromium_bin >/dev/null || need_pkgs+=(chromium)
+have_cmd redis-server || need_pkgs+=(redis-server)
 if ! code_server_ok; then
   have_cmd rg || need_pkgs+=(ripgrep)
   # libkrb5-dev: code-server's kerberos module builds from source against it.
@@ -35,6 +36,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+have_cmd redis-server || missing+=("redis-server, for the queue tests (sudo apt-get install redis-server)")
 chromium_bin >/dev/null || missing+=("Chromium (Debian/Ubuntu: sudo apt-get install chromium; or set CHROMIUM_PATH=/path/to/chrome)")
 if ! code_server_ok; then
   if have_cmd rg && { have_cmd krb5-config || [ -f /usr/include/gssapi/gssapi.h ]; }; then
@@ -45,9 +47,8 @@ if ! code_server_ok; then
   fi
 fi
 
-if [ ${#missing[@]} -gt 0 ]; then
-  for m in "${missing[@]}"; do echo "test set-up: missing $m" >&2; done
-  exit 3
-fi
-# The browser the tests drive, for the caller.
-chromium_bin
+for m in "${missing[@]}"; do echo "test set-up: missing $m" >&2; done
+# What is available, for scripts/test.mjs (KEY=value on stdout).
+echo "chromium=$(chromium_bin || true)"
+echo "redis=$(command -v redis-server || true)"
+echo "codeServer=$(code_server_ok && echo .tools/code-server/node_modules/.bin/code-server || true)"
