@@ -30,6 +30,8 @@ export * from './compress/prune';
 export * from './export/onnx/convert';
 export * from './backbones/onnxEngine';
 export * from './export/onnx/compress';
+export * from './export/onnx/qdq';
+export * from './export/onnx/calibrate';
 export * from './data/augment';
 export * from './train/finetune';
 export * from './train/wasmGrads';
