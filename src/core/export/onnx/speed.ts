@@ -58,3 +58,14 @@ export async function compareOnnxSpeed(baseFile: string, otherFile: string, imag
   const [base, other] = best as [OnnxSpeed, OnnxSpeed];
   return { threads, repetitions, base, other, batch1Speedup: base.batch1Ms / other.batch1Ms, batch32Speedup: other.batch32ImagesPerSecond / base.batch32ImagesPerSecond };
 }
+
+/** int8 against float32 (report.json's `quantization.speed`). */
+export interface Int8Speed {
+  threads: number;
+  float32: OnnxSpeed;
+  int8: OnnxSpeed;
+  /** float32 batch-1 ms / int8 batch-1 ms (above 1: int8 is faster). */
+  batch1Speedup: number;
+  /** int8 batch-32 images/s / float32 batch-32 images/s. */
+  batch32Speedup: number;
+}
