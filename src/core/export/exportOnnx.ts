@@ -95,7 +95,7 @@ Accuracy of this export: **${pct(r.exported.accuracy)}** (float32: ${pct(r.float
 |---|---|---|---|---|
 ${r.candidates.map((c) => `| ${c.name}${c.name === r.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} | |`).join('\n')}
 
-${int8Card(r)}Weights: ${r.chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd)' : r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}; biases and BatchNorm vectors stay float32.
+${int8Card(r)}Weights: ${r.chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}${r.chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.
 
 ## Files
 \`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.
