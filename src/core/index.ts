@@ -32,6 +32,7 @@ export * from './backbones/onnxEngine';
 export * from './export/onnx/compress';
 export * from './export/onnx/qdq';
 export * from './export/onnx/calibrate';
+export * from './export/onnx/speed';
 export * from './data/augment';
 export * from './train/finetune';
 export * from './train/wasmGrads';
