@@ -128,6 +128,16 @@ try {
       onnxFigures[q === 'none' ? 'float32' : q] = { bytes: r.json.exported.bytes, gzipBytes: r.json.exported.gzipBytes, accuracy: r.json.exported.accuracy, msPerImage: r.json.exported.msPerImage };
     }
     fig('exportOnnx', onnxFigures);
+    // int8 (static QDQ, calibrated on training images) against float32, timed side by side in the same process.
+    {
+      const r = timeCli(['export', runDir, '--out', path.join(work, 'onnx-int8'), '--format', 'onnx', '--quantize', 'int8']).json;
+      const q = r.quantization;
+      fig('exportOnnx.int8', { bytes: r.exported.bytes, gzipBytes: r.exported.gzipBytes, accuracy: r.exported.accuracy, float32Accuracy: r.float32.accuracy, testImages: r.testImages, calibrationImages: q.calibrationImages, reduceRange: q.reduceRange, speed: q.speed });
+      fig('exportOnnx.int8.sizeRatio', r.exported.bytes / r.float32.bytes);
+      fig('exportOnnx.int8.gzipSizeRatio', r.exported.gzipBytes / r.float32.gzipBytes);
+      fig('exportOnnx.int8.speedupBatch1.2threads', q.speed.batch1Speedup);
+      fig('exportOnnx.int8.speedupBatch32.2threads', q.speed.batch32Speedup);
+    }
   }
 
   // Beyond the head (issue 6) on the layers backbone: head only, unfreeze 1 and 2 blocks, augmentation; distillation.

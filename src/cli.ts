@@ -23,6 +23,7 @@ import {
   describeError,
   evalRun,
   exportRun,
+  int8Summary,
   isCached,
   isCancelled,
   makeSampleDataset,
@@ -42,8 +43,9 @@ Usage:
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
-  headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|auto] [--prune SPARSITY]
-                  [--max-drop POINTS] [--format tfjs] [--force]
+  headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|int8|auto] [--prune SPARSITY]
+                  [--max-drop POINTS] [--format tfjs|onnx] [--force]
+                                         int8: ONNX only, static QDQ calibrated on training images
   headstart distill RUN_DIR [--student ID] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart backbones                    the catalogue and what is cached
@@ -260,6 +262,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
           `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
         ];
+        if (res.quantization) lines.push(int8Summary(res.quantization));
         if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
         lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
         return lines.join('\n');

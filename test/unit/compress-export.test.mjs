@@ -185,7 +185,7 @@ test('export bad input: one-line reasons, exit 1, existing --out refused before 
   const env = { HEADSTART_CACHE_DIR: cacheDir };
   const out = path.join(dir, 'bad-out');
   const cases = [
-    [['--quantize', 'int4'], /^headstart: --quantize must be one of none, float16, uint16, uint8, auto \(got 'int4'\)$/],
+    [['--quantize', 'int4'], /^headstart: --quantize must be one of none, float16, uint16, uint8, int8, auto \(got 'int4'\)$/],
     [['--prune', '1'], /^headstart: --prune must be a sparsity in \[0, 1\) \(got 1\)$/],
     [['--prune=-0.1'], /^headstart: --prune must be a sparsity in \[0, 1\) \(got -0\.1\)$/],
     [['--prune', 'x'], /^headstart: --prune expects a number \(got 'x'\)$/],

@@ -21,7 +21,8 @@ const run = promisify(execFile);
 // float32: 1e-4 (the same converted backbone and head; only the order of float
 // operations differs). float16: kernels keep 11 significant bits: 1e-2. uint8:
 // 256 levels per kernel tensor, weights only: 5e-2.
-const TOL = { none: 1e-4, float16: 1e-2, uint8: 5e-2 };
+// int8 (auto may choose it): activations 8-bit too: 0.35 (0.17 measured on 24 generated images).
+const TOL = { none: 1e-4, float16: 1e-2, uint8: 5e-2, int8: 0.35 };
 
 const base = path.join(root, 'test-results', 'tmp');
 await mkdir(base, { recursive: true });
@@ -90,7 +91,7 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
     assert.equal(accuracyOf(rows), rep.exported.accuracy, `${q}: the report's accuracy is what the file scores`);
     if (q === 'auto') {
       t.diagnostic(`auto: tried ${rep.candidates.map((c) => `${c.name} ${c.bytes} B ${(c.accuracy * 100).toFixed(1)}%`).join(', ')}; chose ${rep.chosen}`);
-      assert.ok(['uint8', 'float16', 'float32'].includes(rep.chosen));
+      assert.ok(['int8', 'uint8', 'float16', 'float32'].includes(rep.chosen));
       assert.equal(rep.candidates.find((c) => c.name === rep.chosen).withinBudget, true);
       assert.equal(rep.candidates[0].name, 'float32');
       if (rep.chosen === 'uint8') assert.equal(onnxBytes.auto, onnxBytes.uint8, 'auto wrote the uint8 variant');

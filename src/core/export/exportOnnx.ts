@@ -10,8 +10,20 @@ import { type LoadedRun, loadRun } from '../run';
 import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
 import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
 import { writeFullModel } from './fullModel';
+import { type Int8Info, quantizeInt8 } from './onnx/calibrate';
 import { type OnnxWeights, compressOnnx } from './onnx/compress';
+import { type Int8Speed, compareOnnxSpeed } from './onnx/speed';
 import { convertTfjsModel } from './onnx/convert';
+
+/** An ONNX variant: weight storage, or int8 (static QDQ: int8 weights and uint8 activations). */
+type OnnxVariant = OnnxWeights | 'int8';
+
+/** int8 against float32 in ONNX Runtime, 2 threads, same process and pixels (at most 32 test images). */
+async function int8Speed(f32File: string, int8File: string, run: LoadedRun, test: TestSet, progress: Progress): Promise<Int8Speed> {
+  progress.onEvent?.({ type: 'phase', phase: 'export', message: 'timing int8 against float32 in ONNX Runtime (2 threads, batch 1 and batch 32)' });
+  const c = await compareOnnxSpeed(f32File, int8File, test.images.slice(0, 32).map((im) => im.rgb), run.record.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
+  return { threads: c.threads, float32: c.base, int8: c.other, batch1Speedup: c.batch1Speedup, batch32Speedup: c.batch32Speedup };
+}
 
 /** Runs an ONNX export in ONNX Runtime over the test images: size, accuracy and single-image latency. */
 async function measureOnnx(file: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
@@ -51,6 +63,23 @@ for (const file of process.argv.slice(2)) {
 `;
 }
 
+/** The model card's int8 section: calibration and speed against float32. */
+function int8Card(r: ExportReport): string {
+  const q = r.quantization;
+  if (!q) return '';
+  const { float32: f, int8: i } = q.speed;
+  return `## int8 (static QDQ)
+Activation ranges calibrated (${q.rangeMethod}) on ${q.calibrationImages} images of the run's **training** split (never validation or test images); weights ${q.reduceRange ? '7-bit (reduce_range, for x86 CPUs without VNNI)' : '8-bit'} int8 per channel; activations uint8 per tensor; the softmax output stays float32. ${q.stats.conv} Conv, ${q.stats.matmul} MatMul and ${q.stats.add} Add nodes quantized.
+
+| ONNX Runtime, ${q.speed.threads} threads | batch 1 (ms / image) | batch 32 (images / s) |
+|---|---|---|
+| float32 | ${f.batch1Ms.toFixed(1)} | ${f.batch32ImagesPerSecond.toFixed(1)} |
+| int8 | ${i.batch1Ms.toFixed(1)} | ${i.batch32ImagesPerSecond.toFixed(1)} |
+| int8 speed-up | ${q.speed.batch1Speedup.toFixed(2)}x | ${q.speed.batch32Speedup.toFixed(2)}x |
+
+`;
+}
+
 function onnxCard(run: LoadedRun, r: ExportReport): string {
   const rec = run.record;
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -66,7 +95,7 @@ Accuracy of this export: **${pct(r.exported.accuracy)}** (float32: ${pct(r.float
 |---|---|---|---|---|
 ${r.candidates.map((c) => `| ${c.name}${c.name === r.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} | |`).join('\n')}
 
-Weights: ${r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}; biases and BatchNorm vectors stay float32.
+${int8Card(r)}Weights: ${r.chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}${r.chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.
 
 ## Files
 \`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.
@@ -100,7 +129,7 @@ ${rec.backbone.title} — ${rec.backbone.licence}. Source: ${rec.backbone.source
 ## Known limits
 - Trained on ${rec.dataset.total} images; accuracy on images unlike them will be lower.
 - The classifier always answers one of its ${rec.labels.length} classes.
-- 8-bit here is weights-only (smaller file, same float32 arithmetic); static QDQ quantization of activations is not done.
+- \`--quantize uint8\` is weights-only (smaller file, same float32 arithmetic); \`--quantize int8\` quantizes activations too (calibrated on training images) and runs 8-bit arithmetic.
 `;
 }
 
@@ -127,15 +156,20 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
         const work = path.join(tmp, '.candidates');
         const written = await writeFullModel(run, path.join(work, 'tfjs'));
         const conv = await convertTfjsModel(path.join(work, 'tfjs'), { inputName: 'image', outputName: 'probabilities' });
-        const variant = async (w: OnnxWeights): Promise<{ file: string; report: VariantReport }> => {
+        let int8: Int8Info | undefined;
+        const variant = async (w: OnnxVariant): Promise<{ file: string; report: VariantReport }> => {
           const file = path.join(work, `${w}.onnx`);
-          await fs.writeFile(file, compressOnnx(conv.bytes, w).bytes);
+          if (w === 'int8') {
+            const q = await quantizeInt8(conv.bytes, run.record, progress);
+            int8 = q.info;
+            await fs.writeFile(file, q.bytes);
+          } else await fs.writeFile(file, compressOnnx(conv.bytes, w).bytes);
           return { file, report: await measureOnnx(file, run, test, progress, w) };
         };
         const f32 = await variant('float32');
-        const order: OnnxWeights[] = opts.quantize === 'auto' ? ['uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxWeights)];
+        const order: OnnxVariant[] = opts.quantize === 'auto' ? ['int8', 'uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxVariant)];
         const tried: Candidate[] = [];
-        let chosen: { name: OnnxWeights; file: string; report: VariantReport } | undefined;
+        let chosen: { name: OnnxVariant; file: string; report: VariantReport } | undefined;
         for (const w of order) {
           const v = w === 'float32' ? f32 : await variant(w);
           const dropPoints = (f32.report.accuracy - v.report.accuracy) * 100;
@@ -150,6 +184,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
           chosen = { name: 'float32', ...f32 };
           progress.onEvent?.({ type: 'warning', message: `no compressed ONNX variant stayed within ${opts.maxDrop} points of float32; exported float32` });
         }
+        const quantization = chosen.name === 'int8' && int8 ? { ...int8, speed: await int8Speed(f32.file, chosen.file, run, test, progress) } : undefined;
         if (!tried.some((c) => c.name === 'float32')) tried.unshift({ name: 'float32', policy: 'float32', sparsity: 0, bytes: f32.report.bytes, gzipBytes: f32.report.gzipBytes, accuracy: f32.report.accuracy, dropPoints: 0, withinBudget: true });
         await fs.rename(chosen.file, path.join(tmp, 'model.onnx'));
         await fs.rm(work, { recursive: true, force: true });
@@ -159,7 +194,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
           format: 'onnx',
           modelFormat: 'onnx',
           quantize: opts.quantize,
-          precision: { kernels: chosen.name, vectors: 'float32', source: written.modelFormat },
+          precision: { kernels: chosen.name, vectors: chosen.name === 'int8' ? 'int32 (Conv biases), float32' : 'float32', source: written.modelFormat },
           bytesByDtype: {},
           prune: { target: 0, perLayer: {} },
           maxDropPoints: opts.maxDrop,
@@ -171,6 +206,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
           exported: chosen.report,
           skipped: [...skipped, ...test.skipped],
           backend: `onnxruntime (tfjs ${backend.name} for conversion)`,
+          ...(quantization ? { quantization } : {}),
         };
         await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
         await fs.writeFile(path.join(tmp, 'README.md'), onnxCard(run, report));

@@ -16,8 +16,10 @@ import { type WrittenModel, loadExportedModel, writeFullModel } from './fullMode
 import { browserSnippet, nodeSnippet } from './snippet';
 import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
 import { exportOnnx } from './exportOnnx';
+import type { Int8Info } from './onnx/calibrate';
+import type { Int8Speed } from './onnx/speed';
 
-export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'auto'] as const;
+export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'int8', 'auto'] as const;
 export type Quantize = (typeof QUANTIZE_CHOICES)[number];
 
 export interface ExportOptions extends EngineOptions {
@@ -81,6 +83,8 @@ export interface ExportReport {
   exported: VariantReport;
   skipped: Skipped[];
   backend: string;
+  /** int8 ONNX exports: calibration, quantization choices and speed against float32. */
+  quantization?: Int8Info & { speed: Int8Speed };
 }
 
 /** Runs an exported model from its files over the test images: size, accuracy and latency. */
@@ -189,6 +193,7 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
   if (!(maxDrop >= 0 && maxDrop <= 100)) throw new HeadstartError('BAD_INPUT', `--max-drop must be a number of accuracy points from 0 to 100 (got ${opts.maxDrop})`);
   const format = opts.format ?? 'tfjs';
   if (format !== 'tfjs' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
+  if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
   if (format === 'onnx') return exportOnnx(runDir, { ...opts, quantize, maxDrop }, progress);
   if (!opts.force && (await exists(opts.out))) throw new HeadstartError('EXISTS', `${opts.out} already exists; choose another --out folder or pass --force to replace it`);
   const run = await loadRun(runDir, opts.backend);
@@ -217,7 +222,7 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
         const f32 = await measure(cand('float32'), run, test, progress, 'float32');
         const tried: Candidate[] = [];
         const order: Array<{ policy: PolicyName; sparsity: number }> =
-          quantize === 'auto' ? AUTO_ORDER.flatMap((policy) => sparsities.map((sparsity) => ({ policy, sparsity }))) : [{ policy: quantize === 'none' ? 'float32' : quantize, sparsity: prune }];
+          quantize === 'auto' ? AUTO_ORDER.flatMap((policy) => sparsities.map((sparsity) => ({ policy, sparsity }))) : [{ policy: quantize === 'none' ? 'float32' : (quantize as PolicyName) /* int8 is ONNX-only, refused above */, sparsity: prune }];
         let chosen: { name: string; policy: PolicyName; sparsity: number; report: VariantReport; written: WrittenModel } | undefined;
         for (const c of order) {
           const name = `${c.policy}${c.sparsity ? `-sparse${Math.round(c.sparsity * 100)}` : ''}`;
