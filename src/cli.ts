@@ -18,6 +18,7 @@ import {
   QUANTIZE_CHOICES,
   type Quantize,
   cleanupPendingDirs,
+  closeAllThreads,
   defaultCacheDir,
   distillRun,
   describeError,
@@ -299,6 +300,20 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
   }
 }
 
+/**
+ * Ends the process with `code`, never in the middle of an engine thread's
+ * native run (that aborts the process with exit 134): extraction threads are
+ * closed and awaited first, then the temp folders of unfinished output go,
+ * synchronously, right before the exit (nothing can write into them after).
+ */
+function exitCleanly(code: number): void {
+  process.exitCode = code;
+  void closeAllThreads().finally(() => {
+    cleanupPendingDirs();
+    process.exit(code);
+  });
+}
+
 export function runCli(argv: string[]): void {
   const controller = new AbortController();
   let interrupted = 0;
@@ -307,9 +322,9 @@ export function runCli(argv: string[]): void {
     if (interrupted === 1) {
       process.stderr.write('\nheadstart: cancelling (Ctrl-C again to quit at once)\n');
       controller.abort();
-    } else {
-      cleanupPendingDirs();
-      process.exit(130);
+    } else if (interrupted === 2) {
+      process.stderr.write('headstart: quitting (an engine thread finishes its batch first)\n');
+      exitCleanly(130);
     }
   };
   process.on('SIGINT', onSigint);
@@ -318,21 +333,20 @@ export function runCli(argv: string[]): void {
     (code) => {
       process.exitCode = code;
       // The wasm backend and worker threads can hold the loop open; we are done.
-      setImmediate(() => process.exit(code));
+      setImmediate(() => exitCleanly(code));
     },
     (err: unknown) => {
       if (isCancelled(err) || err instanceof CancelledError) {
         process.stderr.write('headstart: cancelled; nothing was written\n');
-        cleanupPendingDirs();
-        process.exit(130);
+        exitCleanly(130);
+        return;
       }
       if (err instanceof HeadstartError) process.stderr.write(`headstart: ${err.message}\n`);
       else {
         process.stderr.write(`headstart: internal error: ${describeError(err)}\n`);
         if (process.env.HEADSTART_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
       }
-      cleanupPendingDirs();
-      process.exit(err instanceof HeadstartError ? 1 : 2);
+      exitCleanly(err instanceof HeadstartError ? 1 : 2);
     },
   );
 }

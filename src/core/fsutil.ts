@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, rmSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { HeadstartError } from './errors';
 
@@ -56,6 +57,8 @@ export function cleanupPendingDirs(): void {
  * `target`, which is renamed to `target` only when `fill` resolves. On any
  * error (or cancellation) the temp folder is removed and `target` is untouched.
  * With `overwrite`, an existing target is replaced; otherwise it is an error.
+ * Low level (the backbone cache uses it): user-facing output folders go
+ * through {@link writeOutDir}, which decides whether a target may be replaced.
  */
 export async function writeDirAtomic<T>(
   target: string,
@@ -99,4 +102,246 @@ export async function readJson<T>(file: string, what: string): Promise<T> {
   } catch (err) {
     throw new HeadstartError('BAD_INPUT', `${what} at ${file} is not valid JSON: ${String(err)}`, { cause: err });
   }
+}
+
+// ---------------------------------------------------------------------------
+// Output folders (RUN_DIR, export folders): the one place that decides what
+// `--out` may be and what `--force` may replace.
+
+/** What a Headstart output folder holds; written into its marker file. */
+export type OutKind = 'run' | 'export';
+
+/** Marker file inside every folder Headstart writes as a command's output. */
+export const OUT_MARKER = '.headstart.json';
+export const OUT_MARKER_VERSION = 1;
+
+/** An input of a command: its path and its name in messages ('DATA', 'the run being exported'). */
+export interface OutInput {
+  path: string;
+  what: string;
+}
+
+/** Where an output folder may go and what `--force` may replace. */
+export interface OutGuard {
+  kind: OutKind;
+  /** Replace an existing folder, only if Headstart wrote it as this kind. */
+  force?: boolean;
+  /** The command's inputs (DATA, the run being exported), each with what to call it: the output may not be, contain or lie inside one. A file counts as its folder. */
+  inputs?: OutInput[];
+  /** More folders the output may not be or contain (the extension passes its workspace folders). The current folder, the home folder and the file-system root always count. */
+  protectedRoots?: string[];
+}
+
+/** Output options of every command that writes a folder (train, export, distill). */
+export interface OutOptions {
+  /** Replace an existing output folder, only one that Headstart wrote as the same kind (run or export). */
+  force?: boolean;
+  /** Folders an output may never be or contain, besides the current, home and root folders: the extension passes its workspace folders. */
+  protectedRoots?: string[];
+}
+
+/** The guard of a command's output of `kind`, given its inputs (DATA, the run it reads) and its options. */
+export function outGuard(kind: OutKind, inputs: OutInput[], opts: OutOptions): OutGuard {
+  return { kind, force: opts.force, inputs, protectedRoots: opts.protectedRoots };
+}
+
+/** Files and folders Headstart writes into an output folder of each kind (legacy folders without a marker must hold nothing else). */
+const OUT_ENTRIES: Record<OutKind, string[]> = {
+  run: ['run.json', 'head', 'top'],
+  export: ['model.json', 'weights.bin', 'model.onnx', 'labels.json', 'metadata.json', 'inference.mjs', 'report.json', 'README.md'],
+};
+
+/** True when `inner` is `outer` or lies inside it (both absolute, real). */
+export function isInside(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
+async function statOrUndefined(p: string): Promise<import('node:fs').Stats | undefined> {
+  try {
+    return await fs.stat(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // ENOTDIR: a file on the way; the caller walks up and names it.
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The real path of `p` (symlinks resolved, case as the file system gives
+ * it), also for a path that does not exist yet: its nearest existing
+ * ancestor, resolved, plus the rest. A file where a folder is needed on the
+ * way is a one-line error.
+ */
+async function realOutPath(p: string, shown: string): Promise<{ real: string; exists: boolean; isDir: boolean }> {
+  const abs = path.resolve(p);
+  const rest: string[] = [];
+  let at = abs;
+  for (;;) {
+    const st = await statOrUndefined(at);
+    if (st) {
+      if (rest.length && !st.isDirectory()) throw new HeadstartError('BAD_INPUT', `cannot create ${shown}: ${at} is a file, not a folder`);
+      const real = path.join(await fs.realpath(at), ...rest.reverse());
+      return { real, exists: rest.length === 0, isDir: st.isDirectory() };
+    }
+    const up = path.dirname(at);
+    if (up === at) return { real: abs, exists: false, isDir: false };
+    rest.push(path.basename(at));
+    at = up;
+  }
+}
+
+/** Real path of an input; a file (a manifest) stands for its folder. */
+async function realInput(p: string): Promise<string> {
+  const r = await realOutPath(p, p);
+  return r.exists && !r.isDir ? path.dirname(r.real) : r.real;
+}
+
+/** Why Headstart may not replace this existing folder, or undefined when it may (it carries the marker of `kind`, or is a legacy output of that kind). */
+async function notOurs(dir: string, kind: OutKind): Promise<string | undefined> {
+  let marker: { kind?: unknown } | undefined;
+  try {
+    marker = JSON.parse(await fs.readFile(path.join(dir, OUT_MARKER), 'utf8')) as { kind?: unknown };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return `its ${OUT_MARKER} is unreadable`;
+  }
+  if (marker) return marker.kind === kind ? undefined : `it is a Headstart ${String(marker.kind)} folder, not a ${kind} folder`;
+  // Outputs of versions before the marker: accepted only when they hold nothing but what Headstart writes, so nothing of the user's can go with them.
+  const names = await fs.readdir(dir);
+  const shape = kind === 'run' ? 'run.json' : 'report.json';
+  if (names.includes(shape) && names.every((n) => OUT_ENTRIES[kind].includes(n))) {
+    try {
+      const j = JSON.parse(await fs.readFile(path.join(dir, shape), 'utf8')) as Record<string, unknown>;
+      const ok = kind === 'run' ? typeof j.version === 'number' && Array.isArray(j.labels) && Array.isArray(j.samples) : typeof j.outDir === 'string' && typeof j.exported === 'object' && typeof j.float32 === 'object';
+      if (ok) return undefined;
+    } catch (err) {
+      return `its ${shape} is not Headstart's (${describeErrno(err)})`;
+    }
+  }
+  return `it was not written by Headstart (no ${OUT_MARKER} marker)`;
+}
+
+function describeErrno(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message.split('\n')[0]! : String(err));
+}
+
+/**
+ * Checks an output folder before any work and again before the rename:
+ * `--out ""` is refused; a file on the way is a one-line error; the folder
+ * may not be, contain or lie inside an input (DATA, the run being read), nor
+ * be or contain the current folder, the home folder, the file-system root or
+ * an extra protected root; an existing folder is replaced only with `force`
+ * and only when Headstart wrote it as this kind. Returns the absolute path.
+ */
+export async function checkOutDir(target: string, guard: OutGuard): Promise<string> {
+  if (!target.trim()) throw new HeadstartError('BAD_INPUT', '--out is empty; name the folder to create');
+  const abs = path.resolve(target);
+  const out = await realOutPath(abs, target);
+  const refuse = (why: string): never => {
+    throw new HeadstartError(out.exists ? 'EXISTS' : 'BAD_INPUT', `refusing to ${out.exists ? 'replace' : 'write'} ${abs}: ${why}; choose another --out folder`);
+  };
+  for (const input of guard.inputs ?? []) {
+    const inp = await realInput(input.path);
+    const name = `${input.what} (${input.path})`;
+    if (out.real === inp) refuse(`it is ${name}`);
+    if (isInside(out.real, inp)) refuse(`it lies inside ${name}`);
+    if (out.exists && isInside(inp, out.real)) refuse(`it contains ${name}`);
+  }
+  if (!out.exists) return abs;
+  const roots: Array<[string, string]> = [
+    [process.cwd(), 'the current folder'],
+    [os.homedir(), 'the home folder'],
+    [path.parse(out.real).root, 'the file-system root'],
+    ...(guard.protectedRoots ?? []).map((r): [string, string] => [r, `the workspace folder ${r}`]),
+  ];
+  for (const [root, name] of roots) {
+    const real = await realInput(root);
+    if (isInside(real, out.real)) refuse(out.real === real ? `it is ${name}` : `it contains ${name}`);
+  }
+  if (!out.isDir) refuse('it is a file');
+  if (!guard.force) throw new HeadstartError('EXISTS', `${target} already exists; choose another --out folder or pass --force to replace it`);
+  const why = await notOurs(out.real, guard.kind);
+  if (why) refuse(`${why}, so --force does not replace it`);
+  return abs;
+}
+
+/** Writes Headstart's marker of `kind` into a folder. */
+async function writeMarker(dir: string, kind: OutKind): Promise<void> {
+  await fs.writeFile(path.join(dir, OUT_MARKER), `${JSON.stringify({ app: 'headstart', kind, version: OUT_MARKER_VERSION })}\n`);
+}
+
+/**
+ * Writes a command's output folder: checks it ({@link checkOutDir}), fills a
+ * temp folder beside it that carries the marker from its first moment,
+ * checks again right before the rename (the folder may have appeared or
+ * changed meanwhile) and renames it into place.
+ */
+export async function writeOutDir<T>(target: string, guard: OutGuard, fill: (tmpDir: string) => Promise<T>): Promise<T> {
+  const abs = await checkOutDir(target, guard);
+  return writeDirAtomic(
+    abs,
+    async (tmp) => {
+      await writeMarker(tmp, guard.kind);
+      const result = await fill(tmp);
+      await checkOutDir(target, guard);
+      return result;
+    },
+    { overwrite: guard.force },
+  );
+}
+
+const TEMP_NAME = /^\.(.+)\.tmp-(\d+)-[0-9a-f]{8}(\.old)?$/;
+
+/** Whether process `pid` is gone (ESRCH); a process of another user (EPERM) is alive. */
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * Removes temp folders of earlier commands that were killed before they
+ * finished (`.NAME.tmp-PID-HEX`) beside `target`: only those whose process
+ * is gone and that are empty or carry Headstart's marker. A `.old` folder
+ * (the previous output, moved aside while being replaced) goes back to its
+ * name when that name is free, so a kill during --force loses nothing.
+ * Returns the names removed.
+ */
+export async function removeStaleTemps(target: string): Promise<string[]> {
+  const parent = path.dirname(path.resolve(target));
+  let names: string[];
+  try {
+    names = await fs.readdir(parent);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return []; // nothing beside it yet
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m || !processGone(Number(m[2]))) continue;
+    const dir = path.join(parent, name);
+    const st = await fs.lstat(dir);
+    if (!st.isDirectory()) continue;
+    const entries = await fs.readdir(dir);
+    if (entries.length && !entries.includes(OUT_MARKER)) continue; // not ours: leave it
+    if (m[3] && !(await exists(path.join(parent, m[1]!)))) {
+      await fs.rename(dir, path.join(parent, m[1]!));
+      continue;
+    }
+    await fs.rm(dir, { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** The start of every command that writes an output folder: stale temps beside it go, then the folder is checked. */
+export async function prepareOutDir(target: string, guard: OutGuard): Promise<string> {
+  const abs = await checkOutDir(target, guard);
+  await removeStaleTemps(abs);
+  return abs;
 }

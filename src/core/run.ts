@@ -11,7 +11,7 @@ import { THUMB } from './data/decode';
 import { scanDataset } from './data/scan';
 import { type AugmentOptions, drawView, normaliseAugment, viewKey } from './data/augment';
 import { type DatasetSummary, type SplitName, type SplitSample, splitDataset, summarise } from './data/split';
-import { readJson, writeDirAtomic } from './fsutil';
+import { type OutOptions, outGuard, prepareOutDir, readJson, writeOutDir } from './fsutil';
 import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
 import { type Boundary, buildTop, fineTune, findBoundary, loadTop, topFeatures } from './train/finetune';
 import { defaultCacheDir, resolveBackbone } from './backbones/store';
@@ -20,7 +20,7 @@ import { dirLoader, dirSaver } from './tfjsio';
 
 export const RUN_VERSION = 1;
 
-export interface TrainConfig extends HeadOptions, EngineOptions {
+export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions {
   /** DATA: class folders or a CSV / JSONL manifest. */
   data: string;
   /** Catalogue id or path to a model.json; default mobilenet-v2-140. */
@@ -34,8 +34,6 @@ export interface TrainConfig extends HeadOptions, EngineOptions {
   augment?: AugmentOptions;
   /** RUN_DIR to create. */
   out: string;
-  /** Replace an existing RUN_DIR. */
-  force?: boolean;
 }
 
 /** Baseline on raw pixels, to show what the pretrained backbone bought. */
@@ -52,7 +50,7 @@ export interface BaselineResult {
 export interface RunRecord {
   version: number;
   createdAt: string;
-  config: Omit<TrainConfig, 'out' | 'force' | 'cacheDir' | 'val' | 'test'> & Required<HeadOptions> & { val: number; test: number };
+  config: Omit<TrainConfig, 'out' | 'force' | 'protectedRoots' | 'cacheDir' | 'val' | 'test'> & Required<HeadOptions> & { val: number; test: number };
   backend: string;
   engine: string;
   backbone: { id: string; title: string; format: string; inputSize: number; inputRange: [number, number]; featureNode: string; pool: boolean; featureSize: number; licence: string; source: string; modelHash: string; dir: string };
@@ -152,6 +150,9 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
   const emit = progress.onEvent ?? (() => undefined);
   const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, ...Object.fromEntries(Object.entries(cfg).filter(([k, v]) => k in HEAD_DEFAULTS && v !== undefined)) } as Required<HeadOptions>;
   validateHead(head);
+  // Before any scan or extraction: a bad --out costs the user nothing.
+  const guard = outGuard('run', [{ path: cfg.data, what: 'DATA' }], cfg);
+  const runDir = await prepareOutDir(cfg.out, guard);
   const scan = await scanDataset(cfg.data, progress);
   const scanSeconds = (Date.now() - t0) / 1000;
   const allLabels = [...new Set(scan.hashed.map((s) => s.label))].sort();
@@ -239,8 +240,8 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         cached: ex.cached + augTimings.cached,
         workers: opened.workers,
       };
-      const { out, force, cacheDir, ...cfgRest } = cfg;
-      void cacheDir;
+      const { out, force, protectedRoots, cacheDir, ...cfgRest } = cfg;
+      void [out, force, protectedRoots, cacheDir]; // not part of run.json
       const record: RunRecord = {
         version: RUN_VERSION,
         createdAt: new Date().toISOString(),
@@ -261,17 +262,12 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         timings,
       };
       throwIfAborted(progress.signal);
-      const runDir = path.resolve(out);
-      await writeDirAtomic(
-        runDir,
-        async (tmp) => {
-          await res.model.save(dirSaver(path.join(tmp, 'head')));
-          if (ft) await ft.top.save(dirSaver(path.join(tmp, 'top')));
-          record.timings.totalSeconds = (Date.now() - t0) / 1000;
-          await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
-        },
-        { overwrite: force },
-      );
+      await writeOutDir(runDir, guard, async (tmp) => {
+        await res.model.save(dirSaver(path.join(tmp, 'head')));
+        if (ft) await ft.top.save(dirSaver(path.join(tmp, 'top')));
+        record.timings.totalSeconds = (Date.now() - t0) / 1000;
+        await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
+      });
       return { runDir, backend: record.backend, engine: record.engine, dataset: summary, test: testEval, baseline, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
     } finally {
       res.model.dispose();

@@ -90,7 +90,7 @@ test('export --quantize float16 / uint16 / uint8 / none: stock loaders in a fres
     assert.equal(r.exported.bytes, bin + (await stat(path.join(out, 'model.json'))).size);
     assert.equal(Object.values(r.bytesByDtype).reduce((a, b) => a + b, 0), bin, 'bytesByDtype adds up to weights.bin');
     assert.deepEqual(Object.keys(r.precision).sort(), ['conv', 'dense', 'depthwise', 'first', 'head', 'other', 'vector']);
-    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
+    assert.deepEqual((await readdir(out)).sort(), ['.headstart.json', 'README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
     assert.deepEqual(JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')).chosen, r.chosen);
   }
   // Tensors under 64 values (biases, the 16x3 output kernel) stay at 16 bits, so the ratios sit a little above 1/2 and 1/4.
@@ -211,11 +211,19 @@ test('export bad input: one-line reasons, exit 1, existing --out refused before 
   assert.equal(refused.code, 1);
   assert.match(refused.stderr.trim(), /^headstart: .*bad-out already exists; choose another --out folder or pass --force to replace it$/);
   assert.equal(await readFile(path.join(out, 'keep.txt'), 'utf8'), 'mine');
-  // --force replaces it whole (the old file does not linger next to the new model).
+  // --force does not replace a folder Headstart did not write (the user's file stays).
+  const notOurs = await runCli(['export', runDir, '--out', out, '--quantize', 'uint8', '--force'], { env });
+  assert.equal(notOurs.code, 1);
+  assert.match(notOurs.stderr.trim(), /^headstart: refusing to replace .*bad-out: it was not written by Headstart/);
+  assert.equal(await readFile(path.join(out, 'keep.txt'), 'utf8'), 'mine');
+  // --force replaces an earlier export whole (its old files do not linger next to the new model).
+  await rm(out, { recursive: true });
+  assert.equal((await runCli(['export', runDir, '--out', out, '--quantize', 'none'], { env })).code, 0);
+  await writeFile(path.join(out, 'stale.txt'), 'from the earlier export');
   const forced = await runCli(['export', runDir, '--out', out, '--quantize', 'uint8', '--force', '--json'], { env });
   assert.equal(forced.code, 0, forced.stderr);
   assert.equal(JSON.parse(forced.stdout).chosen, 'uint8');
-  assert.deepEqual((await readdir(out)).sort(), ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
+  assert.deepEqual((await readdir(out)).sort(), ['.headstart.json', 'README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
   assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.tmp-')), [], 'no temp folder left');
 
   // A RUN_DIR from another version, or without its head.

@@ -50,7 +50,7 @@ test('export (layers backbone): loads with tf.loadLayersModel in a fresh process
   assert.equal(report.format, 'tfjs');
   assert.equal(report.exported.accuracy, trained.test.accuracy, 'the export scores as the engine did on the test split');
   for (const v of [report.float32, report.exported]) assert.ok(v.bytes > 0 && v.gzipBytes > 0 && v.accuracy >= 0 && v.accuracy <= 1);
-  assert.deepEqual((await readdir(path.join(dir, 'model'))).sort(), ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
+  assert.deepEqual((await readdir(path.join(dir, 'model'))).sort(), ['.headstart.json', 'README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.json', 'report.json', 'weights.bin']);
   assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.tmp-')), [], 'no temp folder left');
   const meta = JSON.parse(await readFile(path.join(dir, 'model', 'metadata.json'), 'utf8'));
   assert.deepEqual(meta.labels, labels);

@@ -145,13 +145,21 @@ export async function extractAll(
 
   // A bounded window of batches in flight: decode of later batches overlaps the forward pass.
   let next = 0;
+  let failure: { err: unknown } | undefined;
   const lanes = Array.from({ length: Math.min(inFlight, batches.length) }, async () => {
-    while (next < batches.length) {
+    while (next < batches.length && !failure) {
       const b = batches[next++]!;
-      await runBatch(b);
+      try {
+        await runBatch(b);
+      } catch (err) {
+        failure ??= { err };
+      }
     }
   });
+  // Every lane settles before this returns or throws: no batch is left running
+  // in an engine thread when the caller disposes of it (or the process exits).
   await Promise.all(lanes);
+  if (failure) throw failure.err;
   const computed = missing.length - failed.length;
   const seconds = (Date.now() - t0) / 1000;
   return { features, thumbs, failed, computed, cached, imagesPerSecond: computed / Math.max(seconds, 0.001), seconds: (Date.now() - started) / 1000 };

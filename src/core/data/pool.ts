@@ -23,6 +23,36 @@ interface Slot {
   busy: boolean;
 }
 
+const closedError = (): HeadstartError => new HeadstartError('INTERNAL', 'the extraction pool was closed');
+
+/** Every extraction thread of this process that has not exited, with its engine and a promise of its exit. */
+const liveThreads = new Map<Worker, { kind: PoolEngine['kind']; exited: Promise<void> }>();
+
+/**
+ * Ends every extraction thread of the process and resolves when they are
+ * gone: call it before process.exit(). A thread in the middle of ONNX
+ * Runtime's native run must finish that batch first (ending it mid-run
+ * aborts the process: 'terminate called … Napi::Error', exit 134), so ONNX
+ * threads are asked to close and awaited; TF.js threads run no native code
+ * and are terminated at once. After `timeoutMs` it resolves anyway.
+ */
+export async function closeAllThreads(timeoutMs = 60_000): Promise<void> {
+  const waits: Array<Promise<void>> = [];
+  for (const [w, t] of liveThreads) {
+    if (t.kind === 'tfjs') void w.terminate();
+    else w.postMessage({ type: 'close' } satisfies PoolRequest);
+    waits.push(t.exited);
+  }
+  if (!waits.length) return;
+  let timer: NodeJS.Timeout | undefined;
+  // A referenced timer: the threads are unref'd, and the wait must keep the process alive.
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs);
+  });
+  await Promise.race([Promise.all(waits), late]);
+  clearTimeout(timer);
+}
+
 /**
  * A pool of worker threads, each with its own engine and copy of the
  * backbone: data-parallel extraction for single-threaded backends (wasm in
@@ -34,9 +64,10 @@ export class ExtractorPool implements FeatureExtractor {
   private readonly slots: Slot[] = [];
   /** Every thread started, ready or not (a failed start is closed too). */
   private readonly all: Worker[] = [];
-  private readonly waiting: Array<(s: Slot) => void> = [];
+  private readonly waiting: Array<{ resolve: (s: Slot) => void; reject: (e: Error) => void }> = [];
   private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
   private nextId = 1;
+  private closed = false;
   featureSize = 0;
   readonly inputSize: number;
 
@@ -63,6 +94,8 @@ export class ExtractorPool implements FeatureExtractor {
     return new Promise((resolve, reject) => {
       const worker = new Worker(script);
       this.all.push(worker);
+      liveThreads.set(worker, { kind: engine.kind, exited: new Promise((done) => worker.once('exit', () => done())) });
+      worker.once('exit', () => liveThreads.delete(worker));
       const slot: Slot = { worker, busy: false };
       let ready = false;
       worker.on('message', (msg: PoolReply) => {
@@ -83,6 +116,12 @@ export class ExtractorPool implements FeatureExtractor {
         if (msg.type === 'result') p.resolve(msg.features);
         else p.reject(new HeadstartError('INTERNAL', `feature extraction failed in a worker thread: ${msg.message}`));
       });
+      worker.on('exit', () => {
+        const gone = new HeadstartError('INTERNAL', 'an extraction thread ended');
+        if (!ready) reject(gone);
+        for (const [, p] of this.pending) p.reject(gone);
+        this.pending.clear();
+      });
       worker.on('error', (err) => {
         if (!ready) reject(err);
         for (const [, p] of this.pending) p.reject(err);
@@ -93,17 +132,18 @@ export class ExtractorPool implements FeatureExtractor {
   }
 
   private acquire(): Promise<Slot> {
+    if (this.closed) return Promise.reject(closedError());
     const free = this.slots.find((s) => !s.busy);
     if (free) {
       free.busy = true;
       return Promise.resolve(free);
     }
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   private release(slot: Slot): void {
     const next = this.waiting.shift();
-    if (next) next(slot);
+    if (next) next.resolve(slot);
     else slot.busy = false;
   }
 
@@ -130,11 +170,13 @@ export class ExtractorPool implements FeatureExtractor {
    * aborts the process. A thread busy with a batch ends after it.
    */
   dispose(): void {
+    this.closed = true;
     for (const w of this.all) {
       w.postMessage({ type: 'close' } satisfies PoolRequest);
       w.unref();
     }
     this.all.length = 0;
     this.slots.length = 0;
+    for (const w of this.waiting.splice(0)) w.reject(closedError());
   }
 }

@@ -5,7 +5,7 @@ import { loadOrt } from '../backbones/onnxEngine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { testSplitItems } from '../evaluate';
-import { exists, writeDirAtomic } from '../fsutil';
+import { outGuard, prepareOutDir, writeOutDir } from '../fsutil';
 import { type LoadedRun, loadRun } from '../run';
 import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
 import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
@@ -142,7 +142,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
   if (!loadOrt()) throw new HeadstartError('BACKEND', '--format onnx measures the export in ONNX Runtime, which is not available here (onnxruntime-node did not load); use --format tfjs');
   if (opts.quantize === 'uint16') throw new HeadstartError('BAD_INPUT', '--quantize uint16 has no ONNX Runtime weight format; use uint8, float16, none or auto with --format onnx');
   if (opts.prune) throw new HeadstartError('BAD_INPUT', '--prune applies to --format tfjs in this version');
-  if (!opts.force && (await exists(opts.out))) throw new HeadstartError('EXISTS', `${opts.out} already exists; choose another --out folder or pass --force to replace it`);
+  await prepareOutDir(opts.out, outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts));
   const run = await loadRun(runDir, opts.backend);
   try {
     const backend = await initBackend(opts.backend ?? 'auto');
@@ -150,8 +150,9 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
     progress.onEvent?.({ type: 'phase', phase: 'export', message: `converting the full model to ONNX and measuring it on ${items.length} test images` });
     const test = await decodeTestSet(run, items, progress);
     if (!test.images.length) throw new HeadstartError('NO_DATA', `${runDir} has no readable test images to measure the export on`);
-    return await writeDirAtomic(
-      path.resolve(opts.out),
+    return await writeOutDir(
+      opts.out,
+      outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts),
       async (tmp) => {
         const work = path.join(tmp, '.candidates');
         const written = await writeFullModel(run, path.join(work, 'tfjs'));
@@ -213,7 +214,6 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
         throwIfAborted(progress.signal);
         return report;
       },
-      { overwrite: opts.force },
     );
   } finally {
     run.head.dispose();

@@ -7,7 +7,7 @@ import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import type { Skipped } from '../data/dataset';
 import { testSplitItems } from '../evaluate';
-import { exists, writeDirAtomic } from '../fsutil';
+import { type OutOptions, outGuard, prepareOutDir, writeOutDir } from '../fsutil';
 import { type LoadedRun, loadRun, openRunBackbone, toHeadInput } from '../run';
 import { type VectorSet } from '../train/head';
 import { type Policy, POLICIES, type PolicyName } from '../compress/quantize';
@@ -22,7 +22,7 @@ import type { Int8Speed } from './onnx/speed';
 export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'int8', 'auto'] as const;
 export type Quantize = (typeof QUANTIZE_CHOICES)[number];
 
-export interface ExportOptions extends EngineOptions {
+export interface ExportOptions extends EngineOptions, OutOptions {
   /** Export folder to create. */
   out: string;
   /** Weight storage: none (float32), float16, uint16, uint8, or auto (smallest within --max-drop). Default none. */
@@ -31,10 +31,8 @@ export interface ExportOptions extends EngineOptions {
   prune?: number;
   /** Accuracy budget of --quantize auto, in points below float32 (default 1). */
   maxDrop?: number;
-  /** Model format; only 'tfjs' so far. */
+  /** Model format: 'tfjs' (default) or 'onnx'. */
   format?: 'tfjs' | 'onnx';
-  /** Replace an existing export folder. */
-  force?: boolean;
 }
 
 /** Size and quality of one model variant. */
@@ -194,8 +192,9 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
   const format = opts.format ?? 'tfjs';
   if (format !== 'tfjs' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
   if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
+  // Before the run is read: a bad --out costs nothing.
+  await prepareOutDir(opts.out, outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts));
   if (format === 'onnx') return exportOnnx(runDir, { ...opts, quantize, maxDrop }, progress);
-  if (!opts.force && (await exists(opts.out))) throw new HeadstartError('EXISTS', `${opts.out} already exists; choose another --out folder or pass --force to replace it`);
   const run = await loadRun(runDir, opts.backend);
   const heads = new Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>();
   try {
@@ -214,8 +213,9 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
         heads.set(sp, { head: res.head, perLayer: res.sparsity });
       }
     }
-    return await writeDirAtomic(
-      path.resolve(opts.out),
+    return await writeOutDir(
+      opts.out,
+      outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts),
       async (tmp) => {
         const cand = (name: string) => path.join(tmp, '.candidates', name);
         await writeFullModel(run, cand('float32'), POLICIES.float32);
@@ -271,7 +271,6 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
         throwIfAborted(progress.signal); // a cancel that came during the last step still wins
         return report;
       },
-      { overwrite: opts.force },
     );
   } finally {
     for (const [sp, h] of heads) if (sp > 0) h.head.dispose();

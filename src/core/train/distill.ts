@@ -8,13 +8,13 @@ import type { Progress } from '../events';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { loadExportedModel, writeFullModel } from '../export/fullModel';
 import { sizeOf } from '../export/common';
-import { writeDirAtomic } from '../fsutil';
+import { type OutOptions, outGuard, prepareOutDir, writeOutDir } from '../fsutil';
 import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, runProbs } from '../run';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './head';
 import { evaluatePredictions } from './metrics';
 import { dirSaver } from '../tfjsio';
 
-export interface DistillConfig extends EngineOptions {
+export interface DistillConfig extends EngineOptions, OutOptions {
   /** The teacher: a RUN_DIR. */
   runDir: string;
   /** Student backbone (catalogue id or model.json); default mobilenet-v2-100, the smallest bundled one. */
@@ -25,7 +25,6 @@ export interface DistillConfig extends EngineOptions {
   temperature?: number;
   /** Weight of the soft targets, default 0.7. */
   alpha?: number;
-  force?: boolean;
 }
 
 /** Size, accuracy and speed of one model, as shipped (full float32 TF.js model). */
@@ -100,6 +99,9 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
   let student: LoadedRun | undefined;
   try {
     const studentId = cfg.student ?? 'mobilenet-v2-100';
+    // Before any extraction: neither the teacher run nor its DATA may be the student's folder.
+    const guard = outGuard('run', [{ path: teacher.dir, what: 'the teacher run' }, { path: teacher.record.dataset.root, what: "the teacher's DATA" }], cfg);
+    const out = await prepareOutDir(cfg.out ?? `${path.resolve(teacher.dir).replace(/[\\/]+$/, '')}-distilled-${studentId.replace(/[^\w.-]/g, '_')}`, guard);
     if (studentId === teacher.record.backbone.id) throw new HeadstartError('BAD_INPUT', `the student backbone is the teacher's own (${studentId}); choose a smaller one with --student`);
     const rec = teacher.record;
     const labels = rec.labels;
@@ -135,7 +137,6 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
       try {
         const testEval = evaluatePredictions(labels, test.y, evaluateSet(res.model, test, sDim, k).probs, test.paths);
         const b = sOpened.backbone;
-        const out = path.resolve(cfg.out ?? `${teacher.dir.replace(/[\\/]+$/, '')}-distilled-${studentId.replace(/[^\w.-]/g, '_')}`);
         const record: RunRecord & { distilledFrom: { runDir: string; backbone: string; temperature: number; alpha: number } } = {
           ...rec,
           version: RUN_VERSION,
@@ -154,14 +155,10 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
           distilledFrom: { runDir: teacher.dir, backbone: rec.backbone.id, temperature, alpha },
         };
         throwIfAborted(progress.signal);
-        await writeDirAtomic(
-          out,
-          async (tmp) => {
-            await res.model.save(dirSaver(path.join(tmp, 'head')));
-            await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
-          },
-          { overwrite: cfg.force },
-        );
+        await writeOutDir(out, guard, async (tmp) => {
+          await res.model.save(dirSaver(path.join(tmp, 'head')));
+          await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
+        });
         student = await loadRun(out, cfg.backend);
         progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student' });
         return {
