@@ -7,6 +7,7 @@ import {
   CATALOGUE,
   HeadstartError,
   assertNever,
+  closeAllThreads,
   defaultCacheDir,
   distillRun,
   exportRun,
@@ -51,8 +52,7 @@ async function handle(req: Exclude<WorkerRequest, { type: 'cancel' }>, signal: A
       return { root: s.root, kind: s.kind, counts, examples, skipped: s.skipped, total: s.hashed.length };
     }
     case 'distill':
-      // protectedRoots rides along for the engine's output guard (a spread: older engines ignore it).
-      return distillRun({ runDir: req.runDir, student: req.student, out: req.out, force: req.force, ...(req.protectedRoots && { protectedRoots: req.protectedRoots }), ...req.settings }, { onEvent, signal });
+      return distillRun({ runDir: req.runDir, student: req.student, out: req.out, force: req.force, protectedRoots: req.protectedRoots, ...req.settings }, { onEvent, signal });
     case 'backbones': {
       const cacheDir = req.settings.cacheDir || defaultCacheDir();
       return Promise.all(CATALOGUE.map(async (e) => ({ id: e.id, title: e.title, format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes })));
@@ -75,8 +75,13 @@ process.on('message', (req: WorkerRequest) => {
   ).finally(() => running.delete(req.id));
 });
 
-// The host going away (window closed, extension host crashed) ends the worker.
-process.on('disconnect', () => process.exit(0));
+// The host going away (window closed, extension host crashed) ends the worker:
+// cancel what runs, and let ONNX Runtime threads finish their batch first
+// (exiting while a thread is inside session.run() aborts the process).
+process.on('disconnect', () => {
+  for (const c of running.values()) c.abort();
+  void closeAllThreads().finally(() => process.exit(0));
+});
 
 for (const ev of ['uncaughtException', 'unhandledRejection'] as const) {
   process.on(ev, (err: unknown) => {
