@@ -265,3 +265,82 @@ test('a catalogue entry that pins a sha256 refuses a download that differs, and 
   assert.equal(await core.isCached(entry, cacheDir), true);
 });
 
+
+// Flags (item 11): every numeric option is checked against the shared table,
+// decimal notation only, with a one-line reason naming the flag, its range and
+// what was given. None of these reaches a scan: DATA need not exist.
+const BAD_FLAGS = [
+  [['train', 'DATA', '--patience=-5'], '--patience must be a whole number from 0 to 1000 (got -5)'],
+  [['train', 'DATA', '--augment=-1'], '--augment must be a whole number from 0 to 32 (got -1)'],
+  [['train', 'DATA', '--lr', '0x1'], '--lr must be a number greater than 0 and at most 1 (got 0x1)'],
+  [['train', 'DATA', '--epochs', '-1'], '--epochs must be a whole number from 1 to 1000 (got -1)'],
+  [['train', 'DATA', '--epochs', ''], '--epochs must be a whole number from 1 to 1000 (got "")'],
+  [['train', 'DATA', '--epochs', ' 5'], '--epochs must be a whole number from 1 to 1000 (got " 5")'],
+  [['train', 'DATA', '--batch', '0b11'], '--batch must be a whole number from 1 to 4096 (got 0b11)'],
+  [['train', 'DATA', '--lr', 'Infinity'], '--lr must be a number greater than 0 and at most 1 (got Infinity)'],
+  [['train', 'DATA', '--lr', '0'], '--lr must be a number greater than 0 and at most 1 (got 0)'],
+  [['train', 'DATA', '--hidden', '1.5'], '--hidden must be a whole number from 0 to 8192 (got 1.5)'],
+  [['train', 'DATA', '--dropout', '1'], '--dropout must be a number at least 0 and less than 1 (got 1)'],
+  [['train', 'DATA', '--val', '0.6'], '--val must be a number from 0 to 0.5 (got 0.6)'],
+  [['train', 'DATA', '--test', '-0.1'], '--test must be a number from 0 to 0.5 (got -0.1)'],
+  [['train', 'DATA', '--val', '0.5', '--test', '0.5'], '--val plus --test must leave images to train on (below 1; got 0.5 + 0.5)'],
+  [['train', 'DATA', '--seed', '-3'], '--seed must be a whole number from 0 to 2147483647 (got -3)'],
+  [['train', 'DATA', '--unfreeze', '-1'], '--unfreeze must be a whole number from 0 to 1000 (got -1)'],
+  [['train', 'DATA', '--workers', '0'], '--workers must be a whole number from 1 to 64 (got 0)'],
+  [['train', 'DATA', '--aug', 'crop=0x1'], '--aug crop must be a number from 0 to 0.5 (got 0x1)'],
+  [['train', 'DATA', '--aug', 'flip=yes'], '--aug flip must be true, false, 1 or 0 (got "yes")'],
+  [['export', 'RUN', '--out', 'X', '--prune', '1'], '--prune must be a number at least 0 and less than 1 (got 1)'],
+  [['export', 'RUN', '--out', 'X', '--max-drop', '-1'], '--max-drop must be a number from 0 to 100 (got -1)'],
+  [['distill', 'RUN', '--temperature', '0.5'], '--temperature must be a number from 1 to 20 (got 0.5)'],
+  [['distill', 'RUN', '--alpha', '2'], '--alpha must be a number from 0 to 1 (got 2)'],
+  [['sample', 'S', '--per-class', '0'], '--per-class must be a whole number from 1 to 10000 (got 0)'],
+  [['sample', 'S', '--classes', '9'], '--classes must be a whole number from 2 to 4 (got 9)'],
+  [['sample', 'S', '--seed', '1e400'], '--seed must be a whole number from 0 to 2147483647 (got 1e400)'],
+  [['eval', 'RUN', '--workers', '99'], '--workers must be a whole number from 1 to 64 (got 99)'],
+  [['backbones', '--cache', ''], '--cache needs a folder (got an empty value)'],
+];
+
+test('every bad numeric flag exits 1 with a one-line reason naming the flag, its range and the value given', { timeout: 300_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const queue = [...BAD_FLAGS];
+  const failures = [];
+  // Four CLI processes at a time: each only parses its flags.
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    for (let job = queue.shift(); job; job = queue.shift()) {
+      const [args, want] = job;
+      const res = await runCli(args.map((a) => (/^[A-Z]+$/.test(a) ? path.join(dir, a.toLowerCase()) : a)), { cwd: dir, env: { HEADSTART_CACHE_DIR: path.join(dir, 'cache') }, timeout: 60_000 });
+      const lines = res.stderr.trim().split('\n');
+      if (res.code !== 1 || lines.length !== 1 || lines[0] !== `headstart: ${want}`) failures.push(`${args.join(' ')} → code ${res.code}: ${res.stderr.trim()}`);
+    }
+  }));
+  assert.deepEqual(failures, []);
+  assert.deepEqual(await readdir(dir), [], 'nothing was written');
+});
+
+test('the option table: ranges, decimal-only parsing, and the core checks agree with the CLI', () => {
+  const bad = (fn, re) => assert.throws(fn, (e) => e.code === 'BAD_INPUT' && re.test(e.message) && !e.message.includes('\n'));
+  assert.equal(core.parseOption('lr', '1e-3'), 0.001);
+  assert.equal(core.parseOption('epochs', '+7'), 7);
+  assert.equal(core.parseOption('test', '0'), 0);
+  assert.equal(core.parseOption('val', '.25'), 0.25);
+  assert.equal(core.parseOption('epochs', undefined), undefined);
+  for (const text of ['0x1', '0b1', '0o7', '', ' ', '1 ', 'Infinity', '-Infinity', 'NaN', '1_000', '1,5', '--1']) {
+    bad(() => core.parseOption('epochs', text), /^--epochs must be a whole number from 1 to 1000 \(got /);
+  }
+  core.checkSplit(0.15, 0);
+  core.checkSplit(undefined, undefined);
+  bad(() => core.checkSplit(0.5, 0.5), /--val plus --test/);
+  for (const [name, o] of Object.entries(core.NUMERIC_OPTIONS)) {
+    assert.equal(core.checkOption(name, o.default), o.default, `${name}: its default is in range`);
+    bad(() => core.checkOption(name, o.max + 1), new RegExp(`^${o.label} must be `));
+    bad(() => core.checkOption(name, o.min - 1), new RegExp(`^${o.label} must be `));
+  }
+  // The engine's own checks use the same table (the panel calls them, not the CLI).
+  const head = { ...core.HEAD_DEFAULTS };
+  core.validateHead(head);
+  bad(() => core.validateHead({ ...head, patience: -5 }), /^--patience must be a whole number from 0 to 1000 \(got -5\)$/);
+  bad(() => core.validateHead({ ...head, learningRate: Infinity }), /^--lr must be/);
+  bad(() => core.validateHead({ ...head, epochs: -1 }), /^--epochs must be a whole number from 1 to 1000 \(got -1\)$/);
+  bad(() => core.normaliseAugment({ views: -1 }), /^--augment must be a whole number from 0 to 32 \(got -1\)$/);
+  bad(() => core.parseAugmentSpec('rotate=0x10', 2), /^--aug rotate must be a number from 0 to 45 \(got 0x10\)$/);
+});
