@@ -51,9 +51,7 @@ export function normaliseAugment(o: AugmentOptions): Required<AugmentOptions> {
  */
 export function parseAugmentSpec(spec: string, views: number): AugmentOptions {
   const o: AugmentOptions = { views: checkOption('augment', views), flip: false, crop: 0, rotate: 0, brightness: 0, contrast: 0 };
-  const parts = spec.split(',').map((s) => s.trim());
-  if (!spec.trim() || parts.some((p) => !p)) throw new HeadstartError('BAD_INPUT', `--aug needs a list like flip,crop=0.15,rotate=10 (got ${JSON.stringify(spec)})`);
-  for (const part of parts) {
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
     const eq = part.indexOf('=');
     const k = eq < 0 ? part : part.slice(0, eq);
     const v = eq < 0 ? undefined : part.slice(eq + 1);
