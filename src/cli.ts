@@ -16,7 +16,10 @@ import {
   type EngineOptions,
   HeadstartError,
   QUANTIZE_CHOICES,
+  NUMERIC_OPTIONS,
+  type NumericOptionName,
   type Quantize,
+  checkSplit,
   cleanupPendingDirs,
   closeAllThreads,
   defaultCacheDir,
@@ -29,6 +32,7 @@ import {
   isCancelled,
   makeSampleDataset,
   parseAugmentSpec,
+  parseOption,
   predictFiles,
   trainRun,
 } from './core';
@@ -73,11 +77,31 @@ function bad(msg: string): never {
   throw new HeadstartError('BAD_INPUT', msg);
 }
 
-function num(v: string | undefined, name: string, int = false): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (int && !Number.isInteger(n))) bad(`--${name} expects ${int ? 'a whole number' : 'a number'} (got '${v}')`);
-  return n;
+/** A numeric flag, parsed and range-checked by the shared option table (src/core/options.ts). */
+function num(v: string | undefined, name: NumericOptionName): number | undefined {
+  return parseOption(name, v);
+}
+
+/**
+ * Joins `--flag -5` into `--flag=-5` for flags that take a value, so that a
+ * negative number is read as the flag's value (and then range-checked) rather
+ * than as an unknown option ("argument is ambiguous").
+ */
+function joinNegativeValues(args: string[], options: Record<string, { type: 'string' | 'boolean' }>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    if (a === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (a.startsWith('--') && !a.includes('=') && options[a.slice(2)]?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 /** Progress on stderr: a redrawn bar on a terminal, plain lines otherwise. */
@@ -153,8 +177,8 @@ function engineOptions(v: { cache?: string; backend?: string; workers?: string; 
   if (v.engine !== undefined && !['auto', 'onnx', 'tfjs'].includes(v.engine)) bad(`--engine must be auto, onnx or tfjs (got '${v.engine}')`);
   const backends = ['auto', 'tensorflow', 'wasm', 'cpu'];
   if (v.backend !== undefined && !backends.includes(v.backend)) bad(`--backend must be one of ${backends.join(', ')} (got '${v.backend}')`);
-  const workers = num(v.workers, 'workers', true);
-  if (workers !== undefined && (workers < 1 || workers > 64)) bad('--workers must be from 1 to 64');
+  if (v.cache !== undefined && !v.cache.trim()) bad('--cache needs a folder (got an empty value)');
+  const workers = num(v.workers, 'workers');
   return { cacheDir: v.cache ? path.resolve(v.cache) : undefined, backend: v.backend as BackendPreference | undefined, workers, engine: v.engine as EngineChoice | undefined };
 }
 
@@ -176,7 +200,8 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
   }
   const parse = <T extends Record<string, { type: 'string' | 'boolean'; short?: string }>>(options: T) => {
     try {
-      return parseArgs({ args: rest, options: { ...common, ...options }, allowPositionals: true, strict: true });
+      const all = { ...common, ...options };
+      return parseArgs({ args: joinNegativeValues(rest, all), options: all, allowPositionals: true, strict: true });
     } catch (err) {
       return bad(`${describeError(err)} (see headstart --help)`);
     }
@@ -190,23 +215,28 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         patience: { type: 'string' },
       });
       if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
+      if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id or a path to a model.json (got an empty value)');
+      const val = num(v.val, 'val');
+      const test = num(v.test, 'test');
+      checkSplit(val, test);
+      const views = num(v.augment, 'augment');
       const rep = new Reporter(!!v.quiet);
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const res = await trainRun(
         {
           data: positionals[0]!,
           backbone: v.backbone,
-          epochs: num(v.epochs, 'epochs', true),
-          batchSize: num(v.batch, 'batch', true),
+          epochs: num(v.epochs, 'epochs'),
+          batchSize: num(v.batch, 'batch'),
           learningRate: num(v.lr, 'lr'),
-          hiddenUnits: num(v.hidden, 'hidden', true),
+          hiddenUnits: num(v.hidden, 'hidden'),
           dropout: num(v.dropout, 'dropout'),
-          val: num(v.val, 'val'),
-          test: num(v.test, 'test'),
-          seed: num(v.seed, 'seed', true),
-          patience: num(v.patience, 'patience', true),
-          unfreeze: num(v.unfreeze, 'unfreeze', true),
-          augment: v.augment !== undefined || v.aug !== undefined ? (v.aug ? parseAugmentSpec(v.aug, num(v.augment, 'augment', true) ?? 2) : { views: num(v.augment, 'augment', true) ?? 2 }) : undefined,
+          val,
+          test,
+          seed: num(v.seed, 'seed'),
+          patience: num(v.patience, 'patience'),
+          unfreeze: num(v.unfreeze, 'unfreeze'),
+          augment: v.aug !== undefined ? parseAugmentSpec(v.aug, views ?? NUMERIC_OPTIONS.augment.default) : views !== undefined ? { views } : undefined,
           out: v.out ?? path.join('.headstart', 'runs', `${stamp}-${v.backbone ?? DEFAULT_BACKBONE}`.replace(/[^\w.-]/g, '_')),
           force: v.force,
           ...engineOptions(v),
@@ -280,13 +310,14 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
     case 'sample': {
       const { values: v, positionals } = parse({ 'per-class': { type: 'string' }, classes: { type: 'string' }, seed: { type: 'string' } });
       if (positionals.length !== 1) bad('sample needs one DIR to write');
-      const files = await makeSampleDataset(positionals[0]!, { perClass: num(v['per-class'], 'per-class', true), classes: num(v.classes, 'classes', true), seed: num(v.seed, 'seed', true) });
+      const files = await makeSampleDataset(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
       out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(files).flat().length} images in ${Object.keys(files).length} class folders under ${positionals[0]}`);
       return 0;
     }
     case 'distill': {
       const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' } });
       if (positionals.length !== 1) bad('distill needs exactly one RUN_DIR (the teacher)');
+      if (v.student !== undefined && !v.student.trim()) bad('--student needs a catalogue id or a path to a model.json (got an empty value)');
       const rep = new Reporter(!!v.quiet);
       const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
       out(!!v.json, res, () => {

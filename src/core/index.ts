@@ -3,6 +3,7 @@ export * from './errors';
 export * from './events';
 export * from './backend';
 export * from './rng';
+export * from './options';
 export * from './fsutil';
 export * from './tfjsio';
 export * from './backbones/catalogue';

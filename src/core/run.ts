@@ -12,6 +12,7 @@ import { scanDataset } from './data/scan';
 import { type AugmentOptions, drawView, normaliseAugment, viewKey } from './data/augment';
 import { type DatasetSummary, type SplitName, type SplitSample, splitDataset, summarise } from './data/split';
 import { type OutOptions, outGuard, prepareOutDir, readJson, writeOutDir } from './fsutil';
+import { checkOption } from './options';
 import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
 import { type Boundary, buildTop, fineTune, findBoundary, loadTop, topFeatures } from './train/finetune';
 import { defaultCacheDir, resolveBackbone } from './backbones/store';
@@ -278,16 +279,16 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
   }
 }
 
+/** Checks head options against the shared option table (src/core/options.ts); BAD_INPUT naming the flag. */
 export function validateHead(h: Required<HeadOptions>): void {
-  const bad = (what: string) => {
-    throw new HeadstartError('BAD_INPUT', what);
-  };
-  if (!Number.isInteger(h.epochs) || h.epochs < 1 || h.epochs > 1000) bad(`--epochs must be a whole number from 1 to 1000 (got ${h.epochs})`);
-  if (!Number.isInteger(h.batchSize) || h.batchSize < 1 || h.batchSize > 4096) bad(`--batch must be a whole number from 1 to 4096 (got ${h.batchSize})`);
-  if (!(h.learningRate > 0 && h.learningRate <= 1)) bad(`--lr must be in (0, 1] (got ${h.learningRate})`);
-  if (!Number.isInteger(h.hiddenUnits) || h.hiddenUnits < 0 || h.hiddenUnits > 8192) bad(`--hidden must be a whole number from 0 to 8192 (got ${h.hiddenUnits})`);
-  if (!(h.dropout >= 0 && h.dropout < 1)) bad(`--dropout must be in [0, 1) (got ${h.dropout})`);
-  if (!Number.isInteger(h.seed)) bad(`--seed must be a whole number (got ${h.seed})`);
+  checkOption('epochs', h.epochs);
+  checkOption('batch', h.batchSize);
+  checkOption('lr', h.learningRate);
+  checkOption('hidden', h.hiddenUnits);
+  checkOption('dropout', h.dropout);
+  checkOption('patience', h.patience);
+  checkOption('seed', h.seed);
+  if (!(typeof h.l2 === 'number' && h.l2 >= 0 && h.l2 <= 1)) throw new HeadstartError('BAD_INPUT', `l2 must be a number from 0 to 1 (got ${h.l2})`);
 }
 
 /** A run folder read back: its record and trained head. */

@@ -98,18 +98,18 @@ test('parseAugmentSpec and normaliseAugment: listed ops on, others off; unknown 
   assert.equal(core.parseAugmentSpec('flip=0', 1).flip, false);
   const bad = (fn, re) => assert.throws(fn, (e) => e instanceof core.HeadstartError && e.code === 'BAD_INPUT' && re.test(e.message));
   bad(() => core.parseAugmentSpec('flip,blur=2', 2), /unknown augmentation 'blur'/);
-  bad(() => core.parseAugmentSpec('rotate=lots', 2), /rotate needs a number/);
+  bad(() => core.parseAugmentSpec('rotate=lots', 2), /--aug rotate must be a number from 0 to 45 \(got lots\)/);
 
   assert.deepEqual(core.normaliseAugment({ views: 2 }), { views: 2, flip: true, crop: 0.15, rotate: 10, brightness: 0.2, contrast: 0.2 });
   assert.equal(core.normaliseAugment({ views: 32 }).views, 32);
   assert.equal(core.normaliseAugment({ views: 0 }).views, 0);
-  bad(() => core.normaliseAugment({ views: 33 }), /--augment must be a whole number of views from 0 to 32 \(got 33\)/);
+  bad(() => core.normaliseAugment({ views: 33 }), /--augment must be a whole number from 0 to 32 \(got 33\)/);
   bad(() => core.normaliseAugment({ views: 1.5 }), /--augment must be a whole number/);
   bad(() => core.normaliseAugment({ views: -1 }), /--augment must be a whole number/);
-  bad(() => core.normaliseAugment({ views: 2, crop: 0.6 }), /crop must be a fraction from 0 to 0.5 \(got 0.6\)/);
-  bad(() => core.normaliseAugment({ views: 2, rotate: 46 }), /rotate must be 0 to 45 degrees/);
-  bad(() => core.normaliseAugment({ views: 2, brightness: 1.5 }), /brightness must be 0 to 1/);
-  bad(() => core.normaliseAugment({ views: 2, contrast: -0.1 }), /contrast must be 0 to 1/);
+  bad(() => core.normaliseAugment({ views: 2, crop: 0.6 }), /--aug crop must be a number from 0 to 0.5 \(got 0.6\)/);
+  bad(() => core.normaliseAugment({ views: 2, rotate: 46 }), /--aug rotate must be a number from 0 to 45 \(got 46\)/);
+  bad(() => core.normaliseAugment({ views: 2, brightness: 1.5 }), /--aug brightness must be a number from 0 to 1 \(got 1.5\)/);
+  bad(() => core.normaliseAugment({ views: 2, contrast: -0.1 }), /--aug contrast must be a number from 0 to 1 \(got -0.1\)/);
   bad(() => core.normaliseAugment({ views: 2, rotate: NaN }), /rotate/);
 });
 
@@ -211,6 +211,6 @@ test('--augment with --unfreeze: views are boundary activations; CLI --augment /
   assert.match(bad.stderr.trim().split('\n').at(-1), /^headstart: .*unknown augmentation 'sharpen'/);
   const many = await runCli(['train', data, '--backbone', backbone, '--out', path.join(dir, 'bad'), '--augment', '33'], { env });
   assert.equal(many.code, 1);
-  assert.match(many.stderr.trim().split('\n').at(-1), /--augment must be a whole number of views from 0 to 32/);
+  assert.match(many.stderr.trim().split('\n').at(-1), /--augment must be a whole number from 0 to 32/);
   assert.ok(!existsSync(path.join(dir, 'bad')));
 });

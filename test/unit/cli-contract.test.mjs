@@ -86,7 +86,7 @@ test('bad input exits 1 with a one-line reason naming the problem', async (t) =>
     [['train', empty, '--backbone', backbone, '--out', out], /no images found/],
     [['train', one, '--backbone', backbone, '--out', out], /only one class found \('solo'\)/],
     [['train', data, '--backbone', 'nope', '--out', out], /unknown backbone 'nope'/],
-    [['train', data, '--backbone', backbone, '--val', '0.9', '--out', out], /--val and --test/],
+    [['train', data, '--backbone', backbone, '--val', '0.9', '--out', out], /--val must be a number from 0 to 0\.5 \(got 0\.9\)/],
     [['train', data, '--backbone', backbone, '--epochs', '0', '--out', out], /--epochs/],
     [['train', data, '--backbone', backbone, '--workers', '0', '--out', out], /--workers/],
     [['train', data, '--backend', 'gpu', '--out', out], /--backend must be one of/],

@@ -34,6 +34,12 @@ export interface BackboneEntry {
   /** Bundled: ships with the install. Remote: `url` of model.json, downloaded on first use. */
   bundled: boolean;
   url?: string;
+  /**
+   * Remote entries: files whose bytes and sha256 are pinned; a download that
+   * differs is refused. Files not listed are recorded at download (files.json)
+   * and verified against that record on every load from the cache.
+   */
+  files?: BackboneFile[];
   /** Approximate size of all files, bytes (known exactly for bundled entries after build). */
   approxBytes: number;
 }

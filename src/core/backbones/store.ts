@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CancelledError, HeadstartError, throwIfAborted } from '../errors';
+import { CancelledError, HeadstartError, describeError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { exists, sha256, writeDirAtomic } from '../fsutil';
-import { type ModelJson, expectedGroupBytes } from '../tfjsio';
+import { type CheckedModelDir, type ModelJson, MODEL_LIMITS, checkManifest, checkModelDir, checkTopology, checkWeightPath, readRegularFile } from '../tfjsio';
 import { type BackboneEntry, type BackboneFile, CATALOGUE, findBackbone } from './catalogue';
 
 /** The cache folder: HEADSTART_CACHE_DIR, else the platform's user cache folder. */
@@ -37,17 +37,71 @@ export interface DownloadOptions extends Progress {
   fetchImpl?: typeof fetch;
 }
 
-async function fetchChecked(url: string, opts: DownloadOptions): Promise<Response> {
+/**
+ * Fetches `url`; a non-2xx status is a DOWNLOAD error. With `allowed`, redirects
+ * are followed by hand and each target must pass it (shards stay in the model's
+ * folder even when a server redirects).
+ */
+async function fetchChecked(url: string, opts: DownloadOptions, allowed?: (target: URL) => string | undefined): Promise<Response> {
   const f = opts.fetchImpl ?? fetch;
-  let res: Response;
-  try {
-    res = await f(url, { signal: opts.signal });
-  } catch (err) {
-    if (opts.signal?.aborted) throw new CancelledError();
-    throw new HeadstartError('DOWNLOAD', `cannot download ${url}: ${String((err as Error).cause ?? (err as Error).message)}; check the network or use a bundled backbone (headstart backbones)`, { cause: err });
+  let current = url;
+  for (let hops = 0; ; hops++) {
+    let res: Response;
+    try {
+      res = await f(current, { signal: opts.signal, redirect: allowed ? 'manual' : 'follow' });
+    } catch (err) {
+      if (opts.signal?.aborted) throw new CancelledError();
+      throw new HeadstartError('DOWNLOAD', `cannot download ${current}: ${String((err as Error).cause ?? (err as Error).message)}; check the network or use a bundled backbone (headstart backbones)`, { cause: err });
+    }
+    const location = res.headers.get('location');
+    if (allowed && res.status >= 300 && res.status < 400 && location) {
+      await res.body?.cancel();
+      const target = new URL(location, current);
+      const why = allowed(target);
+      if (why) throw new HeadstartError('DOWNLOAD', `${url} redirects to ${target.href}, ${why}; refusing it`);
+      if (hops >= 5) throw new HeadstartError('DOWNLOAD', `${url} redirects more than 5 times; refusing it`);
+      current = target.href;
+      continue;
+    }
+    if (!res.ok) throw new HeadstartError('DOWNLOAD', `download of ${current} failed: HTTP ${res.status}`);
+    return res;
   }
-  if (!res.ok) throw new HeadstartError('DOWNLOAD', `download of ${url} failed: HTTP ${res.status}`);
-  return res;
+}
+
+/** Why `target` is not inside the folder of `modelUrl` at its origin (after decoding percent-escapes), or undefined. */
+function outsideModelFolder(target: URL, modelUrl: URL): string | undefined {
+  if (target.origin !== modelUrl.origin) return `another origin than the model's (${modelUrl.origin})`;
+  const folder = modelUrl.pathname.slice(0, modelUrl.pathname.lastIndexOf('/') + 1);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(target.pathname);
+  } catch {
+    return 'a path with a broken percent-escape'; // the reason is the answer; nothing else to report
+  }
+  if (!decoded.startsWith(decodeURIComponent(folder)) || decoded.split(/[\\/]/).includes('..')) return `outside the model's folder ${folder}`;
+  return undefined;
+}
+
+/**
+ * The URL of shard `p` of the model at `modelUrl`: resolved against it, and
+ * only if it stays at the same origin, under model.json's folder. Checked
+ * before any shard is requested; a DOWNLOAD error otherwise.
+ */
+export function shardUrl(p: unknown, modelUrl: string): string {
+  const base = new URL(modelUrl);
+  const unsafe = (why: string): never => {
+    throw new HeadstartError('DOWNLOAD', `${modelUrl} names an unsafe shard path: ${String(p)} (${why}); shards must come from the model's own folder`);
+  };
+  try {
+    checkWeightPath(p, modelUrl);
+  } catch (err) {
+    if (!(err instanceof HeadstartError)) throw err;
+    unsafe('absolute, a URL, or with ..');
+  }
+  const target = new URL(p as string, base);
+  const why = outsideModelFolder(target, base);
+  if (why) unsafe(why);
+  return target.href;
 }
 
 /** Reads a response body with a byte limit and progress callbacks. */
@@ -86,33 +140,38 @@ export async function downloadModel(url: string, destDir: string, known: Backbon
   const maxBytes = opts.maxBytes ?? 300_000_000;
   const emit = opts.onEvent ?? (() => undefined);
   emit({ type: 'phase', phase: 'download', message: `downloading ${url}` });
-  const jsonBuf = await readBody(await fetchChecked(url, opts), url, 20_000_000, () => undefined, opts.signal);
+  const jsonBuf = await readBody(await fetchChecked(url, opts), url, MODEL_LIMITS.maxJsonBytes, () => undefined, opts.signal);
   let json: ModelJson;
   try {
     json = JSON.parse(jsonBuf.toString('utf8')) as ModelJson;
   } catch (err) {
     throw new HeadstartError('DOWNLOAD', `${url} did not return a model.json`, { cause: err });
   }
-  if (!Array.isArray(json.weightsManifest)) throw new HeadstartError('DOWNLOAD', `${url} is not a TF.js model.json (no weightsManifest)`);
-  const groupBytes = expectedGroupBytes(json.weightsManifest);
+  if (!json || !Array.isArray(json.weightsManifest) || !json.weightsManifest.every((g) => Array.isArray(g?.paths))) throw new HeadstartError('DOWNLOAD', `${url} is not a TF.js model.json (no weightsManifest)`);
+  // Every shard URL is checked before the first one is requested.
+  const urls = json.weightsManifest.map((g) => g.paths.map((p) => shardUrl(p, url)));
+  const groupBytes = checkManifest(json.weightsManifest, url);
+  checkTopology(json.modelTopology, url);
   const total = groupBytes.reduce((a, b) => a + b, 0);
   if (total > maxBytes) throw new HeadstartError('DOWNLOAD', `${url} needs ${total} bytes of weights, over the ${maxBytes}-byte limit`);
   const check = (name: string, buf: Buffer): BackboneFile => {
     const digest = sha256(buf);
     const want = known.find((k) => k.path === name);
     if (want?.sha256 && want.sha256 !== digest) throw new HeadstartError('DOWNLOAD', `${name} from ${url} has sha256 ${digest}, expected ${want.sha256}; the download is corrupt or the file changed upstream`);
+    if (want?.bytes !== undefined && want.bytes !== buf.length) throw new HeadstartError('DOWNLOAD', `${name} from ${url} is ${buf.length} bytes, expected ${want.bytes}; the download is corrupt or the file changed upstream`);
     return { path: name, bytes: buf.length, sha256: digest };
   };
+  const modelUrl = new URL(url);
   return writeDirAtomic(destDir, async (tmp) => {
     const files: BackboneFile[] = [check('model.json', jsonBuf)];
     let done = 0;
     const started = Date.now();
     for (const [g, group] of json.weightsManifest.entries()) {
       let got = 0;
-      for (const p of group.paths) {
-        if (path.isAbsolute(p) || p.split(/[\\/]/).includes('..')) throw new HeadstartError('DOWNLOAD', `${url} names an unsafe shard path: ${p}`);
-        const shardUrl = new URL(p, url).toString();
-        const buf = await readBody(await fetchChecked(shardUrl, opts), shardUrl, groupBytes[g]! - got, (n) => {
+      for (const [i, p] of group.paths.entries()) {
+        const u = urls[g]![i]!;
+        const res = await fetchChecked(u, opts, (target) => outsideModelFolder(target, modelUrl));
+        const buf = await readBody(res, u, groupBytes[g]! - got, (n) => {
           done += n;
           const rate = done / Math.max(0.001, (Date.now() - started) / 1000);
           emit({ type: 'progress', phase: 'download', done, total, rate, unit: 'B', eta: (total - done) / Math.max(rate, 1) });
@@ -125,16 +184,54 @@ export async function downloadModel(url: string, destDir: string, known: Backbon
       if (got !== groupBytes[g]) throw new HeadstartError('DOWNLOAD', `weights of ${url} are ${got} bytes, the manifest says ${groupBytes[g]}; the download was cut short`);
     }
     await fs.writeFile(path.join(tmp, 'model.json'), jsonBuf);
-    await fs.writeFile(path.join(tmp, 'files.json'), JSON.stringify(files, null, 2));
+    // The cache's record of what was downloaded: verified on every load (verifyFiles).
+    await fs.writeFile(path.join(tmp, FILES_JSON), JSON.stringify(files, null, 2));
     return files;
   }, { overwrite: true });
 }
 
+const FILES_JSON = 'files.json';
+
+/**
+ * Checks a model folder against its files.json (bytes and sha256 of model.json
+ * and of every weight file the manifest names). Returns why it fails, or
+ * undefined when every file matches.
+ */
+export async function verifyFiles(dir: string, checked: CheckedModelDir): Promise<string | undefined> {
+  let recorded: BackboneFile[];
+  try {
+    const buf = await readRegularFile(path.join(dir, FILES_JSON));
+    recorded = JSON.parse(buf.toString('utf8')) as BackboneFile[];
+    if (!Array.isArray(recorded)) return `${FILES_JSON} is not a list of files`;
+  } catch (err) {
+    return `${FILES_JSON} is unreadable (${describeError(err)})`;
+  }
+  const byPath = new Map(recorded.map((f) => [f?.path, f]));
+  const names = ['model.json', ...checked.json.weightsManifest.flatMap((g) => g.paths)];
+  const real = new Map(checked.json.weightsManifest.flatMap((g, gi) => g.paths.map((p, i) => [p, checked.groups[gi]![i]!] as const)));
+  for (const name of names) {
+    const want = byPath.get(name);
+    if (!want?.sha256) return `${name} has no checksum in ${FILES_JSON}`;
+    const buf = name === 'model.json' ? checked.jsonBytes : await readRegularFile(real.get(name)!);
+    const got = sha256(buf);
+    if (got !== want.sha256) return `${name} has sha256 ${got}, but ${want.sha256} was recorded when it was downloaded`;
+  }
+  return undefined;
+}
+
 type LayersConfig = { layers: Array<{ name?: string; config: { name?: string; batch_input_shape?: number[] } }>; output_layers?: Array<[string]> };
 
-/** Builds a catalogue-like entry for a user's own model.json. */
-async function localEntry(modelJson: string): Promise<BackboneEntry> {
-  const json = JSON.parse(await fs.readFile(modelJson, 'utf8')) as ModelJson & { modelTopology: { node?: Array<{ name: string; op: string; attr?: { shape?: { shape?: { dim?: Array<{ size: string }> } } } }> } };
+/** Largest square input of a local model, pixels (every supported backbone takes 224 or 299). */
+export const MAX_INPUT_SIZE = 2048;
+
+function checkInputSize(n: number, modelJson: string): number {
+  if (!Number.isInteger(n) || n < 8 || n > MAX_INPUT_SIZE) throw new HeadstartError('BAD_MODEL', `${modelJson} declares an input of ${n} pixels a side; a backbone's input must be from 8 to ${MAX_INPUT_SIZE}`);
+  return n;
+}
+
+/** Builds a catalogue-like entry for a user's own model.json (already checked by checkModelDir). */
+function localEntry(modelJson: string, parsed: ModelJson): BackboneEntry {
+  const json = parsed as ModelJson & { modelTopology: { node?: Array<{ name: string; op: string; attr?: { shape?: { shape?: { dim?: Array<{ size: string }> } } } }> } };
   const graph = Array.isArray(json.modelTopology?.node);
   let inputSize = 224;
   let featureNode: string;
@@ -142,7 +239,7 @@ async function localEntry(modelJson: string): Promise<BackboneEntry> {
     const nodes = json.modelTopology.node!;
     const input = nodes.find((n) => n.op === 'Placeholder');
     const dims = input?.attr?.shape?.shape?.dim?.map((d) => Number(d.size));
-    if (dims && dims.length === 4 && dims[1]! > 0) inputSize = dims[1]!;
+    if (dims && dims.length === 4 && dims[1]! > 0) inputSize = checkInputSize(dims[1]!, modelJson);
     const consumed = new Set(nodes.flatMap((n) => ((n as { input?: string[] }).input ?? []).map((r) => r.replace(/^\^/, '').replace(/:\d+$/, ''))));
     featureNode = nodes.filter((n) => !consumed.has(n.name) && n.op !== 'Const').at(-1)?.name ?? '';
   } else {
@@ -151,7 +248,7 @@ async function localEntry(modelJson: string): Promise<BackboneEntry> {
     const cfg = topo?.model_config?.config ?? (topo?.class_name ? topo.config : undefined);
     if (!cfg || !Array.isArray(cfg.layers) || !cfg.layers.length) throw new HeadstartError('BAD_MODEL', `${modelJson}: only layers models (sequential or functional) and graph models are supported as backbones`);
     const shape = cfg.layers[0]?.config.batch_input_shape;
-    if (shape && shape.length === 4 && shape[1]) inputSize = shape[1];
+    if (shape && shape.length === 4 && shape[1]) inputSize = checkInputSize(shape[1], modelJson);
     // Sequential models list no output layers: their output is the last layer.
     featureNode = cfg.output_layers?.[0]?.[0] ?? cfg.layers.at(-1)!.config.name ?? cfg.layers.at(-1)!.name!;
   }
@@ -178,49 +275,70 @@ async function localEntry(modelJson: string): Promise<BackboneEntry> {
  */
 export async function resolveBackbone(idOrPath: string, cacheDir: string, opts: DownloadOptions = {}): Promise<ResolvedBackbone> {
   const entry = findBackbone(idOrPath);
-  let dir: string;
-  let resolvedEntry: BackboneEntry;
-  if (entry) {
-    resolvedEntry = entry;
-    if (entry.bundled) {
-      dir = path.join(bundledModelsDir(), entry.id);
-      if (!(await exists(path.join(dir, 'model.json')))) {
-        throw new HeadstartError('NOT_FOUND', `bundled backbone ${entry.id} is missing from ${dir}; run \`npm run build\` to extract it from the nsfwjs package`);
-      }
-    } else {
-      dir = path.join(cacheDir, 'backbones', entry.id);
-      if (!(await exists(path.join(dir, 'files.json')))) {
-        await downloadModel(entry.url!, dir, [], opts);
-      }
+  if (entry?.bundled) {
+    const dir = path.join(bundledModelsDir(), entry.id);
+    if (!(await exists(path.join(dir, 'model.json')))) {
+      throw new HeadstartError('NOT_FOUND', `bundled backbone ${entry.id} is missing from ${dir}; run \`npm run build\` to extract it from the nsfwjs package`);
     }
-  } else if (/[\\/]|\.json$/.test(idOrPath) || (await exists(idOrPath))) {
+    const checked = await checkModelDir(dir);
+    const why = await verifyFiles(dir, checked);
+    if (why) throw new HeadstartError('BAD_MODEL', `bundled backbone ${entry.id} in ${dir} is damaged: ${why}; run \`npm run build\` (or reinstall) to extract it again`);
+    return { entry, dir, modelHash: sha256(checked.jsonBytes) };
+  }
+  if (entry) return resolveRemote(entry, cacheDir, opts);
+  if (/[\\/]|\.json$/.test(idOrPath) || (await exists(idOrPath))) {
     const file = idOrPath.endsWith('.json') ? idOrPath : path.join(idOrPath, 'model.json');
     if (!(await exists(file))) throw new HeadstartError('NOT_FOUND', `no model.json at ${file}`);
-    resolvedEntry = await localEntry(file);
-    dir = path.dirname(path.resolve(file));
-  } else {
-    throw new HeadstartError('BAD_INPUT', `unknown backbone '${idOrPath}'; choose one of: ${CATALOGUE.map((e) => e.id).join(', ')}, or give a path to a model.json`);
+    const dir = path.dirname(path.resolve(file));
+    // Paths, links, file types and sizes are checked before a byte of weights is read.
+    const checked = await checkModelDir(dir);
+    // A local model retrained in place keeps its model.json: its weights belong to its identity too (the key of
+    // the embedding and ONNX caches).
+    const hash = createHash('sha256').update(checked.jsonBytes);
+    for (const shard of checked.groups.flat()) hash.update(await readRegularFile(shard));
+    return { entry: localEntry(file, checked.json), dir, modelHash: hash.digest('hex') };
   }
-  const modelJson = await fs.readFile(path.join(dir, 'model.json'));
-  // A local model retrained in place keeps its model.json: its weights belong to its identity too (the key of
-  // the embedding and ONNX caches). Catalogue models never change once resolved.
-  let modelHash = sha256(modelJson);
-  if (!entry) {
-    const hash = createHash('sha256').update(modelJson);
-    const groups = (JSON.parse(modelJson.toString('utf8')) as Partial<ModelJson>).weightsManifest;
-    for (const p of Array.isArray(groups) ? groups.flatMap((g) => g.paths) : []) {
-      const shard = path.resolve(dir, p);
-      if (!(await exists(shard))) throw new HeadstartError('BAD_MODEL', `${path.join(dir, 'model.json')} lists weight file '${p}', which is missing`);
-      hash.update(await fs.readFile(shard));
+  throw new HeadstartError('BAD_INPUT', `unknown backbone '${idOrPath}'; choose one of: ${CATALOGUE.map((e) => e.id).join(', ')}, or give a path to a model.json`);
+}
+
+/**
+ * A remote catalogue entry from the cache, downloaded on first use. Every load
+ * verifies the cached files against the sha256 recorded at download; a
+ * mismatch downloads the model again (a warning says so), and where that
+ * fails too it is a BAD_MODEL error naming the folder to delete.
+ */
+async function resolveRemote(entry: BackboneEntry, cacheDir: string, opts: DownloadOptions): Promise<ResolvedBackbone> {
+  const dir = path.join(cacheDir, 'backbones', entry.id);
+  if (await exists(path.join(dir, FILES_JSON))) {
+    let why: string | undefined;
+    let checked: CheckedModelDir | undefined;
+    try {
+      checked = await checkModelDir(dir);
+      why = await verifyFiles(dir, checked);
+    } catch (err) {
+      if (!(err instanceof HeadstartError)) throw err;
+      why = err.message;
     }
-    modelHash = hash.digest('hex');
+    if (!why && checked) return { entry, dir, modelHash: sha256(checked.jsonBytes) };
+    opts.onEvent?.({ type: 'warning', message: `cached backbone ${entry.id} in ${dir} is damaged (${why}); downloading it again` });
+    try {
+      await downloadModel(entry.url!, dir, entry.files ?? [], opts);
+    } catch (err) {
+      if (!(err instanceof HeadstartError)) throw err;
+      throw new HeadstartError('BAD_MODEL', `cached backbone ${entry.id} is damaged (${why}) and could not be downloaded again (${err.message}); delete ${dir} and run again when online`, { cause: err });
+    }
+  } else {
+    await downloadModel(entry.url!, dir, entry.files ?? [], opts);
   }
-  return { entry: resolvedEntry, dir, modelHash };
+  const checked = await checkModelDir(dir);
+  const why = await verifyFiles(dir, checked);
+  if (why) throw new HeadstartError('BAD_MODEL', `backbone ${entry.id} in ${dir} fails its checksum right after download (${why}); delete ${dir} and try again`);
+  return { entry, dir, modelHash: sha256(checked.jsonBytes) };
 }
 
 /** True when the backbone can be used without a download. */
 export async function isCached(entry: BackboneEntry, cacheDir: string): Promise<boolean> {
   if (entry.bundled) return exists(path.join(bundledModelsDir(), entry.id, 'model.json'));
-  return exists(path.join(cacheDir, 'backbones', entry.id, 'files.json'));
+  return exists(path.join(cacheDir, 'backbones', entry.id, FILES_JSON));
 }
 

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { HeadstartError } from '../errors';
 import { sha256 } from '../fsutil';
+import { NUMERIC_OPTIONS, checkOption, parseOption } from '../options';
 import { Rng } from '../rng';
 
 /** Which random transforms augmentation draws from, and how strong they are. */
@@ -31,31 +32,35 @@ export interface AugmentView {
 
 export const AUGMENT_VERSION = 'a1';
 
-/** Defaults filled in and ranges checked. */
+const TRANSFORMS = ['crop', 'rotate', 'brightness', 'contrast'] as const;
+
+/** Defaults filled in and ranges checked (ranges: the shared option table, src/core/options.ts). */
 export function normaliseAugment(o: AugmentOptions): Required<AugmentOptions> {
-  const r: Required<AugmentOptions> = { flip: true, crop: 0.15, rotate: 10, brightness: 0.2, contrast: 0.2, ...o };
-  const bad = (what: string) => {
-    throw new HeadstartError('BAD_INPUT', what);
-  };
-  if (!Number.isInteger(r.views) || r.views < 0 || r.views > 32) bad(`--augment must be a whole number of views from 0 to 32 (got ${r.views})`);
-  if (!(r.crop >= 0 && r.crop <= 0.5)) bad(`augmentation crop must be a fraction from 0 to 0.5 (got ${r.crop})`);
-  if (!(r.rotate >= 0 && r.rotate <= 45)) bad(`augmentation rotate must be 0 to 45 degrees (got ${r.rotate})`);
-  if (!(r.brightness >= 0 && r.brightness <= 1)) bad(`augmentation brightness must be 0 to 1 (got ${r.brightness})`);
-  if (!(r.contrast >= 0 && r.contrast <= 1)) bad(`augmentation contrast must be 0 to 1 (got ${r.contrast})`);
+  const d = NUMERIC_OPTIONS;
+  const r: Required<AugmentOptions> = { flip: true, crop: d.crop.default, rotate: d.rotate.default, brightness: d.brightness.default, contrast: d.contrast.default, ...o };
+  checkOption('augment', r.views);
+  for (const k of TRANSFORMS) checkOption(k, r[k]);
+  if (typeof r.flip !== 'boolean') throw new HeadstartError('BAD_INPUT', `--aug flip must be true or false (got ${String(r.flip)})`);
   return r;
 }
 
-/** Parses `flip,crop=0.1,rotate=15,brightness=0.2,contrast=0` (listed ops on, others off). */
+/**
+ * Parses `flip,crop=0.1,rotate=15,brightness=0.2,contrast=0` (listed ops on,
+ * others off; a bare name takes its default strength). Values are decimal
+ * numbers in the option table's ranges; `flip` takes true / false / 1 / 0.
+ */
 export function parseAugmentSpec(spec: string, views: number): AugmentOptions {
-  const o: AugmentOptions = { views, flip: false, crop: 0, rotate: 0, brightness: 0, contrast: 0 };
-  const defaults = { crop: 0.15, rotate: 10, brightness: 0.2, contrast: 0.2 };
+  const o: AugmentOptions = { views: checkOption('augment', views), flip: false, crop: 0, rotate: 0, brightness: 0, contrast: 0 };
   for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [k, v] = part.split('=');
-    if (k === 'flip') o.flip = v === undefined || v === 'true' || v === '1';
-    else if (k === 'crop' || k === 'rotate' || k === 'brightness' || k === 'contrast') {
-      const n = v === undefined ? defaults[k] : Number(v);
-      if (!Number.isFinite(n)) throw new HeadstartError('BAD_INPUT', `--aug ${k} needs a number (got '${v}')`);
-      o[k] = n;
+    const eq = part.indexOf('=');
+    const k = eq < 0 ? part : part.slice(0, eq);
+    const v = eq < 0 ? undefined : part.slice(eq + 1);
+    if (k === 'flip') {
+      if (v !== undefined && !['true', 'false', '1', '0'].includes(v)) throw new HeadstartError('BAD_INPUT', `--aug flip must be true, false, 1 or 0 (got ${JSON.stringify(v)})`);
+      o.flip = v === undefined || v === 'true' || v === '1';
+    } else if ((TRANSFORMS as readonly string[]).includes(k)) {
+      const name = k as (typeof TRANSFORMS)[number];
+      o[name] = v === undefined ? NUMERIC_OPTIONS[name].default : parseOption(name, v)!;
     } else throw new HeadstartError('BAD_INPUT', `unknown augmentation '${k}'; use flip, crop, rotate, brightness, contrast`);
   }
   return o;
