@@ -12,7 +12,7 @@ import { scanDataset } from './data/scan';
 import { type AugmentOptions, drawView, normaliseAugment, viewKey } from './data/augment';
 import { type DatasetSummary, type SplitName, type SplitSample, splitDataset, summarise } from './data/split';
 import { type OutOptions, outGuard, prepareOutDir, readJson, writeOutDir } from './fsutil';
-import { checkOption } from './options';
+import { checkOption, checkSplit } from './options';
 import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
 import { type Boundary, buildTop, fineTune, findBoundary, loadTop, topFeatures } from './train/finetune';
 import { defaultCacheDir, resolveBackbone } from './backbones/store';
@@ -151,6 +151,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
   const emit = progress.onEvent ?? (() => undefined);
   const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, ...Object.fromEntries(Object.entries(cfg).filter(([k, v]) => k in HEAD_DEFAULTS && v !== undefined)) } as Required<HeadOptions>;
   validateHead(head);
+  checkSplit(cfg.val, cfg.test);
   // Before any scan or extraction: a bad --out costs the user nothing.
   const guard = outGuard('run', [{ path: cfg.data, what: 'DATA' }], cfg);
   const runDir = await prepareOutDir(cfg.out, guard);

@@ -195,7 +195,7 @@ test('bad settings and paths stop the run before any work, with the option named
   await assert.rejects(run({ batchSize: 1.5 }), { code: 'BAD_INPUT', message: /--batch/ });
   await assert.rejects(run({ learningRate: -1 }), { code: 'BAD_INPUT', message: /--lr/ });
   await assert.rejects(run({ dropout: 1 }), { code: 'BAD_INPUT', message: /--dropout/ });
-  await assert.rejects(run({ val: 0.7 }), { code: 'BAD_INPUT', message: /--val and --test/ });
+  await assert.rejects(run({ val: 0.7 }), { code: 'BAD_INPUT', message: /--val/ });
   await assert.rejects(run({ unfreeze: 2 }), { code: 'BAD_INPUT', message: /--unfreeze/ });
   await assert.rejects(run({ backbone: 'no-such-net' }), { code: 'BAD_INPUT', message: /unknown backbone 'no-such-net'/ });
   await writeText(path.join(dir, 'bad-model', 'model.json'), '{"modelTopology": {"weird": true}, "weightsManifest": []}');
