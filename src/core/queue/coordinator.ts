@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { Job, Queue, QueueEvents } from 'bullmq';
+import IORedis from 'ioredis';
 import type { ExtractItem, ExtractResult } from '../data/extract';
 import type { OpenedBackbone } from '../engine';
 import { CancelledError, HeadstartError, describeError } from '../errors';
@@ -92,17 +93,31 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** `p`, or a rejection after `ms` (a command to an unreachable Redis may never settle). */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** Queues the shards (reusing jobs already queued under the same ids) and waits for all of them. */
 async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: ExtractJobData }>, tally: Tally, opts: QueueOptions, progress: Progress): Promise<void> {
   const timeoutMs = (opts.timeoutSeconds ?? 20) * 1000;
-  // Commands fail fast while Redis is away (no offline queue, one retry): the loop below decides when to give up.
-  const connection = { ...target.connection, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: Math.min(timeoutMs, 10_000) };
-  const queue = new Queue<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, { connection, prefix: QUEUE_PREFIX });
-  const events = new QueueEvents(EXTRACT_QUEUE, { connection: { ...target.connection, maxRetriesPerRequest: null, connectTimeout: Math.min(timeoutMs, 10_000) }, prefix: QUEUE_PREFIX });
   let lastError = '';
   const noteError = (err: unknown): void => {
     lastError = describeError(err);
   };
+  // Our own clients: every error has a listener (no ioredis "Unhandled error" dumps), and they can be dropped however Redis is.
+  // Commands fail fast while Redis is away (no offline queue, one retry): the loop below decides when to give up.
+  const base = { ...target.connection, connectTimeout: Math.min(timeoutMs, 10_000) };
+  const qc = new IORedis({ ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  const ec = new IORedis({ ...base, maxRetriesPerRequest: null });
+  qc.on('error', noteError);
+  ec.on('error', noteError);
+  const queue = new Queue<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, { connection: qc, prefix: QUEUE_PREFIX });
+  const events = new QueueEvents(EXTRACT_QUEUE, { connection: ec, prefix: QUEUE_PREFIX });
   queue.on('error', noteError);
   events.on('error', noteError);
   events.on('progress', ({ jobId, data }) => {
@@ -119,7 +134,7 @@ async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: Ex
     for (;;) {
       if (progress.signal?.aborted) throw new CancelledError();
       try {
-        const r = await f();
+        const r = await within(f(), Math.min(timeoutMs, 5000));
         lastContact = Date.now();
         return r;
       } catch (err) {
@@ -173,7 +188,10 @@ async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: Ex
       if (Date.now() - lastContact > timeoutMs) throw new HeadstartError('BACKEND', `lost the queue at ${target.redacted} (${lastError || 'no answer'}); start Redis and run the same command again to resume`);
     }
   } finally {
-    await Promise.allSettled([queue.close(), events.close()]);
+    // close() waits for Redis to answer; with Redis gone it would wait for ever.
+    await within(Promise.allSettled([queue.close(), events.close()]), 2000).catch(noteError);
+    qc.disconnect();
+    ec.disconnect();
   }
 }
 
