@@ -96,6 +96,8 @@ async function queueSection() {
     const queue = new Queue('extract', { connection, prefix: 'headstart' });
     const events = new QueueEvents('extract', { connection, prefix: 'headstart' });
     await events.waitUntilReady();
+    queue.setMaxListeners(0); // one waitUntilFinished per job below
+    events.setMaxListeners(0);
     const jobsN = quick ? 50 : 200;
     const it = items[0];
     const t0 = performance.now();
