@@ -28,6 +28,116 @@ function timeCli(argv, env = {}) {
   return { seconds: (performance.now() - t0) / 1000, json: JSON.parse(out.toString()) };
 }
 
+/**
+ * Queue section (issue 14): extraction through `headstart worker` processes on a
+ * local redis-server against the single-process path, per-job queue overhead
+ * (jobs whose one image is already cached), and a projection for N machines.
+ * Needs redis-server (HEADSTART_REDIS_SERVER or /usr/bin/redis-server).
+ * `node bench/run.mjs --only-queue` runs this section alone.
+ */
+async function queueSection() {
+  const { spawn } = await import('node:child_process');
+  const { existsSync } = await import('node:fs');
+  const net = await import('node:net');
+  const { Queue, QueueEvents } = require('bullmq');
+  const server = process.env.HEADSTART_REDIS_SERVER || (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : '');
+  if (!server) return console.log('# queue: skipped (no redis-server)');
+  const port = await new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  const procs = [];
+  const startProc = (cmd, argv, readyRe) => new Promise((resolve, reject) => {
+    const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(c);
+    let text = '';
+    const on = (d) => { text += d; if (readyRe.test(text)) resolve(c); };
+    c.stdout.on('data', on);
+    c.stderr.on('data', on);
+    c.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${text.slice(-400)}`)));
+  });
+  const rdir = path.join(work, 'redis');
+  await mkdir(rdir, { recursive: true });
+  await startProc(server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', rdir], /Ready to accept/);
+  const url = `redis://127.0.0.1:${port}`;
+  const id = 'mobilenet-v2-140';
+  const qdata = path.join(work, 'qdata');
+  const perClass = quick ? 10 : 40;
+  await core.makeSampleDataset(path.join(qdata, 'main'), { perClass, classes: 4, seed: 11 });
+  await core.makeSampleDataset(path.join(qdata, 'warm'), { perClass: 4, classes: 4, seed: 12 });
+  const items = (await core.scanDataset(path.join(qdata, 'main'))).hashed;
+  const warmItems = (await core.scanDataset(path.join(qdata, 'warm'))).hashed;
+  console.log(`# queue: ${items.length} images, ${id}, ONNX Runtime 1 thread per worker, shard 32, redis on loopback`);
+  try {
+    // Single process: one engine thread, then two.
+    for (const threads of [1, 2]) {
+      const ob = await core.openBackbone(id, { cacheDir: path.join(work, `q-local-${threads}`), workers: threads });
+      await ob.extract(warmItems);
+      const r = await ob.extract(items);
+      ob.dispose();
+      fig(`queue.local${threads}t.imagesPerSecond`, r.computed / r.seconds);
+    }
+    // 1 and 2 worker processes (1 thread each), warmed on other images first.
+    for (const n of [1, 2]) {
+      const cache = path.join(work, `q-cache-${n}`);
+      const ws = [];
+      for (let i = 0; i < n; i++) ws.push(await startProc(process.execPath, [cli, 'worker', '--queue', url, '--data-root', qdata, '--cache', cache, '--workers', '1'], /reading under/));
+      const ob = await core.openBackbone(id, { cacheDir: cache, workers: 1 });
+      const q = core.queuedBackbone(ob, id, { url, shardSize: 32 });
+      await q.extract(warmItems);
+      const t0 = performance.now();
+      await q.extract(items);
+      fig(`queue.workers${n}.imagesPerSecond`, items.length / ((performance.now() - t0) / 1000));
+      ob.dispose();
+      for (const w of ws) w.kill('SIGTERM');
+    }
+    // Per-job overhead: jobs of one already-cached image through one worker.
+    const cache = path.join(work, 'q-cache-1');
+    await startProc(process.execPath, [cli, 'worker', '--queue', url, '--data-root', qdata, '--cache', cache, '--workers', '1'], /reading under/);
+    const ob = await core.openBackbone(id, { cacheDir: cache, workers: 1 });
+    const connection = { host: '127.0.0.1', port };
+    const queue = new Queue('extract', { connection, prefix: 'headstart' });
+    const events = new QueueEvents('extract', { connection, prefix: 'headstart' });
+    await events.waitUntilReady();
+    queue.setMaxListeners(0); // one waitUntilFinished per job below
+    events.setMaxListeners(0);
+    const jobsN = quick ? 50 : 200;
+    const it = items[0];
+    const t0 = performance.now();
+    const jobs = await queue.addBulk(Array.from({ length: jobsN }, (_, i) => ({ name: 'extract', data: { backbone: id, engine: 'onnx', key: ob.caches.features.key, batchSize: 16, items: [it] }, opts: { jobId: `bench-${Date.now()}-${i}`, removeOnComplete: true } })));
+    await Promise.all(jobs.map((j) => j.waitUntilFinished(events, 120_000)));
+    const perJob = (performance.now() - t0) / 1000 / jobsN;
+    fig('queue.perJobOverheadMs', perJob * 1000);
+    await Promise.all([queue.close(), events.close()]);
+    ob.dispose();
+    // Projection: a worker spends S/r computing a shard and `perJob` on the queue per shard.
+    const r = results.figures['queue.workers1.imagesPerSecond'];
+    const S = 256;
+    const frac = perJob / (perJob + S / r);
+    const redisJobsPerSecond = 1 / perJob; // one worker, serial: a floor on what Redis serves
+    for (const n of [10, 100]) {
+      const jobsPerSecond = (n * r) / S;
+      fig(`queue.projection.${n}workers`, {
+        queueFraction: Number(frac.toFixed(4)),
+        jobsPerSecondNeeded: Number(jobsPerSecond.toFixed(2)),
+        imagesPerSecond: Math.round(n * r),
+        cacheFileCreatesPerSecond: Math.round(n * r * 2),
+        cacheWriteMBps: Number(((n * r * (1792 + 768) * 4) / 1e6).toFixed(1)),
+        imageReadMBps: Number(((n * r * 30e3) / 1e6).toFixed(1)),
+      });
+    }
+    console.log(`# projection: queue time is ${(frac * 100).toFixed(2)}% of a worker's time at shard ${S} whatever N while Redis keeps up (it served >= ${redisJobsPerSecond.toFixed(0)} jobs/s to one serial worker; 100 workers need ${((100 * r) / S).toFixed(1)}/s). The shared volume limits first: each image is one read and two small atomic creates (write + rename), so 100 workers need ~${Math.round(100 * r * 2)} creates/s, beyond what a typical NFS server sustains for small files (a few thousand metadata ops/s).`);
+  } finally {
+    for (const c of procs) c.kill('SIGKILL');
+  }
+}
+
+if (args.has('--only-queue')) {
+  try {
+    await queueSection();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
 try {
   const perClass = quick ? 20 : 80;
   const data = path.join(work, 'data');
@@ -196,6 +306,8 @@ try {
     fig(`memory.peakRssMB`, mem.maxRssMB);
     fig(`memory.seconds`, (performance.now() - t0) / 1000);
   }
+
+  await queueSection();
 
   await mkdir(path.join(root, 'bench'), { recursive: true });
   await writeFile(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -36,6 +36,8 @@ import {
   predictFiles,
   trainRun,
 } from './core';
+import { type QueueOptions, parseQueueUrl, startWorker } from './core/queue';
+import { gridUsage, parseGrid, runSweep } from './core/queue/sweep';
 
 const VERSION = '0.1.0';
 
@@ -46,6 +48,7 @@ Usage:
                   [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
                   [--augment K] [--aug flip,crop=0.15,rotate=10,brightness=0.2,contrast=0.2]
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
+                  [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|int8|auto] [--prune SPARSITY]
@@ -53,6 +56,10 @@ Usage:
                                          int8: ONNX only, static QDQ calibrated on training images
   headstart distill RUN_DIR [--student ID] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
+  headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]
+                  [--lock-seconds S]     take extraction jobs from the queue (see README "Many machines")
+  headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [train options]
+                                         train every combination and write a leaderboard
   headstart backbones                    the catalogue and what is cached
   headstart sample DIR [--per-class N] [--classes N] [--seed N]
                                          write a small generated image dataset
@@ -173,6 +180,20 @@ class Reporter {
   };
 }
 
+/** --queue, --shard, --queue-timeout: undefined without --queue; the URL is checked here, before any work. */
+function queueOptions(v: { queue?: string; shard?: string; 'queue-timeout'?: string }): QueueOptions | undefined {
+  if (v.queue === undefined) {
+    if (v.shard !== undefined || v['queue-timeout'] !== undefined) bad('--shard and --queue-timeout need --queue URL');
+    return undefined;
+  }
+  parseQueueUrl(v.queue);
+  const shardSize = num(v.shard, 'shard');
+  const timeoutSeconds = num(v['queue-timeout'], 'queue-timeout');
+  return { url: v.queue, shardSize, timeoutSeconds };
+}
+
+const queueFlags = { queue: { type: 'string' }, shard: { type: 'string' }, 'queue-timeout': { type: 'string' } } as const;
+
 function engineOptions(v: { cache?: string; backend?: string; workers?: string; engine?: string }): EngineOptions {
   if (v.engine !== undefined && !['auto', 'onnx', 'tfjs'].includes(v.engine)) bad(`--engine must be auto, onnx or tfjs (got '${v.engine}')`);
   const backends = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -212,7 +233,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, dropout: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
         seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
-        patience: { type: 'string' },
+        patience: { type: 'string' }, ...queueFlags,
       });
       if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
       if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id or a path to a model.json (got an empty value)');
@@ -220,6 +241,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const test = num(v.test, 'test');
       checkSplit(val, test);
       const views = num(v.augment, 'augment');
+      const queue = queueOptions(v);
       const rep = new Reporter(!!v.quiet);
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const res = await trainRun(
@@ -239,6 +261,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           augment: v.aug !== undefined ? parseAugmentSpec(v.aug, views ?? NUMERIC_OPTIONS.augment.default) : views !== undefined ? { views } : undefined,
           out: v.out ?? path.join('.headstart', 'runs', `${stamp}-${v.backbone ?? DEFAULT_BACKBONE}`.replace(/[^\w.-]/g, '_')),
           force: v.force,
+          queue,
           ...engineOptions(v),
         },
         { onEvent: rep.onEvent, signal },
@@ -298,6 +321,45 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
         return lines.join('\n');
       });
+      return 0;
+    }
+    case 'worker': {
+      const { values: v, positionals } = parse({ queue: { type: 'string' }, 'data-root': { type: 'string', multiple: true }, concurrency: { type: 'string' }, 'lock-seconds': { type: 'string' } });
+      if (positionals.length) bad('worker takes no positional arguments (see headstart --help)');
+      if (!v.queue) bad('worker needs --queue redis://HOST:PORT');
+      const rep = new Reporter(!!v.quiet);
+      const worker = await startWorker(
+        { queue: v.queue, dataRoots: ([] as string[]).concat(v['data-root'] ?? []), concurrency: num(v.concurrency, 'concurrency'), lockSeconds: num(v['lock-seconds'], 'lock-seconds'), ...engineOptions(v) },
+        rep.onEvent,
+      );
+      // Ctrl-C / SIGTERM: finish the jobs in hand (a second signal exits at once; the queue then hands the job on after its lock expires).
+      await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+      rep.line(`worker ${worker.id}: stopping after the current job`);
+      await worker.close();
+      rep.line(`worker ${worker.id}: stopped`);
+      return 0;
+    }
+    case 'sweep': {
+      const { values: v, positionals } = parse({
+        grid: { type: 'string' }, out: { type: 'string' }, backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' },
+        val: { type: 'string' }, test: { type: 'string' }, seed: { type: 'string' }, patience: { type: 'string' }, dropout: { type: 'string' }, ...queueFlags,
+      });
+      if (positionals.length !== 1) bad('sweep needs exactly one DATA folder or manifest');
+      if (!v.grid) bad(`sweep needs --grid, e.g. --grid "${gridUsage}"`);
+      const rep = new Reporter(!!v.quiet);
+      const res = await runSweep(
+        {
+          grid: parseGrid(v.grid),
+          out: v.out ?? path.join('.headstart', 'sweeps', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')),
+          force: v.force,
+          base: {
+            data: positionals[0]!, backbone: v.backbone, epochs: num(v.epochs, 'epochs'), batchSize: num(v.batch, 'batch'), val: num(v.val, 'val'), test: num(v.test, 'test'),
+            seed: num(v.seed, 'seed'), patience: num(v.patience, 'patience'), dropout: num(v.dropout, 'dropout'), queue: queueOptions(v), ...engineOptions(v),
+          },
+        },
+        { onEvent: rep.onEvent, signal },
+      );
+      out(!!v.json, res, () => res.table);
       return 0;
     }
     case 'backbones': {

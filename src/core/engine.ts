@@ -43,6 +43,8 @@ export interface OpenedBackbone {
   workers: number;
   /** Why the engine asked for was not used, if it was not. */
   engineNote?: string;
+  /** The embedding caches extract() reads and fills (features under this backbone's key; raw-pixel thumbnails). */
+  caches: { features: VectorCache; thumbs: VectorCache };
   /** Extracts (through the caches) features of the given images. */
   extract(items: ExtractItem[], progress?: Progress): Promise<ExtractResult>;
   /** Releases the pool and the model. */
@@ -102,7 +104,10 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
     return extractor;
   };
   if (!featureSize) await getExtractor(); // local models: measure the feature size
-  const thumbs = new VectorCache(cacheDir, `thumb${THUMB}-${PREPROCESS_VERSION}-${backbone.entry.inputSize}`, THUMB * THUMB * 3);
+  const caches = {
+    features: new VectorCache(cacheDir, key, featureSize),
+    thumbs: new VectorCache(cacheDir, `thumb${THUMB}-${PREPROCESS_VERSION}-${backbone.entry.inputSize}`, THUMB * THUMB * 3),
+  };
   return {
     backbone: { ...backbone, entry: { ...backbone.entry, featureSize } },
     backend,
@@ -110,8 +115,9 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
     engine,
     workers,
     engineNote,
+    caches,
     extract: (items, p = {}) =>
-      extractAll(items, getExtractor, new VectorCache(cacheDir, key, featureSize), thumbs, backbone.entry.inputSize, {
+      extractAll(items, getExtractor, caches.features, caches.thumbs, backbone.entry.inputSize, {
         ...p,
         batchSize: opts.batchSize,
         maxPixels: opts.maxPixels,

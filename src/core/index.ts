@@ -38,3 +38,5 @@ export * from './data/augment';
 export * from './train/finetune';
 export * from './train/wasmGrads';
 export * from './train/distill';
+export * from './queue';
+export * from './queue/sweep';

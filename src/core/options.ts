@@ -52,6 +52,10 @@ export const NUMERIC_OPTIONS = {
   alpha: opt('--alpha', false, 0, 1, 0.7, "weight of the teacher's soft targets"),
   'per-class': opt('--per-class', true, 1, 10_000, 30, 'images per class'),
   classes: opt('--classes', true, 2, 4, 3, 'classes (circle, square, triangle, star)'),
+  shard: opt('--shard', true, 1, 100_000, 256, 'images per queued extraction job'),
+  'queue-timeout': opt('--queue-timeout', false, 1, 86_400, 20, 'seconds without an answer from the queue before giving up'),
+  concurrency: opt('--concurrency', true, 1, 64, 1, 'jobs a worker runs at once'),
+  'lock-seconds': opt('--lock-seconds', false, 1, 3600, 30, "seconds a worker's job lock lasts before the job counts as stalled"),
 } as const satisfies Record<string, NumericOption>;
 
 export type NumericOptionName = keyof typeof NUMERIC_OPTIONS;

@@ -18,6 +18,7 @@ import { type Boundary, buildTop, fineTune, findBoundary, loadTop, topFeatures }
 import { defaultCacheDir, resolveBackbone } from './backbones/store';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
 import { dirLoader, dirSaver } from './tfjsio';
+import { type QueueOptions, queuedBackbone, redactQueueUrl } from './queue';
 
 export const RUN_VERSION = 1;
 
@@ -35,6 +36,8 @@ export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions {
   augment?: AugmentOptions;
   /** RUN_DIR to create. */
   out: string;
+  /** Spread extraction over `headstart worker` processes on this queue (run.json records the URL redacted). */
+  queue?: QueueOptions;
 }
 
 /** Baseline on raw pixels, to show what the pretrained backbone bought. */
@@ -178,6 +181,8 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     ft?.base.dispose();
     throw err;
   }
+  // --queue: extract() spreads what is not cached over the workers, then reads the cache as below.
+  if (cfg.queue) opened = queuedBackbone(opened, backboneId, cfg.queue, ft && { featureNode: ft.boundary.layer, pool: false }, cfg.batchSize ?? 16, cfg.maxPixels);
   try {
     throwIfAborted(progress.signal);
     const ex = await opened.extract(scan.hashed, progress);
@@ -242,12 +247,12 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         cached: ex.cached + augTimings.cached,
         workers: opened.workers,
       };
-      const { out, force, protectedRoots, cacheDir, ...cfgRest } = cfg;
+      const { out, force, protectedRoots, cacheDir, queue, ...cfgRest } = cfg;
       void [out, force, protectedRoots, cacheDir]; // not part of run.json
       const record: RunRecord = {
         version: RUN_VERSION,
         createdAt: new Date().toISOString(),
-        config: { ...cfgRest, ...head, backbone: b.entry.id, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) },
+        config: { ...cfgRest, ...(queue ? { queue: { ...queue, url: redactQueueUrl(queue.url) } } : {}), ...head, backbone: b.entry.id, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) },
         backend: opened.backend.name,
         engine: opened.engine,
         backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: ft ? ft.featureNode : b.entry.featureNode, pool: ft ? ft.pool : !!b.entry.pool, featureSize: headDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },

@@ -1,0 +1,230 @@
+import * as path from 'node:path';
+import { Job, Queue, QueueEvents } from 'bullmq';
+import IORedis from 'ioredis';
+import type { ExtractItem, ExtractResult } from '../data/extract';
+import type { OpenedBackbone } from '../engine';
+import { CancelledError, HeadstartError, describeError } from '../errors';
+import type { Progress } from '../events';
+import { EXTRACT_QUEUE, QUEUE_PREFIX, type QueueTarget, parseQueueUrl } from './connection';
+import { DEFAULT_SHARD_SIZE, type ExtractJobData, type ExtractJobProgress, type ExtractJobResult, extractJobId, shard } from './jobs';
+
+/** `--queue` on train / sweep. */
+export interface QueueOptions {
+  /** redis://[user:password@]host:port; written to run.json only redacted. */
+  url: string;
+  /** Images per job, default 256; rounded up to a multiple of the extraction batch. */
+  shardSize?: number;
+  /** Seconds without a reachable Redis before the coordinator gives up, default 20. */
+  timeoutSeconds?: number;
+}
+
+/** The images of `items` whose features or thumbnail are not cached yet (one per content hash). */
+export async function missingItems(opened: OpenedBackbone, items: ExtractItem[]): Promise<ExtractItem[]> {
+  const seen = new Set<string>();
+  const out: ExtractItem[] = [];
+  for (const it of items) {
+    if (seen.has(it.hash)) continue;
+    seen.add(it.hash);
+    const [f, t] = await Promise.all([opened.caches.features.get(it.hash), opened.caches.thumbs.get(it.hash)]);
+    if (!f || !t) out.push({ path: it.path, hash: it.hash, ...(it.view ? { view: it.view } : {}) });
+  }
+  return out;
+}
+
+interface Tracked {
+  total: number;
+  done: number;
+  state: 'pending' | 'completed' | 'failed';
+  result?: ExtractJobResult;
+  reason?: string;
+}
+
+/** Live figures across workers, turned into the usual progress events. */
+class Tally {
+  readonly jobs = new Map<string, Tracked>();
+  readonly workers = new Set<string>();
+  private readonly t0 = Date.now();
+  constructor(private readonly progress: Progress, private readonly total: number) {}
+
+  get finished(): boolean {
+    return [...this.jobs.values()].every((j) => j.state !== 'pending');
+  }
+
+  seeWorker(w: string | undefined): void {
+    if (!w || this.workers.has(w)) return;
+    this.workers.add(w);
+    this.progress.onEvent?.({ type: 'log', message: `worker ${w} is working on this run (${this.workers.size} seen)` });
+  }
+
+  update(id: string, done: number): void {
+    const j = this.jobs.get(id);
+    if (!j || j.state !== 'pending') return;
+    j.done = Math.min(j.total, Math.max(0, done));
+    this.emit();
+  }
+
+  finish(id: string, state: 'completed' | 'failed', result?: ExtractJobResult, reason?: string): void {
+    const j = this.jobs.get(id);
+    if (!j || j.state !== 'pending') return;
+    Object.assign(j, { state, result, reason, done: j.total });
+    this.seeWorker(result?.worker);
+    this.emit();
+  }
+
+  emit(): void {
+    const done = [...this.jobs.values()].reduce((a, j) => a + j.done, 0);
+    const rate = done / Math.max(0.001, (Date.now() - this.t0) / 1000);
+    this.progress.onEvent?.({ type: 'progress', phase: 'extract', done, total: this.total, rate, unit: `images (${this.workers.size} worker${this.workers.size === 1 ? '' : 's'})`, eta: (this.total - done) / Math.max(rate, 1e-6) });
+  }
+
+  get seconds(): number {
+    return (Date.now() - this.t0) / 1000;
+  }
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+/** `p`, or a rejection after `ms` (a command to an unreachable Redis may never settle). */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** Queues the shards (reusing jobs already queued under the same ids) and waits for all of them. */
+async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: ExtractJobData }>, tally: Tally, opts: QueueOptions, progress: Progress): Promise<void> {
+  const timeoutMs = (opts.timeoutSeconds ?? 20) * 1000;
+  let lastError = '';
+  const noteError = (err: unknown): void => {
+    lastError = describeError(err);
+  };
+  // Our own clients: every error has a listener (no ioredis "Unhandled error" dumps), and they can be dropped however Redis is.
+  // Commands fail fast while Redis is away (no offline queue, one retry): the loop below decides when to give up.
+  const base = { ...target.connection, connectTimeout: Math.min(timeoutMs, 10_000) };
+  const qc = new IORedis({ ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  const ec = new IORedis({ ...base, maxRetriesPerRequest: null });
+  qc.on('error', noteError);
+  ec.on('error', noteError);
+  const queue = new Queue<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, { connection: qc, prefix: QUEUE_PREFIX });
+  const events = new QueueEvents(EXTRACT_QUEUE, { connection: ec, prefix: QUEUE_PREFIX });
+  queue.on('error', noteError);
+  events.on('error', noteError);
+  events.on('progress', ({ jobId, data }) => {
+    const p = data as Partial<ExtractJobProgress>;
+    tally.seeWorker(typeof p?.worker === 'string' ? p.worker : undefined);
+    if (typeof p?.done === 'number') tally.update(jobId, p.done);
+  });
+  events.on('completed', ({ jobId, returnvalue }) => tally.finish(jobId, 'completed', returnvalue as unknown as ExtractJobResult));
+  events.on('stalled', ({ jobId }) => {
+    if (tally.jobs.has(jobId)) progress.onEvent?.({ type: 'warning', message: `job ${jobId} stalled (its worker stopped answering); it goes back to the queue for another worker` });
+  });
+  let lastContact = Date.now();
+  const withDeadline = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      if (progress.signal?.aborted) throw new CancelledError();
+      try {
+        const r = await within(f(), Math.min(timeoutMs, 5000));
+        lastContact = Date.now();
+        return r;
+      } catch (err) {
+        noteError(err);
+        if (Date.now() - lastContact > timeoutMs) {
+          throw new HeadstartError('BACKEND', `lost the queue at ${target.redacted} while ${what} (${lastError}) for ${Math.round(timeoutMs / 1000)} s; what workers finished is in the cache: start Redis and run the same command again to resume`);
+        }
+        await sleep(500, progress.signal);
+      }
+    }
+  };
+  try {
+    await withDeadline('connecting', async () => {
+      await queue.waitUntilReady();
+      await queue.count(); // a real round trip: waitUntilReady alone does not prove Redis answers
+    });
+    await withDeadline('waiting for queue events', () => events.waitUntilReady().then(() => undefined));
+    await withDeadline('queueing jobs', () =>
+      queue.addBulk(jobs.map((j) => ({ name: 'extract', data: j.data, opts: { jobId: j.id, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 3600 }, removeOnFail: { age: 24 * 3600 } } }))).then(() => undefined),
+    );
+    // A job id that failed for good in an earlier run is still there, and an add under its id is ignored: retry it.
+    await withDeadline('retrying failed jobs', async () => {
+      for (const id of tally.jobs.keys()) {
+        if ((await queue.getJobState(id)) !== 'failed') continue;
+        const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, id);
+        if (!job) continue;
+        progress.onEvent?.({ type: 'log', message: `job ${id} had failed in an earlier run (${job.failedReason}); retrying it` });
+        await job.retry('failed');
+      }
+    });
+    progress.onEvent?.({ type: 'log', message: `queued ${jobs.length} job(s) on ${target.redacted}; waiting for workers` });
+    let reconciled = 0;
+    while (!tally.finished) {
+      if (progress.signal?.aborted) throw new CancelledError();
+      // Events can be missed (a reconnect); the job states in Redis are the truth.
+      await withDeadline('waiting for workers', async () => {
+        for (const [id, j] of tally.jobs) {
+          if (j.state !== 'pending') continue;
+          const state = await queue.getJobState(id);
+          if (state === 'completed') {
+            const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, id);
+            tally.finish(id, 'completed', job?.returnvalue);
+          } else if (state === 'failed') {
+            const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, id);
+            tally.finish(id, 'failed', undefined, job?.failedReason ?? 'failed');
+          } else if (state === 'unknown') tally.finish(id, 'completed'); // removed after completion: the cache holds its work
+        }
+      });
+      reconciled++;
+      if (!tally.finished) await sleep(reconciled < 5 ? 200 : 1000, progress.signal);
+      if (Date.now() - lastContact > timeoutMs) throw new HeadstartError('BACKEND', `lost the queue at ${target.redacted} (${lastError || 'no answer'}); start Redis and run the same command again to resume`);
+    }
+  } finally {
+    // close() waits for Redis to answer; with Redis gone it would wait for ever.
+    await within(Promise.allSettled([queue.close(), events.close()]), 2000).catch(noteError);
+    qc.disconnect();
+    ec.disconnect();
+  }
+}
+
+/**
+ * Wraps an opened backbone so that its extract() first spreads the images that
+ * are not cached over the queue's workers, waits for them, then reads
+ * everything through the cache as a local run would (anything still missing,
+ * such as a file no worker could read, is extracted here). Features are the
+ * same bits as a local run's: same engine, same batches.
+ */
+export function queuedBackbone(opened: OpenedBackbone, backbone: string, opts: QueueOptions, cut?: { featureNode: string; pool: boolean }, batchSize = 16, maxPixels?: number): OpenedBackbone {
+  const target = parseQueueUrl(opts.url);
+  // Shards of whole batches: a worker then forms the batches a local run would.
+  const shardSize = Math.ceil((opts.shardSize ?? DEFAULT_SHARD_SIZE) / batchSize) * batchSize;
+  const engine = opened.engine === 'onnxruntime' ? 'onnx' : 'tfjs';
+  const id = backbone.startsWith('local:') ? path.resolve(backbone.slice('local:'.length)) : /[\\/]|\.json$/.test(backbone) ? path.resolve(backbone) : backbone;
+  const extract = async (items: ExtractItem[], progress: Progress = {}): Promise<ExtractResult> => {
+    const missing = await missingItems(opened, items);
+    if (!missing.length) return opened.extract(items, progress);
+    const tally = new Tally(progress, missing.length);
+    const jobs = shard(missing, shardSize).map((s) => {
+      const data: ExtractJobData = { backbone: id, engine, key: opened.caches.features.key, cut, batchSize, maxPixels, items: s };
+      return { id: extractJobId(data), data };
+    });
+    for (const j of jobs) tally.jobs.set(j.id, { total: j.data.items.length, done: 0, state: 'pending' });
+    progress.onEvent?.({ type: 'phase', phase: 'extract', message: `spreading ${missing.length} images over the queue's workers in ${jobs.length} job(s) of up to ${shardSize}` });
+    await runShards(target, jobs, tally, opts, progress);
+    const failed = [...tally.jobs.entries()].filter(([, j]) => j.state === 'failed');
+    if (failed.length) throw new HeadstartError('BACKEND', `${failed.length} of ${jobs.length} queue job(s) failed for good: ${failed[0]![1].reason}${failed.length > 1 ? '; …' : ''}. Fix what the worker log says and run again (finished jobs are cached)`);
+    const byWorkers = [...tally.jobs.values()].reduce((a, j) => a + (j.result?.computed ?? 0), 0);
+    const local = await opened.extract(items, progress);
+    if (local.computed > 0) progress.onEvent?.({ type: 'warning', message: `${local.computed} image(s) were not in the cache after the queue finished; extracted them here` });
+    return { ...local, computed: local.computed + byWorkers, cached: local.cached - byWorkers, imagesPerSecond: (byWorkers + local.computed) / Math.max(tally.seconds, 0.001), seconds: tally.seconds + local.seconds };
+  };
+  return { ...opened, extract };
+}

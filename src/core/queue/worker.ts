@@ -1,0 +1,153 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Skipped } from '../data/dataset';
+import type { ExtractItem } from '../data/extract';
+import { type EngineOptions, type OpenedBackbone, openBackbone } from '../engine';
+import { HeadstartError, describeError } from '../errors';
+import type { EventSink } from '../events';
+import { sha256File } from '../fsutil';
+import { EXTRACT_QUEUE, QUEUE_PREFIX, parseQueueUrl } from './connection';
+import { type ExtractJobData, type ExtractJobProgress, type ExtractJobResult, checkExtractJob } from './jobs';
+import { placeOf, resolveRoots } from './roots';
+
+export interface WorkerOptions extends Pick<EngineOptions, 'cacheDir' | 'backend' | 'workers'> {
+  /** redis://[user:password@]host:port */
+  queue: string;
+  /** Folders this worker may read images (and local backbones) from. */
+  dataRoots: string[];
+  /** Jobs processed at once, default 1 (one job already uses every extraction thread). */
+  concurrency?: number;
+  /**
+   * Seconds a job's lock lives without renewal, default 30. A worker that dies
+   * loses its lock after this long; another worker then takes the job again.
+   */
+  lockSeconds?: number;
+}
+
+/** A running worker: `closed` resolves after close() once the current jobs have finished. */
+export interface RunningWorker {
+  id: string;
+  close(): Promise<void>;
+}
+
+/** Refuses a job whose paths leave the roots; returns the items to extract and the per-item failures. */
+async function admit(items: ExtractItem[], roots: string[]): Promise<{ ok: ExtractItem[]; failed: Skipped[] }> {
+  const ok: ExtractItem[] = [];
+  const failed: Skipped[] = [];
+  for (const it of items) {
+    const place = await placeOf(it.path, roots);
+    if (place.where === 'outside') throw new UnrecoverableError(`refused: ${it.path} is outside this worker's --data-root (${roots.join(', ')})`);
+    if (place.where === 'missing') {
+      failed.push({ path: it.path, reason: `cannot read file on worker (${place.code})` });
+      continue;
+    }
+    // A plain item's key is its content hash: check it, so changed bytes are never cached under the old key.
+    if (!it.view) {
+      let hash: string;
+      try {
+        hash = await sha256File(it.path);
+      } catch (err) {
+        failed.push({ path: it.path, reason: `cannot read file on worker (${(err as NodeJS.ErrnoException).code ?? describeError(err)})` });
+        continue;
+      }
+      if (hash !== it.hash) {
+        failed.push({ path: it.path, reason: 'file changed since the coordinator scanned it (content hash differs); run again' });
+        continue;
+      }
+    }
+    ok.push(it);
+  }
+  return { ok, failed };
+}
+
+/**
+ * Starts `headstart worker`: takes extraction jobs from the queue, extracts
+ * each shard through the embedding cache in `cacheDir` (atomic writes: a
+ * worker killed mid-write leaves no entry that is ever served), and reports
+ * progress per batch. A file it cannot read fails that item, not the job; a
+ * job naming a path outside the data roots is refused without retries.
+ */
+export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () => undefined): Promise<RunningWorker> {
+  const target = parseQueueUrl(opts.queue);
+  const roots = await resolveRoots(opts.dataRoots);
+  const concurrency = opts.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new HeadstartError('BAD_INPUT', '--concurrency must be a whole number from 1 to 64');
+  const lockSeconds = opts.lockSeconds ?? 30;
+  if (!(lockSeconds >= 1 && lockSeconds <= 3600)) throw new HeadstartError('BAD_INPUT', '--lock-seconds must be from 1 to 3600');
+  const id = `${os.hostname()}:${process.pid}`;
+  const opened = new Map<string, Promise<OpenedBackbone>>();
+
+  const backboneFor = async (d: ExtractJobData): Promise<OpenedBackbone> => {
+    if (path.isAbsolute(d.backbone) && (await placeOf(d.backbone, roots)).where !== 'inside') {
+      throw new UnrecoverableError(`refused: backbone ${d.backbone} is outside this worker's --data-root`);
+    }
+    const k = JSON.stringify([d.backbone, d.engine, d.cut ?? null, d.batchSize, d.maxPixels ?? null]);
+    let p = opened.get(k);
+    if (!p) {
+      p = openBackbone(d.backbone, { cacheDir: opts.cacheDir, backend: opts.backend, workers: opts.workers, engine: d.engine, cut: d.cut, batchSize: d.batchSize, maxPixels: d.maxPixels }, { onEvent });
+      opened.set(k, p);
+      p.catch(() => opened.delete(k)); // a failed open is retried by the next job, not cached
+    }
+    const b = await p;
+    if (b.caches.features.key !== d.key) {
+      throw new UnrecoverableError(`this worker's ${d.backbone} (${b.engine}) gives cache key ${b.caches.features.key}, the coordinator's is ${d.key}: the model files or Headstart versions differ`);
+    }
+    return b;
+  };
+
+  const process_ = async (job: Job<ExtractJobData, ExtractJobResult>): Promise<ExtractJobResult> => {
+    const t0 = Date.now();
+    const bad = checkExtractJob(job.data);
+    if (bad) throw new UnrecoverableError(`malformed job: ${bad}`);
+    const d = job.data;
+    const { ok, failed } = await admit(d.items, roots);
+    const b = await backboneFor(d);
+    const total = d.items.length;
+    const report = (done: number): Promise<void> => job.updateProgress({ done, total, worker: id } satisfies ExtractJobProgress);
+    await report(failed.length);
+    const res = await b.extract(ok, {
+      onEvent: (e) => {
+        // extract() counts only what it computes; add the cached and refused items for a count of the shard.
+        if (e.type === 'progress') void report(failed.length + (ok.length - e.total) + e.done).catch((err: unknown) => onEvent({ type: 'warning', message: `progress not sent: ${describeError(err)}` }));
+      },
+    });
+    failed.push(...res.failed);
+    await report(total);
+    onEvent({ type: 'log', message: `job ${job.id}: ${res.computed} extracted, ${res.cached} cached, ${failed.length} failed in ${((Date.now() - t0) / 1000).toFixed(2)} s` });
+    return { computed: res.computed, cached: res.cached, failed, seconds: (Date.now() - t0) / 1000, worker: id };
+  };
+
+  const worker = new Worker<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, process_, {
+    connection: { ...target.connection, maxRetriesPerRequest: null },
+    prefix: QUEUE_PREFIX,
+    concurrency,
+    name: id,
+    lockDuration: lockSeconds * 1000,
+    stalledInterval: Math.max(500, (lockSeconds * 1000) / 2),
+    maxStalledCount: 2,
+    autorun: false,
+  });
+  // Connection errors repeat while Redis is away; say so once per kind, without the URL's credentials.
+  let lastError = '';
+  worker.on('error', (err) => {
+    const msg = describeError(err);
+    if (msg !== lastError) onEvent({ type: 'warning', message: `queue ${target.redacted}: ${msg}` });
+    lastError = msg;
+  });
+  worker.on('ready', () => {
+    lastError = '';
+  });
+  worker.on('failed', (job, err) => onEvent({ type: 'warning', message: `job ${job?.id ?? '?'} failed: ${describeError(err)}` }));
+  await worker.waitUntilReady();
+  void worker.run();
+  onEvent({ type: 'log', message: `worker ${id} on ${target.redacted}, reading under ${roots.join(', ')}, ${concurrency} job(s) at once` });
+  return {
+    id,
+    close: async () => {
+      // close() waits for the jobs in hand; their results are then committed to the queue.
+      await worker.close();
+      for (const p of opened.values()) (await p).dispose();
+    },
+  };
+}
