@@ -29,6 +29,8 @@ import {
   isCancelled,
   makeSampleDataset,
   parseAugmentSpec,
+  parseSlim,
+  slimTable,
   predictFiles,
   trainRun,
 } from './core';
@@ -45,8 +47,9 @@ Usage:
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|int8|auto] [--prune SPARSITY]
-                  [--max-drop POINTS] [--format tfjs|onnx] [--force]
+                  [--max-drop POINTS] [--format tfjs|onnx] [--slim auto|FRACTION] [--force]
                                          int8: ONNX only, static QDQ calibrated on training images
+                                         --slim: ONNX only, removes backbone channels this task does not use
   headstart distill RUN_DIR [--student ID] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart backbones                    the catalogue and what is cached
@@ -246,7 +249,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       return lines.some((l) => 'error' in l) ? 1 : 0;
     }
     case 'export': {
-      const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' } });
+      const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' }, slim: { type: 'string' } });
       if (positionals.length !== 1) bad('export needs exactly one RUN_DIR');
       if (!v.out) bad('export needs --out DIR (the export folder to create)');
       if (v.quantize && !(QUANTIZE_CHOICES as readonly string[]).includes(v.quantize)) bad(`--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${v.quantize}')`);
@@ -254,7 +257,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const rep = new Reporter(!!v.quiet);
       const res = await exportRun(
         positionals[0]!,
-        { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, force: v.force, ...engineOptions(v) },
+        { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) },
         { onEvent: rep.onEvent, signal },
       );
       out(!!v.json, res, () => {
@@ -263,6 +266,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
           `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
         ];
+        if (res.slimming) lines.push(...slimTable(res.slimming));
         if (res.quantization) lines.push(int8Summary(res.quantization));
         if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
         lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);

@@ -37,3 +37,6 @@ export * from './data/augment';
 export * from './train/finetune';
 export * from './train/wasmGrads';
 export * from './train/distill';
+export * from './compress/slim';
+export * from './export/onnx/slim';
+export * from './backbones/onnxBackbone';
