@@ -50,7 +50,7 @@ Usage:
                   [--max-drop POINTS] [--format tfjs|onnx] [--slim auto|FRACTION] [--force]
                                          int8: ONNX only, static QDQ calibrated on training images
                                          --slim: ONNX only, removes backbone channels this task does not use
-  headstart distill RUN_DIR [--student ID] [--out RUN_DIR] [--temperature T] [--alpha A]
+  headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart backbones                    the catalogue and what is cached
   headstart sample DIR [--per-class N] [--classes N] [--seed N]
@@ -289,13 +289,13 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       return 0;
     }
     case 'distill': {
-      const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' } });
+      const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' }, slim: { type: 'string' }, 'max-drop': { type: 'string' } });
       if (positionals.length !== 1) bad('distill needs exactly one RUN_DIR (the teacher)');
       const rep = new Reporter(!!v.quiet);
-      const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
+      const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), slim: v.slim === undefined ? undefined : parseSlim(v.slim), maxDrop: num(v['max-drop'], 'max-drop'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
       out(!!v.json, res, () => {
         const row = (name: string, m: typeof res.teacher) => `  ${name.padEnd(8)} ${m.backbone.padEnd(20)} ${(m.bytes / 1e6).toFixed(2).padStart(7)} MB  ${pct(m.accuracy).padStart(6)}  ${m.msPerImage.toFixed(1).padStart(6)} ms/image`;
-        return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, row('teacher', res.teacher), row('student', res.student), `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
+        return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, ...(res.slimming ? slimTable(res.slimming) : []), row('teacher', res.teacher), row('student', res.student), `Student vs teacher: ${res.ratios.size.toFixed(2)}x smaller, ${res.ratios.speed.toFixed(2)}x faster (${res.measuredIn}).`, `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
       });
       return 0;
     }

@@ -166,7 +166,7 @@ export function keepPlan(scores: Float32Array[], fraction: number): number[][] {
 }
 
 /** Decoded training images for ranking and timing (never validation or test images). */
-async function rankingImages(record: RunRecord, progress: Progress): Promise<Uint8Array[]> {
+export async function rankingImages(record: RunRecord, progress: Progress): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   for (const it of calibrationItems(record, SLIM_RANK_IMAGES)) {
     throwIfAborted(progress.signal);
