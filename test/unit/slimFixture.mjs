@@ -35,7 +35,7 @@ export async function mobileNetV2Like(dir, { size = 32, seed = 7 } = {}) {
   for (const l of model.layers.filter((l) => l.getClassName() === 'BatchNormalization')) {
     const c = l.getWeights()[0].shape[0];
     const draw = (lo, hi) => tf.tensor1d(Array.from({ length: c }, () => lo + rng.next() * (hi - lo)));
-    l.setWeights([draw(0.5, 1.5), draw(-0.2, 0.3), draw(-0.1, 0.1), draw(0.5, 2)]);
+    l.setWeights([draw(0.8, 1.6), draw(-0.05, 0.1), draw(-0.02, 0.02), draw(0.05, 0.2)]);
   }
   await model.save(core.dirSaver(dir));
   model.dispose();

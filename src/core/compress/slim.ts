@@ -104,6 +104,7 @@ export function headLayers(head: tf.LayersModel): DenseLayer[] {
  * scratch folder.
  */
 export async function runAsOnnx(run: LoadedRun, work: string): Promise<Uint8Array> {
+  await fs.mkdir(work, { recursive: true });
   if (run.record.backbone.format === 'onnx') return appendHead(new Uint8Array(await fs.readFile(path.join(runBackboneDir(run), ONNX_BACKBONE_FILE))), headLayers(run.head));
   await writeFullModel(run, path.join(work, 'tfjs'));
   const conv = await convertTfjsModel(path.join(work, 'tfjs'), { inputName: 'image', outputName: 'probabilities' });
