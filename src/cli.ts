@@ -33,6 +33,8 @@ import {
   makeSampleDataset,
   parseAugmentSpec,
   parseOption,
+  parseSlim,
+  slimTable,
   predictFiles,
   trainRun,
 } from './core';
@@ -52,9 +54,10 @@ Usage:
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|int8|auto] [--prune SPARSITY]
-                  [--max-drop POINTS] [--format tfjs|onnx] [--force]
+                  [--max-drop POINTS] [--format tfjs|onnx] [--slim auto|FRACTION] [--force]
                                          int8: ONNX only, static QDQ calibrated on training images
-  headstart distill RUN_DIR [--student ID] [--out RUN_DIR] [--temperature T] [--alpha A]
+                                         --slim: ONNX only, removes backbone channels this task does not use
+  headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]
                   [--lock-seconds S]     take extraction jobs from the queue (see README "Many machines")
@@ -299,7 +302,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       return lines.some((l) => 'error' in l) ? 1 : 0;
     }
     case 'export': {
-      const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' } });
+      const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' }, slim: { type: 'string' } });
       if (positionals.length !== 1) bad('export needs exactly one RUN_DIR');
       if (!v.out) bad('export needs --out DIR (the export folder to create)');
       if (v.quantize && !(QUANTIZE_CHOICES as readonly string[]).includes(v.quantize)) bad(`--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${v.quantize}')`);
@@ -307,7 +310,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const rep = new Reporter(!!v.quiet);
       const res = await exportRun(
         positionals[0]!,
-        { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, force: v.force, ...engineOptions(v) },
+        { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) },
         { onEvent: rep.onEvent, signal },
       );
       out(!!v.json, res, () => {
@@ -316,6 +319,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
           `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
         ];
+        if (res.slimming) lines.push(...slimTable(res.slimming));
         if (res.quantization) lines.push(int8Summary(res.quantization));
         if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
         lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
@@ -377,14 +381,14 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       return 0;
     }
     case 'distill': {
-      const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' } });
+      const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' }, slim: { type: 'string' }, 'max-drop': { type: 'string' } });
       if (positionals.length !== 1) bad('distill needs exactly one RUN_DIR (the teacher)');
       if (v.student !== undefined && !v.student.trim()) bad('--student needs a catalogue id or a path to a model.json (got an empty value)');
       const rep = new Reporter(!!v.quiet);
-      const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
+      const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), slim: v.slim === undefined ? undefined : parseSlim(v.slim), maxDrop: num(v['max-drop'], 'max-drop'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
       out(!!v.json, res, () => {
         const row = (name: string, m: typeof res.teacher) => `  ${name.padEnd(8)} ${m.backbone.padEnd(20)} ${(m.bytes / 1e6).toFixed(2).padStart(7)} MB  ${pct(m.accuracy).padStart(6)}  ${m.msPerImage.toFixed(1).padStart(6)} ms/image`;
-        return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, row('teacher', res.teacher), row('student', res.student), `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
+        return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, ...(res.slimming ? slimTable(res.slimming) : []), row('teacher', res.teacher), row('student', res.student), `Student vs teacher: ${res.ratios.size.toFixed(2)}x smaller, ${res.ratios.speed.toFixed(2)}x faster (${res.measuredIn}).`, `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
       });
       return 0;
     }

@@ -8,6 +8,7 @@ import { type ExtractItem, type ExtractResult, extractAll } from './data/extract
 import { ExtractorPool } from './data/pool';
 import { sha256 } from './fsutil';
 import { HeadstartError } from './errors';
+import { onnxBackboneDir, resolveOnnxBackbone } from './backbones/onnxBackbone';
 import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
 import { CONVERTER_VERSION } from './export/onnx/convert';
 import type { Progress } from './events';
@@ -68,13 +69,16 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
   if (!['auto', 'onnx', 'tfjs'].includes(choice)) throw new HeadstartError('BAD_INPUT', `--engine must be auto, onnx or tfjs (got '${String(choice)}')`);
   progress.onEvent?.({ type: 'phase', phase: 'backend', message: 'starting TensorFlow.js' });
   const backend = await initBackend(opts.backend ?? 'auto');
-  const resolved = await resolveBackbone(id, cacheDir, progress);
+  const onnxDir = await onnxBackboneDir(id);
+  const resolved = onnxDir ? await resolveOnnxBackbone(onnxDir) : await resolveBackbone(id, cacheDir, progress);
+  // An ONNX backbone (a slimmed one) has no TF.js form: ONNX Runtime runs it or nothing does.
+  if (resolved.entry.format === 'onnx' && (choice === 'tfjs' || opts.cut)) throw new HeadstartError('BAD_INPUT', `backbone ${resolved.entry.id} is an ONNX model: it runs in ONNX Runtime only (not with --engine tfjs or --unfreeze)`);
   const backbone: ResolvedBackbone = opts.cut ? { ...resolved, entry: { ...resolved.entry, featureNode: opts.cut.featureNode, pool: opts.cut.pool, featureSize: 0 } } : resolved;
   let engineNote: string | undefined;
   let useOnnx = false;
   if (choice !== 'tfjs') {
     if (loadOrt()) useOnnx = true;
-    else if (choice === 'onnx') throw new HeadstartError('BACKEND', `--engine onnx: ONNX Runtime is not available here (${ortUnavailableReason()}); use --engine tfjs`);
+    else if (choice === 'onnx' || resolved.entry.format === 'onnx') throw new HeadstartError('BACKEND', `--engine onnx: ONNX Runtime is not available here (${ortUnavailableReason()}); use --engine tfjs`);
     else engineNote = `ONNX Runtime unavailable (${ortUnavailableReason()}); using TensorFlow.js`;
   }
   let onnxPath: string | undefined;
@@ -82,7 +86,7 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
     try {
       onnxPath = await ensureOnnxBackbone(backbone, cacheDir);
     } catch (err) {
-      if (choice === 'onnx' || !(err instanceof HeadstartError)) throw err;
+      if (choice === 'onnx' || backbone.entry.format === 'onnx' || !(err instanceof HeadstartError)) throw err;
       engineNote = `backbone could not be converted to ONNX (${err.message}); using TensorFlow.js`;
       useOnnx = false;
     }

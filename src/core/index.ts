@@ -40,3 +40,6 @@ export * from './train/wasmGrads';
 export * from './train/distill';
 export * from './queue';
 export * from './queue/sweep';
+export * from './compress/slim';
+export * from './export/onnx/slim';
+export * from './backbones/onnxBackbone';

@@ -336,7 +336,9 @@ export async function openRunBackbone(run: LoadedRun, opts: EngineOptions, progr
   // The run's own engine reproduces its features exactly; ONNX Runtime falls back to TF.js where it is missing.
   const engine = opts.engine ?? (run.record.engine === 'onnxruntime' ? 'auto' : 'tfjs');
   const cut = run.record.unfreeze ? { featureNode: run.record.unfreeze.boundary, pool: false } : undefined;
-  const opened = await openBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, { ...opts, engine, cut }, progress);
+  // An ONNX backbone (a slimmed one) lives inside the run folder, named relative to it.
+  const id = b.format === 'onnx' ? path.resolve(run.dir, b.dir) : b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id;
+  const opened = await openBackbone(id, { ...opts, engine, cut }, progress);
   if (opened.backbone.modelHash !== b.modelHash) {
     opened.dispose();
     throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (its model.json or weights differ); train again`);

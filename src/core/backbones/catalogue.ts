@@ -16,8 +16,11 @@ export interface BackboneEntry {
   id: string;
   title: string;
   task: 'image';
-  /** 'graph': a frozen TF graph model; 'layers': a Keras-style layers model that can be partly unfrozen. */
-  format: 'graph' | 'layers';
+  /**
+   * 'graph': a frozen TF graph model; 'layers': a Keras-style layers model that can be partly unfrozen;
+   * 'onnx': an ONNX feature extractor (a slimmed backbone), run by ONNX Runtime only.
+   */
+  format: 'graph' | 'layers' | 'onnx';
   /** Square input size in pixels. */
   inputSize: number;
   /** Pixel range the model expects: [0,1] or [-1,1]. Input pixels 0..255 map linearly onto it. */

@@ -5,6 +5,7 @@ import { HeadstartError } from '../errors';
 import { exists, sha256, writeFileAtomic } from '../fsutil';
 import { CONVERTER_VERSION, convertTfjsModel } from '../export/onnx/convert';
 import type { FeatureExtractor } from './extractor';
+import { ONNX_BACKBONE_FILE } from './onnxBackbone';
 import type { ResolvedBackbone } from './store';
 
 type Ort = typeof import('onnxruntime-node');
@@ -42,6 +43,7 @@ export function defaultOrtThreads(): number {
  * Converted once per (backbone, model hash, converter version) into the cache.
  */
 export async function ensureOnnxBackbone(b: ResolvedBackbone, cacheDir: string): Promise<string> {
+  if (b.entry.format === 'onnx') return path.join(b.dir, ONNX_BACKBONE_FILE); // already ONNX (a slimmed backbone)
   const cut = sha256(`${b.entry.featureNode}|${b.entry.pool ? 'pool' : ''}|${b.entry.inputRange.join(',')}`).slice(0, 8);
   const file = path.join(cacheDir, 'onnx', `${b.entry.id.replace(/[^\w.-]/g, '_').slice(0, 60)}-${b.modelHash.slice(0, 16)}-${cut}-c${CONVERTER_VERSION}.onnx`);
   if (await exists(file)) return file;

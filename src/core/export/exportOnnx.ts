@@ -9,11 +9,10 @@ import { outGuard, prepareOutDir, writeOutDir } from '../fsutil';
 import { type LoadedRun, loadRun } from '../run';
 import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
 import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
-import { writeFullModel } from './fullModel';
 import { type Int8Info, quantizeInt8 } from './onnx/calibrate';
 import { type OnnxWeights, compressOnnx } from './onnx/compress';
 import { type Int8Speed, compareOnnxSpeed } from './onnx/speed';
-import { convertTfjsModel } from './onnx/convert';
+import { runAsOnnx, slimSearch } from '../compress/slim';
 
 /** An ONNX variant: weight storage, or int8 (static QDQ: int8 weights and uint8 activations). */
 type OnnxVariant = OnnxWeights | 'int8';
@@ -80,6 +79,21 @@ Activation ranges calibrated (${q.rangeMethod}) on ${q.calibrationImages} images
 `;
 }
 
+/** The model card's slimming section: the table of steps and the one chosen. */
+function slimCard(r: ExportReport): string {
+  const s = r.slimming;
+  if (!s) return '';
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  return `## Slimmed backbone
+${s.chosen ? `${Math.round(s.chosen * 100)}% of the hidden channels of each of its ${s.blocks} inverted-residual blocks removed` : 'No slimming step met the budget: the backbone is unslimmed'} (asked: ${s.asked}; budget ${s.budgetPoints} points on ${s.validationImages} validation images). Channels ranked on ${s.rankImages} **training** images by mean activation x project-weight norm; the head was refit on the slimmed features at each step. Bytes are the float32 model before any quantization; ms per image is the backbone at batch 1 on ${s.threads} ONNX Runtime threads, timed alternating with the unslimmed one.
+
+| removed | hidden channels kept | bytes | gzipped | ms / image | speed-up | validation accuracy |
+|---|---|---|---|---|---|---|
+${s.steps.map((x) => `| ${Math.round(x.fraction * 100)}%${x.fraction === s.chosen ? ' (this file)' : ''} | ${x.hiddenKept} / ${x.hiddenTotal} | ${x.bytes} | ${x.gzipBytes} | ${x.msPerImage.toFixed(1)} | ${x.speedup.toFixed(2)}x | ${pct(x.valAccuracy)} |`).join('\n')}
+
+`;
+}
+
 function onnxCard(run: LoadedRun, r: ExportReport): string {
   const rec = run.record;
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -95,7 +109,7 @@ Accuracy of this export: **${pct(r.exported.accuracy)}** (float32: ${pct(r.float
 |---|---|---|---|---|
 ${r.candidates.map((c) => `| ${c.name}${c.name === r.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} | |`).join('\n')}
 
-${int8Card(r)}Weights: ${r.chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}${r.chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.
+${int8Card(r)}${slimCard(r)}Weights: ${r.chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}${r.chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.
 
 ## Files
 \`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.
@@ -155,8 +169,10 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
       outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts),
       async (tmp) => {
         const work = path.join(tmp, '.candidates');
-        const written = await writeFullModel(run, path.join(work, 'tfjs'));
-        const conv = await convertTfjsModel(path.join(work, 'tfjs'), { inputName: 'image', outputName: 'probabilities' });
+        // --slim: the slimmed backbone + its refit head replace the run's model as the float32 source.
+        const slim = opts.slim === undefined ? undefined : await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
+        const conv = { bytes: slim?.modelBytes ?? (await runAsOnnx(run, work)) };
+        slim?.head?.dispose();
         let int8: Int8Info | undefined;
         const variant = async (w: OnnxVariant): Promise<{ file: string; report: VariantReport }> => {
           const file = path.join(work, `${w}.onnx`);
@@ -195,7 +211,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
           format: 'onnx',
           modelFormat: 'onnx',
           quantize: opts.quantize,
-          precision: { kernels: chosen.name, vectors: chosen.name === 'int8' ? 'int32 (Conv biases), float32' : 'float32', source: written.modelFormat },
+          precision: { kernels: chosen.name, vectors: chosen.name === 'int8' ? 'int32 (Conv biases), float32' : 'float32', source: run.record.backbone.format === 'graph' ? 'graph-model' : run.record.backbone.format === 'layers' ? 'layers-model' : 'onnx' },
           bytesByDtype: {},
           prune: { target: 0, perLayer: {} },
           maxDropPoints: opts.maxDrop,
@@ -208,6 +224,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
           skipped: [...skipped, ...test.skipped],
           backend: `onnxruntime (tfjs ${backend.name} for conversion)`,
           ...(quantization ? { quantization } : {}),
+          ...(slim ? { slimming: slim.report } : {}),
         };
         await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
         await fs.writeFile(path.join(tmp, 'README.md'), onnxCard(run, report));

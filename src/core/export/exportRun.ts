@@ -18,6 +18,7 @@ import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles }
 import { exportOnnx } from './exportOnnx';
 import type { Int8Info } from './onnx/calibrate';
 import type { Int8Speed } from './onnx/speed';
+import { type SlimOption, type SlimReport, parseSlim } from '../compress/slim';
 
 export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'int8', 'auto'] as const;
 export type Quantize = (typeof QUANTIZE_CHOICES)[number];
@@ -33,6 +34,8 @@ export interface ExportOptions extends EngineOptions, OutOptions {
   maxDrop?: number;
   /** Model format: 'tfjs' (default) or 'onnx'. */
   format?: 'tfjs' | 'onnx';
+  /** Slim the backbone for this task before compression (ONNX only): 'auto' or a fraction of hidden channels to remove. Default: no slimming. */
+  slim?: SlimOption;
 }
 
 /** Size and quality of one model variant. */
@@ -83,6 +86,8 @@ export interface ExportReport {
   backend: string;
   /** int8 ONNX exports: calibration, quantization choices and speed against float32. */
   quantization?: Int8Info & { speed: Int8Speed };
+  /** --slim: the slimming steps tried (size, speed, validation accuracy) and the one chosen. */
+  slimming?: SlimReport;
 }
 
 /** Runs an exported model from its files over the test images: size, accuracy and latency. */
@@ -192,9 +197,11 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
   const format = opts.format ?? 'tfjs';
   if (format !== 'tfjs' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
   if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
+  const slim = opts.slim === undefined ? undefined : parseSlim(opts.slim);
+  if (slim !== undefined && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--slim needs --format onnx in this version (the TF.js export cannot remove channels yet); export with --format onnx --slim auto');
   // Before the run is read: a bad --out costs nothing.
   await prepareOutDir(opts.out, outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts));
-  if (format === 'onnx') return exportOnnx(runDir, { ...opts, quantize, maxDrop }, progress);
+  if (format === 'onnx') return exportOnnx(runDir, { ...opts, quantize, maxDrop, slim }, progress);
   const run = await loadRun(runDir, opts.backend);
   const heads = new Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>();
   try {

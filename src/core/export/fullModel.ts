@@ -12,7 +12,7 @@ export const INPUT_NAME = 'image';
 export const OUTPUT_NAME = 'probabilities';
 
 /** Dense layers of a head, in order: kernel [in, out], bias [out], activation. */
-function headDense(head: tf.LayersModel): Array<{ name: string; kernel: tf.Tensor; bias: tf.Tensor; activation: string }> {
+export function headDense(head: tf.LayersModel): Array<{ name: string; kernel: tf.Tensor; bias: tf.Tensor; activation: string }> {
   return head.layers
     .filter((l) => l.getClassName() === 'Dense')
     .map((l) => {
@@ -229,6 +229,7 @@ export interface WrittenModel {
  * role. `head` replaces the run's head (a pruned one, say).
  */
 export async function writeFullModel(run: LoadedRun, outDir: string, policy: Policy = POLICIES.float32, head: tf.LayersModel = run.head): Promise<WrittenModel> {
+  if (run.record.backbone.format === 'onnx') throw new HeadstartError('BAD_INPUT', `${run.dir} runs a slimmed ONNX backbone, which has no TF.js form; export it with --format onnx`);
   const built = run.record.backbone.format === 'graph' ? await buildGraphModel(run, head) : await buildLayersModel(run, head);
   const { entries, choices } = applyPolicy(built.weights, policy);
   await writeModelDir(outDir, built.json, entries);

@@ -13,12 +13,22 @@ import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, 
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './head';
 import { evaluatePredictions } from './metrics';
 import { dirSaver } from '../tfjsio';
+import { resolveOnnxBackbone } from '../backbones/onnxBackbone';
+import { type SlimOption, type SlimReport, runAsOnnx, slimSearch } from '../compress/slim';
+import { compareOnnxSpeed } from '../export/onnx/speed';
 
 export interface DistillConfig extends EngineOptions, OutOptions {
   /** The teacher: a RUN_DIR. */
   runDir: string;
-  /** Student backbone (catalogue id or model.json); default mobilenet-v2-100, the smallest bundled one. */
+  /**
+   * Student backbone: 'slim' (the teacher's own backbone slimmed for this task, see compress/slim.ts),
+   * a catalogue id or a model.json; default mobilenet-v2-100, the smallest bundled one.
+   */
   student?: string;
+  /** --student slim: fraction of hidden channels to remove, or 'auto' (default: the largest step within maxDrop). */
+  slim?: SlimOption;
+  /** --student slim: accuracy budget in validation points below the teacher, default 5. */
+  maxDrop?: number;
   /** The student's RUN_DIR, default next to the teacher's. */
   out?: string;
   /** Softening temperature, default 4. */
@@ -45,6 +55,12 @@ export interface DistillReport {
   alpha: number;
   teacher: ModelFigures;
   student: ModelFigures;
+  /** Where the figures were measured: the full TF.js models, or (slim students) both as ONNX in ONNX Runtime, timed alternating. */
+  measuredIn: string;
+  /** teacher bytes / student bytes, teacher ms / student ms (above 1: the student is smaller / faster). */
+  ratios: { size: number; speed: number };
+  /** --student slim: the slimming steps tried. */
+  slimming?: SlimReport;
 }
 
 /** Writes a run's full model to a temp folder and measures its size and single-image latency. */
@@ -99,9 +115,10 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
   let student: LoadedRun | undefined;
   try {
     const studentId = cfg.student ?? 'mobilenet-v2-100';
+    if (studentId === 'slim') return await distillSlim(teacher, cfg, temperature, alpha, progress);
     // Before any extraction: neither the teacher run nor its DATA may be the student's folder.
     const guard = outGuard('run', [{ path: teacher.dir, what: 'the teacher run' }, { path: teacher.record.dataset.root, what: "the teacher's DATA" }], cfg);
-    const out = await prepareOutDir(cfg.out ?? `${path.resolve(teacher.dir).replace(/[\\/]+$/, '')}-distilled-${studentId.replace(/[^\w.-]/g, '_')}`, guard);
+    const out = await prepareOutDir(studentOut(teacher, cfg, studentId), guard);
     if (studentId === teacher.record.backbone.id) throw new HeadstartError('BAD_INPUT', `the student backbone is the teacher's own (${studentId}); choose a smaller one with --student`);
     const rec = teacher.record;
     const labels = rec.labels;
@@ -161,13 +178,9 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
         });
         student = await loadRun(out, cfg.backend);
         progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student' });
-        return {
-          runDir: out,
-          temperature,
-          alpha,
-          teacher: await figures(teacher, rec.test.accuracy, progress),
-          student: await figures(student, testEval.accuracy, progress),
-        };
+        const tf32 = await figures(teacher, rec.test.accuracy, progress);
+        const sf32 = await figures(student, testEval.accuracy, progress);
+        return { runDir: out, temperature, alpha, teacher: tf32, student: sf32, measuredIn: 'full float32 TF.js models, this process, 1 image at a time', ratios: { size: tf32.bytes / sf32.bytes, speed: tf32.msPerImage / sf32.msPerImage } };
       } finally {
         res.model.dispose();
       }
@@ -178,5 +191,100 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
     teacher.head.dispose();
     teacher.top?.dispose();
     student?.head.dispose();
+  }
+}
+
+/** Default output folder of a student run: next to the teacher's. */
+function studentOut(teacher: LoadedRun, cfg: DistillConfig, studentId: string): string {
+  return cfg.out ?? `${path.resolve(teacher.dir).replace(/[\\/]+$/, '')}-distilled-${studentId.replace(/[^\w.-]/g, '_')}`;
+}
+
+/**
+ * `distill --student slim`: the teacher's backbone slimmed for this task
+ * (structured channel removal, ranked on training images), with a head
+ * trained on the teacher's soft outputs; the slimming step is the largest
+ * whose validation accuracy stays within `maxDrop` points of the teacher.
+ * The slimmed backbone is stored in the student's RUN_DIR (`backbone/`) and
+ * runs in ONNX Runtime; teacher and student are both measured as ONNX models.
+ */
+async function distillSlim(teacher: LoadedRun, cfg: DistillConfig, temperature: number, alpha: number, progress: Progress): Promise<DistillReport> {
+  const rec = teacher.record;
+  const guard = outGuard('run', [{ path: teacher.dir, what: 'the teacher run' }, { path: rec.dataset.root, what: "the teacher's DATA" }], cfg);
+  const out = await prepareOutDir(studentOut(teacher, cfg, 'slim'), guard);
+  const maxDrop = cfg.maxDrop ?? 5;
+  if (!(maxDrop >= 0 && maxDrop <= 100)) throw new HeadstartError('BAD_INPUT', `--max-drop must be a number of accuracy points from 0 to 100 (got ${cfg.maxDrop})`);
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'headstart-slim-'));
+  let head: tf.Sequential | undefined;
+  try {
+    // The teacher's soft outputs on its training images (features through its own cache).
+    const items = rec.samples.map((s) => ({ path: path.join(rec.dataset.root, s.rel), hash: s.hash }));
+    const tOpened = await openRunBackbone(teacher, cfg, progress);
+    const tEx = await tOpened.extract(items.filter((_, i) => rec.samples[i]!.split === 'train'), progress).finally(() => tOpened.dispose());
+    const soft = new Map<string, Float32Array>([...tEx.features].map(([h, f]) => [h, runProbs(teacher, f)]));
+    const res = await slimSearch(teacher, { ...cfg, slim: cfg.slim ?? 'auto', maxDrop, work, distill: { soft, options: { temperature, alpha } } }, progress);
+    head = res.head;
+    if (!res.backboneDir || !head || !res.modelBytes) throw new HeadstartError('NO_DATA', `no slimming step kept the student within ${maxDrop} points of the teacher on the validation split; raise --max-drop or keep the teacher`);
+    // Test metrics of the student: its own backbone on the test split.
+    const sOpened = await openBackbone(res.backboneDir, { ...cfg, engine: 'onnx' }, progress);
+    let testEval: ReturnType<typeof evaluatePredictions>;
+    let extractInfo: { computed: number; cached: number; seconds: number; imagesPerSecond: number; workers: number };
+    try {
+      const testItems = rec.samples.filter((s) => s.split === 'test').map((s) => ({ path: path.join(rec.dataset.root, s.rel), hash: s.hash, label: s.label }));
+      const ex = await sOpened.extract(testItems, progress);
+      const ok = testItems.filter((t) => ex.features.has(t.hash));
+      const dim = sOpened.backbone.entry.featureSize;
+      const x = new Float32Array(ok.length * dim);
+      ok.forEach((t, i) => x.set(ex.features.get(t.hash)!, i * dim));
+      const set = { x, y: Int32Array.from(ok.map((t) => rec.labels.indexOf(t.label))) };
+      testEval = evaluatePredictions(rec.labels, set.y, evaluateSet(head, set, dim, rec.labels.length).probs, ok.map((t) => t.path));
+      extractInfo = { computed: ex.computed, cached: ex.cached, seconds: ex.seconds, imagesPerSecond: ex.imagesPerSecond, workers: sOpened.workers };
+    } finally {
+      sOpened.dispose();
+    }
+    const resolved = await resolveOnnxBackbone(res.backboneDir);
+    const e = resolved.entry;
+    const record: RunRecord & { distilledFrom: { runDir: string; backbone: string; temperature: number; alpha: number; student: 'slim' } } = {
+      ...rec,
+      version: RUN_VERSION,
+      createdAt: new Date().toISOString(),
+      config: { ...rec.config, backbone: e.id, unfreeze: 0, augment: undefined },
+      engine: 'onnxruntime',
+      backbone: { id: e.id, title: e.title, format: 'onnx', inputSize: e.inputSize, inputRange: e.inputRange, featureNode: e.featureNode, pool: false, featureSize: e.featureSize, licence: e.licence, source: `${e.source}; slimmed by Headstart for this task`, modelHash: resolved.modelHash, dir: 'backbone' },
+      history: [],
+      bestEpoch: 0,
+      stoppedEarly: false,
+      test: testEval,
+      unfreeze: undefined,
+      augmentation: undefined,
+      timings: { ...rec.timings, extracted: extractInfo.computed, cached: extractInfo.cached, extractSeconds: extractInfo.seconds, imagesPerSecond: extractInfo.imagesPerSecond, workers: extractInfo.workers },
+      distilledFrom: { runDir: teacher.dir, backbone: rec.backbone.id, temperature, alpha, student: 'slim' },
+    };
+    throwIfAborted(progress.signal);
+    progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student in ONNX Runtime (2 threads, alternating)' });
+    const teacherFile = path.join(work, 'teacher.onnx');
+    const studentFile = path.join(work, 'student.onnx');
+    await fs.writeFile(teacherFile, await runAsOnnx(teacher, work));
+    await fs.writeFile(studentFile, res.modelBytes);
+    const speed = await compareOnnxSpeed(teacherFile, studentFile, res.images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
+    const tBytes = (await fs.stat(teacherFile)).size;
+    const sBytes = res.modelBytes.length;
+    await writeOutDir(out, guard, async (tmp) => {
+      await fs.cp(res.backboneDir!, path.join(tmp, 'backbone'), { recursive: true });
+      await head!.save(dirSaver(path.join(tmp, 'head')));
+      await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify({ ...record, slimming: res.report }, null, 2));
+    });
+    return {
+      runDir: out,
+      temperature,
+      alpha,
+      teacher: { backbone: rec.backbone.id, runDir: teacher.dir, bytes: tBytes, accuracy: rec.test.accuracy, msPerImage: speed.base.batch1Ms },
+      student: { backbone: e.id, runDir: out, bytes: sBytes, accuracy: testEval.accuracy, msPerImage: speed.other.batch1Ms },
+      measuredIn: `float32 ONNX models (backbone + head) in ONNX Runtime, ${speed.threads} threads, batch 1, alternating in this process`,
+      ratios: { size: tBytes / sBytes, speed: speed.batch1Speedup },
+      slimming: res.report,
+    };
+  } finally {
+    head?.dispose();
+    await fs.rm(work, { recursive: true, force: true });
   }
 }

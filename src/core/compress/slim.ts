@@ -1,0 +1,340 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import type * as tf from '@tensorflow/tfjs';
+import { onnx } from 'onnx-proto';
+import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, writeOnnxBackbone } from '../backbones/onnxBackbone';
+import { ensureOnnxBackbone, loadOrt } from '../backbones/onnxEngine';
+import type { ResolvedBackbone } from '../backbones/store';
+import { DecodeError, readAndDecode } from '../data/decode';
+import { type EngineOptions, openBackbone } from '../engine';
+import { HeadstartError, throwIfAborted } from '../errors';
+import type { Progress } from '../events';
+import { headDense, writeFullModel } from '../export/fullModel';
+import { calibrationItems } from '../export/onnx/calibrate';
+import { convertTfjsModel } from '../export/onnx/convert';
+import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenStats } from '../export/onnx/slim';
+import { compareOnnxSpeed } from '../export/onnx/speed';
+import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../run';
+import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from '../train/head';
+
+/** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */
+export const SLIM_STEPS = [0.25, 0.4, 0.55, 0.7] as const;
+
+/** Training images whose activations rank the channels, at most (balanced across classes). */
+export const SLIM_RANK_IMAGES = 64;
+
+/**
+ * ONNX Runtime's x86 kernels run convolutions on blocks of 8 channels
+ * (NCHWc): kept channel counts are rounded up to a multiple of 8, so a
+ * slimmed block never pays for a partial block.
+ */
+const CHANNEL_MULTIPLE = 8;
+
+/** `--slim`: 'auto' (the largest of SLIM_STEPS within the accuracy budget) or one fraction of hidden channels to remove. */
+export type SlimOption = 'auto' | number;
+
+/** Checks a --slim value from the command line or the API. */
+export function parseSlim(v: unknown): SlimOption {
+  if (v === 'auto') return 'auto';
+  const f = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  if (!(f > 0 && f <= 0.9)) throw new HeadstartError('BAD_INPUT', `--slim must be auto or the fraction of hidden channels to remove, above 0 and at most 0.9 (got '${String(v)}')`);
+  return f;
+}
+
+/** One row of the slimming table. */
+export interface SlimStep {
+  /** Fraction of each block's hidden channels asked to go (0: the unslimmed backbone). */
+  fraction: number;
+  /** Hidden channels kept over all blocks, and there were. */
+  hiddenKept: number;
+  hiddenTotal: number;
+  /** Backbone + head as one float32 ONNX model. */
+  bytes: number;
+  gzipBytes: number;
+  /** Backbone, batch 1, ONNX Runtime on `threads` threads, timed alternating with the unslimmed backbone. */
+  msPerImage: number;
+  /** Unslimmed ms / this ms, measured in the same process (above 1: faster). */
+  speedup: number;
+  /** Accuracy of the refit head on the run's validation split (0..1). */
+  valAccuracy: number;
+  /** Points below the unslimmed model on the validation split. */
+  dropPoints: number;
+  withinBudget: boolean;
+}
+
+/** report.json's `slimming`. */
+export interface SlimReport {
+  method: string;
+  asked: SlimOption;
+  /** Training images the ranking ran on (never validation or test images). */
+  rankImages: number;
+  rankSplit: 'train';
+  blocks: number;
+  budgetPoints: number;
+  /** Head refits train on the training split and are judged on the validation split. */
+  validationImages: number;
+  threads: number;
+  steps: SlimStep[];
+  /** Fraction of the chosen step (0: no step met the budget; the backbone is unslimmed). */
+  chosen: number;
+}
+
+/**
+ * Trains a head on feature vectors and reports its validation accuracy: the
+ * one place slimming and distillation call the head trainer (swap it here).
+ */
+export async function fitHead(train: VectorSet, val: VectorSet, dim: number, k: number, config: RunRecord['config'], progress: Progress = {}, distill?: DistillOptions): Promise<{ model: tf.Sequential; valAccuracy: number; history: Awaited<ReturnType<typeof trainHead>>['history']; bestEpoch: number; stoppedEarly: boolean; seconds: number }> {
+  const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate, hiddenUnits: config.hiddenUnits, dropout: config.dropout, l2: config.l2, patience: config.patience, seed: config.seed, balanceClasses: config.balanceClasses };
+  // Quiet: a refit per slimming step would flood the epoch chart of the run it came from.
+  const res = await trainHead(train, val, dim, k, head, { signal: progress.signal }, distill);
+  const valAccuracy = val.y.length ? evaluateSet(res.model, val, dim, k).accuracy : NaN;
+  return { ...res, valAccuracy };
+}
+
+/** A head's dense layers as plain arrays (for an ONNX model). */
+export function headLayers(head: tf.LayersModel): DenseLayer[] {
+  return headDense(head).map((d) => ({ kernel: Float32Array.from(d.kernel.dataSync()), shape: d.kernel.shape as [number, number], bias: Float32Array.from(d.bias.dataSync()), activation: d.activation }));
+}
+
+/**
+ * A run as one float32 ONNX model (0..255 NHWC pixels in, `probabilities`
+ * out): an ONNX backbone (a slimmed one) gets the head appended; a TF.js
+ * backbone goes through the full TF.js model and the converter. `work` is a
+ * scratch folder.
+ */
+export async function runAsOnnx(run: LoadedRun, work: string): Promise<Uint8Array> {
+  await fs.mkdir(work, { recursive: true });
+  if (run.record.backbone.format === 'onnx') return appendHead(new Uint8Array(await fs.readFile(path.join(runBackboneDir(run), ONNX_BACKBONE_FILE))), headLayers(run.head));
+  await writeFullModel(run, path.join(work, 'tfjs'));
+  const conv = await convertTfjsModel(path.join(work, 'tfjs'), { inputName: 'image', outputName: 'probabilities' });
+  await fs.rm(path.join(work, 'tfjs'), { recursive: true, force: true });
+  return conv.bytes;
+}
+
+/** Folder of a run's ONNX backbone: stored inside the run (relative), so the run folder can move. */
+export function runBackboneDir(run: LoadedRun): string {
+  return path.resolve(run.dir, run.record.backbone.dir);
+}
+
+/**
+ * Ranks every block's hidden channels: mean |activation| of the activated
+ * depthwise output over the given (training) images, times the L2 norm of the
+ * project conv's weights reading that channel: a channel that is quiet on the
+ * user's data or barely read by the next layer matters least. Forward passes
+ * only, in ONNX Runtime.
+ */
+export async function rankHidden(bytes: Uint8Array, images: Uint8Array[], size: number, progress: Progress = {}): Promise<Float32Array[]> {
+  const ort = loadOrt();
+  if (!ort) throw new HeadstartError('BACKEND', 'slimming ranks channels in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  const blocks = findSlimBlocks(graph);
+  if (!blocks.length) throw new HeadstartError('BAD_MODEL', 'the backbone has no slimmable blocks (expand conv → activation → depthwise conv → activation → project conv, as in MobileNetV2)');
+  const stats = withHiddenStats(bytes, blocks);
+  const session = await ort.InferenceSession.create(stats.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
+  const sums = blocks.map((b) => new Float64Array(b.channels));
+  try {
+    const px = size * size * 3;
+    for (let i = 0; i < images.length; i += 8) {
+      throwIfAborted(progress.signal);
+      const batch = images.slice(i, i + 8);
+      const x = new Float32Array(batch.length * px);
+      batch.forEach((im, j) => x.set(im, j * px));
+      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, stats.outputs);
+      stats.outputs.forEach((o, b) => {
+        const v = out[o]!.data as Float32Array;
+        for (let c = 0; c < v.length; c++) sums[b]![c]! += v[c]! * batch.length;
+      });
+      progress.onEvent?.({ type: 'progress', phase: 'export', done: Math.min(i + 8, images.length), total: images.length, unit: 'ranking images (training split)' });
+    }
+  } finally {
+    await session.release();
+  }
+  const norms = projectNorms(graph, blocks);
+  return sums.map((s, b) => Float32Array.from(s, (v, c) => (v / images.length) * norms[b]![c]!));
+}
+
+/** Channels each block keeps when `fraction` of them go: the highest-ranked, rounded up to a multiple of 8, in index order. */
+export function keepPlan(scores: Float32Array[], fraction: number): number[][] {
+  return scores.map((s) => {
+    const n = s.length;
+    const want = Math.min(n, Math.max(CHANNEL_MULTIPLE, Math.ceil((n * (1 - fraction)) / CHANNEL_MULTIPLE) * CHANNEL_MULTIPLE));
+    return Array.from(s.keys())
+      .sort((a, b) => s[b]! - s[a]! || a - b)
+      .slice(0, want)
+      .sort((a, b) => a - b);
+  });
+}
+
+/** Decoded training images for ranking and timing (never validation or test images). */
+export async function rankingImages(record: RunRecord, progress: Progress): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const it of calibrationItems(record, SLIM_RANK_IMAGES)) {
+    throwIfAborted(progress.signal);
+    try {
+      out.push(await readAndDecode(it.path, record.backbone.inputSize));
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err; // an unreadable training image is one ranking image fewer
+    }
+  }
+  if (!out.length) throw new HeadstartError('NO_DATA', 'slimming ranks channels on training images; none of the run\'s training images could be decoded');
+  return out;
+}
+
+/** Feature rows of the train / validation splits for one backbone, labelled by class index; soft targets for the training rows. */
+function rows(record: RunRecord, features: Map<string, Float32Array>, split: 'train' | 'val', dim: number, soft?: Map<string, Float32Array>): VectorSet {
+  const sel = record.samples.filter((s) => s.split === split && features.has(s.hash) && (!soft || split !== 'train' || soft.has(s.hash)));
+  const x = new Float32Array(sel.length * dim);
+  sel.forEach((s, i) => x.set(features.get(s.hash)!, i * dim));
+  const k = record.labels.length;
+  const softRows = soft && split === 'train' ? new Float32Array(sel.length * k) : undefined;
+  if (softRows) sel.forEach((s, i) => softRows.set(soft!.get(s.hash)!, i * k));
+  return { x, y: Int32Array.from(sel.map((s) => record.labels.indexOf(s.label))), soft: softRows };
+}
+
+export interface SlimSearchOptions extends EngineOptions {
+  slim: SlimOption;
+  /** Accuracy budget in validation points below the unslimmed model. */
+  maxDrop: number;
+  /** Scratch folder: one ONNX backbone folder per step is written here. */
+  work: string;
+  /** Distillation: the teacher's class probabilities per content hash, and how to mix them in. */
+  distill?: { soft: Map<string, Float32Array>; options: DistillOptions };
+}
+
+export interface SlimResult {
+  report: SlimReport;
+  /** The chosen step's ONNX backbone folder (undefined: no step chosen, the backbone stays as it was). */
+  backboneDir?: string;
+  /** The chosen step's refit head (the caller disposes it). */
+  head?: tf.Sequential;
+  /** The chosen step's backbone + head as one float32 ONNX model. */
+  modelBytes?: Uint8Array;
+  /** The unslimmed backbone's ONNX file (for speed comparisons). */
+  baseFile: string;
+  /** Training images used for ranking and timing. */
+  images: Uint8Array[];
+}
+
+/**
+ * Task-specific slimming of a run's backbone: rank hidden channels on
+ * training images, then per step remove a fraction of each block's hidden
+ * channels, re-extract the train / validation features with the slimmed
+ * backbone (through the engine and its cache), refit the head on the training
+ * split, and judge it on the validation split. `auto` keeps going while the
+ * validation accuracy stays within `maxDrop` points of the unslimmed model
+ * and stops at the first step past it.
+ */
+export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progress: Progress = {}): Promise<SlimResult> {
+  const rec = run.record;
+  if (rec.unfreeze) throw new HeadstartError('BAD_INPUT', `${run.dir} fine-tuned its backbone's top layers (--unfreeze); slimming applies to frozen backbones: train without --unfreeze`);
+  if (!loadOrt()) throw new HeadstartError('BACKEND', '--slim runs the backbone in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
+  const emit = progress.onEvent ?? (() => undefined);
+  const k = rec.labels.length;
+  const steps: SlimStep[] = [];
+  const fractions = opts.slim === 'auto' ? [...SLIM_STEPS] : [opts.slim];
+  const items = rec.samples.filter((s) => s.split === 'train' || s.split === 'val').map((s) => ({ path: path.join(rec.dataset.root, s.rel), hash: s.hash }));
+  // The unslimmed model: the run's own head on its own validation features.
+  const opened = await openRunBackbone(run, opts, progress);
+  let parent: ResolvedBackbone;
+  let baseVal: VectorSet;
+  try {
+    parent = opened.backbone;
+    const ex = await opened.extract(items, progress);
+    baseVal = rows(rec, ex.features, 'val', rec.backbone.featureSize);
+  } finally {
+    opened.dispose();
+  }
+  if (!baseVal.y.length) throw new HeadstartError('NO_DATA', `${run.dir} has no validation images: slimming judges each step on the validation split (train with --val above 0)`);
+  const baseAcc = accuracyOf(runProbs(run, baseVal.x), baseVal.y, k);
+  const baseFile = await ensureOnnxBackbone(parent, opts.cacheDir ?? opened.cacheDir);
+  const baseBytes = new Uint8Array(await fs.readFile(baseFile));
+  emit({ type: 'phase', phase: 'export', message: `slimming: ranking hidden channels on up to ${SLIM_RANK_IMAGES} training images` });
+  const images = await rankingImages(rec, progress);
+  const scores = await rankHidden(baseBytes, images, rec.backbone.inputSize, progress);
+  const hiddenTotal = scores.reduce((a, s) => a + s.length, 0);
+  const baseModel = appendHead(baseBytes, headLayers(run.head));
+  const baseGz = gzipSync(baseModel, { level: 9 }).length;
+  let chosen: { fraction: number; dir: string; head: tf.Sequential; bytes: Uint8Array } | undefined;
+  let baseMs = NaN;
+  try {
+    for (const fraction of fractions) {
+      throwIfAborted(progress.signal);
+      const pct = Math.round(fraction * 100);
+      emit({ type: 'phase', phase: 'export', message: `slimming: removing ${pct}% of each block's hidden channels, re-extracting and refitting the head` });
+      const plan = keepPlan(scores, fraction);
+      const slimBytes = slimOnnx(baseBytes, plan);
+      const dir = path.join(opts.work, `slim-${pct}`);
+      const meta: OnnxBackboneMeta = {
+        entry: { ...parent.entry, id: `${parent.entry.id.replace(/^local:.*[\\/]/, 'local-')}-slim${pct}`, title: `${parent.entry.title}, slimmed for this task (${pct}% of hidden channels removed)`, format: 'onnx', featureNode: 'features', pool: false, bundled: false, approxBytes: slimBytes.length },
+        slim: { parent: parent.entry.id, parentHash: parent.modelHash, fraction, hiddenChannels: scores.map((s) => s.length), keptChannels: plan.map((p) => p.length) },
+      };
+      await writeOnnxBackbone(dir, slimBytes, meta);
+      const sOpened = await openBackbone(dir, { ...opts, engine: 'onnx' }, progress);
+      let fit: Awaited<ReturnType<typeof fitHead>>;
+      try {
+        const ex = await sOpened.extract(items, progress);
+        const dim = sOpened.backbone.entry.featureSize;
+        fit = await fitHead(rows(rec, ex.features, 'train', dim, opts.distill?.soft), rows(rec, ex.features, 'val', dim), dim, k, rec.config, progress, opts.distill?.options);
+      } finally {
+        sOpened.dispose();
+      }
+      const model = appendHead(slimBytes, headLayers(fit.model));
+      const speed = await compareOnnxSpeed(baseFile, path.join(dir, ONNX_BACKBONE_FILE), images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
+      baseMs = Math.min(Number.isNaN(baseMs) ? Infinity : baseMs, speed.base.batch1Ms);
+      const dropPoints = (baseAcc - fit.valAccuracy) * 100;
+      const withinBudget = opts.slim !== 'auto' || dropPoints <= opts.maxDrop + 1e-9;
+      steps.push({ fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: fit.valAccuracy, dropPoints, withinBudget });
+      if (!withinBudget) {
+        fit.model.dispose();
+        break; // each step removes more: past the budget, the next would be too
+      }
+      chosen?.head.dispose();
+      chosen = { fraction, dir, head: fit.model, bytes: model };
+    }
+  } catch (err) {
+    chosen?.head.dispose();
+    throw err;
+  }
+  steps.unshift({ fraction: 0, hiddenKept: hiddenTotal, hiddenTotal, bytes: baseModel.length, gzipBytes: baseGz, msPerImage: baseMs, speedup: 1, valAccuracy: baseAcc, dropPoints: 0, withinBudget: true });
+  if (!chosen) emit({ type: 'warning', message: `no slimming step stayed within ${opts.maxDrop} points of the unslimmed model on the validation split; the backbone stays unslimmed` });
+  return {
+    report: {
+      method: 'structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; head refit per step',
+      asked: opts.slim,
+      rankImages: images.length,
+      rankSplit: 'train',
+      blocks: scores.length,
+      budgetPoints: opts.maxDrop,
+      validationImages: baseVal.y.length,
+      threads: 2,
+      steps,
+      chosen: chosen?.fraction ?? 0,
+    },
+    backboneDir: chosen?.dir,
+    head: chosen?.head,
+    modelBytes: chosen?.bytes,
+    baseFile,
+    images,
+  };
+}
+
+function accuracyOf(probs: Float32Array, y: Int32Array, k: number): number {
+  let ok = 0;
+  for (let i = 0; i < y.length; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (probs[i * k + j]! > probs[i * k + best]!) best = j;
+    if (best === y[i]) ok++;
+  }
+  return y.length ? ok / y.length : NaN;
+}
+
+/** The slimming table for the CLI and the model card. */
+export function slimTable(r: SlimReport): string[] {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  return [
+    `Slimming (${r.asked === 'auto' ? `auto, within ${r.budgetPoints} validation points` : `asked ${Math.round(r.asked * 100)}%`}; ranked on ${r.rankImages} training images, judged on ${r.validationImages} validation images; ONNX Runtime ${r.threads} threads, batch 1):`,
+    '  removed   hidden kept        bytes    gzipped   ms/image  speed-up  val acc   drop',
+    ...r.steps.map((s) => `  ${`${Math.round(s.fraction * 100)}%`.padStart(7)}   ${`${s.hiddenKept}/${s.hiddenTotal}`.padEnd(12)} ${String(s.bytes).padStart(10)} ${String(s.gzipBytes).padStart(10)} ${s.msPerImage.toFixed(1).padStart(10)} ${`${s.speedup.toFixed(2)}x`.padStart(9)} ${pct(s.valAccuracy).padStart(8)} ${s.dropPoints.toFixed(1).padStart(6)}${s.fraction === r.chosen ? '  ← chosen' : s.withinBudget ? '' : '  (over budget)'}`),
+  ];
+}

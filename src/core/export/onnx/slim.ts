@@ -1,0 +1,257 @@
+import { onnx } from 'onnx-proto';
+import { HeadstartError } from '../../errors';
+
+const T = onnx.TensorProto.DataType;
+
+/**
+ * One inverted-residual block's hidden layer, found in a converted ONNX graph:
+ * expand Conv (group 1) → [BatchNormalization] → Relu / Clip → depthwise Conv
+ * (group = C) → [BatchNormalization] → Relu / Clip → project Conv (group 1).
+ * Hidden channel c is output channel c of the expand conv (and of its
+ * BatchNorm), channel c of the depthwise conv, and input channel c of the
+ * project conv; nothing else reads it, so removing it keeps the model valid.
+ * Node fields are indices into graph.node.
+ */
+export interface SlimBlock {
+  expand: number;
+  expandBn?: number;
+  depthwise: number;
+  depthwiseBn?: number;
+  project: number;
+  /** Hidden channels. */
+  channels: number;
+  /** The activated depthwise output (what the project conv reads): ranking statistics are taken here. */
+  hidden: string;
+}
+
+interface Index {
+  nodes: onnx.INodeProto[];
+  producer: Map<string, number>;
+  consumers: Map<string, number[]>;
+  inits: Map<string, onnx.ITensorProto>;
+  /** How many node inputs name each initializer. */
+  uses: Map<string, number>;
+  outputs: Set<string>;
+}
+
+function indexGraph(graph: onnx.IGraphProto): Index {
+  const nodes = graph.node ?? [];
+  const producer = new Map<string, number>();
+  const consumers = new Map<string, number[]>();
+  const uses = new Map<string, number>();
+  nodes.forEach((n, i) => {
+    for (const o of n.output ?? []) producer.set(o, i);
+    for (const x of n.input ?? []) {
+      consumers.set(x, [...(consumers.get(x) ?? []), i]);
+      uses.set(x, (uses.get(x) ?? 0) + 1);
+    }
+  });
+  return { nodes, producer, consumers, inits: new Map((graph.initializer ?? []).map((t) => [t.name!, t])), uses, outputs: new Set((graph.output ?? []).map((o) => o.name!)) };
+}
+
+const attrInt = (n: onnx.INodeProto, name: string, dflt: number): number => Number(n.attribute?.find((a) => a.name === name)?.i ?? dflt);
+const dimsOf = (t: onnx.ITensorProto | undefined): number[] => (t?.dims ?? []).map(Number);
+
+/** The float values of an initializer (raw bytes copied: decoded bytes may view the whole file). */
+export function floatValues(t: onnx.ITensorProto): Float32Array {
+  if (t.dataType !== T.FLOAT) throw new HeadstartError('BAD_MODEL', `initializer ${t.name} is not float32`);
+  if (t.rawData && t.rawData.length) return new Float32Array(Uint8Array.from(t.rawData).buffer);
+  return Float32Array.from(t.floatData ?? []);
+}
+
+function setFloat(t: onnx.ITensorProto, values: Float32Array, dims: number[]): void {
+  t.rawData = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  t.floatData = [];
+  t.dims = dims;
+}
+
+/** The node's single consumer index, or undefined when the tensor has several readers or is a graph output. */
+function only(g: Index, tensor: string): number | undefined {
+  const c = g.consumers.get(tensor) ?? [];
+  return c.length === 1 && !g.outputs.has(tensor) ? c[0] : undefined;
+}
+
+/** A float initializer used by this node alone (slicing a shared one would change another node). */
+function own(g: Index, name: string | undefined, rank?: number): boolean {
+  const t = name ? g.inits.get(name) : undefined;
+  return !!t && t.dataType === T.FLOAT && g.uses.get(name!) === 1 && (rank === undefined || dimsOf(t).length === rank);
+}
+
+const isAct = (n: onnx.INodeProto | undefined): boolean => !!n && (n.opType === 'Relu' || (n.opType === 'Clip' && (n.input ?? []).length >= 1));
+const isBn = (g: Index, n: onnx.INodeProto | undefined): boolean => !!n && n.opType === 'BatchNormalization' && (n.input ?? []).slice(1, 5).every((x) => own(g, x, 1));
+const isPlainConv = (g: Index, n: onnx.INodeProto | undefined): boolean => !!n && n.opType === 'Conv' && attrInt(n, 'group', 1) === 1 && own(g, n.input?.[1], 4) && ((n.input ?? []).length < 3 || own(g, n.input![2], 1));
+
+/** Walks forward from a tensor through an optional BatchNorm and an activation; returns the nodes passed. */
+function bnThenAct(g: Index, tensor: string): { bn?: number; act: number } | undefined {
+  let i = only(g, tensor);
+  let bn: number | undefined;
+  if (i !== undefined && isBn(g, g.nodes[i])) {
+    bn = i;
+    i = only(g, g.nodes[i]!.output![0]!);
+  }
+  if (i === undefined || !isAct(g.nodes[i])) return undefined;
+  return { bn, act: i };
+}
+
+/** Every slimmable block of a model, in graph order. */
+export function findSlimBlocks(graph: onnx.IGraphProto): SlimBlock[] {
+  const g = indexGraph(graph);
+  const blocks: SlimBlock[] = [];
+  g.nodes.forEach((dw, d) => {
+    if (dw.opType !== 'Conv' || !own(g, dw.input?.[1], 4)) return;
+    const w = dimsOf(g.inits.get(dw.input![1]!));
+    const c = w[0]!;
+    if (attrInt(dw, 'group', 1) !== c || w[1] !== 1 || c < 2) return;
+    if ((dw.input ?? []).length >= 3 && !own(g, dw.input![2], 1)) return;
+    // Backwards: activation ← [BatchNorm] ← expand conv, each read only by the next.
+    const act1 = g.producer.get(dw.input![0]!);
+    if (act1 === undefined || !isAct(g.nodes[act1]) || only(g, dw.input![0]!) !== d) return;
+    let src = g.nodes[act1]!.input![0]!;
+    let expandBn: number | undefined;
+    let p = g.producer.get(src);
+    if (p !== undefined && isBn(g, g.nodes[p]) && only(g, src) === act1) {
+      expandBn = p;
+      src = g.nodes[p]!.input![0]!;
+      p = g.producer.get(src);
+    }
+    if (p === undefined || !isPlainConv(g, g.nodes[p]) || only(g, src) !== (expandBn ?? act1)) return;
+    if (dimsOf(g.inits.get(g.nodes[p]!.input![1]!))[0] !== c) return;
+    // Forwards: [BatchNorm] → activation → project conv.
+    const fwd = bnThenAct(g, dw.output![0]!);
+    if (!fwd) return;
+    const hidden = g.nodes[fwd.act]!.output![0]!;
+    const proj = only(g, hidden);
+    if (proj === undefined || !isPlainConv(g, g.nodes[proj]) || dimsOf(g.inits.get(g.nodes[proj]!.input![1]!))[1] !== c) return;
+    blocks.push({ expand: p, expandBn, depthwise: d, depthwiseBn: fwd.bn, project: proj, channels: c, hidden });
+  });
+  return blocks;
+}
+
+/** Rows (axis 0) or columns (axis 1) `keep` of a tensor with the given dims. */
+function sliceAxis(values: Float32Array, dims: number[], axis: 0 | 1, keep: number[]): { values: Float32Array; dims: number[] } {
+  const inner = dims.slice(2).reduce((a, b) => a * b, 1);
+  if (axis === 0) {
+    const row = values.length / dims[0]!;
+    const out = new Float32Array(keep.length * row);
+    keep.forEach((k, i) => out.set(values.subarray(k * row, (k + 1) * row), i * row));
+    return { values: out, dims: [keep.length, ...dims.slice(1)] };
+  }
+  const [o, ci] = dims as [number, number];
+  const out = new Float32Array(o * keep.length * inner);
+  for (let r = 0; r < o; r++) keep.forEach((k, i) => out.set(values.subarray((r * ci + k) * inner, (r * ci + k + 1) * inner), (r * keep.length + i) * inner));
+  return { values: out, dims: [o, keep.length, ...dims.slice(2)] };
+}
+
+/** Per-block input-channel L2 norms of the project conv's weights: how much each hidden channel can move the block's output. */
+export function projectNorms(graph: onnx.IGraphProto, blocks: SlimBlock[]): Float32Array[] {
+  const g = indexGraph(graph);
+  return blocks.map((b) => {
+    const t = g.inits.get(g.nodes[b.project]!.input![1]!)!;
+    const [o, ci] = dimsOf(t) as [number, number];
+    const inner = dimsOf(t).slice(2).reduce((a, x) => a * x, 1);
+    const w = floatValues(t);
+    const norms = new Float32Array(ci);
+    for (let r = 0; r < o; r++) for (let c = 0; c < ci; c++) for (let k = 0; k < inner; k++) norms[c]! += w[(r * ci + c) * inner + k]! ** 2;
+    return norms.map(Math.sqrt);
+  });
+}
+
+/**
+ * The model with only the hidden channels `keep[i]` (sorted indices) of each
+ * block `i` of findSlimBlocks: expand conv rows (weights, bias, BatchNorm),
+ * depthwise rows and group, project conv columns. Everything else unchanged.
+ */
+export function slimOnnx(bytes: Uint8Array, keep: number[][]): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const blocks = findSlimBlocks(graph);
+  if (blocks.length !== keep.length) throw new HeadstartError('INTERNAL', `slimming plan has ${keep.length} blocks, the model ${blocks.length}`);
+  const g = indexGraph(graph);
+  let keepNow: number[] = [];
+  const rows = (name: string | undefined) => {
+    if (!name) return;
+    const t = g.inits.get(name)!;
+    const s = sliceAxis(floatValues(t), dimsOf(t), 0, keepNow);
+    setFloat(t, s.values, s.dims);
+  };
+  blocks.forEach((b, i) => {
+    keepNow = keep[i]!;
+    if (!keepNow.length || keepNow.some((k, j) => k < 0 || k >= b.channels || (j > 0 && k <= keepNow[j - 1]!))) throw new HeadstartError('INTERNAL', `block ${i}: kept channels must be sorted, distinct and below ${b.channels}`);
+    if (keepNow.length === b.channels) return;
+    const e = g.nodes[b.expand]!;
+    const dw = g.nodes[b.depthwise]!;
+    rows(e.input![1]);
+    rows(e.input![2]);
+    rows(dw.input![1]);
+    rows(dw.input![2]);
+    for (const bn of [b.expandBn, b.depthwiseBn]) if (bn !== undefined) for (const x of g.nodes[bn]!.input!.slice(1, 5)) rows(x);
+    dw.attribute!.find((a) => a.name === 'group')!.i = keepNow.length;
+    const pw = g.inits.get(g.nodes[b.project]!.input![1]!)!;
+    const s = sliceAxis(floatValues(pw), dimsOf(pw), 1, keepNow);
+    setFloat(pw, s.values, s.dims);
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/**
+ * A copy of the model that also outputs, per block, the mean absolute value of
+ * each hidden channel over the batch and the spatial positions (Abs →
+ * ReduceMean over N, H, W): output `slim/stat/i` is a vector of C values.
+ */
+export function withHiddenStats(bytes: Uint8Array, blocks: SlimBlock[]): { bytes: Uint8Array; outputs: string[] } {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const outputs = blocks.map((b, i) => {
+    const abs = `slim/abs/${i}`;
+    const out = `slim/stat/${i}`;
+    graph.node!.push({ opType: 'Abs', input: [b.hidden], output: [abs], name: `${abs}/Abs` });
+    graph.node!.push({ opType: 'ReduceMean', input: [abs], output: [out], name: `${out}/ReduceMean`, attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 2, 3] }, { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] });
+    graph.output!.push({ name: out, type: { tensorType: { elemType: T.FLOAT } } });
+    return out;
+  });
+  return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
+}
+
+/** A dense layer of a head: kernel [in, out] row-major, bias [out], activation. */
+export interface DenseLayer {
+  kernel: Float32Array;
+  shape: [number, number];
+  bias: Float32Array;
+  activation: string;
+}
+
+/**
+ * Replaces a feature extractor's output (`features`, [N, F]) by a dense head
+ * ending in softmax: output `probabilities`. The head's weights stay float32.
+ */
+export function appendHead(bytes: Uint8Array, dense: DenseLayer[], featureOutput = 'features', outputName = 'probabilities'): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  if (!(graph.output ?? []).some((o) => o.name === featureOutput)) throw new HeadstartError('BAD_MODEL', `the backbone's ONNX model has no '${featureOutput}' output`);
+  let x = featureOutput;
+  const init = (name: string, dims: number[], v: Float32Array) => graph.initializer!.push({ name, dims, dataType: T.FLOAT, rawData: new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)) });
+  dense.forEach((d, i) => {
+    const p = `head/${i}`;
+    init(`${p}/kernel`, d.shape, d.kernel);
+    init(`${p}/bias`, [d.shape[1]], d.bias);
+    graph.node!.push({ opType: 'MatMul', input: [x, `${p}/kernel`], output: [`${p}/matmul`], name: `${p}/MatMul` });
+    graph.node!.push({ opType: 'Add', input: [`${p}/matmul`, `${p}/bias`], output: [`${p}/add`], name: `${p}/Add` });
+    x = `${p}/add`;
+    const last = i === dense.length - 1;
+    if (d.activation === 'relu') {
+      graph.node!.push({ opType: 'Relu', input: [x], output: [`${p}/relu`], name: `${p}/Relu` });
+      x = `${p}/relu`;
+    } else if (d.activation === 'softmax' && last) {
+      graph.node!.push({ opType: 'Softmax', input: [x], output: [outputName], name: `${p}/Softmax`, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] });
+      x = outputName;
+    } else if (d.activation !== 'linear') throw new HeadstartError('INTERNAL', `head activation ${d.activation} cannot be exported to ONNX`);
+  });
+  if (x !== outputName) throw new HeadstartError('INTERNAL', 'the head does not end in a softmax');
+  graph.output = [{ name: outputName, type: { tensorType: { elemType: T.FLOAT } } }];
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Hidden channels per block of a model (its slimming "shape"). */
+export function hiddenChannels(bytes: Uint8Array): number[] {
+  return findSlimBlocks(onnx.ModelProto.decode(bytes).graph!).map((b) => b.channels);
+}

@@ -1,0 +1,232 @@
+// Task-specific slimming of the backbone (`export --format onnx --slim`,
+// `distill --student slim`) on a small MobileNetV2-shaped model made by code
+// and on the bundled MobileNetV2 1.4 graph: a slimmed model equals the full
+// model with the removed hidden channels zeroed; ranking reads training
+// images only (every file read counted) and slimming never reads a test
+// image; the slimmed export loads in ONNX Runtime in a fresh process and
+// reproduces its own report, the student run works with eval / predict /
+// export and its export agrees with `predict RUN`; a cancelled slimming
+// leaves nothing; the TF.js export refuses --slim with a one-line reason.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { core, root, runCli } from './helpers.mjs';
+import { colourDataset } from './fixtures.mjs';
+import { mobileNetV2Like } from './slimFixture.mjs';
+
+const require = createRequire(import.meta.url);
+const fsp = require('node:fs/promises');
+const ort = require('onnxruntime-node');
+const { onnx } = require('onnx-proto');
+const run = promisify(execFile);
+
+// Inside the repository: the generated inference.mjs resolves onnxruntime-node and sharp from its node_modules.
+const base = path.join(root, 'test-results', 'tmp');
+await mkdir(base, { recursive: true });
+const dir = await mkdtemp(path.join(base, 'slim-'));
+after(() => rm(dir, { recursive: true, force: true }));
+const cacheDir = path.join(dir, 'cache');
+
+const backbone = await mobileNetV2Like(path.join(dir, 'bb'), { size: 32 });
+await colourDataset(path.join(dir, 'data'), { classes: { red: 'red', blue: 'blue', green: 'green', yellow: 'yellow' }, perClass: 10 });
+const runDir = path.join(dir, 'run');
+await core.trainRun({ data: path.join(dir, 'data'), out: runDir, backbone, cacheDir, workers: 1, epochs: 20, batchSize: 8, hiddenUnits: 16, learningRate: 0.01, val: 0.25, test: 0.25, seed: 3 });
+const record = JSON.parse(await readFile(path.join(runDir, 'run.json'), 'utf8'));
+assert.ok(record.test.accuracy >= 0.75, `the teacher learned the colours (test accuracy ${record.test.accuracy})`);
+const files = (split) => record.samples.filter((s) => s.split === split).map((s) => path.join(record.dataset.root, s.rel));
+
+/** Runs an ONNX model (bytes) on NHWC pixels; returns its first output. */
+async function runOnnx(bytes, x, n, size) {
+  const s = await ort.InferenceSession.create(bytes);
+  try {
+    const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', x, [n, size, size, 3]) });
+    return out[s.outputNames[0]].data;
+  } finally {
+    await s.release();
+  }
+}
+
+/** The full model with the hidden channels not in `keep` zeroed where the project conv reads them (and at the expand conv). */
+function zeroRemoved(bytes, keep) {
+  const model = onnx.ModelProto.decode(bytes);
+  const g = model.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const values = (t) => new Float32Array(Uint8Array.from(t.rawData).buffer);
+  const put = (t, v) => (t.rawData = new Uint8Array(v.buffer));
+  core.findSlimBlocks(g).forEach((b, i) => {
+    const kept = new Set(keep[i]);
+    const proj = inits.get(g.node[b.project].input[1]);
+    const [o, c, kh, kw] = proj.dims.map(Number);
+    const pv = values(proj);
+    for (let r = 0; r < o; r++) for (let ch = 0; ch < c; ch++) if (!kept.has(ch)) pv.fill(0, (r * c + ch) * kh * kw, (r * c + ch + 1) * kh * kw);
+    put(proj, pv);
+    const ex = inits.get(g.node[b.expand].input[1]);
+    const ev = values(ex);
+    const row = ev.length / b.channels;
+    for (let ch = 0; ch < b.channels; ch++) if (!kept.has(ch)) ev.fill(0, ch * row, (ch + 1) * row);
+    put(ex, ev);
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Checks slimOnnx against zeroing on a converted model: same features within 1e-4, fewer parameters. */
+async function checkEquivalence(t, bytes, size, fraction) {
+  const rng = new core.Rng(11);
+  const blocks = core.findSlimBlocks(onnx.ModelProto.decode(bytes).graph);
+  // Random scores: the structure must be right for any choice of channels, not only the ranked one.
+  const scores = blocks.map((b) => Float32Array.from({ length: b.channels }, () => rng.next()));
+  const keep = core.keepPlan(scores, fraction);
+  const slim = core.slimOnnx(bytes, keep);
+  assert.deepEqual(core.hiddenChannels(slim), keep.map((k) => k.length), 'each block keeps its planned channels');
+  assert.ok(keep.some((k, i) => k.length < blocks[i].channels), 'channels were removed');
+  assert.ok(slim.length < bytes.length * (1 - fraction / 2), `slimmed model is smaller (${slim.length} vs ${bytes.length})`);
+  const n = 2;
+  const x = Float32Array.from({ length: n * size * size * 3 }, () => rng.next() * 255);
+  const want = await runOnnx(zeroRemoved(bytes, keep), x, n, size);
+  const got = await runOnnx(slim, x, n, size);
+  const full = await runOnnx(bytes, x, n, size);
+  assert.equal(got.length, want.length);
+  let worst = 0;
+  let moved = 0;
+  for (let i = 0; i < got.length; i++) {
+    worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+    moved = Math.max(moved, Math.abs(full[i] - want[i]));
+  }
+  t.diagnostic(`${blocks.length} blocks, ${fraction * 100}% removed: max relative difference ${worst.toExponential(2)}; zeroing moved features by up to ${moved.toFixed(3)}`);
+  assert.ok(worst < 1e-4, `slimmed = zeroed within 1e-4 (got ${worst})`);
+  assert.ok(moved > 1e-3, 'the zeroed channels mattered (the comparison can fail)');
+}
+
+test('slimmed model = full model with the removed hidden channels zeroed: MobileNetV2-shaped layers model (BatchNorm nodes)', async (t) => {
+  const conv = await core.convertTfjsModel(path.dirname(backbone), { pool: true, outputName: 'features' });
+  const blocks = core.findSlimBlocks(onnx.ModelProto.decode(conv.bytes).graph);
+  assert.deepEqual(blocks.map((b) => b.channels), [16, 48, 96, 96], 'stem→dw block and the three expanded blocks (the residual block too: its hidden layer is not tied)');
+  await checkEquivalence(t, conv.bytes, 32, 0.5);
+});
+
+test('slimmed model = full model with the removed channels zeroed: bundled MobileNetV2 1.4 graph (fused biases)', async (t) => {
+  const conv = await core.convertTfjsModel(path.join(root, 'models', 'mobilenet-v2-140'), { outputName: 'features', normalise: { scale: 1 / 255, offset: 0 } });
+  assert.equal(core.findSlimBlocks(onnx.ModelProto.decode(conv.bytes).graph).length, 17, 'all 17 inverted-residual blocks');
+  await checkEquivalence(t, conv.bytes, 224, 0.4);
+});
+
+test('ranking reads training images only; slimming never reads a test image', async () => {
+  const loaded = await core.loadRun(runDir);
+  const reads = new Map();
+  const readFileOrig = fsp.readFile;
+  fsp.readFile = function (file, ...rest) {
+    const key = path.resolve(String(file));
+    reads.set(key, (reads.get(key) ?? 0) + 1);
+    return readFileOrig.call(this, file, ...rest);
+  };
+  const count = (list) => list.filter((f) => reads.get(path.resolve(f)));
+  try {
+    const images = await core.rankingImages(record, {});
+    assert.ok(images.length > 0 && images.length <= files('train').length);
+    assert.deepEqual(count(files('val')), [], 'ranking read no validation image');
+    assert.deepEqual(count(files('test')), [], 'ranking read no test image');
+    assert.ok(count(files('train')).length === images.length, 'ranking read training images');
+    reads.clear();
+    // A fresh cache: every step must decode what it extracts.
+    const res = await core.slimSearch(loaded, { slim: 0.5, maxDrop: 1, work: path.join(dir, 'work-rank'), cacheDir: path.join(dir, 'cache-rank'), workers: 1 }, {});
+    res.head?.dispose();
+    assert.deepEqual(count(files('test')), [], 'slimming (ranking, re-extraction, refit, judging) read no test image');
+    assert.ok(count(files('val')).length > 0, 'steps are judged on validation images');
+    assert.equal(res.report.rankSplit, 'train');
+  } finally {
+    fsp.readFile = readFileOrig;
+    loaded.head.dispose();
+  }
+});
+
+test('export --format onnx --slim auto --quantize int8: slimming table, smaller and fresh-process ONNX Runtime reproduces the report', async (t) => {
+  const out = path.join(dir, 'export-slim');
+  const r = await runCli(['export', runDir, '--out', out, '--format', 'onnx', '--slim', 'auto', '--max-drop', '100', '--quantize', 'int8', '--cache', cacheDir, '--workers', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Slimming \(auto, within 100 validation points; ranked on \d+ training images, judged on \d+ validation images/);
+  assert.match(r.stdout, /70%.*← chosen/, 'with a budget of 100 points every step passes: the last is chosen');
+  const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
+  const s = rep.slimming;
+  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.25, 0.4, 0.55, 0.7]);
+  assert.equal(s.chosen, 0.7);
+  for (const [i, x] of s.steps.entries()) {
+    assert.ok(x.msPerImage > 0 && x.valAccuracy >= 0 && x.valAccuracy <= 1 && x.gzipBytes < x.bytes, JSON.stringify(x));
+    if (i) assert.ok(x.bytes < s.steps[i - 1].bytes && x.hiddenKept < s.steps[i - 1].hiddenKept, 'each step is smaller');
+  }
+  assert.equal(rep.chosen, 'int8', 'the slimmed model was quantized after slimming');
+  t.diagnostic(`steps: ${s.steps.map((x) => `${x.fraction}: ${x.bytes} B, ${x.msPerImage.toFixed(2)} ms (${x.speedup.toFixed(2)}x), val ${x.valAccuracy.toFixed(3)}`).join('; ')}; exported int8 ${rep.exported.bytes} B`);
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /## Slimmed backbone[\s\S]*\| 70% \(this file\) \|/);
+  // A fresh process (the export's own inference script) gives the accuracy the report states.
+  const tests = files('test');
+  const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...tests], { cwd: out });
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const labelOf = new Map(record.samples.map((x) => [path.join(record.dataset.root, x.rel), x.label]));
+  const acc = lines.filter((l) => l.label === labelOf.get(l.path)).length / lines.length;
+  assert.equal(acc, rep.exported.accuracy);
+  assert.deepEqual(await readdir(out).then((l) => l.filter((f) => f.startsWith('.') && f !== '.headstart.json')), [], 'no scratch files left (only the completion marker)');
+});
+
+test('distill --student slim: a student RUN_DIR with its slimmed backbone inside; eval, predict and export use it; the export agrees with predict RUN', async () => {
+  const student = path.join(dir, 'student');
+  const r = await runCli(['distill', runDir, '--student', 'slim', '--slim', '0.55', '--out', student, '--cache', cacheDir, '--workers', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.ok(rep.ratios.size > 1 && rep.student.bytes < rep.teacher.bytes, 'the student is smaller');
+  assert.ok(rep.teacher.msPerImage > 0 && rep.student.msPerImage > 0);
+  assert.match(rep.measuredIn, /ONNX Runtime, 2 threads/);
+  const rec = JSON.parse(await readFile(path.join(student, 'run.json'), 'utf8'));
+  assert.equal(rec.backbone.format, 'onnx');
+  assert.equal(rec.backbone.dir, 'backbone', 'stored inside the run, relative: the folder can move');
+  const ev = await runCli(['eval', student, '--json', '--cache', cacheDir]);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.equal(JSON.parse(ev.stdout).accuracy, rec.test.accuracy);
+  const tfjs = await runCli(['export', student, '--out', path.join(dir, 'student-tfjs'), '--cache', cacheDir]);
+  assert.notEqual(tfjs.code, 0);
+  assert.match(tfjs.stderr, /slimmed ONNX backbone.*--format onnx/);
+  const out = path.join(dir, 'student-onnx');
+  const ex = await runCli(['export', student, '--out', out, '--format', 'onnx', '--cache', cacheDir]);
+  assert.equal(ex.code, 0, ex.stderr);
+  const tests = files('test').slice(0, 6);
+  const pred = await runCli(['predict', student, ...tests, '--cache', cacheDir]);
+  assert.equal(pred.code, 0, pred.stderr);
+  const want = pred.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...tests], { cwd: out });
+  const got = stdout.trim().split('\n').map((l) => JSON.parse(l));
+  got.forEach((g, i) => {
+    assert.equal(g.label, want[i].label);
+    assert.ok(Math.abs(g.probability - want[i].probability) < 1e-4, `${g.probability} vs ${want[i].probability}`);
+  });
+});
+
+test('cancelled slimming leaves no export folder and no temp folder behind', async () => {
+  const out = path.join(dir, 'cancelled');
+  const ac = new AbortController();
+  let sawStep = false;
+  await assert.rejects(
+    core.exportRun(runDir, { out, format: 'onnx', slim: 'auto', maxDrop: 100, cacheDir, workers: 1 }, {
+      signal: ac.signal,
+      onEvent: (e) => {
+        if (e.type === 'phase' && /slimming: removing 40%/.test(e.message)) {
+          sawStep = true;
+          ac.abort();
+        }
+      },
+    }),
+    (err) => core.isCancelled(err),
+  );
+  assert.ok(sawStep, 'cancelled during a slimming step');
+  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('cancelled') || f.startsWith('.cancelled')), [], 'nothing left');
+});
+
+test('--slim on the TF.js export and a bad --slim value are one-line errors', async () => {
+  const a = await runCli(['export', runDir, '--out', path.join(dir, 'x'), '--slim', 'auto', '--cache', cacheDir]);
+  assert.equal(a.code, 1);
+  assert.match(a.stderr.trim(), /^[^\n]*--slim needs --format onnx[^\n]*$/);
+  const b = await runCli(['export', runDir, '--out', path.join(dir, 'y'), '--format', 'onnx', '--slim', '1.5', '--cache', cacheDir]);
+  assert.equal(b.code, 1);
+  assert.match(b.stderr, /--slim must be auto or the fraction/);
+});
