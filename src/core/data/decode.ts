@@ -234,7 +234,7 @@ export async function decodeImage(buf: Buffer, size: number, maxPixels = DEFAULT
   const format = formatOf(buf);
   if (!format) {
     const other = foreignFormatOf(buf);
-    if (other) throw new DecodeError(`the content is a ${other} image; Headstart reads ${READABLE_FORMATS} (convert it)`, other);
+    if (other) throw new DecodeError(`the content is ${other}, not a format Headstart reads (${READABLE_FORMATS}); convert it`, other);
     if (!buf.some((b) => b !== 0)) throw new DecodeError('not a readable image (the file holds only zero bytes)');
     throw new DecodeError('not a readable image (unknown format)');
   }
