@@ -249,7 +249,11 @@ test("item 7: damaged images say which format and what to do, never 'Unknown err
   for (let i = idat + 20; i < idat + 60; i++) broken[i] ^= 0x5a;
   const reason = await core.decodeImage(broken, 32).then(() => 'decoded', (e) => e.message);
   assert.doesNotMatch(reason, /unknown error/i);
-  assert.match(reason, /^damaged PNG image \(its data does not decode\); re-save or remove it$/);
+  assert.match(reason, /^damaged PNG image \(its pixel data does not decode\); re-save or remove it$/);
+  // Damage in the header (a bad chunk checksum in IHDR).
+  const header = Buffer.from(png);
+  header[20] ^= 0x01;
+  await assert.rejects(core.decodeImage(header, 32), { message: 'damaged PNG image (its header does not decode); re-save or remove it' });
   // Zero bytes only.
   await assert.rejects(core.decodeImage(Buffer.alloc(5000), 32), { message: 'not a readable image (the file holds only zero bytes)' });
 });

@@ -117,12 +117,15 @@ const NAMES: Record<ImageFormat, string> = { jpeg: 'JPEG', png: 'PNG', gif: 'GIF
  * message can carry text from another image that failed at the same time, and
  * is often just "Unknown error".
  */
-function reasonOf(err: unknown, buf: Buffer, format: ImageFormat): string {
+function reasonOf(err: unknown, buf: Buffer, format: ImageFormat, stage: 'header' | 'data'): string {
   const msg = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
   if (/exceeds pixel limit/i.test(msg)) return `image is over the pixel limit (${msg})`;
   if (/timeout/i.test(msg)) return `image took over ${DECODE_TIMEOUT_S} s to decode (damaged or hostile); re-save or remove it`;
   if (endsEarly(buf, format)) return `truncated or damaged image (the ${NAMES[format]} data ends early)`;
-  return `damaged ${NAMES[format]} image (its data does not decode); re-save or remove it`;
+  // Where it failed is known from our own call, not from libvips' shared message.
+  return stage === 'header'
+    ? `damaged ${NAMES[format]} image (its header does not decode); re-save or remove it`
+    : `damaged ${NAMES[format]} image (its pixel data does not decode); re-save or remove it`;
 }
 
 /** Offsets of the BMP file header and DIB header fields (BITMAPINFOHEADER and later). */
@@ -210,7 +213,12 @@ function bmpPipeline(buf: Buffer, maxPixels: number): sharp.Sharp {
  * oriented pipeline. JPEG and WebP shrink on load inside the later resize.
  */
 async function sharpPipeline(buf: Buffer, format: ImageFormat, maxPixels: number): Promise<sharp.Sharp> {
-  const meta = await sharp(buf, { limitInputPixels: false }).metadata();
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(buf, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    throw new DecodeError(reasonOf(err, buf, format, 'header'), format);
+  }
   if (meta.format !== format) {
     throw new DecodeError(`header says ${NAMES[format]} but the decoder reads ${String(meta.format).toUpperCase()}; Headstart reads ${READABLE_FORMATS}`, format);
   }
@@ -251,7 +259,7 @@ export async function decodeImage(buf: Buffer, size: number, maxPixels = DEFAULT
     return new Uint8Array(data.buffer, data.byteOffset, data.length);
   } catch (err) {
     if (err instanceof DecodeError) throw new DecodeError(err.message, err.content ?? format);
-    throw new DecodeError(reasonOf(err, buf, format), format);
+    throw new DecodeError(reasonOf(err, buf, format, 'data'), format);
   }
 }
 
