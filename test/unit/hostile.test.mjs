@@ -115,6 +115,11 @@ test('item 5: FIFOs and devices are skipped with a reason, in class folders and 
   assert.match(reasons['a/zero.png'], /^line 3: path links outside the manifest's folder/);
   assert.equal(listed.hashed.length, 1);
 
+  // DATA itself a FIFO named like a manifest: refused in one line, not read for ever.
+  const fifoManifest = path.join(dir, 'fifo.csv');
+  execFileSync('mkfifo', [fifoManifest]);
+  await assert.rejects(core.scanDataset(fifoManifest), { code: 'BAD_INPUT', message: `manifest ${fifoManifest}: not a regular file (a FIFO (named pipe)); only regular files are read` });
+
   // A path that passed discovery and was then swapped for a FIFO: the open handle is checked too.
   const swapped = path.join(data, 'a', '1.png');
   await rm(swapped);

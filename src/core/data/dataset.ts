@@ -1,8 +1,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { HeadstartError } from '../errors';
-import { kindOf } from './files';
+import { HeadstartError, throwIfAborted } from '../errors';
+import { UnreadableFileError, kindOf, readRegularFile } from './files';
 
 /** File name extensions Headstart decodes. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp'];
@@ -51,6 +51,8 @@ interface ClassWalk {
   classes: Map<string, string>;
   /** Real paths of the folders of this class already walked (loops). */
   visited: Set<string>;
+  /** Checked once per folder: a cancel stops discovery of a large tree. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -101,6 +103,7 @@ async function walk(dir: string, c: ClassWalk, files: string[], skipped: Skipped
     return;
   }
   c.visited.add(real);
+  throwIfAborted(c.signal);
   let entries: import('node:fs').Dirent[];
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });
@@ -150,7 +153,7 @@ async function classFolders(root: string, rootReal: string, skipped: Skipped[]):
   return new Map([...classes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-async function discoverFolders(root: string): Promise<DiscoveredDataset> {
+async function discoverFolders(root: string, signal?: AbortSignal): Promise<DiscoveredDataset> {
   const samples: Sample[] = [];
   const skipped: Skipped[] = [];
   const rootReal = await fs.realpath(root);
@@ -158,7 +161,7 @@ async function discoverFolders(root: string): Promise<DiscoveredDataset> {
   const reals = new Map([...classes].map(([label, c]) => [label, c.real]));
   for (const [label, c] of classes) {
     const files: string[] = [];
-    await walk(c.path, { label, real: c.real, rootReal, classes: reals, visited: new Set() }, files, skipped);
+    await walk(c.path, { label, real: c.real, rootReal, classes: reals, visited: new Set(), signal }, files, skipped);
     for (const f of files) samples.push({ path: f, rel: path.relative(root, f), label });
   }
   return { root, kind: 'folders', samples, skipped };
@@ -201,7 +204,13 @@ async function discoverManifest(file: string): Promise<DiscoveredDataset> {
   const root = path.dirname(path.resolve(file));
   const rootReal = await fs.realpath(root);
   const kind = file.toLowerCase().endsWith('.jsonl') ? 'jsonl' : 'csv';
-  const text = await fs.readFile(file, 'utf8');
+  let text: string;
+  try {
+    text = (await readRegularFile(file)).toString('utf8');
+  } catch (err) {
+    if (!(err instanceof UnreadableFileError)) throw err;
+    throw new HeadstartError('BAD_INPUT', `manifest ${file}: ${err.message}`);
+  }
   const rows: Array<{ path: string; label: string; line: number }> = [];
   const skipped: Skipped[] = [];
   if (kind === 'csv') {
@@ -259,14 +268,14 @@ async function discoverManifest(file: string): Promise<DiscoveredDataset> {
  * Finds the labelled images of DATA: a folder with one sub-folder per class,
  * or a CSV / JSONL manifest of `path,label`.
  */
-export async function discoverDataset(data: string): Promise<DiscoveredDataset> {
+export async function discoverDataset(data: string, signal?: AbortSignal): Promise<DiscoveredDataset> {
   let st: import('node:fs').Stats;
   try {
     st = await fs.stat(data);
   } catch (err) {
     throw new HeadstartError('NOT_FOUND', `dataset ${data} not found (${(err as NodeJS.ErrnoException).code ?? String(err)}); give a folder with one sub-folder per class, or a .csv / .jsonl manifest`);
   }
-  if (st.isDirectory()) return discoverFolders(path.resolve(data));
+  if (st.isDirectory()) return discoverFolders(path.resolve(data), signal);
   if (/\.(csv|jsonl)$/i.test(data)) return discoverManifest(data);
   throw new HeadstartError('BAD_INPUT', `${data} is neither a folder nor a .csv / .jsonl manifest`);
 }

@@ -17,7 +17,7 @@ export interface ScannedDataset extends DiscoveredDataset {
 export async function scanDataset(data: string, progress: Progress = {}): Promise<ScannedDataset> {
   const emit = progress.onEvent ?? (() => undefined);
   emit({ type: 'phase', phase: 'scan', message: `scanning ${data}` });
-  const found = await discoverDataset(data);
+  const found = await discoverDataset(data, progress.signal);
   throwIfAborted(progress.signal);
   const hashed: Array<Sample & { hash: string }> = [];
   const skipped: Skipped[] = [...found.skipped];
