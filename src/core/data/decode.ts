@@ -4,6 +4,8 @@ import sharp from 'sharp';
 import bmp from 'bmp-js';
 import { MAX_FILE_BYTES, UnreadableFileError, readRegularFile } from './files';
 
+export { MAX_FILE_BYTES };
+
 /** Images with more pixels than this are refused from their header, before decoding. */
 export const DEFAULT_MAX_PIXELS = 64_000_000;
 
@@ -29,7 +31,8 @@ export const MAX_ASPECT = 32;
 export const DECODE_TIMEOUT_S = 20;
 
 /** Version of the preprocessing below; part of every cache key. Bump on any change. */
-export const PREPROCESS_VERSION = 'p1-cover-centre-flatten-white';
+// p2: BMP headers normalised before bmp-js (32-bit BMPs with bit fields used to decode with the wrong channels).
+export const PREPROCESS_VERSION = 'p2-cover-centre-flatten-white';
 
 /** The formats Headstart decodes, as their content says (not their name). */
 export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'bmp';
