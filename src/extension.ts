@@ -5,13 +5,13 @@ import { Gate } from './host/gate';
 import { Log } from './host/log';
 import { PANEL_VIEW_TYPE, TrainingPanel } from './host/panel';
 import { COMMAND_ACTION } from './host/policy';
-import { TrainingSession } from './host/session';
+import { TrainingService } from './host/trainingService';
 import { TrainingStatus } from './host/statusBar';
 import { TrainerClient } from './host/trainerClient';
 
 /** What activate() returns: used by the integration tests. */
 export interface HeadstartApi {
-  session: TrainingSession;
+  session: TrainingService;
   client: TrainerClient;
   log: cmd.Services['log'];
   /** The trust and path gate (tests: `simulateUntrusted`, and `ask` to answer the replace question). */
@@ -25,7 +25,7 @@ export function activate(context: vscode.ExtensionContext): HeadstartApi {
   const log = new Log();
   const gate = new Gate(log);
   const client = new TrainerClient(path.join(context.extensionPath, 'dist', 'worker.js'), log);
-  const session = new TrainingSession(client, log, context.globalStorageUri, gate);
+  const session = new TrainingService(client, log, context.globalStorageUri, gate);
   const s: cmd.Services = { extensionUri: context.extensionUri, storage: context.globalStorageUri, session, client, log, gate };
   // Every command passes the gate with its action before its handler runs.
   const command = (name: keyof typeof COMMAND_ACTION, run: (...args: unknown[]) => unknown) =>

@@ -13,8 +13,10 @@ import {
   vsCodeTextField,
 } from '@vscode/webview-ui-toolkit';
 import { type SafeHtml, count, fixed, html, trusted } from '../src/shared/html';
-import { type ExportChoices, type FormOptions, type FromWebview, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
+import { MessageHandler, type RequestMessage } from '../src/shared/messageHandler';
+import { type ExportChoices, type FormOptions, type FromWebview, type PanelRequests, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
 import { lineChart } from './charts';
+import { NUMERIC_FIELDS, type NumericField, exportChoicesError, readFormValues } from './form';
 
 provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeTextField(), vsCodeDropdown(), vsCodeOption(), vsCodeProgressRing(), vsCodeDivider(), vsCodeBadge());
 
@@ -25,7 +27,9 @@ interface VsCodeApi {
 }
 declare function acquireVsCodeApi(): VsCodeApi;
 const vscode = acquireVsCodeApi();
-const send = (m: FromWebview) => vscode.postMessage(m);
+type Notification = Exclude<FromWebview, RequestMessage<PanelRequests>>;
+const channel = new MessageHandler<PanelRequests, Notification, ToWebview>((m) => vscode.postMessage(m), (m) => onMessage(m));
+const send = (m: Notification) => channel.notify(m);
 
 // Every value shown comes from the host's messages (run.json, file names): numbers are
 // formatted by fixed()/count(), which never pass a non-number through, and markup is
@@ -39,7 +43,7 @@ const setHtml = (el: HTMLElement, h: SafeHtml) => {
   el.innerHTML = h.value;
 };
 
-const NUMERIC: Array<{ key: keyof FormOptions; label: string; hint: string }> = [
+const NUMERIC: Array<{ key: NumericField; label: string; hint: string }> = [
   { key: 'epochs', label: 'Epochs', hint: '1–1000; early stopping ends sooner' },
   { key: 'batchSize', label: 'Batch size', hint: '1–4096' },
   { key: 'learningRate', label: 'Learning rate', hint: 'Adam, e.g. 0.001' },
@@ -105,23 +109,15 @@ function skeleton(): void {
   $('e-go').addEventListener('click', () => {
     const val = (id: string) => ($(id) as HTMLInputElement).value.trim();
     const out = val('e-out');
-    const format = (val('e-format') || 'tfjs') as ExportChoices['format'];
-    const quantize = (val('e-quant') || 'auto') as ExportChoices['quantize'];
-    const prune = Number(val('e-prune') || '0');
-    const maxDrop = Number(val('e-drop') || '1');
-    const err = !out
-      ? 'choose a folder'
-      : !(prune >= 0 && prune < 1)
-        ? 'head sparsity is a fraction from 0 to below 1'
-        : !(maxDrop >= 0 && maxDrop <= 100)
-          ? 'max drop is 0–100 points'
-          : format === 'onnx' && quantize === 'uint16'
-            ? 'ONNX exports store weights as float32, float16 or uint8'
-            : format === 'onnx' && prune > 0
-              ? 'head sparsity applies to TensorFlow.js exports'
-              : '';
+    const choices: ExportChoices = {
+      format: (val('e-format') || 'tfjs') as ExportChoices['format'],
+      quantize: (val('e-quant') || 'auto') as ExportChoices['quantize'],
+      prune: Number(val('e-prune') || '0'),
+      maxDrop: Number(val('e-drop') || '1'),
+    };
+    const err = exportChoicesError(out, choices);
     $('e-err').textContent = err;
-    if (!err) send({ type: 'export', out, choices: { format, quantize, prune, maxDrop } });
+    if (!err) send({ type: 'export', out, choices });
   });
   $('e-quant').addEventListener('change', () => $('e-drop').toggleAttribute('disabled', ($('e-quant') as HTMLInputElement).value !== 'auto'));
   const onEdit = () => {
@@ -154,11 +150,8 @@ function skeleton(): void {
 
 function readForm(): FormOptions {
   const v = (id: string) => ($(id) as HTMLInputElement).value;
-  const o = { ...(state?.options ?? ({} as FormOptions)) };
-  o.data = v('f-data').trim();
-  o.backbone = v('f-backbone') || o.backbone;
-  for (const f of NUMERIC) (o as unknown as Record<string, number>)[f.key] = v(`f-${f.key}`).trim() === '' ? NaN : Number(v(`f-${f.key}`));
-  return o;
+  const numbers = Object.fromEntries(NUMERIC_FIELDS.map((k) => [k, v(`f-${k}`)])) as Record<NumericField, string>;
+  return readFormValues(state?.options ?? ({} as FormOptions), { data: v('f-data'), backbone: v('f-backbone'), numbers });
 }
 
 /** Marks invalid fields; returns true when the form is valid. */
@@ -323,8 +316,7 @@ function render(s: PanelState): void {
   renderRuns(s);
 }
 
-window.addEventListener('message', (ev: MessageEvent<ToWebview>) => {
-  const m = ev.data;
+function onMessage(m: Exclude<ToWebview, { type: 'reply' }>): void {
   switch (m.type) {
     case 'state':
       formDirty = false;
@@ -343,8 +335,13 @@ window.addEventListener('message', (ev: MessageEvent<ToWebview>) => {
       void never;
     }
   }
-});
+}
+
+window.addEventListener('message', (ev: MessageEvent<ToWebview>) => channel.handle(ev.data));
 
 skeleton();
 if (state) render(state);
-send({ type: 'ready' });
+void channel.request('ready', {}).then((s) => {
+  formDirty = false;
+  render(s);
+});

@@ -1,13 +1,14 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { BackboneChoice, ExportChoices } from '../shared/panelProtocol';
+import type { ExportChoices } from '../shared/panelProtocol';
+import type { PredictionLine } from '../shared/records';
 import type { Gate } from './gate';
 import type { Log } from './log';
 import { TrainingPanel } from './panel';
 import { pickBackbone, pickDataset } from './pickers';
 import { listRuns } from './runs';
-import type { TrainingSession, TrainOutcome } from './session';
+import type { TrainingService, TrainOutcome } from './trainingService';
 import { engineSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
 
@@ -18,7 +19,7 @@ export type ExportArgs = Pick<ExportChoices, 'quantize' | 'format'>;
 export interface Services {
   extensionUri: vscode.Uri;
   storage: vscode.Uri;
-  session: TrainingSession;
+  session: TrainingService;
   client: TrainerClient;
   log: Log;
   /** Every command passes it first (see extension.ts): trust is not checked again here. */
@@ -40,7 +41,7 @@ export function openPanel(s: Services): TrainingPanel {
 export async function fineTune(s: Services): Promise<void> {
   const data = await pickDataset();
   if (!data) return;
-  const backbones = await s.client.request<BackboneChoice[], 'backbones'>('backbones', { settings: engineSettings(s.storage) });
+  const backbones = await s.client.request('backbones', { settings: engineSettings(s.storage) });
   const backbone = await pickBackbone(backbones, s.session.state.options.backbone);
   if (!backbone) return;
   s.session.setOptions({ data, backbone });
@@ -139,14 +140,6 @@ export async function showRuns(s: Services): Promise<void> {
   await s.session.openRun(runDir);
 }
 
-interface PredictionLine {
-  path: string;
-  label?: string;
-  probability?: number;
-  top?: Array<{ label: string; probability: number }>;
-  error?: string;
-}
-
 /** Exports (folders with metadata.json + model.json) and runs of the workspace, to classify with. */
 async function pickModel(fileName: string): Promise<{ dir: string } | undefined> {
   const runs = await listRuns(runsFolder());
@@ -183,15 +176,15 @@ export async function classifyImage(s: Services, uri?: vscode.Uri, modelDirArg?:
   if (!pick) return undefined;
   try {
     const [line] = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Headstart: classifying ${path.basename(file)}`, cancellable: true }, (_p, token) =>
-      s.client.request<PredictionLine[], 'predict'>('predict', { modelDir: pick.dir, files: [file], settings: engineSettings(s.storage) }, undefined, token),
+      s.client.request('predict', { modelDir: pick.dir, files: [file], settings: engineSettings(s.storage) }, undefined, token),
     );
-    if (!line || line.error) {
+    if (!line || 'error' in line) {
       showError(s, `cannot classify ${path.basename(file)}: ${line?.error ?? 'no result'}`);
       return line;
     }
     void vscode.window.showQuickPick(
-      (line.top ?? []).map((t) => ({ label: t.label, description: `${(t.probability * 100).toFixed(1)}%` })),
-      { title: `${path.basename(file)}: ${line.label} (${((line.probability ?? 0) * 100).toFixed(1)}%)`, placeHolder: 'Top classes' },
+      line.top.map((t) => ({ label: t.label, description: `${(t.probability * 100).toFixed(1)}%` })),
+      { title: `${path.basename(file)}: ${line.label} (${(line.probability * 100).toFixed(1)}%)`, placeHolder: 'Top classes' },
     );
     return line;
   } catch (err) {

@@ -1,17 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import { escapeHtml } from '../shared/html';
-import type { FromWebview, ToWebview } from '../shared/panelProtocol';
+import { replyTo } from '../shared/messageHandler';
+import type { FromWebview, PanelRequests, ToWebview } from '../shared/panelProtocol';
 import { Disposable } from './disposable';
 import type { Gate } from './gate';
 import type { Log } from './log';
 import { PANEL_MESSAGE_ACTION, parseFromWebview } from './policy';
-import type { TrainingSession } from './session';
+import type { TrainingService } from './trainingService';
 
 /** What the panel needs from the extension. */
 export interface PanelDeps {
   extensionUri: vscode.Uri;
-  session: TrainingSession;
+  session: TrainingService;
   log: Log;
   gate: Gate;
 }
@@ -56,7 +57,7 @@ export class TrainingPanel extends Disposable {
   private ready = false;
 
   private readonly extensionUri: vscode.Uri;
-  private readonly session: TrainingSession;
+  private readonly session: TrainingService;
   private readonly log: Log;
   private readonly gate: Gate;
 
@@ -71,7 +72,7 @@ export class TrainingPanel extends Disposable {
     this.register(this.panel.onDidDispose(() => this.dispose()));
     this.register(this.panel.webview.onDidReceiveMessage((m: unknown) => void this.receive(m)));
     this.register(this.session.onDidChange((state) => this.post({ type: 'state', state })));
-    this.register(this.session.onProgress((p) => this.post(p)));
+    this.register(this.session.onProgress((p) => this.post({ type: 'progress', ...p })));
   }
 
   private post(msg: ToWebview): void {
@@ -99,8 +100,10 @@ export class TrainingPanel extends Disposable {
   private async onMessage(m: FromWebview): Promise<void> {
     switch (m.type) {
       case 'ready':
-        this.ready = true;
+        // Thumbnail URLs are made again for this webview; the state goes back as the reply.
         this.session.refreshView();
+        this.ready = true;
+        this.post(replyTo<PanelRequests, 'ready'>(m, this.session.state));
         void this.session.refreshLists();
         return;
       case 'options': {

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { FromWebview, PanelState } from '../shared/panelProtocol';
+import type { ExportChoices, FormOptions, FromWebview, PanelState } from '../shared/panelProtocol';
 
 /** What a command or a panel message does; every one of them needs a trusted workspace. */
 export type Action = 'scan' | 'train' | 'export' | 'distill' | 'classify' | 'open';
@@ -135,39 +135,44 @@ const isNum = (v: unknown): v is number => typeof v === 'number';
 
 const FORM_NUMBERS = ['epochs', 'batchSize', 'learningRate', 'hiddenUnits', 'dropout', 'val', 'test', 'seed', 'unfreeze', 'augment'] as const;
 
-function isForm(v: unknown): boolean {
+function isForm(v: unknown): v is FormOptions {
   // NaN passes isNum on purpose: an empty field is NaN and validateForm names it.
   return isObj(v) && isStr(v.data) && isStr(v.backbone) && FORM_NUMBERS.every((k) => isNum(v[k]) || v[k] === null);
 }
 
+function isExportChoices(c: unknown): c is ExportChoices {
+  return isObj(c) && ['tfjs', 'onnx'].includes(c.format as string) && ['none', 'float16', 'uint16', 'uint8', 'auto'].includes(c.quantize as string) && isNum(c.prune) && isNum(c.maxDrop);
+}
+
+export type Parsed = { ok: true; msg: FromWebview } | { ok: false; reason: string };
+
 /**
  * Checks that a message from the webview has the fields its type promises;
- * returns it typed, or a reason why it was dropped.
+ * returns it rebuilt from those fields only (typed), or a reason why it was
+ * dropped. The single entry of everything the webview sends.
  */
-export function parseFromWebview(m: unknown): { ok: true; msg: FromWebview } | { ok: false; reason: string } {
+export function parseFromWebview(m: unknown): Parsed {
   if (!isObj(m) || !isStr(m.type)) return { ok: false, reason: 'a panel message without a type' };
-  const ok = { ok: true as const, msg: m as unknown as FromWebview };
-  const bad = (field: string) => ({ ok: false as const, reason: `panel message '${m.type}' has no valid ${field}` });
+  const ok = (msg: FromWebview): Parsed => ({ ok: true, msg });
+  const bad = (field: string): Parsed => ({ ok: false, reason: `panel message '${m.type}' has no valid ${field}` });
   switch (m.type) {
     case 'ready':
+      return Number.isSafeInteger(m.requestId) ? ok({ type: 'ready', requestId: m.requestId as number }) : bad('request id');
     case 'cancel':
     case 'pickData':
     case 'openSnippet':
-      return ok;
+      return ok({ type: m.type });
     case 'options':
     case 'start':
-      return isForm(m.options) ? ok : bad('options');
-    case 'export': {
-      const c = m.choices;
-      const valid = isObj(c) && ['tfjs', 'onnx'].includes(c.format as string) && ['none', 'float16', 'uint16', 'uint8', 'auto'].includes(c.quantize as string) && isNum(c.prune) && isNum(c.maxDrop);
-      return !isStr(m.out) ? bad('folder') : valid ? ok : bad('export choices');
-    }
+      return isForm(m.options) ? ok({ type: m.type, options: m.options }) : bad('options');
+    case 'export':
+      return !isStr(m.out) ? bad('folder') : isExportChoices(m.choices) ? ok({ type: 'export', out: m.out, choices: m.choices }) : bad('export choices');
     case 'openFile':
-      return isStr(m.path) ? ok : bad('path');
+      return isStr(m.path) ? ok({ type: 'openFile', path: m.path }) : bad('path');
     case 'openRun':
-      return isStr(m.runDir) ? ok : bad('run folder');
+      return isStr(m.runDir) ? ok({ type: 'openRun', runDir: m.runDir }) : bad('run folder');
     case 'distill':
-      return isStr(m.student) ? ok : bad('student backbone');
+      return isStr(m.student) ? ok({ type: 'distill', student: m.student }) : bad('student backbone');
     default:
       return { ok: false, reason: `unknown panel message '${m.type}'` };
   }

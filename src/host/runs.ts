@@ -1,28 +1,13 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { RunSummary } from '../shared/panelProtocol';
-
-/** Minimal view of run.json that the host reads (no engine import on the host). */
-export interface RunJson {
-  version: number;
-  createdAt: string;
-  config: { data: string; epochs: number; batchSize: number; learningRate: number; hiddenUnits: number; dropout: number; val: number; test: number; seed: number; backbone: string; unfreeze?: number; augment?: { views: number } };
-  backend: string;
-  engine?: string;
-  backbone: { id: string; title: string };
-  labels: string[];
-  dataset: { root: string; total: number; counts: Record<string, { total: number }>; skipped: Array<{ path: string; reason: string }>; warnings: string[] };
-  history: Array<{ epoch: number; loss: number; accuracy: number; valLoss: number; valAccuracy: number }>;
-  test: { accuracy: number; macroF1: number; count: number; labels: string[]; perClass: Array<{ label: string; precision: number; recall: number; f1: number; support: number }>; confusion: number[][]; mistakes: Array<{ path: string; label: string; predicted: string; probability: number }> };
-  baseline: { accuracy: number; verdict: string };
-  timings: { totalSeconds: number };
-}
+import type { RunRecord } from '../shared/records';
 
 /** The run.json of `runDir`, or undefined when there is none or it lacks the parts the host reads. */
-export async function readRun(runDir: string): Promise<RunJson | undefined> {
-  let r: RunJson;
+export async function readRun(runDir: string): Promise<RunRecord | undefined> {
+  let r: RunRecord;
   try {
-    r = JSON.parse(await fs.readFile(path.join(runDir, 'run.json'), 'utf8')) as RunJson;
+    r = JSON.parse(await fs.readFile(path.join(runDir, 'run.json'), 'utf8')) as RunRecord;
   } catch {
     return undefined; // not a run folder (or one being written)
   }

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import type { BackendChoice, EngineChoice } from '../shared/choices';
 import type { EngineSettings } from '../shared/workerProtocol';
 
 /** The extension's settings (see package.json `contributes.configuration`). */
@@ -7,8 +8,8 @@ export interface Settings {
   defaultBackbone: string;
   runsFolder: string;
   cacheDir: string;
-  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-  engine: 'auto' | 'onnx' | 'tfjs';
+  backend: BackendChoice;
+  engine: EngineChoice;
   extractionWorkers: number;
 }
 

@@ -1,12 +1,12 @@
 import * as vscode from 'vscode';
 import { Disposable } from './disposable';
-import type { TrainingSession } from './session';
+import type { TrainingService } from './trainingService';
 
 /** A status bar item while a run is in progress; click opens the panel. */
 export class TrainingStatus extends Disposable {
   private readonly item = this.register(vscode.window.createStatusBarItem('headstart.status', vscode.StatusBarAlignment.Left, 10));
 
-  constructor(session: TrainingSession) {
+  constructor(session: TrainingService) {
     super();
     this.item.name = 'Headstart training';
     this.item.command = 'headstart.openPanel';

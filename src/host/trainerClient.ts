@@ -1,10 +1,22 @@
+/**
+ * The host's end of the worker protocol: forks the worker on first use (again
+ * after a crash), sends typed jsonrpc requests, routes each request's engine
+ * events, and turns a crash into an error for every request in flight. No
+ * `vscode` import: node:test drives it against a real child process.
+ */
 import { type ChildProcess, fork } from 'node:child_process';
 import * as path from 'node:path';
-import * as vscode from 'vscode';
+import { type CancellationToken, Emitter, type MessageConnection, ResponseError } from 'vscode-jsonrpc';
+import { IPCMessageReader, IPCMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import type { EngineEvent } from '../shared/events';
-import type { WorkerError, WorkerMessage, WorkerRequest, WorkerRequestType } from '../shared/workerProtocol';
-import { Disposable } from './disposable';
-import type { Log } from './log';
+import { ENGINE_EVENT, type ParamsOf, type ResultOf, WORKER_FATAL, WORKER_REQUESTS, type WorkerError, type WorkerMethod } from '../shared/workerProtocol';
+
+/** Where the client writes what the user may need to read (the output channel in the extension). */
+export interface ClientLog {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string, err?: unknown): void;
+}
 
 /** A failed request: the engine's message (code from HeadstartError), or a crash of the worker. */
 export class WorkerRequestError extends Error {
@@ -17,39 +29,37 @@ export class WorkerRequestError extends Error {
   }
 }
 
-type Payload<T extends WorkerRequestType> = Omit<Extract<WorkerRequest, { type: T }>, 'id' | 'type'>;
-
-interface Pending {
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  onEvent?: (e: EngineEvent) => void;
+/** A running worker: its process, its connection, and a promise that rejects when it dies. */
+interface Worker {
+  child: ChildProcess;
+  connection: MessageConnection;
+  died: Promise<never>;
 }
 
-/**
- * Talks to the worker process: forks it on first use (again after a crash),
- * sends typed requests, routes events, and turns a crash into an error for
- * every request in flight.
- */
-export class TrainerClient extends Disposable {
-  private child: ChildProcess | undefined;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  private readonly crashed = new vscode.EventEmitter<string>();
+/** The error of a reply: the worker's WorkerError, or jsonrpc's own (e.g. the connection was disposed). */
+function toRequestError(err: unknown): WorkerRequestError {
+  if (err instanceof WorkerRequestError) return err;
+  if (err instanceof ResponseError && err.data && typeof err.data === 'object') return new WorkerRequestError(err.data as WorkerError);
+  return new WorkerRequestError({ message: err instanceof Error ? err.message : String(err), code: 'INTERNAL' });
+}
+
+export class TrainerClient {
+  private worker: Worker | undefined;
+  private pending = 0;
+  private nextToken = 1;
+  private readonly crashed = new Emitter<string>();
   /** Fires with a description when the worker dies with requests in flight. */
   readonly onDidCrash = this.crashed.event;
 
-  constructor(private readonly workerScript: string, private readonly log: Log) {
-    super();
-    this.register(this.crashed);
-  }
+  constructor(private readonly workerScript: string, private readonly log: ClientLog) {}
 
   /** PID of the running worker, if one runs. */
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.worker?.child.pid;
   }
 
-  private start(): ChildProcess {
-    if (this.child) return this.child;
+  private start(): Worker {
+    if (this.worker) return this.worker;
     // In desktop VS Code process.execPath is Electron: ELECTRON_RUN_AS_NODE makes it a plain Node.
     const child = fork(this.workerScript, [], {
       env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
@@ -58,82 +68,56 @@ export class TrainerClient extends Disposable {
     });
     child.stdout?.on('data', (d: Buffer) => this.log.info(`[worker] ${d.toString().trimEnd()}`));
     child.stderr?.on('data', (d: Buffer) => this.log.warn(`[worker] ${d.toString().trimEnd()}`));
-    child.on('message', (msg: WorkerMessage) => this.onMessage(msg));
-    child.on('exit', (code, signal) => {
-      if (this.child === child) this.child = undefined;
-      if (this.pending.size === 0) return;
-      const why = `the Headstart worker process stopped unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`}); the run was lost — start it again`;
-      this.log.error(why);
-      for (const [, p] of this.pending) p.reject(new WorkerRequestError({ message: why, code: 'CRASH' }));
-      this.pending.clear();
-      this.crashed.fire(why);
-    });
     child.on('error', (err) => this.log.error(`worker process error: ${err.message}`, err));
-    this.child = child;
-    this.log.info(`worker started (pid ${child.pid})`);
-    return child;
-  }
-
-  private onMessage(msg: WorkerMessage): void {
-    switch (msg.type) {
-      case 'ready':
-        return;
-      case 'event':
-        this.pending.get(msg.id)?.onEvent?.(msg.event);
-        return;
-      case 'reply': {
-        const p = this.pending.get(msg.id);
-        if (!p) return;
-        this.pending.delete(msg.id);
-        if (msg.ok) p.resolve(msg.result);
-        else {
-          if (msg.error.stack) this.log.error(`worker: ${msg.error.message}\n${msg.error.stack}`);
-          p.reject(new WorkerRequestError(msg.error));
+    const connection = createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child));
+    connection.onNotification(WORKER_FATAL, (e) => this.log.error(`worker fatal error: ${e.message}${e.stack ? `\n${e.stack}` : ''}`));
+    const died = new Promise<never>((_, reject) => {
+      child.on('exit', (code, signal) => {
+        if (this.worker?.child === child) this.worker = undefined;
+        const why = `the Headstart worker process stopped unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`}); the run was lost — start it again`;
+        // Rejected before the connection is disposed: requests in flight see this reason, not jsonrpc's.
+        reject(new WorkerRequestError({ message: why, code: 'CRASH' }));
+        connection.dispose();
+        if (this.pending > 0) {
+          this.log.error(why);
+          this.crashed.fire(why);
         }
-        return;
-      }
-      case 'fatal':
-        this.log.error(`worker fatal error: ${msg.error.message}${msg.error.stack ? `\n${msg.error.stack}` : ''}`);
-        return;
-      default: {
-        const never: never = msg;
-        void never;
-      }
-    }
+      });
+    });
+    // Nobody may be waiting when a worker ends (an idle exit): that is not an unhandled rejection.
+    died.catch(() => undefined);
+    connection.listen();
+    this.worker = { child, connection, died };
+    this.log.info(`worker started (pid ${child.pid})`);
+    return this.worker;
   }
 
   /**
-   * Sends a request; resolves with its result. `token` cancellation sends a
-   * cancel request (the engine stops within one batch and rejects with a
-   * cancelled WorkerRequestError).
+   * Sends a request; resolves with its result, typed by the protocol map.
+   * `token` cancellation sends `$/cancelRequest` (the engine stops within one
+   * batch and the request rejects with a cancelled WorkerRequestError).
    */
-  request<R, T extends WorkerRequestType>(type: T, payload: Payload<T>, onEvent?: (e: EngineEvent) => void, token?: vscode.CancellationToken): Promise<R> {
-    const child = this.start();
-    const id = this.nextId++;
-    return new Promise<R>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
-      const sub = token?.onCancellationRequested(() => this.cancel(id));
-      const done = () => sub?.dispose();
-      this.pending.get(id)!.resolve = (v) => {
-        done();
-        resolve(v as R);
-      };
-      this.pending.get(id)!.reject = (e) => {
-        done();
-        reject(e);
-      };
-      child.send({ ...payload, type, id } as unknown as WorkerRequest);
-    });
+  async request<M extends WorkerMethod>(method: M, params: ParamsOf<M>, onEvent?: (e: EngineEvent) => void, token?: CancellationToken): Promise<ResultOf<M>> {
+    const { connection, died } = this.start();
+    const progressToken = this.nextToken++;
+    const events = onEvent && connection.onProgress(ENGINE_EVENT, progressToken, onEvent);
+    this.pending++;
+    try {
+      const reply = connection.sendRequest(WORKER_REQUESTS[method], { ...params, progressToken }, token);
+      return await Promise.race([reply, died]);
+    } catch (err) {
+      const e = toRequestError(err);
+      if (e.error.stack) this.log.error(`worker: ${e.message}\n${e.error.stack}`);
+      throw e;
+    } finally {
+      this.pending--;
+      events?.dispose();
+    }
   }
 
-  /** Asks the worker to cancel request `target`. */
-  cancel(target: number): void {
-    this.child?.send({ type: 'cancel', id: this.nextId++, target } satisfies WorkerRequest);
-  }
-
-  override dispose(): void {
-    this.child?.kill();
-    this.child = undefined;
-    super.dispose();
+  dispose(): void {
+    this.worker?.child.kill();
+    this.worker = undefined;
+    this.crashed.dispose();
   }
 }

@@ -1,8 +1,13 @@
 /**
- * Host <-> webview messages of the training panel (JSON only). The host owns
- * the state and sends it whole (`state`) when it changes, plus light
- * `progress` messages per batch. The webview says `ready` first.
+ * Host <-> webview messages of the training panel (JSON only), as maps from
+ * each message type to its fields. The host owns the state and sends it whole
+ * (`state`) when it changes, plus light `progress` messages per batch. The
+ * webview asks `ready` first and gets the state as the reply.
  */
+import type { ExportFormat, QuantizeChoice } from './choices';
+import type { Phase as EnginePhase } from './events';
+import type { ReplyMessage, RequestMessage } from './messageHandler';
+import type { BackboneInfo, ModelFigures } from './records';
 
 /** The options form. Numbers are validated on both sides. */
 export interface FormOptions {
@@ -21,15 +26,8 @@ export interface FormOptions {
   augment: number;
 }
 
-export interface BackboneChoice {
-  id: string;
-  title: string;
-  format: string;
-  featureSize: number;
-  bundled: boolean;
-  cached: boolean;
-  approxBytes: number;
-}
+/** A backbone the form offers. */
+export type BackboneChoice = BackboneInfo;
 
 export interface DatasetPreview {
   root: string;
@@ -82,21 +80,16 @@ export interface ExportView {
 /** Compression choices of the export section. */
 export interface ExportChoices {
   /** TF.js (graph / layers model) or ONNX. */
-  format: 'tfjs' | 'onnx';
-  quantize: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto';
+  format: ExportFormat;
+  quantize: QuantizeChoice;
   /** Head sparsity in [0, 1). */
   prune: number;
   /** Accuracy budget of auto, in points. */
   maxDrop: number;
 }
 
-export interface DistillFigures {
-  backbone: string;
-  runDir: string;
-  bytes: number;
-  accuracy: number;
-  msPerImage: number;
-}
+/** One model of a distillation (teacher or student). */
+export type DistillFigures = ModelFigures;
 
 export interface RunSummary {
   runDir: string;
@@ -107,7 +100,8 @@ export interface RunSummary {
   classes: number;
 }
 
-export type Phase = 'idle' | 'download' | 'scan' | 'extract' | 'train' | 'evaluate' | 'export' | 'backend';
+/** The engine's phase of the run shown, or 'idle'. */
+export type Phase = 'idle' | EnginePhase;
 
 export interface PanelState {
   options: FormOptions;
@@ -132,21 +126,46 @@ export interface PanelState {
   trusted: boolean;
 }
 
-export type ToWebview =
-  | { type: 'state'; state: PanelState }
-  | { type: 'progress'; phase: Phase; done: number; total: number; eta?: number; detail: string };
+/** The light per-batch progress of the current phase. */
+export interface ProgressView {
+  phase: Phase;
+  done: number;
+  total: number;
+  /** Seconds left, when known. */
+  eta?: number;
+  detail: string;
+}
 
-export type FromWebview =
-  | { type: 'ready' }
-  | { type: 'options'; options: FormOptions }
-  | { type: 'start'; options: FormOptions }
-  | { type: 'cancel' }
-  | { type: 'pickData' }
-  | { type: 'export'; out: string; choices: ExportChoices }
-  | { type: 'openFile'; path: string }
-  | { type: 'openSnippet' }
-  | { type: 'openRun'; runDir: string }
-  | { type: 'distill'; student: string };
+/** Requests of the webview, with the host's reply. */
+export type PanelRequests = {
+  /** The webview is listening: the reply is the state to draw. */
+  ready: { params: object; result: PanelState };
+};
+
+/** Host -> webview notifications: each type and its fields. */
+export interface ToWebviewMessages {
+  state: { state: PanelState };
+  progress: ProgressView;
+}
+
+/** Webview -> host notifications: each type and its fields. */
+export interface FromWebviewMessages {
+  options: { options: FormOptions };
+  start: { options: FormOptions };
+  cancel: object;
+  pickData: object;
+  export: { out: string; choices: ExportChoices };
+  openFile: { path: string };
+  openSnippet: object;
+  openRun: { runDir: string };
+  distill: { student: string };
+}
+
+/** `{type: K, ...fields}` for each K of a message map. */
+type Messages<M> = { [K in keyof M & string]: { type: K } & M[K] }[keyof M & string];
+
+export type ToWebview = Messages<ToWebviewMessages> | ReplyMessage<PanelRequests>;
+export type FromWebview = Messages<FromWebviewMessages> | RequestMessage<PanelRequests>;
 
 /** Checks a form; returns messages by field (empty when valid). */
 export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, string>> {

@@ -1,9 +1,16 @@
 /**
- * Host <-> worker process messages (JSON only). The host sends requests; the
- * worker answers each with `{id, ok: true, result}` or `{id, ok: false, error}`,
- * and streams engine events for it in between.
+ * Host <-> worker process protocol, over vscode-jsonrpc (the language-server
+ * protocol's transport) on the forked child's IPC channel. {@link WorkerRequests}
+ * is the one map from each request to its params and its result: the host's
+ * client and the worker's handlers both derive their types from it. Engine
+ * events of a request come back as `$/progress` notifications carrying the
+ * request's `progressToken`; cancellation is jsonrpc's `$/cancelRequest`.
+ * Only plain data crosses (params and results are JSON).
  */
+import { NotificationType, ProgressType, RequestType } from 'vscode-jsonrpc';
+import type { BackendChoice, EngineChoice, ExportFormat, QuantizeChoice } from './choices';
 import type { EngineEvent } from './events';
+import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TrainReport } from './records';
 
 /** Options of a training run, as the panel's form gives them. */
 export interface TrainRequestOptions {
@@ -31,17 +38,17 @@ export interface TrainRequestOptions {
 
 export interface EngineSettings {
   cacheDir?: string;
-  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-  engine?: 'auto' | 'onnx' | 'tfjs';
+  backend?: BackendChoice;
+  engine?: EngineChoice;
   workers?: number;
 }
 
 export interface ExportRequestOptions {
   out: string;
-  quantize?: 'none' | 'float16' | 'uint16' | 'uint8' | 'auto';
+  quantize?: QuantizeChoice;
   prune?: number;
   maxDrop?: number;
-  format?: 'tfjs' | 'onnx';
+  format?: ExportFormat;
   /** Replace an existing `out`: only after the user confirmed it by name. */
   force?: boolean;
   /**
@@ -51,29 +58,54 @@ export interface ExportRequestOptions {
   protectedRoots?: string[];
 }
 
-export type WorkerRequest =
-  | { type: 'train'; id: number; options: TrainRequestOptions; settings: EngineSettings }
-  | { type: 'export'; id: number; runDir: string; options: ExportRequestOptions; settings: EngineSettings }
-  | { type: 'predict'; id: number; modelDir: string; files: string[]; settings: EngineSettings }
-  | { type: 'scan'; id: number; data: string }
-  | { type: 'backbones'; id: number; settings: EngineSettings }
-  | { type: 'distill'; id: number; runDir: string; student: string; out: string; force?: boolean; protectedRoots?: string[]; settings: EngineSettings }
-  | { type: 'cancel'; id: number; target: number };
+/** Each request of the worker: its params and its result. */
+export interface WorkerRequests {
+  train: { params: { options: TrainRequestOptions; settings: EngineSettings }; result: TrainReport };
+  export: { params: { runDir: string; options: ExportRequestOptions; settings: EngineSettings }; result: ExportReport };
+  predict: { params: { modelDir: string; files: string[]; settings: EngineSettings }; result: PredictionLine[] };
+  scan: { params: { data: string }; result: ScanSummary };
+  backbones: { params: { settings: EngineSettings }; result: BackboneInfo[] };
+  distill: { params: { runDir: string; student: string; out: string; force?: boolean; protectedRoots?: string[]; settings: EngineSettings }; result: DistillReport };
+}
 
-/** The message types whose replies carry a result. */
-export type WorkerRequestType = Exclude<WorkerRequest['type'], 'cancel'>;
+export type WorkerMethod = keyof WorkerRequests;
+export type ParamsOf<M extends WorkerMethod> = WorkerRequests[M]['params'];
+export type ResultOf<M extends WorkerMethod> = WorkerRequests[M]['result'];
 
+/** Every request names the token its engine events come back with. */
+export interface Traced {
+  progressToken: number;
+}
+
+/** The error data of a failed request (a ResponseError's `data`). */
 export interface WorkerError {
   message: string;
-  /** HeadstartError code, or 'CANCELLED', or 'INTERNAL'. */
+  /** HeadstartError code, or 'CANCELLED', 'CRASH' (the worker died), 'INTERNAL'. */
   code: string;
   stack?: string;
 }
 
-export type WorkerMessage =
-  | { type: 'ready'; pid: number }
-  | { type: 'event'; id: number; event: EngineEvent }
-  | { type: 'reply'; id: number; ok: true; result: unknown }
-  | { type: 'reply'; id: number; ok: false; error: WorkerError }
-  /** An error outside any request; the worker exits non-zero after sending it. */
-  | { type: 'fatal'; error: WorkerError };
+/** The jsonrpc definition of each request. */
+export type WorkerRequestTypes = { [M in WorkerMethod]: RequestType<ParamsOf<M> & Traced, ResultOf<M>, WorkerError> };
+
+/** The jsonrpc request definitions; a request missing here is a compile error. */
+export const WORKER_REQUESTS: WorkerRequestTypes = {
+  train: new RequestType('train'),
+  export: new RequestType('export'),
+  predict: new RequestType('predict'),
+  scan: new RequestType('scan'),
+  backbones: new RequestType('backbones'),
+  distill: new RequestType('distill'),
+};
+
+/** Every request method, in one list (tests and the worker's registration walk it). */
+export const WORKER_METHODS = Object.keys(WORKER_REQUESTS) as WorkerMethod[];
+
+/** Engine events of a request, sent with its `progressToken`. */
+export const ENGINE_EVENT = new ProgressType<EngineEvent>();
+
+/** An error outside any request; the worker exits non-zero after sending it. */
+export const WORKER_FATAL = new NotificationType<WorkerError>('headstart/fatal');
+
+/** jsonrpc error code of a failed request (the WorkerError in `data` says what failed). */
+export const WORKER_ERROR_CODE = -32001;

@@ -1,0 +1,230 @@
+/**
+ * What the engine answers, as plain JSON data: the results of the worker's
+ * requests and the parts of run.json the host reads. The worker assigns core's
+ * results to these types (src/worker/handlers.ts), so a drift between core
+ * and these shapes is a compile error there; core may carry more fields than
+ * listed here. Nothing in this file imports code.
+ */
+import type { EpochMetrics } from './events';
+
+/** A file left out of a dataset, and why. */
+export interface Skipped {
+  path: string;
+  reason: string;
+}
+
+/** Precision, recall and F1 of one class. */
+export interface ClassMetrics {
+  label: string;
+  precision: number;
+  recall: number;
+  f1: number;
+  support: number;
+}
+
+/** A misclassified file, most confident first. `probability` of the wrong class, 0..1. */
+export interface Mistake {
+  path: string;
+  label: string;
+  predicted: string;
+  probability: number;
+}
+
+/** The metrics `eval` prints and `train` nests under `test`. */
+export interface EvalResult {
+  /** Fraction correct, 0..1. */
+  accuracy: number;
+  macroF1: number;
+  /** Images evaluated. */
+  count: number;
+  labels: string[];
+  perClass: ClassMetrics[];
+  /** confusion[i][j]: images of class i predicted as class j. */
+  confusion: number[][];
+  mistakes: Mistake[];
+}
+
+/** Images of one class per split. */
+export interface ClassCounts {
+  train: number;
+  val: number;
+  test: number;
+  total: number;
+}
+
+/** The dataset as a run used it. */
+export interface DatasetSummary {
+  root: string;
+  kind: string;
+  classes: string[];
+  counts: Record<string, ClassCounts>;
+  total: number;
+  skipped: Skipped[];
+  warnings: string[];
+}
+
+/** Logistic regression on raw pixels: what the pretrained backbone bought. */
+export interface BaselineResult {
+  description: string;
+  accuracy: number;
+  macroF1: number;
+  /** Backbone test accuracy minus baseline test accuracy, in points (0..100). */
+  gainPoints: number;
+  verdict: string;
+}
+
+/** Seconds spent per stage of a run. */
+export interface RunTimings {
+  scanSeconds: number;
+  extractSeconds: number;
+  /** The whole head stage (and fine-tuning, when asked). */
+  trainSeconds: number;
+  totalSeconds: number;
+  imagesPerSecond: number;
+}
+
+/** The options a run was trained with (run.json `config`). */
+export interface RunConfig {
+  data: string;
+  backbone?: string;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  hiddenUnits: number;
+  dropout: number;
+  val: number;
+  test: number;
+  seed: number;
+  unfreeze?: number;
+  augment?: { views?: number };
+}
+
+/**
+ * run.json as the host reads it. A run.json is any JSON a repository ships:
+ * src/host/runs.ts checks this shape before use.
+ */
+export interface RunRecord {
+  version: number;
+  createdAt: string;
+  config: RunConfig;
+  backend: string;
+  /** What extracted the features ('onnxruntime' or 'tfjs-<backend>'); absent in runs of early versions. */
+  engine?: string;
+  backbone: { id: string; title: string };
+  labels: string[];
+  dataset: DatasetSummary;
+  history: EpochMetrics[];
+  test: EvalResult;
+  baseline: BaselineResult;
+  timings: RunTimings;
+}
+
+/** The reply of `train` (what `headstart train --json` prints). */
+export interface TrainReport {
+  runDir: string;
+  backend: string;
+  engine: string;
+  dataset: DatasetSummary;
+  test: EvalResult;
+  baseline: BaselineResult;
+  bestEpoch: number;
+  epochs: number;
+  timings: RunTimings;
+}
+
+/** Size and quality of one exported model variant. */
+export interface VariantReport {
+  bytes: number;
+  gzipBytes: number;
+  /** Test-split accuracy 0..1, measured from the exported files. */
+  accuracy: number;
+  macroF1: number;
+  /** Mean milliseconds per single image (backbone + head) in the exporting process. */
+  msPerImage: number;
+}
+
+/** One variant tried by `--quantize auto` (or the one asked for). */
+export interface ExportCandidate {
+  name: string;
+  sparsity: number;
+  bytes: number;
+  gzipBytes: number;
+  accuracy: number;
+  /** Points below float32 (negative: better). */
+  dropPoints: number;
+  withinBudget: boolean;
+}
+
+/** The reply of `export` (the export folder's report.json). */
+export interface ExportReport {
+  outDir: string;
+  format: 'tfjs' | 'onnx';
+  modelFormat: 'graph-model' | 'layers-model' | 'onnx';
+  quantize: string;
+  maxDropPoints: number;
+  candidates: ExportCandidate[];
+  /** The variant written (e.g. 'uint8', 'mixed-sparse50'). */
+  chosen: string;
+  testImages: number;
+  float32: VariantReport;
+  exported: VariantReport;
+  skipped: Skipped[];
+  backend: string;
+}
+
+/** Size, accuracy and speed of one model as shipped (full float32 TF.js model). */
+export interface ModelFigures {
+  backbone: string;
+  runDir: string;
+  /** Bytes of model.json + weights.bin. */
+  bytes: number;
+  /** Test-split accuracy 0..1. */
+  accuracy: number;
+  msPerImage: number;
+}
+
+/** The reply of `distill`: the student's run and both models' figures. */
+export interface DistillReport {
+  runDir: string;
+  temperature: number;
+  alpha: number;
+  teacher: ModelFigures;
+  student: ModelFigures;
+}
+
+/** The reply of `scan`: what the panel previews of a dataset. */
+export interface ScanSummary {
+  root: string;
+  kind: 'folders' | 'csv' | 'jsonl';
+  /** Readable images per class. */
+  counts: Record<string, number>;
+  /** One file per class (for a thumbnail). */
+  examples: Record<string, string>;
+  skipped: Skipped[];
+  total: number;
+}
+
+/** One classified file: the top class and the top classes with their probability (0..1). */
+export interface Prediction {
+  path: string;
+  label: string;
+  probability: number;
+  top: Array<{ label: string; probability: number }>;
+}
+
+/** A line of `predict`: a prediction, or why the file could not be classified. */
+export type PredictionLine = Prediction | { path: string; error: string };
+
+/** A backbone of the catalogue, and whether it is on this machine. */
+export interface BackboneInfo {
+  id: string;
+  title: string;
+  /** 'graph': frozen; 'layers': its top layers can be unfrozen. */
+  format: 'graph' | 'layers';
+  featureSize: number;
+  /** Square input size in pixels. */
+  inputSize: number;
+  bundled: boolean;
+  cached: boolean;
+  approxBytes: number;
+}

@@ -1,0 +1,64 @@
+/**
+ * The worker's request handlers: the one place where core's results become
+ * the plain shapes of src/shared/records.ts. Each result is assigned to its
+ * shared type (`const r: ExportReport = …`), so a drift between core and the
+ * protocol is a compile error here.
+ */
+import {
+  CATALOGUE,
+  HeadstartError,
+  defaultCacheDir,
+  distillRun,
+  exportRun,
+  isCached,
+  isCancelled,
+  predictFiles,
+  scanDataset,
+  trainRun,
+} from '../core';
+import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TrainReport } from '../shared/records';
+import type { WorkerError } from '../shared/workerProtocol';
+import type { WorkerHandlers } from './serve';
+
+/** What the host sees of a failure: cancelled, a HeadstartError's code, or an internal error with its stack. */
+export function toWorkerError(err: unknown): WorkerError {
+  if (isCancelled(err)) return { message: 'cancelled', code: 'CANCELLED' };
+  if (err instanceof HeadstartError) return { message: err.message, code: err.code };
+  return { message: err instanceof Error ? err.message : String(err), code: 'INTERNAL', stack: err instanceof Error ? err.stack : undefined };
+}
+
+export const handlers: WorkerHandlers = {
+  async train({ options, settings }, progress) {
+    const r: TrainReport = await trainRun({ ...options, ...settings }, progress);
+    return r;
+  },
+  async export({ runDir, options, settings }, progress) {
+    const r: ExportReport = await exportRun(runDir, { ...options, ...settings }, progress);
+    return r;
+  },
+  async predict({ modelDir, files, settings }, progress) {
+    const r: PredictionLine[] = await predictFiles(modelDir, files, settings, progress);
+    return r;
+  },
+  async scan({ data }, progress) {
+    const s = await scanDataset(data, progress);
+    const counts: Record<string, number> = {};
+    const examples: Record<string, string> = {};
+    for (const x of s.hashed) {
+      counts[x.label] = (counts[x.label] ?? 0) + 1;
+      examples[x.label] ??= x.path;
+    }
+    const r: ScanSummary = { root: s.root, kind: s.kind, counts, examples, skipped: s.skipped, total: s.hashed.length };
+    return r;
+  },
+  async distill({ runDir, student, out, force, protectedRoots, settings }, progress) {
+    const r: DistillReport = await distillRun({ runDir, student, out, force, protectedRoots, ...settings }, progress);
+    return r;
+  },
+  async backbones({ settings }) {
+    const cacheDir = settings.cacheDir || defaultCacheDir();
+    return Promise.all(
+      CATALOGUE.map(async (e): Promise<BackboneInfo> => ({ id: e.id, title: e.title, format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes })),
+    );
+  },
+};
