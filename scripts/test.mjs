@@ -41,6 +41,7 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 step('build', npm, ['run', 'build', '--silent']);
 step('type checks', npm, ['run', 'check-types', '--silent']);
 step('lint', npm, ['run', 'lint', '--silent']);
+step('typed unit tests', npm, ['run', 'test:ts', '--silent']);
 // The queue tests start their own redis-server on a loopback port; without one they skip with the reason.
 step('unit tests', npm, ['run', 'test:unit', '--silent'], have.redis ? { HEADSTART_REDIS_SERVER: have.redis } : { HEADSTART_REDIS_SERVER: '' });
 if (have.chromium && have.codeServer) step('integration tests', process.execPath, [path.join(root, 'test', 'integration', 'runCodeServer.mjs')], { CHROMIUM_PATH: have.chromium });

@@ -34,7 +34,7 @@ export function initialPanelState(defaultBackbone: string, trusted: boolean): Pa
 export function optionsChanged(s: PanelState, options: Partial<FormOptions>): Patch {
   const next = { ...s.options, ...options };
   const format = s.backbones.find((b) => b.id === next.backbone)?.format;
-  if (format === 'graph') next.unfreeze = 0;
+  if (format !== 'layers') next.unfreeze = 0; // graph and ONNX backbones are frozen
   return { options: next, unfreezeSupported: format === 'layers' };
 }
 

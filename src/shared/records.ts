@@ -219,8 +219,8 @@ export type PredictionLine = Prediction | { path: string; error: string };
 export interface BackboneInfo {
   id: string;
   title: string;
-  /** 'graph': frozen; 'layers': its top layers can be unfrozen. */
-  format: 'graph' | 'layers';
+  /** 'graph' and 'onnx': frozen; 'layers': its top layers can be unfrozen. */
+  format: 'graph' | 'layers' | 'onnx';
   featureSize: number;
   /** Square input size in pixels. */
   inputSize: number;
