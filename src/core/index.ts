@@ -34,3 +34,5 @@ export * from './data/augment';
 export * from './train/finetune';
 export * from './train/wasmGrads';
 export * from './train/distill';
+export * from './train/loop';
+export * from './train/ortHead';
