@@ -36,3 +36,4 @@ export * from './train/wasmGrads';
 export * from './train/distill';
 export * from './train/loop';
 export * from './train/ortHead';
+export * from './train/select';
