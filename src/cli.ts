@@ -273,10 +273,13 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       out(!!v.json, res, () => {
         const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
         const lines = [
-          `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
+          `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${formatAccuracy(res.exported.accuracy, res.exported.interval)}, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
           `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
         ];
-        if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+        if (res.quantize === 'auto') {
+          lines.push(`Chosen on ${res.choice.images} ${res.choice.split} images (never the test split): agreement with float32's predictions, accuracy with its 95% interval:`);
+          lines.push(...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  agrees ${pct(c.agreement)}  ${formatAccuracy(c.accuracy, c.accuracyInterval)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+        }
         lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
         return lines.join('\n');
       });

@@ -121,3 +121,29 @@ export function evaluatePredictions(labels: string[], yTrue: ArrayLike<number>, 
     mistakes: mistakes.slice(0, maxMistakes),
   };
 }
+
+/** How closely a compressed variant reproduces float32's predictions on the same images. */
+export interface Agreement {
+  /** Fraction of images whose top-1 class equals float32's. */
+  agreement: number;
+  agreementInterval: Interval;
+  /** The variant's accuracy on these images and its interval. */
+  accuracy: number;
+  accuracyInterval: Interval;
+  /** float32's accuracy minus the variant's, in points (negative: better). At most 100 * (1 - agreement). */
+  dropPoints: number;
+}
+
+/** Agreement of `pred` with `ref` (top-1 classes) and the accuracy change against `truth`. */
+export function agreementOf(ref: ArrayLike<number>, pred: ArrayLike<number>, truth: ArrayLike<number>): Agreement {
+  const n = truth.length;
+  let same = 0;
+  let right = 0;
+  let refRight = 0;
+  for (let i = 0; i < n; i++) {
+    if (pred[i] === ref[i]) same++;
+    if (pred[i] === truth[i]) right++;
+    if (ref[i] === truth[i]) refRight++;
+  }
+  return { agreement: n ? same / n : 1, agreementInterval: wilson(same, n), accuracy: n ? right / n : 0, accuracyInterval: wilson(right, n), dropPoints: n ? ((refRight - right) / n) * 100 : 0 };
+}
