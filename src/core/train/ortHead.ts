@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import { loadOrt } from '../backbones/onnxEngine';
+import { defaultOrtThreads, loadOrt } from '../backbones/onnxEngine';
 import { HeadstartError } from '../errors';
 import { Rng } from '../rng';
 import type { Chunk, StepEngine, StepResult } from './loop';
@@ -76,7 +76,7 @@ function forward(g: Graph, x: string, hidden: number, p: (n: string) => string, 
  * Adam moments, and per step the loss and the batch's probabilities (before
  * its update, like a Keras fit).
  */
-function trainGraph(d: number, hidden: number, k: number, l2: number): Uint8Array {
+function trainGraph(d: number, hidden: number, k: number): Uint8Array {
   const names = paramNames(hidden);
   const outer = new Graph('o_');
   const body = new Graph('b_');
@@ -97,19 +97,20 @@ function trainGraph(d: number, hidden: number, k: number, l2: number): Uint8Arra
   const dz = body.op('Sub', [body.op('Mul', [f.probs, body.op('ReduceSum', [yw, ax1])]), yw]);
   // Gradients come out scaled by (1 - beta1), the L2 term (2 l2 w) folded into the same Gemm:
   // one pass fewer per tensor in the Adam update, which dominates a small step's time.
+  // L2 is an input (not a constant) so that one session serves every L2 of the grid.
   const a = { f: 1 - BETA1 };
-  const reg = { f: 2 * l2 * (1 - BETA1) };
+  const decay = (w: string) => body.op('Mul', [cur(w), 'reg']);
   const gs: Record<string, string> = {};
-  gs.w2 = body.op('Gemm', [f.hd, dz, cur('w2')], { transA: 1, alpha: a, beta: reg });
+  gs.w2 = body.op('Gemm', [f.hd, dz, decay('w2')], { transA: 1, alpha: a });
   gs.b2 = body.op('Mul', [body.op('ReduceSum', [dz, ax0], { keepdims: 0 }), c('b1n', 1 - BETA1)]);
   if (hidden > 0) {
     const pos = body.op('Cast', [body.op('Greater', [f.h!, c('zero', 0)])], { to: F });
     const dh = body.op('Mul', [body.op('Gemm', [dz, cur('w2')], { transB: 1 }), body.op('Mul', [mask!, pos])]);
-    gs.w1 = body.op('Gemm', [x, dh, cur('w1')], { transA: 1, alpha: a, beta: reg });
+    gs.w1 = body.op('Gemm', [x, dh, decay('w1')], { transA: 1, alpha: a });
     gs.b1 = body.op('Mul', [body.op('ReduceSum', [dh, ax0], { keepdims: 0 }), 'b1n']);
   }
   let loss = body.op('Neg', [body.op('ReduceSum', [body.op('Mul', [yw, body.op('Log', [body.op('Max', [f.probs, tiny])])])], { keepdims: 0 })]);
-  if (l2 > 0) for (const w of names.filter((n) => n.startsWith('w'))) loss = body.op('Add', [loss, body.op('Mul', [body.op('ReduceSumSquare', [cur(w)], { keepdims: 0 }), c(`l2_${w}`, l2)])]);
+  for (const w of names.filter((n) => n.startsWith('w'))) loss = body.op('Add', [loss, body.op('Mul', [body.op('ReduceSumSquare', [cur(w)], { keepdims: 0 }), 'l2'])]);
   const carried: string[] = [];
   for (const n of names) {
     const g = gs[n]!; // (1 - beta1) * gradient
@@ -129,6 +130,8 @@ function trainGraph(d: number, hidden: number, k: number, l2: number): Uint8Arra
     input: [info(i, I64, []), info('cond_in', onnx.TensorProto.DataType.BOOL, []), ...state.map((s) => info(cur(s), F))],
     output: [info('cond_out', onnx.TensorProto.DataType.BOOL, []), ...state.map((s) => info(`${s}_out`, F)), info('loss_out', F), info('probs_out', F)],
   };
+  // reg = 2 * l2 * (1 - beta1): the L2 gradient, scaled like the others.
+  outer.op('Mul', ['l2', outer.const('regScale', new Float32Array([2 * (1 - BETA1)]), [])], {}, ['reg']);
   outer.op('Loop', ['trips', '', ...state], { body: bodyGraph }, [...state.map((s) => `${s}_new`), 'losses', 'probs']);
   const shapes = paramShapes(d, hidden, k);
   const inputs = [
@@ -137,6 +140,7 @@ function trainGraph(d: number, hidden: number, k: number, l2: number): Uint8Arra
     info('yw', F, ['steps', 'batch', k]),
     ...(hidden > 0 ? [info('mask', F, ['steps', 'batch', hidden])] : []),
     info('ilr', F, ['steps']),
+    info('l2', F, []),
     info('eps', F, ['steps']),
     info('trips', I64, []),
     ...state.map((s) => info(s, F, shapes[s.replace(/^[mv]_/, '')])),
@@ -161,17 +165,17 @@ interface Sessions {
   predict: Session;
 }
 
-/** Sessions per head shape and L2 strength (a constant of the graph), reused by every fit of that shape (cross-validation makes dozens). */
+/** Sessions per head shape, reused by every fit of that shape (cross-validation makes dozens). */
 const sessions = new Map<string, Promise<Sessions>>();
-const MAX_SESSIONS = 12;
+const MAX_SESSIONS = 8;
 
-function sessionsFor(ort: Ort, d: number, hidden: number, k: number, l2: number): Promise<Sessions> {
-  const key = `${d}x${hidden}x${k}:${l2}`;
+function sessionsFor(ort: Ort, d: number, hidden: number, k: number): Promise<Sessions> {
+  const key = `${d}x${hidden}x${k}`;
   let s = sessions.get(key);
   if (!s) {
-    // One intra-op thread: these matrices are small, and a second thread mostly waits (measured in bench/run.mjs).
-    const opts = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
-    s = Promise.all([ort.InferenceSession.create(trainGraph(d, hidden, k, l2), opts), ort.InferenceSession.create(predictGraph(d, hidden, k), opts)]).then(([train, predict]) => ({ train, predict }));
+    // Up to 4 intra-op threads for the matrix products (spinning off, so a busy machine loses little).
+    const opts = { intraOpNumThreads: Math.min(4, defaultOrtThreads()), extra: { session: { intra_op: { allow_spinning: '0' } } } };
+    s = Promise.all([ort.InferenceSession.create(trainGraph(d, hidden, k), opts), ort.InferenceSession.create(predictGraph(d, hidden, k), opts)]).then(([train, predict]) => ({ train, predict }));
     sessions.set(key, s);
     if (sessions.size > MAX_SESSIONS) {
       const [oldKey, old] = sessions.entries().next().value as [string, Promise<Sessions>];
@@ -224,7 +228,7 @@ export class OrtHeadEngine implements StepEngine {
   static async create(x: Float32Array, d: number, hidden: number, k: number, o: { learningRate: number; l2: number; dropout: number; seed: number }, init: Float32Array[]): Promise<OrtHeadEngine> {
     const ort = loadOrt();
     if (!ort) throw new HeadstartError('BACKEND', 'the ONNX Runtime head trainer needs onnxruntime-node, which did not load here');
-    return new OrtHeadEngine(await sessionsFor(ort, d, hidden, k, o.l2), x, d, hidden, k, o, init);
+    return new OrtHeadEngine(await sessionsFor(ort, d, hidden, k), x, d, hidden, k, o, init);
   }
 
   async steps(chunk: Chunk): Promise<StepResult> {
@@ -254,6 +258,7 @@ export class OrtHeadEngine implements StepEngine {
       yw: new ort.Tensor('float32', yw, [steps, bs, k]),
       ilr: new ort.Tensor('float32', ilr, [steps]),
       eps: new ort.Tensor('float32', eps, [steps]),
+      l2: new ort.Tensor('float32', new Float32Array([this.o.l2]), []),
       trips: new ort.Tensor('int64', BigInt64Array.from([BigInt(steps)]), []),
     };
     if (hidden > 0) feeds.mask = new ort.Tensor('float32', this.masks(steps * bs * hidden), [steps, bs, hidden]);
