@@ -54,8 +54,8 @@ Usage:
 
 DATA is a folder with one sub-folder per class, or a CSV / JSONL manifest (path,label).
 train --head auto (default) picks the head by 5-fold cross-validation on the non-test
-images (a single 20% validation split above 2000 images): linear or one hidden layer,
-L2 1e-4 / 1e-2, epochs by early stopping; --hidden, --l2 and --epochs fix their part.
+images (a single 20% validation split above 2000 images): linear (L2 1e-4 / 1e-2) or one
+hidden layer (L2 1e-4), epochs by early stopping; --hidden, --l2 and --epochs fix their part.
 export --quantize auto keeps the smallest variant whose top-1 predictions differ from
 float32's on at most --max-drop percent (default 1) of the run's validation images
 (its training images when it has none), never the test split: that bounds the accuracy

@@ -53,7 +53,8 @@ test('selection keeps the linear head on data that favours it, and the hidden la
   assert.equal(a.chosen.head, 'linear', JSON.stringify(a.selection.results.map((r) => [r.name, r.meanAccuracy])));
   assert.equal(a.selection.method, 'stratified-k-fold');
   assert.equal(a.selection.folds, 5);
-  assert.equal(a.selection.results.length, 4, 'linear and MLP, two L2 strengths each');
+  assert.deepEqual(a.selection.results.map((r) => r.name), ['linear l2=0.0001', 'linear l2=0.01', 'mlp32 l2=0.0001'], 'linear at two L2 strengths, the MLP at one');
+  assert.deepEqual(core.headGrid('mlp', {}, 32).map((g) => g.name), ['mlp32 l2=0.0001', 'mlp32 l2=0.01'], '--head mlp spends the budget on its L2');
   for (const r of a.selection.results) {
     assert.equal(r.foldAccuracies.length, 5);
     assert.ok(r.stdAccuracy >= 0 && r.meanAccuracy > 0);
@@ -85,7 +86,8 @@ test('selection: identical seeds give identical choices and fold scores; the ref
     assert.equal(a.selection.results.length, 2, '--l2 fixes that part of the grid');
     const batches = events.filter((e) => e.type === 'batch');
     assert.ok(batches.length > 0);
-    assert.ok(batches.every((e) => e.batches === Math.ceil((3 * n) / 16)), 'refit batches cover all originals and views');
+    const bs = core.configHead(opts.head, a.chosen, true).batchSize;
+    assert.ok(batches.every((e) => e.batches === Math.ceil((3 * n) / bs)), `refit batches of ${bs} cover all ${3 * n} originals and views`);
     assert.equal(a.res.history.length, a.selection.refitEpochs);
   } finally {
     a.res.model.dispose();
