@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { headBench } from './headSelect.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -241,6 +242,10 @@ try {
     fig('head.trainSeconds.20epochs', (performance.now() - t0) / 1000);
     head.model.dispose();
   }
+
+  // Head trainers and cross-validated selection on generated vectors (issue 11): bench/headSelect.mjs.
+  fig.get = (k) => results.figures[k];
+  await headBench(core, fig);
 
   // End to end through the CLI: cold (empty cache) and warm (cached features).
   const coldTfjs = timeCli(['train', data, '--out', path.join(work, 'run-cold-tfjs'), '--cache', path.join(work, 'cache-e2e-tfjs'), '--engine', 'tfjs']);

@@ -28,6 +28,8 @@ import {
   evalRun,
   exportRun,
   int8Summary,
+  formatAccuracy,
+  type HeadChoice,
   isCached,
   isCancelled,
   makeSampleDataset,
@@ -46,8 +48,8 @@ const VERSION = '0.1.0';
 const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
 
 Usage:
-  headstart train DATA [--backbone ID] [--epochs N] [--batch N] [--lr X] [--hidden N]
-                  [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
+  headstart train DATA [--backbone ID] [--head auto|linear|mlp] [--epochs N] [--batch N] [--lr X]
+                  [--hidden N] [--l2 X] [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
                   [--augment K] [--aug flip,crop=0.15,rotate=10,brightness=0.2,contrast=0.2]
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
                   [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
@@ -68,6 +70,13 @@ Usage:
                                          write a small generated image dataset
 
 DATA is a folder with one sub-folder per class, or a CSV / JSONL manifest (path,label).
+train --head auto (default) picks the head by 5-fold cross-validation on the non-test
+images (a single 20% validation split above 2000 images): linear (L2 1e-4 / 1e-2) or one
+hidden layer (L2 1e-4), epochs by early stopping; --hidden, --l2 and --epochs fix their part.
+export --quantize auto keeps the smallest variant whose top-1 predictions differ from
+float32's on at most --max-drop percent (default 1) of the run's validation images
+(its training images when it has none), never the test split: that bounds the accuracy
+drop on those images by --max-drop points. The test accuracy is measured afterwards.
 Every command takes --json (result on stdout, progress on stderr), --cache DIR
 (default: HEADSTART_CACHE_DIR or ${defaultCacheDir()}), --engine auto|onnx|tfjs
 (what runs the frozen backbone), --backend auto|tensorflow|wasm|cpu, --workers N and --quiet.`;
@@ -234,7 +243,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
     case 'train': {
       const { values: v, positionals } = parse({
         backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
-        hidden: { type: 'string' }, dropout: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
+        hidden: { type: 'string' }, dropout: { type: 'string' }, head: { type: 'string' }, l2: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
         seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
         patience: { type: 'string' }, ...queueFlags,
       });
@@ -255,6 +264,8 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           batchSize: num(v.batch, 'batch'),
           learningRate: num(v.lr, 'lr'),
           hiddenUnits: num(v.hidden, 'hidden'),
+          head: v.head as HeadChoice | undefined,
+          l2: num(v.l2, 'l2'),
           dropout: num(v.dropout, 'dropout'),
           val,
           test,
@@ -271,7 +282,11 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       );
       out(!!v.json, res, () => {
         const lines = [
-          `Test accuracy ${pct(res.test.accuracy)} on ${res.test.count} images (macro F1 ${res.test.macroF1.toFixed(3)}); raw-pixel baseline ${pct(res.baseline.accuracy)}: ${res.baseline.verdict}.`,
+          `Test accuracy ${formatAccuracy(res.test.accuracy, res.test.interval)}, macro F1 ${res.test.macroF1.toFixed(3)}${res.selection ? `; cross-validated estimate ${pct(res.selection.meanAccuracy)} ± ${pct(res.selection.stdAccuracy)} (${res.selection.method === 'holdout' ? 'one validation split' : `${res.selection.folds} folds`})` : ''}.`,
+          ...(res.test.warning ? [`Warning: ${res.test.warning}.`] : []),
+          ...(res.selection ? [`Head: ${res.selection.chosen}, chosen among ${res.selection.configurations} by cross-validation: ${res.selection.reason}.`] : []),
+          `Raw-pixel baseline ${formatAccuracy(res.baseline.accuracy, res.baseline.interval)}${res.baseline.cvAccuracy !== undefined ? `, cross-validated ${pct(res.baseline.cvAccuracy)}` : ''}: ${res.baseline.verdict}.`,
+          ...(res.baseline.wins ? ['BASELINE WINS: the backbone\'s features did worse than raw pixels here; see the advice above before exporting.'] : []),
           `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; features by ${res.engine}: ${res.timings.extracted} images extracted at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
           `Skipped ${res.dataset.skipped.length} files${res.dataset.skipped.length ? ` (${res.dataset.skipped.slice(0, 3).map((s) => `${path.basename(s.path)}: ${s.reason}`).join('; ')}${res.dataset.skipped.length > 3 ? '; …' : ''})` : ''}.`,
           `Run saved to ${res.runDir}`,
@@ -287,7 +302,8 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const rep = new Reporter(!!v.quiet);
       const res = await evalRun(positionals[0]!, positionals[1], engineOptions(v), { onEvent: rep.onEvent, signal });
       out(!!v.json, res, () => [
-        `Accuracy ${pct(res.accuracy)} on ${res.count} images (${res.source}); macro F1 ${res.macroF1.toFixed(3)}`,
+        `Accuracy ${formatAccuracy(res.accuracy, res.interval)} (${res.source}); macro F1 ${res.macroF1.toFixed(3)}`,
+        ...(res.warning ? [`Warning: ${res.warning}.`] : []),
         ...res.perClass.map((c) => `  ${c.label.padEnd(20)} precision ${c.precision.toFixed(3)}  recall ${c.recall.toFixed(3)}  F1 ${c.f1.toFixed(3)}  (${c.support})`),
         `Confusion (rows: true, columns: predicted): ${JSON.stringify(res.confusion)}`,
       ].join('\n'));
@@ -316,12 +332,16 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       out(!!v.json, res, () => {
         const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
         const lines = [
-          `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${pct(res.exported.accuracy)} on ${res.testImages} images, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
+          `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${formatAccuracy(res.exported.accuracy, res.exported.interval)}, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
           `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
         ];
         if (res.slimming) lines.push(...slimTable(res.slimming));
         if (res.quantization) lines.push(int8Summary(res.quantization));
         if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+        if (res.quantize === 'auto') {
+          lines.push(`Chosen on ${res.choice.images} ${res.choice.split} images (never the test split): agreement with float32's predictions, accuracy with its 95% interval:`);
+          lines.push(...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  agrees ${pct(c.agreement)}  ${formatAccuracy(c.accuracy, c.accuracyInterval)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+        }
         lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
         return lines.join('\n');
       });

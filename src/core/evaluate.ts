@@ -3,6 +3,7 @@ import type { EngineOptions } from './engine';
 import { HeadstartError } from './errors';
 import type { Progress } from './events';
 import type { Skipped } from './data/dataset';
+import type { SplitName } from './data/split';
 import { scanDataset } from './data/scan';
 import { sha256File } from './fsutil';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
@@ -17,17 +18,36 @@ export interface EvalReport extends EvalResult {
 
 /** The test split of a run as paths, labels and (current) content hashes. */
 export async function testSplitItems(run: LoadedRun): Promise<{ items: Array<{ path: string; label: string; hash: string }>; skipped: Skipped[] }> {
+  return splitItems(run, 'test');
+}
+
+/** One split of a run as paths, labels and (current) content hashes; unreadable files are skipped with a reason. */
+export async function splitItems(run: LoadedRun, split: SplitName): Promise<{ items: Array<{ path: string; label: string; hash: string }>; skipped: Skipped[] }> {
   const items: Array<{ path: string; label: string; hash: string }> = [];
   const skipped: Skipped[] = [];
-  for (const s of run.record.samples.filter((x) => x.split === 'test')) {
+  for (const s of run.record.samples.filter((x) => x.split === split)) {
     const p = path.join(run.record.dataset.root, s.rel);
     try {
       items.push({ path: p, label: s.label, hash: await sha256File(p) });
     } catch (err) {
-      skipped.push({ path: p, reason: `test image no longer readable (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+      skipped.push({ path: p, reason: `${split} image no longer readable (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
     }
   }
   return { items, skipped };
+}
+
+/** At most this many images decide `export --quantize auto` (bounds export time; every variant runs on each). */
+export const CHOICE_MAX = 200;
+
+/**
+ * The images `export --quantize auto` decides on: the run's validation split,
+ * or its training split when it has none; never the test split. Agreement
+ * with float32 needs no held-out labels, so training images serve too.
+ */
+export async function choiceItems(run: LoadedRun): Promise<{ items: Array<{ path: string; label: string; hash: string }>; skipped: Skipped[]; split: 'val' | 'train' }> {
+  const split = run.record.samples.some((s) => s.split === 'val') ? 'val' : 'train';
+  const { items, skipped } = await splitItems(run, split);
+  return { items: items.slice(0, CHOICE_MAX), skipped, split };
 }
 
 /** Metrics of a run's head on its test split, or on another labelled DATA. */

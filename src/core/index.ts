@@ -43,3 +43,6 @@ export * from './queue/sweep';
 export * from './compress/slim';
 export * from './export/onnx/slim';
 export * from './backbones/onnxBackbone';
+export * from './train/loop';
+export * from './train/ortHead';
+export * from './train/select';

@@ -34,6 +34,7 @@ export const NUMERIC_OPTIONS = {
   batch: opt('--batch', true, 1, 4096, 32, 'vectors per training step'),
   lr: opt('--lr', false, 0, 1, 1e-3, 'Adam learning rate', { minExclusive: true }),
   hidden: opt('--hidden', true, 0, 8192, 128, 'units of the hidden layer (0: none)'),
+  l2: opt('--l2', false, 0, 1, 1e-4, "L2 penalty on the head's kernels"),
   dropout: opt('--dropout', false, 0, 1, 0.2, 'dropout rate after the hidden layer', { maxExclusive: true }),
   patience: opt('--patience', true, 0, 1000, 6, 'epochs without improvement before stopping (0: never stop early)'),
   seed: opt('--seed', true, 0, MAX_SEED, 42, 'seed of splits, initialisation and shuffling (sample: default 7)'),

@@ -13,10 +13,11 @@ import { type AugmentOptions, drawView, normaliseAugment, viewKey } from './data
 import { type DatasetSummary, type SplitName, type SplitSample, splitDataset, summarise } from './data/split';
 import { type OutOptions, outGuard, prepareOutDir, readJson, writeOutDir } from './fsutil';
 import { checkOption, checkSplit } from './options';
-import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
+import { type HeadOptions, type HeadResult, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './train/head';
+import { type GroupedSet, type HeadChoice, type HeadConfig, type Selection, MIN_SOURCES, baselineAdvice, configHead, headGrid, scoreConfig, selectHead, standardiseColumns } from './train/select';
 import { type Boundary, buildTop, fineTune, findBoundary, loadTop, topFeatures } from './train/finetune';
 import { defaultCacheDir, resolveBackbone } from './backbones/store';
-import { type EvalResult, evaluatePredictions } from './train/metrics';
+import { type EvalResult, type Interval, evaluatePredictions } from './train/metrics';
 import { dirLoader, dirSaver } from './tfjsio';
 import { type QueueOptions, queuedBackbone, redactQueueUrl } from './queue';
 
@@ -34,6 +35,8 @@ export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions {
   unfreeze?: number;
   /** Augmented views of training images, drawn once and cached. */
   augment?: AugmentOptions;
+  /** Head family: auto (cross-validated choice, the default), linear or mlp. --hidden / --l2 / --epochs fix their part. */
+  head?: HeadChoice;
   /** RUN_DIR to create. */
   out: string;
   /** Spread extraction over `headstart worker` processes on this queue (run.json records the URL redacted). */
@@ -43,7 +46,16 @@ export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions {
 /** Baseline on raw pixels, to show what the pretrained backbone bought. */
 export interface BaselineResult {
   description: string;
+  /** Test accuracy of the baseline refit on all non-test images. */
   accuracy: number;
+  /** 95% Wilson interval of `accuracy` on the test images. */
+  interval: Interval;
+  /** Mean accuracy across the same cross-validation folds as the head (absent without selection). */
+  cvAccuracy?: number;
+  /** True when raw pixels beat the chosen head in cross-validation. */
+  wins: boolean;
+  /** What to try when it wins. */
+  advice?: string;
   macroF1: number;
   /** Backbone test accuracy minus baseline test accuracy, in points (0..100). */
   gainPoints: number;
@@ -67,6 +79,8 @@ export interface RunRecord {
   stoppedEarly: boolean;
   test: EvalResult;
   baseline: BaselineResult;
+  /** Cross-validated head choice (absent for --unfreeze runs, whose head trains on the validation split). */
+  selection?: Selection;
   /** Fine-tuning of the backbone's top layers, when --unfreeze was given. */
   unfreeze?: { layers: number; boundary: string; boundaryShape: number[]; trainable: string[]; headEpochs: number; fineTuneEpochs: number; fineTuneBackend: string; fineTuneSeconds: number };
   /** What augmentation made: options and the number of augmented training vectors. */
@@ -81,6 +95,8 @@ export interface TrainReport {
   dataset: DatasetSummary;
   test: EvalResult;
   baseline: BaselineResult;
+  /** The cross-validated estimate beside the test figure: chosen config, mean and spread across folds. */
+  selection?: { chosen: string; meanAccuracy: number; stdAccuracy: number; folds: number; method: Selection['method']; configurations: number; reason: string };
   bestEpoch: number;
   epochs: number;
   timings: RunRecord['timings'];
@@ -97,35 +113,63 @@ function gather(samples: SplitSample[], split: SplitName | undefined, vectors: M
   return { x, y, paths: sel.map((s) => s.path) };
 }
 
-/** Standardises columns with the train set's mean and std (in place). */
-function standardise(train: Float32Array, others: Float32Array[], dim: number): void {
-  const n = train.length / dim;
-  const mean = new Float64Array(dim);
-  const sq = new Float64Array(dim);
-  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) mean[d]! += train[i * dim + d]! / n;
-  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) sq[d]! += (train[i * dim + d]! - mean[d]!) ** 2 / n;
-  for (const a of [train, ...others]) for (let i = 0; i < a.length; i++) a[i] = (a[i]! - mean[i % dim]!) / Math.sqrt(sq[i % dim]! + 1e-6);
-}
+const BASELINE_HEAD = { hiddenUnits: 0, l2: 1e-3 };
 
-/** Trains a logistic regression on THUMB x THUMB raw pixels: the "no backbone" baseline. */
-async function trainBaseline(samples: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], head: Required<HeadOptions>, test: EvalResult, progress: Progress): Promise<BaselineResult> {
+/** The user's --epochs, else the mean epoch early stopping kept across folds. */
+const fixedOr = (epochs: number | undefined, meanBest: number): number => epochs ?? Math.max(1, Math.round(meanBest));
+
+/**
+ * The "no backbone" baseline: logistic regression on THUMB x THUMB raw pixels,
+ * trained on every non-test image (or the train split for --unfreeze runs) and
+ * scored on the test split; `cv` is its mean accuracy on the head's folds.
+ */
+async function trainBaseline(samples: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], head: Required<HeadOptions>, test: EvalResult, cv: { baseline: number; chosen: number; epochs: number } | undefined, progress: Progress): Promise<BaselineResult> {
   const dim = THUMB * THUMB * 3;
-  const tr = gather(samples, 'train', thumbs, labels, dim);
-  const va = gather(samples, 'val', thumbs, labels, dim);
+  const tr = gather(samples.filter((s) => s.split !== 'test' && (!cv ? s.split === 'train' : true)), undefined, thumbs, labels, dim);
   const te = gather(samples, 'test', thumbs, labels, dim);
-  standardise(tr.x, [va.x, te.x], dim);
-  const res = await trainHead(tr, va, dim, labels.length, { ...head, hiddenUnits: 0, dropout: 0, l2: 1e-3 }, { signal: progress.signal });
+  standardiseColumns(tr.x, [te.x], dim);
+  const res = await trainHead(tr, { x: new Float32Array(0), y: new Int32Array(0) }, dim, labels.length, { ...head, ...BASELINE_HEAD, dropout: 0, patience: 0, epochs: cv?.epochs ?? head.epochs }, { signal: progress.signal });
   const probs = evaluateSet(res.model, te, dim, labels.length).probs;
   res.model.dispose();
   const ev = evaluatePredictions(labels, te.y, probs);
   const gain = (test.accuracy - ev.accuracy) * 100;
-  const verdict =
-    gain >= 5
+  const wins = cv ? cv.baseline > cv.chosen : gain < 0;
+  const advice = wins ? baselineAdvice(cv?.baseline ?? ev.accuracy, cv?.chosen ?? test.accuracy) : undefined;
+  const verdict = advice
+    ? advice
+    : gain >= 5
       ? `the pretrained backbone adds ${gain.toFixed(1)} points over raw pixels`
-      : gain > -1
-        ? `the pretrained backbone buys little here (${gain.toFixed(1)} points over raw pixels): this data may be easy from colour and layout alone, or too small to tell`
-        : `raw pixels beat the pretrained backbone by ${(-gain).toFixed(1)} points: this data is unlike the backbone's training images; consider another backbone or more data`;
-  return { description: `logistic regression on ${THUMB}x${THUMB} raw pixels, same split`, accuracy: ev.accuracy, macroF1: ev.macroF1, gainPoints: gain, verdict };
+      : `the pretrained backbone buys little here (${gain.toFixed(1)} points over raw pixels): this data may be easy from colour and layout alone, or too small to tell`;
+  return { description: `logistic regression on ${THUMB}x${THUMB} raw pixels, same split${cv ? ' and folds' : ''}`, accuracy: ev.accuracy, interval: ev.interval, cvAccuracy: cv?.baseline, wins, advice, macroF1: ev.macroF1, gainPoints: gain, verdict };
+}
+
+/** Rows of the same source images as `set`, from another vector map (raw-pixel thumbnails), originals only. */
+function originalsOf(sources: SplitSample[], vectors: Map<string, Float32Array>, labels: string[], dim: number): GroupedSet {
+  const g = gather(sources, undefined, vectors, labels, dim);
+  return { x: g.x, y: g.y, group: Int32Array.from(sources.keys()), original: new Uint8Array(sources.length).fill(1) };
+}
+
+/**
+ * Cross-validates the head grid (and the raw-pixel baseline on the same
+ * folds), then refits the chosen configuration on every non-test row.
+ */
+async function selectAndRefit(set: GroupedSet, sources: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], dim: number, head: Required<HeadOptions>, grid: HeadConfig[], fixedEpochs: number | undefined, progress: Progress): Promise<{ res: HeadResult; selection: Selection }> {
+  const k = labels.length;
+  const sourceLabels = Int32Array.from(sources, (s) => labels.indexOf(s.label));
+  const emit = progress.onEvent ?? (() => undefined);
+  const cv = await selectHead(set, sourceLabels, dim, k, { grid, head, fixedEpochs }, progress);
+  const chosenScore = cv.selection.results.find((r) => r.name === cv.selection.chosen)!;
+  const tdim = THUMB * THUMB * 3;
+  const baselineHead = configHead(head, { name: 'baseline', head: 'linear', ...BASELINE_HEAD }, fixedEpochs !== undefined);
+  const b = await scoreConfig(originalsOf(sources, thumbs, labels, tdim), tdim, k, cv.plan.fold, cv.plan.evalFolds, baselineHead, progress, true);
+  const bMean = b.accuracies.reduce((a, x) => a + x, 0) / b.accuracies.length;
+  const bStd = Math.sqrt(b.accuracies.reduce((a, x) => a + (x - bMean) ** 2, 0) / b.accuracies.length);
+  const wins = bMean > chosenScore.meanAccuracy;
+  const selection: Selection = { ...cv.selection, baseline: { meanAccuracy: bMean, stdAccuracy: bStd, foldAccuracies: b.accuracies, meanBestEpoch: b.bestEpochs.reduce((a, x) => a + x, 0) / b.bestEpochs.length }, baselineWins: wins, advice: wins ? baselineAdvice(bMean, chosenScore.meanAccuracy) : undefined };
+  emit({ type: 'log', message: `chose ${selection.chosen}: ${selection.reason}` });
+  if (wins) emit({ type: 'warning', message: selection.advice! });
+  const res = cv.res;
+  return { res, selection };
 }
 
 function checkClasses(samples: Array<{ label: string; path: string }>, allLabels: string[], failed: Array<Skipped & { label: string }>): void {
@@ -197,25 +241,28 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     const summary = summarise(path.resolve(scan.root), scan.kind, split.samples, [...scan.skipped, ...ex.failed, ...split.conflicts], split.duplicates);
     for (const w of summary.warnings) emit({ type: 'warning', message: w });
     const fsz = opened.backbone.entry.featureSize;
-    let train = gather(split.samples, 'train', ex.features, labels, fsz);
+    // Without --unfreeze the head is chosen by cross-validation on every non-test image, then refit on all of them.
+    const sources = split.samples.filter((s) => (ft ? s.split === 'train' : s.split !== 'test'));
+    let train = gather(sources, undefined, ex.features, labels, fsz);
+    let viewGroups: number[] = [];
     const val = gather(split.samples, 'val', ex.features, labels, fsz);
     let augmentation: RunRecord['augmentation'];
     let augTimings = { seconds: 0, computed: 0, cached: 0 };
     if (cfg.augment && cfg.augment.views > 0) {
       // K views of each training image only; validation and test stay untouched.
       const aug = normaliseAugment(cfg.augment);
-      const trainSamples = split.samples.filter((s) => s.split === 'train');
-      const viewItems = trainSamples.flatMap((s) => Array.from({ length: aug.views }, (_, k) => {
+      const viewItems = sources.flatMap((s, source) => Array.from({ length: aug.views }, (_, k) => {
         const view = drawView(s.hash, k, head.seed, aug);
-        return { path: s.path, hash: viewKey(s.hash, view), view, label: s.label };
+        return { path: s.path, hash: viewKey(s.hash, view), view, label: s.label, source };
       }));
-      emit({ type: 'phase', phase: 'extract', message: `augmenting: ${aug.views} views of each of ${trainSamples.length} training images` });
+      emit({ type: 'phase', phase: 'extract', message: `augmenting: ${aug.views} views of each of ${sources.length} training images` });
       const exAug = await opened.extract(viewItems, progress);
       const ok = viewItems.filter((v) => exAug.features.has(v.hash));
       const x = new Float32Array((train.y.length + ok.length) * fsz);
       x.set(train.x);
       ok.forEach((v, i) => x.set(exAug.features.get(v.hash)!, (train.y.length + i) * fsz));
       train = { x, y: Int32Array.from([...train.y, ...ok.map((v) => labels.indexOf(v.label))]), paths: [...train.paths, ...ok.map((v) => v.path)] };
+      viewGroups = ok.map((v) => v.source); // a view stays in its source's fold
       augmentation = { ...aug, vectors: ok.length };
       augTimings = { seconds: exAug.seconds, computed: exAug.computed, cached: exAug.cached };
     }
@@ -223,8 +270,27 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     // Fine-tuned runs extract boundary activations; the head reads the (frozen, then tuned) top's features.
     const headIn = (v: VectorSet): VectorSet => (ft ? { x: topFeatures(ft.top, v.x, ft.boundary.shape), y: v.y } : v);
     const headDim = ft ? (ft.top.outputs[0]!.shape[1] as number) : fsz;
-    emit({ type: 'phase', phase: 'train', message: `training a head on ${train.y.length} ${cfg.augment?.views ? 'vectors (with augmented views)' : 'images'} (${labels.length} classes)` });
-    const res = await trainHead(headIn(train), headIn(val), headDim, labels.length, head, progress);
+    const headStarted = Date.now();
+    let res: HeadResult;
+    let selection: Selection | undefined;
+    /** The head's hidden units and L2 as trained (recorded in config, read by distill). */
+    let used = { hiddenUnits: head.hiddenUnits, l2: head.l2 };
+    const grid = headGrid(cfg.head ?? 'auto', { hiddenUnits: cfg.hiddenUnits, l2: cfg.l2 }, head.hiddenUnits);
+    if (ft || sources.length < MIN_SOURCES) {
+      // --unfreeze tunes the top on the validation split; a handful of images cannot be cross-validated.
+      const pick = grid.find((g) => g.l2 === head.l2) ?? grid[grid.length - 1]!;
+      if (!ft) emit({ type: 'warning', message: `only ${sources.length} non-test images: too few to cross-validate (at least ${MIN_SOURCES}); training ${pick.name} without a model choice` });
+      emit({ type: 'phase', phase: 'train', message: `training a head on ${train.y.length} ${cfg.augment?.views ? 'vectors (with augmented views)' : 'images'} (${labels.length} classes)` });
+      if (!ft) used = { hiddenUnits: pick.hiddenUnits, l2: pick.l2 };
+      res = await trainHead(headIn(train), ft ? headIn(val) : { x: new Float32Array(0), y: new Int32Array(0) }, headDim, labels.length, { ...head, ...used }, progress);
+    } else {
+      const grouped: GroupedSet = { ...train, group: Int32Array.from([...sources.keys(), ...viewGroups]), original: Uint8Array.from([...sources.map(() => 1), ...viewGroups.map(() => 0)]) };
+      emit({ type: 'phase', phase: 'train', message: `choosing the head by cross-validation over ${grid.length} configuration${grid.length === 1 ? '' : 's'} (${grid.map((g) => g.name).join(', ')}) on ${sources.length} non-test images, and the raw-pixel baseline on the same folds` });
+      ({ res, selection } = await selectAndRefit(grouped, sources, ex.thumbs, labels, fsz, head, grid, cfg.epochs, progress));
+      const chosen = grid.find((g) => g.name === selection!.chosen)!;
+      used = { hiddenUnits: chosen.hiddenUnits, l2: chosen.l2 };
+    }
+    const headSeconds = (Date.now() - headStarted) / 1000;
     let ftResult: Awaited<ReturnType<typeof fineTune>> | undefined;
     if (ft) {
       emit({ type: 'phase', phase: 'train', message: `fine-tuning the top ${ft.boundary.trainable.length} layers with the head (BatchNorm frozen, learning rate ${head.learningRate / 10})` });
@@ -235,12 +301,13 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
       emit({ type: 'phase', phase: 'evaluate', message: `evaluating on ${test.y.length} test images` });
       const probs = evaluateSet(res.model, headIn(test), headDim, labels.length).probs;
       const testEval = evaluatePredictions(labels, test.y, probs, test.paths);
-      const baseline = await trainBaseline(split.samples, ex.thumbs, labels, head, testEval, progress);
+      const chosenCv = selection?.results.find((r) => r.name === selection.chosen);
+      const baseline = await trainBaseline(split.samples, ex.thumbs, labels, head, testEval, selection?.baseline && chosenCv ? { baseline: selection.baseline.meanAccuracy, chosen: chosenCv.meanAccuracy, epochs: fixedOr(cfg.epochs, selection.baseline.meanBestEpoch) } : undefined, progress);
       const b = opened.backbone;
       const timings = {
         scanSeconds,
         extractSeconds: ex.seconds + augTimings.seconds,
-        trainSeconds: res.seconds + (ftResult?.seconds ?? 0),
+        trainSeconds: headSeconds + (ftResult?.seconds ?? 0),
         totalSeconds: 0,
         imagesPerSecond: ex.imagesPerSecond,
         extracted: ex.computed + augTimings.computed,
@@ -252,7 +319,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
       const record: RunRecord = {
         version: RUN_VERSION,
         createdAt: new Date().toISOString(),
-        config: { ...cfgRest, ...(queue ? { queue: { ...queue, url: redactQueueUrl(queue.url) } } : {}), ...head, backbone: b.entry.id, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) },
+        config: { ...cfgRest, ...(queue ? { queue: { ...queue, url: redactQueueUrl(queue.url) } } : {}), ...head, ...used, backbone: b.entry.id, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) },
         backend: opened.backend.name,
         engine: opened.engine,
         backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: ft ? ft.featureNode : b.entry.featureNode, pool: ft ? ft.pool : !!b.entry.pool, featureSize: headDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
@@ -264,6 +331,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         stoppedEarly: res.stoppedEarly,
         test: testEval,
         baseline,
+        selection,
         augmentation,
         unfreeze: ft && ftResult ? { layers: cfg.unfreeze!, boundary: ft.boundary.layer, boundaryShape: ft.boundary.shape, trainable: ft.boundary.trainable, headEpochs: res.history.length - ftResult.history.length, fineTuneEpochs: ftResult.history.length, fineTuneBackend: ftResult.backend, fineTuneSeconds: ftResult.seconds } : undefined,
         timings,
@@ -275,7 +343,8 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         record.timings.totalSeconds = (Date.now() - t0) / 1000;
         await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
       });
-      return { runDir, backend: record.backend, engine: record.engine, dataset: summary, test: testEval, baseline, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
+      const cvSummary = selection && chosenCv ? { chosen: selection.chosen, meanAccuracy: chosenCv.meanAccuracy, stdAccuracy: chosenCv.stdAccuracy, folds: selection.folds, method: selection.method, configurations: selection.results.length, reason: selection.reason } : undefined;
+      return { runDir, backend: record.backend, engine: record.engine, dataset: summary, test: testEval, baseline, selection: cvSummary, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
     } finally {
       res.model.dispose();
     }

@@ -182,3 +182,41 @@ test('evaluatePredictions: accuracy, confusion, per-class precision / recall / F
   assert.ok(!Number.isNaN(z.macroF1));
   assert.equal(core.evaluatePredictions(['a', 'b'], [], new Float32Array(0)).accuracy, 0);
 });
+
+test('trainHead: the ONNX Runtime trainer matches the TF.js trainer within a point on held-out data, MLP and linear, without leaking tensors', async () => {
+  // 6 classes in 64-d, overlapping: accuracy well below 100%, so a point means something.
+  const means = Array.from({ length: 6 }, (_, c) => Array.from({ length: 64 }, (_, d) => ((c * 7 + d * 3) % 11 === 0 ? 1.8 : 0)));
+  const train = clusters(means, [60, 60, 60, 60, 60, 60], 1, 21);
+  const val = clusters(means, [15, 15, 15, 15, 15, 15], 1, 22);
+  const test = clusters(means, [300, 300, 300, 300, 300, 300], 1, 23);
+  const tensors = tf.memory().numTensors;
+  for (const hiddenUnits of [32, 0]) {
+    const acc = {};
+    for (const trainer of ['tfjs', 'onnx']) {
+      const res = await core.trainHead(train, val, 64, 6, { epochs: 15, hiddenUnits, seed: 5 }, {}, undefined, trainer);
+      assert.equal(res.trainer, trainer === 'onnx' ? 'onnxruntime' : 'tfjs');
+      assert.equal(res.model.layers.at(-1).getConfig().activation, 'softmax', 'a stock layers model either way');
+      acc[trainer] = core.evaluatePredictions(['a', 'b', 'c', 'd', 'e', 'f'], test.y, core.evaluateSet(res.model, test, 64, 6).probs).accuracy;
+      res.model.dispose();
+    }
+    assert.ok(acc.tfjs > 0.5 && acc.tfjs < 0.99, `a problem with room for error (tfjs ${acc.tfjs})`);
+    assert.ok(Math.abs(acc.onnx - acc.tfjs) <= 0.01, `hidden ${hiddenUnits}: onnx ${acc.onnx} vs tfjs ${acc.tfjs}`);
+  }
+  assert.equal(tf.memory().numTensors, tensors);
+});
+
+test('trainHead: the TF.js trainer keeps its determinism and early stopping (the fallback where ONNX Runtime is missing)', async () => {
+  const means = onehotMeans(3, 8, 3);
+  const train = clusters(means, [30, 30, 30], 1, 1);
+  const val = clusters(means, [10, 10, 10], 1, 2);
+  const opts = { epochs: 6, batchSize: 16, hiddenUnits: 16, learningRate: 0.01, seed: 3, patience: 0 };
+  const a = await core.trainHead(train, val, 8, 3, opts, {}, undefined, 'tfjs');
+  const b = await core.trainHead(train, val, 8, 3, opts, {}, undefined, 'tfjs');
+  try {
+    assert.deepEqual(strip(a.history), strip(b.history));
+    assert.ok(a.history.at(-1).valAccuracy >= 0.9);
+  } finally {
+    a.model.dispose();
+    b.model.dispose();
+  }
+});

@@ -94,6 +94,11 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
       assert.ok(['int8', 'uint8', 'float16', 'float32'].includes(rep.chosen));
       assert.equal(rep.candidates.find((c) => c.name === rep.chosen).withinBudget, true);
       assert.equal(rep.candidates[0].name, 'float32');
+      // Chosen on the validation images, never the test split; the test figure comes after.
+      assert.equal(rep.choice.split, 'val');
+      assert.equal(rep.choice.images, record.samples.filter((s) => s.split === 'val').length);
+      for (const c of rep.candidates) assert.equal(c.agreementInterval.n, rep.choice.images, c.name);
+      assert.equal(rep.exported.interval.n, rep.testImages);
       if (rep.chosen === 'uint8') assert.equal(onnxBytes.auto, onnxBytes.uint8, 'auto wrote the uint8 variant');
       assert.ok(maxAbsDiff(rows, engineProbs) <= TOL[rep.chosen === 'float32' ? 'none' : rep.chosen]);
       continue;

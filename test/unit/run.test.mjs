@@ -52,6 +52,26 @@ test('trainRun writes run.json with the backend, config, history, test metrics, 
   assert.ok(typeof b.verdict === 'string' && b.verdict.length > 20);
   assert.match(b.description, /raw pixels/);
   assert.deepEqual(record.baseline, b);
+  assert.equal(b.interval.n, record.test.count);
+  assert.ok(b.interval.low <= b.accuracy && b.accuracy <= b.interval.high);
+  assert.equal(typeof b.cvAccuracy, 'number', 'the baseline ran on the same folds');
+  assert.equal(b.wins, b.cvAccuracy > record.selection.results.find((r) => r.name === record.selection.chosen).meanAccuracy);
+
+  // Cross-validated selection on every non-test image, then a refit on all of them.
+  const sel = record.selection;
+  const nonTest = record.samples.filter((s) => s.split !== 'test').length;
+  assert.equal(sel.sources, nonTest);
+  assert.equal(sel.method, 'stratified-k-fold');
+  assert.equal(sel.folds, 5);
+  assert.ok(sel.results.length >= 2 && sel.results.every((r) => r.foldAccuracies.length === 5 && typeof r.stdAccuracy === 'number'));
+  assert.ok(sel.results.some((r) => r.name === sel.chosen) && sel.reason.length > 10);
+  assert.equal(sel.refitEpochs, 6, '--epochs fixes the epochs');
+  assert.equal(record.history.length, 6);
+  const refit = events.filter((e) => e.type === 'batch');
+  assert.ok(refit.length > 0 && refit.every((e) => e.batches === Math.ceil(nonTest / core.configHead({ ...core.HEAD_DEFAULTS, ...fastTrain(backbone, data, out, '', {}) }, sel.results.find((r) => r.name === sel.chosen), true).batchSize)), 'the refit trains on every non-test image');
+  assert.deepEqual(res.selection.chosen, sel.chosen);
+  assert.equal(record.test.interval.n, record.test.count);
+  assert.match(record.test.warning, /under 30 per class/);
 
   const tm = record.timings;
   assert.equal(tm.extracted, 24);
@@ -61,7 +81,7 @@ test('trainRun writes run.json with the backend, config, history, test metrics, 
 
   // Events: phases in order, an epoch event per epoch.
   const phases = events.filter((e) => e.type === 'phase').map((e) => e.phase);
-  assert.deepEqual(phases, ['scan', 'backend', 'extract', 'train', 'evaluate']);
+  assert.deepEqual(phases, ['scan', 'backend', 'extract', 'train', 'train', 'evaluate'], 'train: cross-validation, then the refit');
   assert.equal(events.filter((e) => e.type === 'epoch').length, res.epochs);
   assert.ok(events.some((e) => e.type === 'warning' && /few images/.test(e.message)));
 

@@ -65,9 +65,17 @@ export async function writeExportFiles(dir: string, run: LoadedRun, format: stri
   await fs.writeFile(path.join(dir, 'inference.mjs'), snippet);
 }
 
+function argmax(p: ArrayLike<number>): number {
+  let best = 0;
+  for (let j = 1; j < p.length; j++) if (p[j]! > p[best]!) best = j;
+  return best;
+}
+
 /** Accuracy, macro F1, per-class F1 and single-image latency of one model variant. */
 export interface Measured {
   accuracy: number;
+  /** Top-1 class of each image, in the set's order (for agreement between variants). */
+  predicted: number[];
   macroF1: number;
   perClassF1: Record<string, number>;
   msPerImage: number;
@@ -91,5 +99,6 @@ export async function measureVariant(run: LoadedRun, test: TestSet, progress: Pr
     if (i % 8 === 7 || i === test.images.length - 1) progress.onEvent?.({ type: 'progress', phase: 'export', done: i + 1, total: test.images.length, unit: `images (${label})` });
   }
   const ev = evaluatePredictions(labels, test.images.map((im) => im.label), probs, test.images.map((im) => im.path));
-  return { accuracy: ev.accuracy, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
+  const predicted = test.images.map((_, i) => argmax(probs.subarray(i * labels.length, (i + 1) * labels.length)));
+  return { accuracy: ev.accuracy, predicted, macroF1: ev.macroF1, perClassF1: Object.fromEntries(ev.perClass.map((c) => [c.label, c.f1])), msPerImage: test.images.length > 1 ? ms / (test.images.length - 1) : 0 };
 }

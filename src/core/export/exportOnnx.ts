@@ -8,8 +8,9 @@ import { testSplitItems } from '../evaluate';
 import { outGuard, prepareOutDir, writeOutDir } from '../fsutil';
 import { type LoadedRun, loadRun } from '../run';
 import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
-import type { Candidate, ExportOptions, ExportReport, VariantReport } from './exportRun';
+import { type Candidate, type ExportOptions, type ExportReport, type Measurement, BUDGET_RULE, decodeChoiceSet, judge, plain } from './exportRun';
 import { type Int8Info, quantizeInt8 } from './onnx/calibrate';
+import { accuracyInterval } from '../train/metrics';
 import { type OnnxWeights, compressOnnx } from './onnx/compress';
 import { type Int8Speed, compareOnnxSpeed } from './onnx/speed';
 import { runAsOnnx, slimSearch } from '../compress/slim';
@@ -25,13 +26,13 @@ async function int8Speed(f32File: string, int8File: string, run: LoadedRun, test
 }
 
 /** Runs an ONNX export in ONNX Runtime over the test images: size, accuracy and single-image latency. */
-async function measureOnnx(file: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
+async function measureOnnx(file: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<Measurement> {
   const ort = loadOrt()!;
   const size = run.record.backbone.inputSize;
   const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
   try {
     const m = await measureVariant(run, test, progress, `onnx ${label}`, async (x) => (await session.run({ image: new ort.Tensor('float32', x, [1, size, size, 3]) })).probabilities!.data as Float32Array);
-    return { ...(await sizeOf(path.dirname(file), [path.basename(file)])), ...m };
+    return { ...(await sizeOf(path.dirname(file), [path.basename(file)])), ...m, interval: accuracyInterval(m.accuracy, test.images.length) };
   } finally {
     await session.release();
   }
@@ -105,9 +106,11 @@ Made with Headstart on ${rec.createdAt.slice(0, 10)}: ${rec.backbone.title} (fro
 ## Metrics (test split, ${r.testImages} images, measured in ONNX Runtime)
 Accuracy of this export: **${pct(r.exported.accuracy)}** (float32: ${pct(r.float32.accuracy)}); ${r.exported.msPerImage.toFixed(1)} ms per image on one thread.
 
-| variant | bytes | gzipped | test accuracy | ms / image |
+Variants judged on ${r.choice.images} ${r.choice.split} images${r.quantize === 'auto' ? ` (${BUDGET_RULE})` : ''}; the test figure above was measured after the choice.
+
+| variant | bytes | gzipped | agreement with float32 | accuracy (95% CI) |
 |---|---|---|---|---|
-${r.candidates.map((c) => `| ${c.name}${c.name === r.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} | |`).join('\n')}
+${r.candidates.map((c) => `| ${c.name}${c.name === r.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.agreement)} | ${pct(c.accuracy)} (${pct(c.accuracyInterval.low)}–${pct(c.accuracyInterval.high)}) |`).join('\n')}
 
 ${int8Card(r)}${slimCard(r)}Weights: ${r.chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : r.chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : r.chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32'}${r.chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.
 
@@ -164,6 +167,7 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
     progress.onEvent?.({ type: 'phase', phase: 'export', message: `converting the full model to ONNX and measuring it on ${items.length} test images` });
     const test = await decodeTestSet(run, items, progress);
     if (!test.images.length) throw new HeadstartError('NO_DATA', `${runDir} has no readable test images to measure the export on`);
+    const choice = opts.quantize === 'auto' ? await decodeChoiceSet(run, progress) : undefined;
     return await writeOutDir(
       opts.out,
       outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts),
@@ -173,36 +177,40 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
         const slim = opts.slim === undefined ? undefined : await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
         const conv = { bytes: slim?.modelBytes ?? (await runAsOnnx(run, work)) };
         slim?.head?.dispose();
+        const auto = opts.quantize === 'auto';
+        const judgeOn = auto ? choice!.set : test;
         let int8: Int8Info | undefined;
-        const variant = async (w: OnnxVariant): Promise<{ file: string; report: VariantReport }> => {
+        const variant = async (w: OnnxVariant, on: TestSet, phase: string): Promise<{ file: string; report: Measurement }> => {
           const file = path.join(work, `${w}.onnx`);
           if (w === 'int8') {
             const q = await quantizeInt8(conv.bytes, run.record, progress);
             int8 = q.info;
             await fs.writeFile(file, q.bytes);
           } else await fs.writeFile(file, compressOnnx(conv.bytes, w).bytes);
-          return { file, report: await measureOnnx(file, run, test, progress, w) };
+          return { file, report: await measureOnnx(file, run, on, progress, `${phase} ${w}`) };
         };
-        const f32 = await variant('float32');
-        const order: OnnxVariant[] = opts.quantize === 'auto' ? ['int8', 'uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxVariant)];
+        // auto decides on the choice images; the test split is measured only for float32 and what was chosen.
+        const f32 = await variant('float32', test, 'test');
+        const f32Judge = auto ? { file: f32.file, report: await measureOnnx(f32.file, run, judgeOn, progress, 'choice float32') } : f32;
+        const order: OnnxVariant[] = auto ? ['int8', 'uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxVariant)];
         const tried: Candidate[] = [];
-        let chosen: { name: OnnxVariant; file: string; report: VariantReport } | undefined;
+        const row = (w: OnnxVariant, r: Measurement, j: ReturnType<typeof judge>): Candidate => ({ name: w, policy: w === 'float32' ? 'float32' : w === 'float16' ? 'float16' : w === 'int8' ? 'int8' : 'uint8', sparsity: 0, bytes: r.bytes, gzipBytes: r.gzipBytes, ...j });
+        let chosen: { name: OnnxVariant; file: string; report: Measurement } | undefined;
         for (const w of order) {
-          const v = w === 'float32' ? f32 : await variant(w);
-          const dropPoints = (f32.report.accuracy - v.report.accuracy) * 100;
-          const withinBudget = opts.quantize !== 'auto' || dropPoints <= opts.maxDrop + 1e-9;
-          tried.push({ name: w, policy: w === 'float32' ? 'float32' : w === 'float16' ? 'float16' : 'uint8', sparsity: 0, bytes: v.report.bytes, gzipBytes: v.report.gzipBytes, accuracy: v.report.accuracy, dropPoints, withinBudget });
-          if (withinBudget) {
-            chosen = { name: w, ...v };
+          const v = w === 'float32' ? f32Judge : await variant(w, judgeOn, auto ? 'choice' : 'test');
+          const j = judge(f32Judge.report, v.report, judgeOn, auto, opts.maxDrop);
+          tried.push(row(w, v.report, j));
+          if (j.withinBudget) {
+            chosen = { name: w, file: v.file, report: !auto ? v.report : w === 'float32' ? f32.report : await measureOnnx(v.file, run, test, progress, `test ${w}`) };
             break;
           }
         }
         if (!chosen) {
           chosen = { name: 'float32', ...f32 };
-          progress.onEvent?.({ type: 'warning', message: `no compressed ONNX variant stayed within ${opts.maxDrop} points of float32; exported float32` });
+          progress.onEvent?.({ type: 'warning', message: `no compressed ONNX variant kept float32's predictions on at least ${100 - opts.maxDrop}% of the ${judgeOn.images.length} choice images; exported float32` });
         }
         const quantization = chosen.name === 'int8' && int8 ? { ...int8, speed: await int8Speed(f32.file, chosen.file, run, test, progress) } : undefined;
-        if (!tried.some((c) => c.name === 'float32')) tried.unshift({ name: 'float32', policy: 'float32', sparsity: 0, bytes: f32.report.bytes, gzipBytes: f32.report.gzipBytes, accuracy: f32.report.accuracy, dropPoints: 0, withinBudget: true });
+        if (!tried.some((c) => c.name === 'float32')) tried.unshift(row('float32', f32Judge.report, judge(f32Judge.report, f32Judge.report, judgeOn, auto, opts.maxDrop)));
         await fs.rename(chosen.file, path.join(tmp, 'model.onnx'));
         await fs.rm(work, { recursive: true, force: true });
         await writeExportFiles(tmp, run, 'onnx', onnxSnippet());
@@ -217,11 +225,12 @@ export async function exportOnnx(runDir: string, opts: ExportOptions & { quantiz
           maxDropPoints: opts.maxDrop,
           candidates: tried,
           chosen: chosen.name,
+          choice: auto ? { split: choice!.split, images: choice!.set.images.length, rule: BUDGET_RULE } : { split: 'test', images: test.images.length, rule: 'no choice: the variant asked for, measured on the test split' },
           testImages: test.images.length,
           engineAccuracy: run.record.test.accuracy,
-          float32: f32.report,
-          exported: chosen.report,
-          skipped: [...skipped, ...test.skipped],
+          float32: plain(f32.report),
+          exported: plain(chosen.report),
+          skipped: [...skipped, ...test.skipped, ...(choice?.skipped ?? [])],
           backend: `onnxruntime (tfjs ${backend.name} for conversion)`,
           ...(quantization ? { quantization } : {}),
           ...(slim ? { slimming: slim.report } : {}),

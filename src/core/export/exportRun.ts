@@ -6,7 +6,7 @@ import type { EngineOptions } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import type { Skipped } from '../data/dataset';
-import { testSplitItems } from '../evaluate';
+import { choiceItems, testSplitItems } from '../evaluate';
 import { type OutOptions, outGuard, prepareOutDir, writeOutDir } from '../fsutil';
 import { type LoadedRun, loadRun, openRunBackbone, toHeadInput } from '../run';
 import { type VectorSet } from '../train/head';
@@ -14,7 +14,8 @@ import { type Policy, POLICIES, type PolicyName } from '../compress/quantize';
 import { pruneHead } from '../compress/prune';
 import { type WrittenModel, loadExportedModel, writeFullModel } from './fullModel';
 import { browserSnippet, nodeSnippet } from './snippet';
-import { type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
+import { type Measured, type TestSet, decodeTestSet, measureVariant, sizeOf, writeExportFiles } from './common';
+import { type Agreement, type Interval, accuracyInterval, agreementOf } from '../train/metrics';
 import { exportOnnx } from './exportOnnx';
 import type { Int8Info } from './onnx/calibrate';
 import type { Int8Speed } from './onnx/speed';
@@ -44,23 +45,44 @@ export interface VariantReport {
   gzipBytes: number;
   /** Test-split accuracy 0..1 of this variant, loaded from its files. */
   accuracy: number;
+  /** 95% Wilson interval of `accuracy` over the test images. */
+  interval: Interval;
   macroF1: number;
   perClassF1: Record<string, number>;
   /** Mean milliseconds per single image in the exporting process (backbone + head). */
   msPerImage: number;
 }
 
-/** One variant tried by --quantize auto (or the one asked for). */
-export interface Candidate {
+/**
+ * One variant tried by --quantize auto (or the one asked for), judged on the
+ * choice images (auto: the run's validation split, never the test split; an
+ * explicit --quantize: the test split, where nothing is chosen).
+ */
+export interface Candidate extends Agreement {
   name: string;
-  policy: PolicyName;
+  /** Weight policy (TF.js) or ONNX variant; int8 is ONNX's static QDQ quantization. */
+  policy: PolicyName | 'int8';
   sparsity: number;
   bytes: number;
   gzipBytes: number;
-  accuracy: number;
-  /** Points below float32 (negative: better). */
-  dropPoints: number;
+  /** Within --max-drop: top-1 predictions differ from float32's on at most max-drop % of the choice images. */
   withinBudget: boolean;
+}
+
+/** Where --quantize auto decided, and by what rule. */
+export interface ChoiceInfo {
+  split: 'val' | 'train' | 'test';
+  images: number;
+  rule: string;
+}
+
+/** The budget rule, in words (CLI help, README and report say the same). */
+export const BUDGET_RULE = 'a variant is within --max-drop P when its top-1 prediction differs from float32\'s on at most P% of the choice images (the run\'s validation split, or its training split when it has none; never the test split); each changed prediction can cost at most one correct answer, so its accuracy on those images is at most P points below float32\'s';
+
+/** Judges a candidate against float32 on the same images. */
+export function judge(ref: Pick<Measured, 'predicted'>, rep: Pick<Measured, 'predicted'>, set: TestSet, auto: boolean, maxDrop: number): Agreement & { withinBudget: boolean } {
+  const a = agreementOf(ref.predicted, rep.predicted, set.images.map((im) => im.label));
+  return { ...a, withinBudget: !auto || (1 - a.agreement) * 100 <= maxDrop + 1e-9 };
 }
 
 export interface ExportReport {
@@ -77,6 +99,8 @@ export interface ExportReport {
   maxDropPoints: number;
   candidates: Candidate[];
   chosen: string;
+  /** What the choice rested on (auto) — the test split is measured only after it. */
+  choice: ChoiceInfo;
   testImages: number;
   /** Accuracy of the run's own head on cached features (the engine's figure). */
   engineAccuracy: number;
@@ -90,13 +114,23 @@ export interface ExportReport {
   slimming?: SlimReport;
 }
 
-/** Runs an exported model from its files over the test images: size, accuracy and latency. */
-async function measure(dir: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<VariantReport> {
+/** A variant's report with its per-image top-1 classes (for agreement; left out of report.json). */
+export type Measurement = VariantReport & { predicted: number[] };
+
+/** The report without per-image predictions. */
+export function plain(m: Measurement): VariantReport {
+  const { predicted, ...rest } = m;
+  void predicted;
+  return rest;
+}
+
+/** Runs an exported model from its files over a set of decoded images: size, accuracy and latency. */
+async function measure(dir: string, run: LoadedRun, test: TestSet, progress: Progress, label: string): Promise<Measurement> {
   const size = run.record.backbone.inputSize;
   const model = await loadExportedModel(dir);
   try {
     const m = await measureVariant(run, test, progress, label, async (x) => tf.tidy(() => model.predict(tf.tensor4d(x, [1, size, size, 3])).dataSync()));
-    return { ...(await sizeOf(dir)), ...m };
+    return { ...(await sizeOf(dir)), ...m, interval: accuracyInterval(m.accuracy, test.images.length) };
   } finally {
     model.dispose();
   }
@@ -123,6 +157,14 @@ async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progres
   }
 }
 
+/** Decodes the images --quantize auto decides on (see choiceItems); an error when there are none. */
+export async function decodeChoiceSet(run: LoadedRun, progress: Progress): Promise<{ set: TestSet; split: 'val' | 'train'; skipped: Skipped[] }> {
+  const c = await choiceItems(run);
+  const set = await decodeTestSet(run, c.items, progress);
+  if (!set.images.length) throw new HeadstartError('NO_DATA', `${run.dir} has no readable validation or training images for --quantize auto to decide on; pick --quantize none, float16, uint16 or uint8`);
+  return { set, split: c.split, skipped: [...c.skipped, ...set.skipped] };
+}
+
 /** Candidate policies from smallest to largest, for --quantize auto. */
 const AUTO_ORDER: PolicyName[] = ['uint8', 'mixedLight', 'mixed', 'float16'];
 
@@ -143,7 +185,7 @@ ${r.dataset.total} images from \`${r.dataset.root}\`, ${r.labels.length} classes
 ${counts}
 
 ## Metrics (test split, ${report.testImages} images)
-Accuracy of this export: **${pct(report.exported.accuracy)}** (float32: ${pct(report.float32.accuracy)}). ${r.baseline.verdict} (baseline ${pct(r.baseline.accuracy)}).
+Accuracy of this export: **${pct(report.exported.accuracy)}** (95% CI ${pct(report.exported.interval.low)}–${pct(report.exported.interval.high)}; float32: ${pct(report.float32.accuracy)}). ${r.baseline.verdict} (baseline ${pct(r.baseline.accuracy)}).
 
 | class | precision | recall | F1 |
 |---|---|---|---|
@@ -158,10 +200,11 @@ Input: a float32 tensor [batch, ${r.backbone.inputSize}, ${r.backbone.inputSize}
 ## Compression
 Variant \`${report.chosen}\` (asked: --quantize ${report.quantize}${report.quantize === 'auto' ? `, within ${report.maxDropPoints} points of float32` : ''}). Weights by storage: ${Object.entries(report.bytesByDtype).map(([d, b]) => `${d} ${b} B`).join(', ')}. Precision by role: ${Object.entries(report.precision).map(([k, v]) => `${k} ${v}`).join(', ')}.${report.prune.target ? ` Head pruned to ${Object.entries(report.prune.perLayer).map(([l, x]) => `${l} ${(x * 100).toFixed(0)}%`).join(', ')} zeros (gradual magnitude pruning, fine-tuned).` : ''}
 
-| variant | bytes | gzipped | test accuracy |
-|---|---|---|---|
-| float32 | ${report.float32.bytes} | ${report.float32.gzipBytes} | ${pct(report.float32.accuracy)} |
-${report.candidates.filter((c) => c.name !== 'float32').map((c) => `| ${c.name}${c.name === report.chosen ? ' (chosen)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.accuracy)} |`).join('\n')}
+Judged on ${report.choice.images} ${report.choice.split} images${report.quantize === 'auto' ? ` (${BUDGET_RULE})` : ''}; the test figure above was measured after the choice.
+
+| variant | bytes | gzipped | agreement with float32 | accuracy (95% CI) |
+|---|---|---|---|---|
+${report.candidates.map((c) => `| ${c.name}${c.name === report.chosen ? ' (chosen)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.agreement)} | ${pct(c.accuracy)} (${pct(c.accuracyInterval.low)}–${pct(c.accuracyInterval.high)}) |`).join('\n')}
 
 ## Load it
 Node: \`npm install @tensorflow/tfjs sharp\`, then \`node inference.mjs photo.jpg\`.
@@ -210,6 +253,7 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
     progress.onEvent?.({ type: 'phase', phase: 'export', message: `writing the full model and measuring it on ${items.length} test images` });
     const test = await decodeTestSet(run, items, progress);
     if (!test.images.length) throw new HeadstartError('NO_DATA', `${runDir} has no readable test images to measure the export on`);
+    const choice = quantize === 'auto' ? await decodeChoiceSet(run, progress) : undefined;
     const sparsities = quantize === 'auto' ? [...new Set([prune, 0.8, 0.5, 0].filter((x) => x >= prune))].sort((a, b) => b - a) : [prune];
     heads.set(0, { head: run.head, perLayer: {} });
     if (sparsities.some((x) => x > 0)) {
@@ -226,21 +270,25 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
       async (tmp) => {
         const cand = (name: string) => path.join(tmp, '.candidates', name);
         await writeFullModel(run, cand('float32'), POLICIES.float32);
-        const f32 = await measure(cand('float32'), run, test, progress, 'float32');
+        const f32 = await measure(cand('float32'), run, test, progress, 'test float32');
+        // auto decides on the choice images; the test split is measured only for float32 and what was chosen.
+        const auto = quantize === 'auto';
+        const judgeOn = auto ? choice!.set : test;
+        const f32Judge = auto ? await measure(cand('float32'), run, judgeOn, progress, 'choice float32') : f32;
         const tried: Candidate[] = [];
         const order: Array<{ policy: PolicyName; sparsity: number }> =
-          quantize === 'auto' ? AUTO_ORDER.flatMap((policy) => sparsities.map((sparsity) => ({ policy, sparsity }))) : [{ policy: quantize === 'none' ? 'float32' : (quantize as PolicyName) /* int8 is ONNX-only, refused above */, sparsity: prune }];
-        let chosen: { name: string; policy: PolicyName; sparsity: number; report: VariantReport; written: WrittenModel } | undefined;
+          auto ? AUTO_ORDER.flatMap((policy) => sparsities.map((sparsity) => ({ policy, sparsity }))) : [{ policy: quantize === 'none' ? 'float32' : (quantize as PolicyName) /* int8 is ONNX-only, refused above */, sparsity: prune }];
+        let chosen: { name: string; policy: PolicyName; sparsity: number; report: Measurement; written: WrittenModel } | undefined;
         for (const c of order) {
           const name = `${c.policy}${c.sparsity ? `-sparse${Math.round(c.sparsity * 100)}` : ''}`;
-          const written = name === 'float32' ? await writeFullModel(run, cand('float32-copy'), POLICIES.float32) : await writeFullModel(run, cand(name), POLICIES[c.policy], heads.get(c.sparsity)!.head);
           const dir = name === 'float32' ? cand('float32-copy') : cand(name);
-          const rep = name === 'float32' ? f32 : await measure(dir, run, test, progress, name);
-          const dropPoints = (f32.accuracy - rep.accuracy) * 100;
-          const withinBudget = quantize !== 'auto' || dropPoints <= maxDrop + 1e-9;
-          tried.push({ name, policy: c.policy, sparsity: c.sparsity, bytes: rep.bytes, gzipBytes: rep.gzipBytes, accuracy: rep.accuracy, dropPoints, withinBudget });
-          if (withinBudget) {
-            chosen = { name, policy: c.policy, sparsity: c.sparsity, report: rep, written };
+          const written = name === 'float32' ? await writeFullModel(run, dir, POLICIES.float32) : await writeFullModel(run, dir, POLICIES[c.policy], heads.get(c.sparsity)!.head);
+          const rep = name === 'float32' ? f32Judge : await measure(dir, run, judgeOn, progress, `${auto ? 'choice' : 'test'} ${name}`);
+          const j = judge(f32Judge, rep, judgeOn, auto, maxDrop);
+          tried.push({ name, policy: c.policy, sparsity: c.sparsity, bytes: rep.bytes, gzipBytes: rep.gzipBytes, ...j });
+          if (j.withinBudget) {
+            const testRep = !auto || name === 'float32' ? (name === 'float32' ? f32 : rep) : await measure(dir, run, test, progress, `test ${name}`);
+            chosen = { name, policy: c.policy, sparsity: c.sparsity, report: testRep, written };
             await fs.rename(path.join(dir, 'model.json'), path.join(tmp, 'model.json'));
             await fs.rename(path.join(dir, 'weights.bin'), path.join(tmp, 'weights.bin'));
             break;
@@ -250,7 +298,7 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
           // Nothing met the budget: ship float32 and say so.
           const written = await writeFullModel(run, tmp, POLICIES.float32);
           chosen = { name: 'float32', policy: 'float32', sparsity: 0, report: f32, written };
-          progress.onEvent?.({ type: 'warning', message: `no compressed variant stayed within ${maxDrop} points of float32; exported float32` });
+          progress.onEvent?.({ type: 'warning', message: `no compressed variant kept float32's predictions on at least ${100 - maxDrop}% of the ${judgeOn.images.length} choice images; exported float32` });
         }
         await fs.rm(path.join(tmp, '.candidates'), { recursive: true, force: true });
         const modelFormat = chosen.written.modelFormat;
@@ -266,11 +314,12 @@ export async function exportRun(runDir: string, opts: ExportOptions, progress: P
           maxDropPoints: maxDrop,
           candidates: tried,
           chosen: chosen.name,
+          choice: auto ? { split: choice!.split, images: choice!.set.images.length, rule: BUDGET_RULE } : { split: 'test', images: test.images.length, rule: 'no choice: the variant asked for, measured on the test split' },
           testImages: test.images.length,
           engineAccuracy: run.record.test.accuracy,
-          float32: f32,
-          exported: chosen.report,
-          skipped: [...skipped, ...test.skipped],
+          float32: plain(f32),
+          exported: plain(chosen.report),
+          skipped: [...skipped, ...test.skipped, ...(choice?.skipped ?? [])],
           backend: backend.name,
         };
         await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));

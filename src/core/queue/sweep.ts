@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { accuracyInterval } from '../train/metrics';
 import * as path from 'node:path';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
@@ -59,15 +60,10 @@ function trialConfig(base: Omit<TrainConfig, 'out'>, t: Trial, out: string): Tra
   return cfg;
 }
 
-/** 95% Wilson interval of a proportion k/n. */
-export function wilson(k: number, n: number): [number, number] {
-  if (n === 0) return [0, 1];
-  const z = 1.96;
-  const p = k / n;
-  const d = 1 + (z * z) / n;
-  const c = (p + (z * z) / (2 * n)) / d;
-  const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
-  return [Math.max(0, c - h), Math.min(1, c + h)];
+/** 95% Wilson interval of an accuracy on n images, as [low, high]. */
+function intervalPair(accuracy: number, n: number): [number, number] {
+  const i = accuracyInterval(accuracy, n);
+  return [i.low, i.high];
 }
 
 /** One row of the leaderboard. */
@@ -141,7 +137,7 @@ export async function runSweep(opts: { grid: Trial[]; out: string; force?: boole
           run,
           valAccuracy: record.history[record.bestEpoch - 1]?.valAccuracy ?? 0,
           testAccuracy: res.test.accuracy,
-          testInterval: wilson(Math.round(res.test.accuracy * res.test.count), res.test.count),
+          testInterval: intervalPair(res.test.accuracy, res.test.count),
           testCount: res.test.count,
           macroF1: res.test.macroF1,
           headBytes: await folderBytes(path.join(res.runDir, 'head')),

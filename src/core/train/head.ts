@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { throwIfAborted } from '../errors';
+import { HeadstartError, throwIfAborted } from '../errors';
 import type { EpochMetrics, Progress } from '../events';
-import { Rng } from '../rng';
+import { type Chunk, type StepEngine, type StepResult, runLoop, scoreProbs } from './loop';
+import { OrtHeadEngine, ortTrainerAvailable } from './ortHead';
 
 /** Hyper-parameters of the classification head. */
 export interface HeadOptions {
@@ -48,6 +49,8 @@ export interface HeadResult {
   bestEpoch: number;
   stoppedEarly: boolean;
   seconds: number;
+  /** The engine that trained it: 'onnxruntime' or 'tfjs'. */
+  trainer: string;
 }
 
 export const HEAD_DEFAULTS: Required<HeadOptions> = {
@@ -134,119 +137,140 @@ export function weightedLoss(model: tf.Sequential, probs: tf.Tensor2D, y: tf.Ten
 
 /** Mean loss and accuracy of the model on a set (inference mode), batched. */
 export function evaluateSet(model: tf.Sequential, set: VectorSet, featureSize: number, k: number, w?: Float32Array, batch = 256): { loss: number; accuracy: number; probs: Float32Array } {
-  const n = set.y.length;
+  const probs = predictRows(model, set.x, featureSize, k, batch);
+  const s = scoreProbs(probs, set.y, k, w);
+  return { loss: s.loss, accuracy: s.accuracy, probs };
+}
+
+/** Class probabilities of rows of features (inference mode), batched. */
+function predictRows(model: tf.Sequential, x: Float32Array, featureSize: number, k: number, batch = 256): Float32Array {
+  const n = x.length / featureSize;
   const probs = new Float32Array(n * k);
-  let lossSum = 0;
-  let wSum = 0;
-  let correct = 0;
-  const weights = w ?? new Float32Array(k).fill(1);
   for (let i = 0; i < n; i += batch) {
     const m = Math.min(batch, n - i);
-    const p = tf.tidy(() => forward(model, tf.tensor2d(set.x.subarray(i * featureSize, (i + m) * featureSize), [m, featureSize]), undefined));
-    const pd = p.dataSync() as Float32Array;
+    const p = tf.tidy(() => forward(model, tf.tensor2d(x.subarray(i * featureSize, (i + m) * featureSize), [m, featureSize]), undefined));
+    probs.set(p.dataSync() as Float32Array, i * k);
     p.dispose();
-    probs.set(pd, i * k);
-    for (let r = 0; r < m; r++) {
-      const t = set.y[i + r]!;
-      lossSum -= weights[t]! * Math.log(Math.max(pd[r * k + t]!, 1e-7));
-      wSum += weights[t]!;
-      let best = 0;
-      for (let j = 1; j < k; j++) if (pd[r * k + j]! > pd[r * k + best]!) best = j;
-      if (best === t) correct++;
-    }
   }
-  return { loss: wSum ? lossSum / wSum : 0, accuracy: n ? correct / n : 0, probs };
+  return probs;
+}
+
+/** The TF.js engine: one Adam step per call through the layers model (also does distillation's soft targets). */
+class TfjsHeadEngine implements StepEngine {
+  readonly name = 'tfjs';
+  readonly rowsPerRun = 1;
+  private readonly model: tf.Sequential;
+  private readonly optimizer: tf.Optimizer;
+  private readonly wT: tf.Tensor1D;
+
+  constructor(
+    private readonly train: VectorSet,
+    private readonly d: number,
+    private readonly k: number,
+    private readonly o: Required<HeadOptions>,
+    classW: Float32Array,
+    private readonly distill?: DistillOptions,
+  ) {
+    this.model = buildHead(d, k, o);
+    this.optimizer = tf.train.adam(o.learningRate);
+    this.wT = tf.tensor1d(classW);
+  }
+
+  async steps(chunk: Chunk): Promise<StepResult> {
+    const { d, k, train, o } = this;
+    const losses = new Float32Array(chunk.batches.length);
+    const probs = new Float32Array(chunk.batches.reduce((a, b) => a + b.rows.length, 0) * k);
+    let at = 0;
+    for (const [j, b] of chunk.batches.entries()) {
+      const m = b.rows.length;
+      const xb = new Float32Array(m * d);
+      const sb = train.soft ? new Float32Array(m * k) : undefined;
+      b.rows.forEach((r, i) => {
+        xb.set(train.x.subarray(r * d, (r + 1) * d), i * d);
+        sb?.set(train.soft!.subarray(r * k, (r + 1) * k), i * k);
+      });
+      const seed = (o.seed * 1_000_003 + chunk.firstStep + j) >>> 0;
+      let probsT: tf.Tensor | undefined;
+      const lossT = tf.tidy(() => {
+        const x = tf.tensor2d(xb, [m, d]);
+        const y = tf.tensor1d(b.labels, 'int32');
+        return this.optimizer.minimize(() => {
+          const p = forward(this.model, x, { rate: o.dropout, seed });
+          probsT = tf.keep(p);
+          return weightedLoss(this.model, p, y, this.wT, k, o.l2, sb && this.distill ? { teacher: tf.tensor2d(sb, [m, k]), ...this.distill } : undefined);
+        }, true)!;
+      });
+      losses[j] = (await lossT.data())[0]!;
+      probs.set((await probsT!.data()) as Float32Array, at);
+      at += m * k;
+      lossT.dispose();
+      probsT!.dispose();
+    }
+    return { losses, probs };
+  }
+
+  async predict(x: Float32Array): Promise<Float32Array> {
+    return predictRows(this.model, x, this.d, this.k);
+  }
+
+  getWeights(): Float32Array[] {
+    return this.model.getWeights().map((t) => (t.dataSync() as Float32Array).slice());
+  }
+
+  setWeights(w: Float32Array[]): void {
+    setModelWeights(this.model, w);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.optimizer.dispose();
+    this.wT.dispose();
+  }
+}
+
+/** Writes plain arrays (in `model.getWeights()` order) into a model. */
+export function setModelWeights(model: tf.LayersModel, w: Float32Array[]): void {
+  const shapes = model.getWeights().map((t) => t.shape);
+  const ts = w.map((a, i) => tf.tensor(a, shapes[i]));
+  model.setWeights(ts);
+  ts.forEach((t) => t.dispose());
+}
+
+/** Which engine trains the head: ONNX Runtime (fast, the default where it loads) or TF.js. */
+export type HeadTrainer = 'auto' | 'onnx' | 'tfjs';
+
+async function makeEngine(train: VectorSet, d: number, k: number, o: Required<HeadOptions>, classW: Float32Array, trainer: HeadTrainer, distill?: DistillOptions): Promise<StepEngine> {
+  const soft = !!(distill && train.soft);
+  if (trainer === 'onnx' && soft) throw new HeadstartError('BAD_INPUT', 'the ONNX Runtime head trainer has no distillation loss; use the tfjs trainer');
+  if (trainer === 'onnx' && !ortTrainerAvailable()) throw new HeadstartError('BACKEND', 'the ONNX Runtime head trainer needs onnxruntime-node, which did not load here; use the tfjs trainer');
+  if (trainer === 'tfjs' || soft || !ortTrainerAvailable()) return new TfjsHeadEngine(train, d, k, o, classW, distill);
+  // Same initial weights as the TF.js head (seeded initialisers), so both trainers start alike.
+  const init = buildHead(d, k, o);
+  const w = init.getWeights().map((t) => (t.dataSync() as Float32Array).slice());
+  init.dispose();
+  return OrtHeadEngine.create(train.x, d, o.hiddenUnits, k, o, w);
 }
 
 /**
  * Trains a dense head on feature vectors with Adam: class weights for
  * imbalance, early stopping on validation loss with the best weights
- * restored, an event per batch and per epoch, cancellation within one batch.
- * The same seed and data give the same metrics.
+ * restored, an event per batch and per epoch, cancellation within one batch
+ * (TF.js) or one engine call of at most 2048 rows (ONNX Runtime). The same
+ * seed and data give the same metrics. The result is a TF.js layers model
+ * whichever engine trained it.
  */
-export async function trainHead(train: VectorSet, val: VectorSet, featureSize: number, numClasses: number, options: HeadOptions = {}, progress: Progress = {}, distill?: DistillOptions): Promise<HeadResult> {
+export async function trainHead(train: VectorSet, val: VectorSet, featureSize: number, numClasses: number, options: HeadOptions = {}, progress: Progress = {}, distill?: DistillOptions, trainer: HeadTrainer = 'auto'): Promise<HeadResult> {
   const o = { ...HEAD_DEFAULTS, ...options };
-  const emit = progress.onEvent ?? (() => undefined);
   const started = Date.now();
-  const model = buildHead(featureSize, numClasses, o);
-  const optimizer = tf.train.adam(o.learningRate);
+  throwIfAborted(progress.signal);
   const w = classWeights(train.y, numClasses, o.balanceClasses);
-  const wT = tf.tensor1d(w);
-  const rng = new Rng(o.seed);
-  const n = train.y.length;
-  const order = Array.from({ length: n }, (_, i) => i);
-  const batches = Math.ceil(n / o.batchSize);
-  const history: EpochMetrics[] = [];
-  let best = { loss: Infinity, epoch: 0, weights: [] as tf.Tensor[] };
-  let sinceBest = 0;
-  let stoppedEarly = false;
-  const useVal = val.y.length > 0;
-  let step = 0;
+  const engine = await makeEngine(train, featureSize, numClasses, o, w, trainer, distill);
   try {
-    for (let epoch = 1; epoch <= o.epochs; epoch++) {
-      const e0 = Date.now();
-      rng.shuffle(order);
-      let lossSum = 0;
-      let correct = 0;
-      for (let b = 0; b < batches; b++) {
-        throwIfAborted(progress.signal);
-        const idx = order.slice(b * o.batchSize, (b + 1) * o.batchSize);
-        const xb = new Float32Array(idx.length * featureSize);
-        const yb = new Int32Array(idx.length);
-        const sb = train.soft ? new Float32Array(idx.length * numClasses) : undefined;
-        idx.forEach((r, i) => {
-          xb.set(train.x.subarray(r * featureSize, (r + 1) * featureSize), i * featureSize);
-          yb[i] = train.y[r]!;
-          sb?.set(train.soft!.subarray(r * numClasses, (r + 1) * numClasses), i * numClasses);
-        });
-        const seed = (o.seed * 1_000_003 + step++) >>> 0;
-        let probsT: tf.Tensor | undefined;
-        const lossT = tf.tidy(() => {
-          const x = tf.tensor2d(xb, [idx.length, featureSize]);
-          const y = tf.tensor1d(yb, 'int32');
-          return optimizer.minimize(() => {
-            const p = forward(model, x, { rate: o.dropout, seed });
-            probsT = tf.keep(p);
-            return weightedLoss(model, p, y, wT, numClasses, o.l2, sb && distill ? { teacher: tf.tensor2d(sb, [idx.length, numClasses]), ...distill } : undefined);
-          }, true)!;
-        });
-        const loss = (await lossT.data())[0]!;
-        const pd = (await probsT!.data()) as Float32Array;
-        lossT.dispose();
-        probsT!.dispose();
-        lossSum += loss * idx.length;
-        for (let i = 0; i < idx.length; i++) {
-          let bestJ = 0;
-          for (let j = 1; j < numClasses; j++) if (pd[i * numClasses + j]! > pd[i * numClasses + bestJ]!) bestJ = j;
-          if (bestJ === yb[i]) correct++;
-        }
-        const elapsed = (Date.now() - e0) / 1000;
-        const seen = Math.min(n, (b + 1) * o.batchSize);
-        const ips = seen / Math.max(elapsed, 1e-3);
-        emit({ type: 'batch', epoch, batch: b + 1, batches, loss, accuracy: correct / seen, imagesPerSecond: ips, eta: ((o.epochs - epoch) * n + (n - seen)) / Math.max(ips, 1e-3) });
-        await new Promise<void>((r) => setImmediate(r)); // let cancellation and I/O through
-      }
-      const v = useVal ? evaluateSet(model, val, featureSize, numClasses, w) : { loss: lossSum / n, accuracy: correct / n };
-      const metrics: EpochMetrics = { epoch, loss: lossSum / n, accuracy: correct / n, valLoss: v.loss, valAccuracy: v.accuracy, seconds: (Date.now() - e0) / 1000 };
-      history.push(metrics);
-      emit({ type: 'epoch', metrics, totalEpochs: o.epochs });
-      if (v.loss < best.loss - 1e-6) {
-        best.weights.forEach((t) => t.dispose());
-        best = { loss: v.loss, epoch, weights: model.getWeights().map((t) => t.clone()) };
-        sinceBest = 0;
-      } else if (o.patience > 0 && ++sinceBest >= o.patience) {
-        stoppedEarly = epoch < o.epochs;
-        break;
-      }
-    }
-    if (best.weights.length) model.setWeights(best.weights);
-  } catch (err) {
-    model.dispose();
-    throw err;
+    const res = await runLoop(engine, train.y, val, w, numClasses, o, progress);
+    const model = buildHead(featureSize, numClasses, o);
+    setModelWeights(model, engine.getWeights());
+    return { model, ...res, seconds: (Date.now() - started) / 1000, trainer: engine.name };
   } finally {
-    best.weights.forEach((t) => t.dispose());
-    wT.dispose();
-    optimizer.dispose();
+    engine.dispose();
   }
-  return { model, history, bestEpoch: best.epoch, stoppedEarly, seconds: (Date.now() - started) / 1000 };
 }
