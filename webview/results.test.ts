@@ -46,7 +46,8 @@ test('every accuracy carries its n and 95% interval; the small-split warning and
   assert.equal(intervalText(iv(0.4365, 0.97, 6)), '95% CI 43.6–97.0%, n=6');
   assert.equal(intervalText(undefined, 6), 'n=6', 'a run of an early version still says n');
   const h = headline(result).value;
-  assert.match(h, /83\.3% <span class="muted">test accuracy \(95% CI 43\.6–97\.0%, n=6\)/);
+  assert.match(h, /83\.3% <span class="muted">test accuracy on 6 images \(95% CI 43\.6–97\.0%\)/);
+  assert.match(headline({ ...result, interval: undefined }).value, /test accuracy on 6 images \(no interval recorded\)/);
   assert.match(h, /id="test-warning">⚠ only 3 evaluation images/);
   assert.match(h, /test 100\.0% \(95% CI 61\.0–100\.0%, n=6\); cross-validated 95\.0% against the chosen head's 90\.0%/);
   const e = exportDetails(exported).value;

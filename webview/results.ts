@@ -14,10 +14,17 @@ const num = (x: unknown): number => (typeof x === 'number' ? x : Number.NaN);
 export const pct = (x: unknown): string => `${fixed(num(x) * 100, 1)}%`;
 export const mb = (b: unknown): string => `${fixed(num(b) / 1e6, 2)} MB`;
 
+const hasInterval = (iv: Interval | undefined): iv is Interval => !!iv && typeof iv === 'object';
+
+/** "95% CI 72.3–87.6%", or "no interval recorded" (runs of early versions). */
+export function ciText(iv: Interval | undefined): string {
+  return hasInterval(iv) ? `95% CI ${fixed(num(iv.low) * 100, 1)}–${fixed(num(iv.high) * 100, 1)}%` : 'no interval recorded';
+}
+
 /** "95% CI 72.3–87.6%, n=100", or "n=100" when there is no interval (runs of early versions). */
 export function intervalText(iv: Interval | undefined, n?: number): string {
-  if (!iv || typeof iv !== 'object') return n === undefined ? 'no interval recorded' : `n=${count(n)}`;
-  return `95% CI ${fixed(num(iv.low) * 100, 1)}–${fixed(num(iv.high) * 100, 1)}%, n=${count(iv.n)}`;
+  if (!hasInterval(iv)) return n === undefined ? 'no interval recorded' : `n=${count(n)}`;
+  return `${ciText(iv)}, n=${count(iv.n)}`;
 }
 
 /** "81.0% (95% CI 72.3–87.6%, n=100)". */
@@ -30,7 +37,7 @@ export function headline(r: ResultView): SafeHtml {
   const b = r.baseline;
   const cv = b.cvAccuracy !== undefined ? html`; cross-validated ${pct(b.cvAccuracy)}${r.selection ? html` against the chosen head's ${pct(r.selection.rows.find((x) => x.chosen)?.meanAccuracy)}` : ''}` : '';
   return html`
-    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy (${intervalText(r.interval, r.count)}) on ${count(r.count)} images · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
+    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} images (${ciText(r.interval)}) · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
     ${r.warning ? html`<p class="warnings" id="test-warning">⚠ ${r.warning}</p>` : ''}
     <p id="baseline">Baseline (logistic regression on raw pixels): test ${accuracyText(b.accuracy, b.interval, r.count)}${cv}. ${b.verdict}.</p>`;
 }
