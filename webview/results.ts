@@ -39,7 +39,7 @@ export function headline(r: ResultView): SafeHtml {
   return html`
     <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} images (${ciText(r.interval)}) · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
     ${r.warning ? html`<p class="warnings" id="test-warning">⚠ ${r.warning}</p>` : ''}
-    <p id="baseline">Baseline (logistic regression on raw pixels): test ${accuracyText(b.accuracy, b.interval, r.count)}${cv}. ${b.verdict}.</p>`;
+    <p id="baseline">Baseline (logistic regression on raw pixels): test ${accuracyText(b.accuracy, b.interval, r.count)}${cv} — ${b.verdict}.</p>`;
 }
 
 /** The cross-validated head choice: one row per configuration (mean ± std across folds), the baseline on the same folds, and why. */
@@ -53,7 +53,7 @@ export function selectionTable(s: SelectionView | undefined): SafeHtml {
     ${s.rows.map((r) => row(r.name, r.meanAccuracy, r.stdAccuracy, r.chosen ? 'chosen' : '', r.chosen ? ' ✓' : ''))}
     ${s.baseline ? row('raw pixels (baseline)', s.baseline.meanAccuracy, s.baseline.stdAccuracy, s.baselineWins ? 'wins' : 'baseline', '') : ''}
     </table>
-    <p class="muted" id="selection-reason">Chose <strong>${s.chosen}</strong>: ${s.reason}. Epochs: ${s.epochs}; refit on all non-test images for ${count(s.refitEpochs)}.</p>`;
+    <p class="muted" id="selection-reason">Chose <strong>${s.chosen}</strong>: ${s.reason}. Epochs: ${s.epochs}. Refit on all non-test images for ${count(s.refitEpochs)} epochs.</p>`;
 }
 
 /** Said plainly before the export section when raw pixels beat the backbone: what to try instead. */
@@ -77,7 +77,7 @@ function choiceLine(e: ExportView): SafeHtml {
   if (!c) return html``;
   return c.split === 'test'
     ? html`<p class="muted" id="export-choice">No choice made: the variant asked for, measured on ${count(c.images)} test images.</p>`
-    : html`<p class="muted" id="export-choice">Decided on ${count(c.images)} ${c.split === 'val' ? 'validation' : c.split} images, never the test split: ${c.rule}.</p>`;
+    : html`<details class="muted" id="export-choice"><summary>Decided on ${count(c.images)} ${c.split === 'val' ? 'validation' : c.split} images, never the test split</summary>${c.rule}.</details>`;
 }
 
 function quantizationLine(e: ExportView): SafeHtml {
@@ -107,6 +107,6 @@ export function slimmingSection(e: ExportView): SafeHtml {
 
 /** The export's figures: size, accuracy with its interval, where the variant was chosen, int8 speed, slimming. */
 export function exportDetails(e: ExportView): SafeHtml {
-  return html`<p id="export-result">${e.modelFormat} (<strong>${e.chosen}</strong>) in <code>${e.outDir}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), ${fixed((num(e.bytes) / num(e.float32Bytes)) * 100, 0)}% of float32; test accuracy ${accuracyText(e.accuracy, e.interval, e.testImages)} (float32 ${accuracyText(e.float32Accuracy, e.float32Interval, e.testImages)}); ${fixed(e.msPerImage, 1)} ms per image.</p>
+  return html`<p id="export-result">${e.modelFormat} (<strong>${e.chosen}</strong>) in <code>${e.outDir}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), ${fixed((num(e.bytes) / num(e.float32Bytes)) * 100, 0)}% of float32; test accuracy ${accuracyText(e.accuracy, e.interval, e.testImages)}; float32 ${accuracyText(e.float32Accuracy, e.float32Interval, e.testImages)}; ${fixed(e.msPerImage, 1)} ms per image.</p>
     ${choiceLine(e)}${quantizationLine(e)}${candidates(e)}${slimmingSection(e)}`;
 }
