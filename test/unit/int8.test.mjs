@@ -116,7 +116,7 @@ test('int8 export on a small backbone: valid QDQ graph fused by ONNX Runtime; ca
   assert.deepEqual(JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')), rep);
   const card = await readFile(path.join(out, 'README.md'), 'utf8');
   assert.ok(card.includes(`on ${rep.quantization.calibrationImages} images of the run's **training** split`), 'the model card says what calibrated it');
-  assert.deepEqual((await readdir(out)).sort(), ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json']);
+  assert.deepEqual((await readdir(out)).sort(), ['.headstart.json', 'README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json']);
   t.diagnostic(`int8 ${rep.exported.bytes} B vs float32 ${rep.float32.bytes} B; accuracy ${rep.exported.accuracy} vs ${rep.float32.accuracy} on ${rep.testImages} images`);
 
   const { d } = await checkQdq(path.join(out, 'model.onnx'), t);
