@@ -8,9 +8,9 @@ import { type ExtractItem, type ExtractResult, extractAll } from './data/extract
 import { ExtractorPool } from './data/pool';
 import { sha256 } from './fsutil';
 import { HeadstartError } from './errors';
-import { onnxBackboneDir, resolveOnnxBackbone } from './backbones/onnxBackbone';
-import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
-import { CONVERTER_VERSION } from './export/onnx/convert';
+import { onnxBackboneDir, resolveOnnxBackbone } from './onnx/backbone';
+import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './onnx/engine';
+import { CONVERTER_VERSION } from './onnx/convert';
 import type { Progress } from './events';
 
 /** Settings shared by every command that runs a backbone. */

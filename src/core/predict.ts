@@ -6,7 +6,7 @@ import { HeadstartError } from './errors';
 import type { Progress } from './events';
 import { DecodeError, readAndDecode } from './data/decode';
 import { loadExportedModel } from './export/fullModel';
-import { loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
+import { loadOrt, ortUnavailableReason } from './onnx/engine';
 import { exists, readJson, sha256File } from './fsutil';
 import { loadRun, openRunBackbone, runProbs } from './run';
 

@@ -8,8 +8,8 @@ import type { Skipped } from '../data/dataset';
 import type { OutOptions } from '../fsutil';
 import type { Policy, PolicyName } from '../compress/quantize';
 import type { SlimOption, SlimReport } from '../compress/slim';
-import type { Int8Info } from './onnx/calibrate';
-import type { Int8Speed } from './onnx/speed';
+import type { Int8Info } from '../onnx/calibrate';
+import type { Int8Speed } from '../onnx/speed';
 import { type Agreement, type Interval, agreementOf } from '../train/metrics';
 import type { Measured, TestSet } from './common';
 

@@ -13,9 +13,9 @@ import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, 
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './head';
 import { evaluatePredictions } from './metrics';
 import { dirSaver } from '../tfjsio';
-import { resolveOnnxBackbone } from '../backbones/onnxBackbone';
+import { resolveOnnxBackbone } from '../onnx/backbone';
 import { type SlimOption, type SlimReport, runAsOnnx, slimSearch } from '../compress/slim';
-import { compareOnnxSpeed } from '../export/onnx/speed';
+import { compareOnnxSpeed } from '../onnx/speed';
 
 export interface DistillConfig extends EngineOptions, OutOptions {
   /** The teacher: a RUN_DIR. */

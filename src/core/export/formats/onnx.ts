@@ -7,15 +7,15 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { loadOrt } from '../../backbones/onnxEngine';
+import { loadOrt } from '../../onnx/engine';
 import { HeadstartError } from '../../errors';
 import type { Progress } from '../../events';
 import type { LoadedRun } from '../../run';
 import { accuracyInterval } from '../../train/metrics';
 import { runAsOnnx, slimSearch } from '../../compress/slim';
-import { type Int8Info, quantizeInt8 } from '../onnx/calibrate';
-import { type OnnxWeights, compressOnnx } from '../onnx/compress';
-import { type Int8Speed, compareOnnxSpeed } from '../onnx/speed';
+import { type Int8Info, quantizeInt8 } from '../../onnx/calibrate';
+import { type OnnxWeights, compressOnnx } from '../../onnx/compress';
+import { type Int8Speed, compareOnnxSpeed } from '../../onnx/speed';
 import { type TestSet, measureVariant, sizeOf } from '../common';
 import type { ExportFormat, FormatSession, VariantSpec } from '../format';
 
