@@ -8,7 +8,7 @@ import { DecodeError, readAndDecode } from './data/decode';
 import { loadExportedModel } from './export/fullModel';
 import { loadOrt, ortUnavailableReason } from './onnx/engine';
 import { exists, readJson, sha256File } from './fsutil';
-import { loadRun, openRunBackbone, runProbs } from './run';
+import { loadRun, openRunBackbone, runProbs } from './runFolder';
 
 export interface Prediction {
   path: string;

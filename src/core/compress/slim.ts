@@ -15,7 +15,7 @@ import { calibrationItems } from '../onnx/calibrate';
 import { convertTfjsModel } from '../onnx/convert';
 import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenStats } from '../onnx/slim';
 import { compareOnnxSpeed } from '../onnx/speed';
-import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../run';
+import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from '../train/head';
 
 /** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */

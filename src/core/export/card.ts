@@ -4,7 +4,7 @@
  * slimming sections when the report has them, and the format's own parts
  * (files, how to load it) from its plug-in.
  */
-import type { LoadedRun } from '../run';
+import type { LoadedRun } from '../runFolder';
 import type { CardParts } from './format';
 import { BUDGET_RULE, type ExportReport } from './report';
 

@@ -7,7 +7,7 @@ import { throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import * as tf from '@tensorflow/tfjs';
 import type { ExportMetadata } from '../predict';
-import type { LoadedRun } from '../run';
+import type { LoadedRun } from '../runFolder';
 import { evaluatePredictions } from '../train/metrics';
 
 /** Bytes of a model folder's files, raw and gzipped (what a web server sends). */

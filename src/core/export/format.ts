@@ -6,7 +6,7 @@
  * a written variant, and says what its files are and how to load them.
  */
 import type { Progress } from '../events';
-import type { LoadedRun } from '../run';
+import type { LoadedRun } from '../runFolder';
 import type { TestSet } from './common';
 import type { ExportReport, Measurement, ResolvedExportOptions } from './report';
 import type { PolicyName } from '../compress/quantize';

@@ -14,7 +14,7 @@ import type { Progress } from '../events';
 import type { Skipped } from '../data/dataset';
 import { choiceItems, testSplitItems } from '../evaluate';
 import { outGuard, prepareOutDir, writeOutDir } from '../fsutil';
-import { type LoadedRun, loadRun } from '../run';
+import { type LoadedRun, loadRun } from '../runFolder';
 import { parseSlim } from '../compress/slim';
 import { type TestSet, decodeTestSet, writeExportFiles } from './common';
 import { modelCard } from './card';

@@ -9,10 +9,9 @@ import { DecodeError, readAndDecode } from '../data/decode';
 import { loadExportedModel, writeFullModel } from '../export/fullModel';
 import { sizeOf } from '../export/common';
 import { type OutOptions, outGuard, prepareOutDir, writeOutDir } from '../fsutil';
-import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, runProbs } from '../run';
+import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, runProbs, writeRunFiles } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './head';
 import { evaluatePredictions } from './metrics';
-import { dirSaver } from '../tfjsio';
 import { resolveOnnxBackbone } from '../onnx/backbone';
 import { type SlimOption, type SlimReport, runAsOnnx, slimSearch } from '../compress/slim';
 import { compareOnnxSpeed } from '../onnx/speed';
@@ -173,8 +172,7 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
         };
         throwIfAborted(progress.signal);
         await writeOutDir(out, guard, async (tmp) => {
-          await res.model.save(dirSaver(path.join(tmp, 'head')));
-          await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
+          await writeRunFiles(tmp, record, res.model);
         });
         student = await loadRun(out, cfg.backend);
         progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student' });
@@ -270,8 +268,7 @@ async function distillSlim(teacher: LoadedRun, cfg: DistillConfig, temperature: 
     const sBytes = res.modelBytes.length;
     await writeOutDir(out, guard, async (tmp) => {
       await fs.cp(res.backboneDir!, path.join(tmp, 'backbone'), { recursive: true });
-      await head!.save(dirSaver(path.join(tmp, 'head')));
-      await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify({ ...record, slimming: res.report }, null, 2));
+      await writeRunFiles(tmp, { ...record, slimming: res.report }, head!);
     });
     return {
       runDir: out,

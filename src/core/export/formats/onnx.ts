@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { loadOrt } from '../../onnx/engine';
 import { HeadstartError } from '../../errors';
 import type { Progress } from '../../events';
-import type { LoadedRun } from '../../run';
+import type { LoadedRun } from '../../runFolder';
 import { accuracyInterval } from '../../train/metrics';
 import { runAsOnnx, slimSearch } from '../../compress/slim';
 import { type Int8Info, quantizeInt8 } from '../../onnx/calibrate';

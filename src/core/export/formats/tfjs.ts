@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { EngineOptions } from '../../engine';
 import type { Progress } from '../../events';
-import { type LoadedRun, openRunBackbone, toHeadInput } from '../../run';
+import { type LoadedRun, openRunBackbone, toHeadInput } from '../../runFolder';
 import type { VectorSet } from '../../train/head';
 import { type PolicyName, POLICIES } from '../../compress/quantize';
 import { pruneHead } from '../../compress/prune';
