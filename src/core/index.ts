@@ -4,6 +4,7 @@ export * from './events';
 export * from './backend';
 export * from './rng';
 export * from './options';
+export * from './version';
 export * from './fsutil';
 export * from './tfjsio';
 export * from './backbones/catalogue';

@@ -19,7 +19,8 @@ import { parseSlim } from '../compress/slim';
 import { type TestSet, decodeTestSet, writeExportFiles } from './common';
 import { modelCard } from './card';
 import { type ExportFormat, type FormatSession, type VariantSpec, FLOAT32 } from './format';
-import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, QUANTIZE_CHOICES, judge, plain } from './report';
+import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, judge, plain } from './report';
+import { FORMAT_CHOICES, QUANTIZE_CHOICES } from '../../shared/options';
 import { tfjsFormat } from './formats/tfjs';
 import { onnxFormat } from './formats/onnx';
 
@@ -34,7 +35,7 @@ function resolveOptions(opts: ExportOptions): ResolvedExportOptions {
   const maxDrop = opts.maxDrop ?? 1;
   if (!(maxDrop >= 0 && maxDrop <= 100)) throw new HeadstartError('BAD_INPUT', `--max-drop must be a number of accuracy points from 0 to 100 (got ${opts.maxDrop})`);
   const format = opts.format ?? 'tfjs';
-  if (format !== 'tfjs' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
+  if (!FORMAT_CHOICES.includes(format)) throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
   if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
   const slim = opts.slim === undefined ? undefined : parseSlim(opts.slim);
   if (slim !== undefined && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--slim needs --format onnx in this version (the TF.js export cannot remove channels yet); export with --format onnx --slim auto');

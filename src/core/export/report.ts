@@ -12,8 +12,8 @@ import type { Int8Info } from '../onnx/calibrate';
 import type { Int8Speed } from '../onnx/speed';
 import { type Agreement, type Interval, agreementOf } from '../train/metrics';
 import type { Measured, TestSet } from './common';
+import type { QUANTIZE_CHOICES } from '../../shared/options';
 
-export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'int8', 'auto'] as const;
 export type Quantize = (typeof QUANTIZE_CHOICES)[number];
 
 export interface ExportOptions extends EngineOptions, OutOptions {
