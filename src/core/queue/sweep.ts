@@ -56,7 +56,7 @@ function trialConfig(base: Omit<TrainConfig, 'out'>, t: Trial, out: string): Tra
   const cfg: TrainConfig = { ...base, out };
   for (const [name, v] of Object.entries(t) as Array<[Axis, number | string]>) {
     if (name === 'augment') cfg.augment = Number(v) > 0 ? { ...base.augment, views: Number(v) } : undefined;
-    else (cfg as unknown as Record<string, unknown>)[AXES[name].field] = v;
+    else Object.assign(cfg, { [AXES[name].field]: v });
   }
   return cfg;
 }
