@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type EngineOptions, openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
+import type * as shared from '../../shared/records';
+import type { ModelFigures } from '../../shared/records';
 import type { Progress } from '../events';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { loadExportedModel, writeFullModel } from '../export/fullModel';
@@ -36,24 +38,10 @@ export interface DistillConfig extends EngineOptions, OutOptions {
   alpha?: number;
 }
 
-/** Size, accuracy and speed of one model, as shipped (full float32 TF.js model). */
-export interface ModelFigures {
-  backbone: string;
-  runDir: string;
-  /** Bytes of the full model (model.json + weights.bin, float32). */
-  bytes: number;
-  /** Test-split accuracy 0..1. */
-  accuracy: number;
-  /** Milliseconds per single image, full model, in this process. */
-  msPerImage: number;
-}
+export type { ModelFigures } from '../../shared/records';
 
-export interface DistillReport {
-  runDir: string;
-  temperature: number;
-  alpha: number;
-  teacher: ModelFigures;
-  student: ModelFigures;
+/** The reply of `distill`: the shared shape plus where and how the figures compare. */
+export interface DistillReport extends shared.DistillReport {
   /** Where the figures were measured: the full TF.js models, or (slim students) both as ONNX in ONNX Runtime, timed alternating. */
   measuredIn: string;
   /** teacher bytes / student bytes, teacher ms / student ms (above 1: the student is smaller / faster). */

@@ -29,17 +29,13 @@ import { queuedBackbone, redactQueueUrl } from '../queue';
 import { type BaselineResult, type RunRecord, type TrainConfig, RUN_VERSION, writeRunFiles } from '../runFolder';
 import type * as shared from '../../shared/records';
 
+/** The reply of `train`: the shared shape with core's fuller dataset, metrics and baseline, and the cross-validated estimate. */
 export interface TrainReport extends shared.TrainReport {
-  runDir: string;
-  backend: string;
-  engine: string;
   dataset: DatasetSummary;
   test: EvalResult;
   baseline: BaselineResult;
   /** The cross-validated estimate beside the test figure: chosen config, mean and spread across folds. */
   selection?: { chosen: string; meanAccuracy: number; stdAccuracy: number; folds: number; method: Selection['method']; configurations: number; reason: string };
-  bestEpoch: number;
-  epochs: number;
   timings: RunRecord['timings'];
 }
 
