@@ -196,7 +196,7 @@ test('export bad input: one-line reasons, exit 1, existing --out refused before 
     [['--prune', '1'], /^headstart: --prune must be a number at least 0 and less than 1 \(got 1\)$/],
     [['--prune=-0.1'], /^headstart: --prune must be a number at least 0 and less than 1 \(got -0\.1\)$/],
     [['--prune', 'x'], /^headstart: --prune must be a number at least 0 and less than 1 \(got x\)$/],
-    [['--max-drop=-1'], /^headstart: --max-drop must be a number of accuracy points from 0 to 100 \(got -1\)$/],
+    [['--max-drop=-1'], /^headstart: --max-drop must be a number from 0 to 100 \(got -1\)$/],
   ];
   for (const [args, reason] of cases) {
     const r = await runCli(['export', runDir, '--out', out, ...args], { env });

@@ -83,18 +83,18 @@ async function checkQdq(file, t) {
 test('int8 export on a small backbone: valid QDQ graph fused by ONNX Runtime; calibration reads training images only; report and card', async (t) => {
   const out = path.join(dir, 'int8');
   const reads = new Map();
-  const readFileOrig = fsp.readFile;
-  // Count every file the export reads (readAndDecode goes through fs/promises.readFile).
-  fsp.readFile = function (file, ...rest) {
+  const openOrig = fsp.open;
+  // Count every file the export reads (readAndDecode opens each image through fs/promises.open, with a size limit).
+  fsp.open = function (file, ...rest) {
     const key = typeof file === 'string' ? path.resolve(file) : String(file);
     reads.set(key, (reads.get(key) ?? 0) + 1);
-    return readFileOrig.call(this, file, ...rest);
+    return openOrig.call(this, file, ...rest);
   };
   let rep;
   try {
     rep = await core.exportRun(runDir, { out, format: 'onnx', quantize: 'int8', cacheDir, workers: 1 });
   } finally {
-    fsp.readFile = readFileOrig;
+    fsp.open = openOrig;
   }
   const count = (list) => list.map((f) => reads.get(path.resolve(f)) ?? 0);
   const [train, val, testFiles] = ['train', 'val', 'test'].map(files);
