@@ -3,6 +3,7 @@
  * from the panel's form to the worker's options. No `vscode` here (node:test
  * checks it); thumbnails come in as a function from a file path to its URL.
  */
+import { runStamp } from '../shared/options';
 import * as path from 'node:path';
 import type { EngineEvent } from '../shared/events';
 import { DEFAULT_FORM, type DatasetPreview, type ExportChoices, type ExportView, type FormOptions, type PanelState, type ProgressView, type ResultView, type SelectionView } from '../shared/panelProtocol';
@@ -139,10 +140,8 @@ export function exportDefaultFor(root: string): string {
   return path.join('models', path.basename(root).replace(/\.(csv|jsonl)$/i, '') || 'model');
 }
 
-/** A sortable UTC stamp for folder names: 20260115-093000. */
-export function runStamp(at: Date): string {
-  return at.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-}
+/** A sortable UTC stamp for folder names: 20260115-093000 (one helper, in src/shared/options.ts). */
+export { runStamp };
 
 /** The folder a new run of `data` is written to, inside `runsFolder`. */
 export function newRunDir(runsFolder: string, data: string, at: Date): string {

@@ -1,21 +1,24 @@
 /**
  * The choices the extension offers for the engine and for exports, as unions
- * of string literals with their lists (plain data; both protocols use them,
- * and the host checks what the webview sends against these lists).
+ * of string literals (plain data; both protocols use them, and the host checks
+ * what the webview sends against these lists). The lists themselves live in
+ * ./options.ts, the one source shared with the CLI and the engine.
  */
+import { BACKEND_CHOICES, ENGINE_CHOICES, FORMAT_CHOICES, HEAD_CHOICES, QUANTIZE_CHOICES } from './options';
+
+export { HEAD_CHOICES, QUANTIZE_CHOICES };
+/** Model formats of an export (the same list as FORMAT_CHOICES). */
+export const EXPORT_FORMATS = FORMAT_CHOICES;
 
 /** TensorFlow.js backend choices of the `headstart.backend` setting. */
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 /** What runs the frozen backbone (`headstart.engine`). */
-export type EngineChoice = 'auto' | 'onnx' | 'tfjs';
-/** Weight storage of an export that the extension offers; int8 is static QDQ int8 and needs the ONNX format. */
-export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'int8', 'auto'] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
+/** Weight storage of an export; int8 is static QDQ int8 and needs the ONNX format. */
 export type QuantizeChoice = (typeof QUANTIZE_CHOICES)[number];
 /** Model format of an export. */
-export const EXPORT_FORMATS = ['tfjs', 'onnx'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+export type ExportFormat = (typeof FORMAT_CHOICES)[number];
 /** Head family: auto (cross-validated linear vs one hidden layer), linear, or one hidden layer ('mlp'). */
-export const HEAD_CHOICES = ['auto', 'linear', 'mlp'] as const;
 export type HeadChoice = (typeof HEAD_CHOICES)[number];
 /** Backbone slimming of an ONNX export: the engine's `'auto' | fraction`, or off. */
 export type SlimChoice = 'off' | 'auto' | number;
