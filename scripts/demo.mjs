@@ -20,8 +20,9 @@ const pct = (x) => `${(x * 100).toFixed(1)}%`;
 console.log(`
 Headstart demo
   dataset        ${data} (${train.dataset.total} images, ${train.dataset.classes.length} classes)
-  engine         features by ${train.engine}, head trained on TF.js ${train.backend}
-  test accuracy  ${pct(train.test.accuracy)} (raw-pixel baseline ${pct(train.baseline.accuracy)})
+  engine         features by ${train.engine}; head trained by ${train.headTrainer ?? `TF.js ${train.backend}`}
+  head           ${train.selection ? `${train.selection.chosen}, chosen by ${train.selection.folds}-fold cross-validation (${pct(train.selection.meanAccuracy)} ± ${(train.selection.stdAccuracy * 100).toFixed(1)})` : 'as configured'}
+  test accuracy  ${pct(train.test.accuracy)} on ${train.test.count} images (95% interval ${pct(train.test.interval.low)}–${pct(train.test.interval.high)}; raw-pixel baseline ${pct(train.baseline.accuracy)})
   run folder     ${run}
   exported model ${model}: ${exp.chosen}, ${(exp.exported.bytes / 1e6).toFixed(1)} MB (${(exp.exported.gzipBytes / 1e6).toFixed(1)} MB gzipped, ${((exp.exported.bytes / exp.float32.bytes) * 100).toFixed(0)}% of float32); test accuracy ${pct(exp.exported.accuracy)} (float32 ${pct(exp.float32.accuracy)})
   try it         node ${path.relative(root, path.join(model, 'inference.mjs'))} ${path.relative(root, path.join(data, cls, readdirSync(path.join(data, cls))[0]))}

@@ -167,6 +167,8 @@ export interface RunRecord {
   backend: string;
   /** What extracted the features ('onnxruntime' or 'tfjs-<backend>'); absent in runs of early versions. */
   engine?: string;
+  /** What trained the head ('onnxruntime' or 'tfjs'); absent in runs of early versions. */
+  headTrainer?: string;
   backbone: { id: string; title: string };
   labels: string[];
   dataset: DatasetSummary;
@@ -183,6 +185,8 @@ export interface TrainReport {
   runDir: string;
   backend: string;
   engine: string;
+  /** What trained the head ('onnxruntime' or 'tfjs'). */
+  headTrainer?: string;
   dataset: DatasetSummary;
   test: EvalResult;
   baseline: BaselineResult;

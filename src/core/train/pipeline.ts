@@ -329,6 +329,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         config: recordConfig(cfg, head, fitted.used, b.entry.id),
         backend: opened.backend.name,
         engine: opened.engine,
+        headTrainer: res.trainer,
         backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: ft ? ft.featureNode : b.entry.featureNode, pool: ft ? ft.pool : !!b.entry.pool, featureSize: headDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
         labels,
         dataset: summary,
@@ -356,7 +357,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
       const sel = fitted.selection;
       const chosenCv = sel?.results.find((r) => r.name === sel.chosen);
       const cvSummary = sel && chosenCv ? { chosen: sel.chosen, meanAccuracy: chosenCv.meanAccuracy, stdAccuracy: chosenCv.stdAccuracy, folds: sel.folds, method: sel.method, configurations: sel.results.length, reason: sel.reason } : undefined;
-      return { runDir, backend: record.backend, engine: record.engine, dataset: summary, test: testEval, baseline, selection: cvSummary, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
+      return { runDir, backend: record.backend, engine: record.engine, headTrainer: record.headTrainer, dataset: summary, test: testEval, baseline, selection: cvSummary, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
     } finally {
       fitted.res.model.dispose();
     }
