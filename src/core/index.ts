@@ -46,3 +46,4 @@ export * from './backbones/onnxBackbone';
 export * from './train/loop';
 export * from './train/ortHead';
 export * from './train/select';
+export * from './text';

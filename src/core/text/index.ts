@@ -1,0 +1,9 @@
+/** Text classification: datasets of labelled texts, text backbones, the TF-IDF baseline. */
+export * from './decode';
+export * from './tokenize';
+export * from './vocab';
+export * from './dataset';
+export * from './tfidf';
+export * from './encoder';
+export * from './embed';
+export * from './onnxGraph';
