@@ -195,8 +195,8 @@ test('export bad input: one-line reasons, exit 1, existing --out refused before 
     [['--quantize', 'int4'], /^headstart: --quantize must be one of none, float16, uint16, uint8, int8, auto \(got 'int4'\)$/],
     [['--prune', '1'], /^headstart: --prune must be a number at least 0 and less than 1 \(got 1\)$/],
     [['--prune=-0.1'], /^headstart: --prune must be a number at least 0 and less than 1 \(got -0\.1\)$/],
-    [['--prune', 'x'], /^headstart: --prune expects a number \(got 'x'\)$/],
-    [['--max-drop=-1'], /^headstart: --max-drop must be a number of accuracy points from 0 to 100 \(got -1\)$/],
+    [['--prune', 'x'], /^headstart: --prune must be a number at least 0 and less than 1 \(got x\)$/],
+    [['--max-drop=-1'], /^headstart: --max-drop must be a number from 0 to 100 \(got -1\)$/],
   ];
   for (const [args, reason] of cases) {
     const r = await runCli(['export', runDir, '--out', out, ...args], { env });

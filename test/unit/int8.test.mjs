@@ -83,18 +83,18 @@ async function checkQdq(file, t) {
 test('int8 export on a small backbone: valid QDQ graph fused by ONNX Runtime; calibration reads training images only; report and card', async (t) => {
   const out = path.join(dir, 'int8');
   const reads = new Map();
-  const readFileOrig = fsp.readFile;
-  // Count every file the export reads (readAndDecode goes through fs/promises.readFile).
-  fsp.readFile = function (file, ...rest) {
+  const openOrig = fsp.open;
+  // Count every file the export opens (readAndDecode opens each image once through fs/promises.open).
+  fsp.open = function (file, ...rest) {
     const key = typeof file === 'string' ? path.resolve(file) : String(file);
     reads.set(key, (reads.get(key) ?? 0) + 1);
-    return readFileOrig.call(this, file, ...rest);
+    return openOrig.call(this, file, ...rest);
   };
   let rep;
   try {
     rep = await core.exportRun(runDir, { out, format: 'onnx', quantize: 'int8', cacheDir, workers: 1 });
   } finally {
-    fsp.readFile = readFileOrig;
+    fsp.open = openOrig;
   }
   const count = (list) => list.map((f) => reads.get(path.resolve(f)) ?? 0);
   const [train, val, testFiles] = ['train', 'val', 'test'].map(files);
@@ -116,7 +116,7 @@ test('int8 export on a small backbone: valid QDQ graph fused by ONNX Runtime; ca
   assert.deepEqual(JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')), rep);
   const card = await readFile(path.join(out, 'README.md'), 'utf8');
   assert.ok(card.includes(`on ${rep.quantization.calibrationImages} images of the run's **training** split`), 'the model card says what calibrated it');
-  assert.deepEqual((await readdir(out)).sort(), ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json']);
+  assert.deepEqual((await readdir(out)).sort(), ['.headstart.json', 'README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json']);
   t.diagnostic(`int8 ${rep.exported.bytes} B vs float32 ${rep.float32.bytes} B; accuracy ${rep.exported.accuracy} vs ${rep.float32.accuracy} on ${rep.testImages} images`);
 
   const { d } = await checkQdq(path.join(out, 'model.onnx'), t);
