@@ -20,10 +20,13 @@ import { defaultCacheDir, resolveBackbone } from './backbones/store';
 import { type EvalResult, type Interval, evaluatePredictions } from './train/metrics';
 import { dirLoader, dirSaver } from './tfjsio';
 import { type QueueOptions, queuedBackbone, redactQueueUrl } from './queue';
+import { type TextDataChoice, type TextRunInfo, trainTextRun } from './text/run';
+import { detectModality } from './text/dataset';
+import type { Coverage } from './text/embed';
 
 export const RUN_VERSION = 1;
 
-export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions {
+export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions, TextDataChoice {
   /** DATA: class folders or a CSV / JSONL manifest. */
   data: string;
   /** Catalogue id or path to a model.json; default mobilenet-v2-140. */
@@ -66,6 +69,10 @@ export interface BaselineResult {
 export interface RunRecord {
   version: number;
   createdAt: string;
+  /** 'text' for text runs (src/core/text/); absent or 'image' for images. */
+  modality?: 'image' | 'text';
+  /** Text runs: tokenizer, vocabulary coverage, columns, length statistics. */
+  text?: TextRunInfo;
   config: Omit<TrainConfig, 'out' | 'force' | 'protectedRoots' | 'cacheDir' | 'val' | 'test'> & Required<HeadOptions> & { val: number; test: number };
   backend: string;
   engine: string;
@@ -100,9 +107,12 @@ export interface TrainReport {
   bestEpoch: number;
   epochs: number;
   timings: RunRecord['timings'];
+  /** Text runs: the modality and the vocabulary coverage of the data. */
+  modality?: 'text';
+  coverage?: Coverage;
 }
 
-function gather(samples: SplitSample[], split: SplitName | undefined, vectors: Map<string, Float32Array>, labels: string[], size: number): VectorSet & { paths: string[] } {
+export function gather(samples: SplitSample[], split: SplitName | undefined, vectors: Map<string, Float32Array>, labels: string[], size: number): VectorSet & { paths: string[] } {
   const sel = split ? samples.filter((s) => s.split === split) : samples;
   const x = new Float32Array(sel.length * size);
   const y = new Int32Array(sel.length);
@@ -115,6 +125,29 @@ function gather(samples: SplitSample[], split: SplitName | undefined, vectors: M
 
 const BASELINE_HEAD = { hiddenUnits: 0, l2: 1e-3 };
 
+/**
+ * The trivial baseline's features: raw-pixel thumbnails for images, TF-IDF
+ * words for text (src/core/text/). `vectors` is keyed by sample hash.
+ */
+export interface BaselineFeatures {
+  vectors: Map<string, Float32Array>;
+  dim: number;
+  /** Standardise columns on the training rows (raw pixels need it). */
+  standardise: boolean;
+  /** What the baseline reads, in the verdict: 'raw pixels', 'TF-IDF words'. */
+  name: string;
+  description: string;
+  /** Why a backbone may buy little over it. */
+  easyHint: string;
+  /** Advice when it beats the backbone in cross-validation. */
+  advice: (baseline: number, chosen: number) => string;
+}
+
+/** The image baseline: THUMB x THUMB raw pixels. */
+export function pixelBaseline(thumbs: Map<string, Float32Array>): BaselineFeatures {
+  return { vectors: thumbs, dim: THUMB * THUMB * 3, standardise: true, name: 'raw pixels', description: `logistic regression on ${THUMB}x${THUMB} raw pixels`, easyHint: 'this data may be easy from colour and layout alone, or too small to tell', advice: baselineAdvice };
+}
+
 /** The user's --epochs, else the mean epoch early stopping kept across folds. */
 const fixedOr = (epochs: number | undefined, meanBest: number): number => epochs ?? Math.max(1, Math.round(meanBest));
 
@@ -123,24 +156,24 @@ const fixedOr = (epochs: number | undefined, meanBest: number): number => epochs
  * trained on every non-test image (or the train split for --unfreeze runs) and
  * scored on the test split; `cv` is its mean accuracy on the head's folds.
  */
-async function trainBaseline(samples: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], head: Required<HeadOptions>, test: EvalResult, cv: { baseline: number; chosen: number; epochs: number } | undefined, progress: Progress): Promise<BaselineResult> {
-  const dim = THUMB * THUMB * 3;
-  const tr = gather(samples.filter((s) => s.split !== 'test' && (!cv ? s.split === 'train' : true)), undefined, thumbs, labels, dim);
-  const te = gather(samples, 'test', thumbs, labels, dim);
-  standardiseColumns(tr.x, [te.x], dim);
+export async function trainBaseline(samples: SplitSample[], base: BaselineFeatures, labels: string[], head: Required<HeadOptions>, test: EvalResult, cv: { baseline: number; chosen: number; epochs: number } | undefined, progress: Progress): Promise<BaselineResult> {
+  const dim = base.dim;
+  const tr = gather(samples.filter((s) => s.split !== 'test' && (!cv ? s.split === 'train' : true)), undefined, base.vectors, labels, dim);
+  const te = gather(samples, 'test', base.vectors, labels, dim);
+  if (base.standardise) standardiseColumns(tr.x, [te.x], dim);
   const res = await trainHead(tr, { x: new Float32Array(0), y: new Int32Array(0) }, dim, labels.length, { ...head, ...BASELINE_HEAD, dropout: 0, patience: 0, epochs: cv?.epochs ?? head.epochs }, { signal: progress.signal });
   const probs = evaluateSet(res.model, te, dim, labels.length).probs;
   res.model.dispose();
   const ev = evaluatePredictions(labels, te.y, probs);
   const gain = (test.accuracy - ev.accuracy) * 100;
   const wins = cv ? cv.baseline > cv.chosen : gain < 0;
-  const advice = wins ? baselineAdvice(cv?.baseline ?? ev.accuracy, cv?.chosen ?? test.accuracy) : undefined;
+  const advice = wins ? base.advice(cv?.baseline ?? ev.accuracy, cv?.chosen ?? test.accuracy) : undefined;
   const verdict = advice
     ? advice
     : gain >= 5
-      ? `the pretrained backbone adds ${gain.toFixed(1)} points over raw pixels`
-      : `the pretrained backbone buys little here (${gain.toFixed(1)} points over raw pixels): this data may be easy from colour and layout alone, or too small to tell`;
-  return { description: `logistic regression on ${THUMB}x${THUMB} raw pixels, same split${cv ? ' and folds' : ''}`, accuracy: ev.accuracy, interval: ev.interval, cvAccuracy: cv?.baseline, wins, advice, macroF1: ev.macroF1, gainPoints: gain, verdict };
+      ? `the pretrained backbone adds ${gain.toFixed(1)} points over ${base.name}`
+      : `the pretrained backbone buys little here (${gain.toFixed(1)} points over ${base.name}): ${base.easyHint}`;
+  return { description: `${base.description}, same split${cv ? ' and folds' : ''}`, accuracy: ev.accuracy, interval: ev.interval, cvAccuracy: cv?.baseline, wins, advice, macroF1: ev.macroF1, gainPoints: gain, verdict };
 }
 
 /** Rows of the same source images as `set`, from another vector map (raw-pixel thumbnails), originals only. */
@@ -153,19 +186,18 @@ function originalsOf(sources: SplitSample[], vectors: Map<string, Float32Array>,
  * Cross-validates the head grid (and the raw-pixel baseline on the same
  * folds), then refits the chosen configuration on every non-test row.
  */
-async function selectAndRefit(set: GroupedSet, sources: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], dim: number, head: Required<HeadOptions>, grid: HeadConfig[], fixedEpochs: number | undefined, progress: Progress): Promise<{ res: HeadResult; selection: Selection }> {
+export async function selectAndRefit(set: GroupedSet, sources: SplitSample[], base: BaselineFeatures, labels: string[], dim: number, head: Required<HeadOptions>, grid: HeadConfig[], fixedEpochs: number | undefined, progress: Progress): Promise<{ res: HeadResult; selection: Selection }> {
   const k = labels.length;
   const sourceLabels = Int32Array.from(sources, (s) => labels.indexOf(s.label));
   const emit = progress.onEvent ?? (() => undefined);
   const cv = await selectHead(set, sourceLabels, dim, k, { grid, head, fixedEpochs }, progress);
   const chosenScore = cv.selection.results.find((r) => r.name === cv.selection.chosen)!;
-  const tdim = THUMB * THUMB * 3;
   const baselineHead = configHead(head, { name: 'baseline', head: 'linear', ...BASELINE_HEAD }, fixedEpochs !== undefined);
-  const b = await scoreConfig(originalsOf(sources, thumbs, labels, tdim), tdim, k, cv.plan.fold, cv.plan.evalFolds, baselineHead, progress, true);
+  const b = await scoreConfig(originalsOf(sources, base.vectors, labels, base.dim), base.dim, k, cv.plan.fold, cv.plan.evalFolds, baselineHead, progress, base.standardise);
   const bMean = b.accuracies.reduce((a, x) => a + x, 0) / b.accuracies.length;
   const bStd = Math.sqrt(b.accuracies.reduce((a, x) => a + (x - bMean) ** 2, 0) / b.accuracies.length);
   const wins = bMean > chosenScore.meanAccuracy;
-  const selection: Selection = { ...cv.selection, baseline: { meanAccuracy: bMean, stdAccuracy: bStd, foldAccuracies: b.accuracies, meanBestEpoch: b.bestEpochs.reduce((a, x) => a + x, 0) / b.bestEpochs.length }, baselineWins: wins, advice: wins ? baselineAdvice(bMean, chosenScore.meanAccuracy) : undefined };
+  const selection: Selection = { ...cv.selection, baseline: { meanAccuracy: bMean, stdAccuracy: bStd, foldAccuracies: b.accuracies, meanBestEpoch: b.bestEpochs.reduce((a, x) => a + x, 0) / b.bestEpochs.length }, baselineWins: wins, advice: wins ? base.advice(bMean, chosenScore.meanAccuracy) : undefined };
   emit({ type: 'log', message: `chose ${selection.chosen}: ${selection.reason}` });
   if (wins) emit({ type: 'warning', message: selection.advice! });
   const res = cv.res;
@@ -194,6 +226,8 @@ function checkClasses(samples: Array<{ label: string; path: string }>, allLabels
  * RUN_DIR atomically.
  */
 export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promise<TrainReport> {
+  // Text data (or --modality text) takes the text pipeline; everything below is the image job.
+  if ((await detectModality(cfg.data, cfg)) === 'text') return trainTextRun(cfg, progress);
   const t0 = Date.now();
   const emit = progress.onEvent ?? (() => undefined);
   const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, ...Object.fromEntries(Object.entries(cfg).filter(([k, v]) => k in HEAD_DEFAULTS && v !== undefined)) } as Required<HeadOptions>;
@@ -286,7 +320,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     } else {
       const grouped: GroupedSet = { ...train, group: Int32Array.from([...sources.keys(), ...viewGroups]), original: Uint8Array.from([...sources.map(() => 1), ...viewGroups.map(() => 0)]) };
       emit({ type: 'phase', phase: 'train', message: `choosing the head by cross-validation over ${grid.length} configuration${grid.length === 1 ? '' : 's'} (${grid.map((g) => g.name).join(', ')}) on ${sources.length} non-test images, and the raw-pixel baseline on the same folds` });
-      ({ res, selection } = await selectAndRefit(grouped, sources, ex.thumbs, labels, fsz, head, grid, cfg.epochs, progress));
+      ({ res, selection } = await selectAndRefit(grouped, sources, pixelBaseline(ex.thumbs), labels, fsz, head, grid, cfg.epochs, progress));
       const chosen = grid.find((g) => g.name === selection!.chosen)!;
       used = { hiddenUnits: chosen.hiddenUnits, l2: chosen.l2 };
     }
@@ -302,7 +336,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
       const probs = evaluateSet(res.model, headIn(test), headDim, labels.length).probs;
       const testEval = evaluatePredictions(labels, test.y, probs, test.paths);
       const chosenCv = selection?.results.find((r) => r.name === selection.chosen);
-      const baseline = await trainBaseline(split.samples, ex.thumbs, labels, head, testEval, selection?.baseline && chosenCv ? { baseline: selection.baseline.meanAccuracy, chosen: chosenCv.meanAccuracy, epochs: fixedOr(cfg.epochs, selection.baseline.meanBestEpoch) } : undefined, progress);
+      const baseline = await trainBaseline(split.samples, pixelBaseline(ex.thumbs), labels, head, testEval, selection?.baseline && chosenCv ? { baseline: selection.baseline.meanAccuracy, chosen: chosenCv.meanAccuracy, epochs: fixedOr(cfg.epochs, selection.baseline.meanBestEpoch) } : undefined, progress);
       const b = opened.backbone;
       const timings = {
         scanSeconds,

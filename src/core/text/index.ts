@@ -7,3 +7,5 @@ export * from './tfidf';
 export * from './encoder';
 export * from './embed';
 export * from './onnxGraph';
+export * from './sample';
+export * from './run';
