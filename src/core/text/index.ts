@@ -9,3 +9,6 @@ export * from './embed';
 export * from './onnxGraph';
 export * from './sample';
 export * from './run';
+export * from './predict';
+export * from './export';
+export * from './snippet';

@@ -19,7 +19,8 @@
 export const TOKENIZER_VERSION = 1;
 export const TOKENIZER_DESCRIPTION = 'NFKC, lower-case; runs of Unicode letters/marks/digits joined by inner apostrophes or hyphens; numbers kept for TF-IDF but not embedded; unknown hyphenated words split into parts; clitics dropped, n\'t read as not';
 
-const TOKEN_RE = /\p{N}+(?:[.,]\p{N}+)+|[\p{L}\p{M}\p{N}]+(?:['-][\p{L}\p{M}\p{N}]+)*/gu;
+/** The token pattern (rule 2); the exported inference script is generated from it. */
+export const TOKEN_RE = /\p{N}+(?:[.,]\p{N}+)+|[\p{L}\p{M}\p{N}]+(?:['-][\p{L}\p{M}\p{N}]+)*/gu;
 const HAS_LETTER = /\p{L}/u;
 
 /** Lower-cased tokens of a text, in order (rules 1–2). */
@@ -33,7 +34,7 @@ export function isWord(token: string): boolean {
 }
 
 /** Stems of negative contractions whose written stem differs: can't, won't, shan't. */
-const NEG_STEMS: Record<string, string> = { ca: 'can', wo: 'will', sha: 'shall' };
+export const NEG_STEMS: Record<string, string> = { ca: 'can', wo: 'will', sha: 'shall' };
 
 /**
  * The vocabulary words a word token stands for (rule 4). `known` says
