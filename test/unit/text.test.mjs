@@ -259,3 +259,14 @@ test('detectModality: .txt class folders are text, image folders stay image, --m
   await writeFile(path.join(img, 'c', 'a.png'), 'x');
   assert.equal(await core.detectModality(img), 'image');
 });
+
+test('detectModality: a README.txt in one class folder, or beside images, leaves an image dataset alone', async (t) => {
+  const dir = await tempDir(t);
+  await textFolders(dir, { a: ['readme'] });
+  await mkdir(path.join(dir, 'b'));
+  await writeFile(path.join(dir, 'b', 'data.json'), '{}');
+  assert.equal(await core.detectModality(dir), 'image');
+  await writeFile(path.join(dir, 'b', 'notes.txt'), 'x');
+  await writeFile(path.join(dir, 'b', 'cat.jpg'), 'x');
+  assert.equal(await core.detectModality(dir), 'image');
+});

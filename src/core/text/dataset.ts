@@ -211,8 +211,8 @@ export type Modality = 'image' | 'text';
 
 /**
  * Decides the modality of DATA: a manifest with a text column (by the
- * defaults or --text-column) is text; a folder whose class folders hold .txt
- * files and no images is text; everything else is image (the old behaviour).
+ * defaults or --text-column) is text; a folder where two or more class folders
+ * hold .txt files and none holds images is text; everything else is image (the old behaviour).
  */
 export async function detectModality(data: string, o: { textColumn?: string; modality?: Modality } = {}): Promise<Modality> {
   if (o.modality) return o.modality;
@@ -225,17 +225,17 @@ export async function detectModality(data: string, o: { textColumn?: string; mod
   }
   if (st.isFile() && /\.(csv|jsonl)$/i.test(data)) return (await manifestHasTextColumn(data)) ? 'text' : 'image';
   if (!st.isDirectory()) return 'image';
-  let txt = 0;
+  // Text needs .txt files in at least two class folders (a classifier's minimum) and no image anywhere at
+  // the top of a class: a README.txt beside images, or in one folder, leaves an image dataset alone.
+  let textClasses = 0;
   let img = 0;
   for (const c of await fs.readdir(data, { withFileTypes: true })) {
     if (!c.isDirectory() || c.name.startsWith('.')) continue;
     const names = await fs.readdir(path.join(data, c.name)).catch(() => [] as string[]);
-    for (const n of names.slice(0, 200)) {
-      if (n.toLowerCase().endsWith('.txt')) txt++;
-      else if (/\.(jpe?g|png|webp|gif|bmp)$/i.test(n)) img++;
-    }
+    if (names.some((n) => n.toLowerCase().endsWith('.txt'))) textClasses++;
+    img += names.filter((n) => /\.(jpe?g|png|webp|gif|bmp)$/i.test(n)).length;
   }
-  return txt > 0 && img === 0 ? 'text' : 'image';
+  return textClasses >= 2 && img === 0 ? 'text' : 'image';
 }
 
 /** True when the manifest's header (CSV) or first object (JSONL) names a text column. */
