@@ -12,6 +12,7 @@ const boundaries = [
   [['src/shared/**/*.ts'], ['vscode', '@tensorflow/*', '**/core/**', '../core/*', '**/host/**', '**/worker/**', '**/cli'], 'src/shared holds plain message types and imports nothing of ours'],
   [['src/cli.ts'], ['vscode', './host/*', '**/host/**', './worker/*'], 'the CLI runs core in-process and never imports host'],
   [['src/worker/**/*.ts'], ['vscode', '**/host/**'], 'the worker is a plain Node process'],
+  [['src/core/onnx/**/*.ts'], ['vscode', '**/host/**', '**/worker/**', '**/cli', '../export/*', '../export/**', '../run', '../train/*', '../evaluate', '../predict'], 'src/core/onnx (converter, builder, engine) is a room extraction and export depend on: it imports neither'],
 ];
 
 export default tseslint.config(

@@ -15,7 +15,12 @@ import {
   type EngineEvent,
   type EngineOptions,
   HeadstartError,
+  BACKEND_CHOICES,
+  ENGINE_CHOICES,
+  FORMAT_CHOICES,
   QUANTIZE_CHOICES,
+  VERSION,
+  runStamp,
   NUMERIC_OPTIONS,
   type NumericOptionName,
   type Quantize,
@@ -39,7 +44,7 @@ import {
   slimTable,
   predictFiles,
   trainRun,
-  exportTextRun,
+  type TextExportReport,
   isTextModel,
   makeTextSample,
   predictTexts,
@@ -47,8 +52,6 @@ import {
 } from './core';
 import { type QueueOptions, parseQueueUrl, startWorker } from './core/queue';
 import { gridUsage, parseGrid, runSweep } from './core/queue/sweep';
-
-const VERSION = '0.1.0';
 
 const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
 
@@ -217,10 +220,14 @@ function queueOptions(v: { queue?: string; shard?: string; 'queue-timeout'?: str
 
 const queueFlags = { queue: { type: 'string' }, shard: { type: 'string' }, 'queue-timeout': { type: 'string' } } as const;
 
+/** Whether a flag's text is one of a choice list (src/shared/options.ts). */
+function isChoice<T extends string>(list: readonly T[], v: string): v is T {
+  return (list as readonly string[]).includes(v);
+}
+
 function engineOptions(v: { cache?: string; backend?: string; workers?: string; engine?: string }): EngineOptions {
-  if (v.engine !== undefined && !['auto', 'onnx', 'tfjs'].includes(v.engine)) bad(`--engine must be auto, onnx or tfjs (got '${v.engine}')`);
-  const backends = ['auto', 'tensorflow', 'wasm', 'cpu'];
-  if (v.backend !== undefined && !backends.includes(v.backend)) bad(`--backend must be one of ${backends.join(', ')} (got '${v.backend}')`);
+  if (v.engine !== undefined && !isChoice(ENGINE_CHOICES, v.engine)) bad(`--engine must be auto, onnx or tfjs (got '${v.engine}')`);
+  if (v.backend !== undefined && !isChoice(BACKEND_CHOICES, v.backend)) bad(`--backend must be one of ${BACKEND_CHOICES.join(', ')} (got '${v.backend}')`);
   if (v.cache !== undefined && !v.cache.trim()) bad('--cache needs a folder (got an empty value)');
   const workers = num(v.workers, 'workers');
   return { cacheDir: v.cache ? path.resolve(v.cache) : undefined, backend: v.backend as BackendPreference | undefined, workers, engine: v.engine as EngineChoice | undefined };
@@ -267,7 +274,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const views = num(v.augment, 'augment');
       const queue = queueOptions(v);
       const rep = new Reporter(!!v.quiet);
-      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+      const stamp = runStamp();
       const res = await trainRun(
         {
           data: positionals[0]!,
@@ -347,23 +354,23 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' }, slim: { type: 'string' } });
       if (positionals.length !== 1) bad('export needs exactly one RUN_DIR');
       if (!v.out) bad('export needs --out DIR (the export folder to create)');
-      if (v.quantize && !(QUANTIZE_CHOICES as readonly string[]).includes(v.quantize)) bad(`--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${v.quantize}')`);
-      if (v.format && !['tfjs', 'onnx'].includes(v.format)) bad(`--format must be tfjs or onnx (got '${v.format}')`);
+      if (v.quantize && !isChoice(QUANTIZE_CHOICES, v.quantize)) bad(`--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${v.quantize}')`);
+      if (v.format && !isChoice(FORMAT_CHOICES, v.format)) bad(`--format must be tfjs or onnx (got '${v.format}')`);
       const rep = new Reporter(!!v.quiet);
-      if (await isTextModel(positionals[0]!)) {
-        const t = await exportTextRun(positionals[0]!, { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
-        out(!!v.json, t, () => [
-          `Exported a ${t.modelFormat} text model (${t.backbone}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.exported.msPerText.toFixed(2)} ms/text.`,
-          ...t.files.map((f) => `  ${f.path.padEnd(28)} ${f.bytes} B`),
-          `Try: node ${path.join(path.relative(process.cwd(), t.outDir), 'inference.mjs')} "some text"`,
-        ].join('\n'));
-        return 0;
-      }
       const res = await exportRun(
         positionals[0]!,
         { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) },
         { onEvent: rep.onEvent, signal },
       );
+      if ('modality' in res && res.modality === 'text') {
+        const t = res as TextExportReport;
+        out(!!v.json, t, () => [
+          `Exported a ${t.modelFormat} text model (${t.backbone}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.msPerText.toFixed(2)} ms/text.`,
+          ...t.files.map((f) => `  ${f.path.padEnd(28)} ${f.bytes} B`),
+          `Try: node ${path.join(path.relative(process.cwd(), t.outDir), 'inference.mjs')} "some text"`,
+        ].join('\n'));
+        return 0;
+      }
       out(!!v.json, res, () => {
         const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
         const lines = [
@@ -409,7 +416,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       const res = await runSweep(
         {
           grid: parseGrid(v.grid),
-          out: v.out ?? path.join('.headstart', 'sweeps', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')),
+          out: v.out ?? path.join('.headstart', 'sweeps', runStamp()),
           force: v.force,
           base: {
             data: positionals[0]!, backbone: v.backbone, epochs: num(v.epochs, 'epochs'), batchSize: num(v.batch, 'batch'), val: num(v.val, 'val'), test: num(v.test, 'test'),

@@ -48,8 +48,8 @@ export function activate(context: vscode.ExtensionContext): HeadstartApi {
     command('openPanel', () => void cmd.openPanel(s)),
     command('startTraining', () => cmd.startTraining(s)),
     command('cancelTraining', () => cmd.cancelTraining(s)),
-    command('exportModel', (runDir, out, quantize, format) =>
-      cmd.exportModel(s, str(runDir), str(out), str(quantize) as cmd.ExportArgs['quantize'], str(format) as cmd.ExportArgs['format']),
+    command('exportModel', (runDir, out, quantize, format, slim) =>
+      cmd.exportModel(s, str(runDir), str(out), str(quantize) as cmd.ExportArgs['quantize'], str(format) as cmd.ExportArgs['format'], typeof slim === 'number' ? slim : (str(slim) as cmd.ExportArgs['slim'])),
     ),
     command('showRuns', () => cmd.showRuns(s)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {

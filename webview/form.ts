@@ -2,22 +2,43 @@
  * The panel's forms as text fields give them, turned into typed options, and
  * the export choices' checks. No DOM here: node:test checks it.
  */
+import { HEAD_CHOICES, type HeadChoice, SLIM_MAX_FRACTION, type SlimChoice } from '../src/shared/choices';
 import type { ExportChoices, FormOptions } from '../src/shared/panelProtocol';
 
 /** The number fields of the options form, in the order shown. */
 export const NUMERIC_FIELDS = ['epochs', 'batchSize', 'learningRate', 'hiddenUnits', 'dropout', 'val', 'test', 'seed', 'unfreeze', 'augment'] as const satisfies ReadonlyArray<keyof FormOptions>;
 export type NumericField = (typeof NUMERIC_FIELDS)[number];
 
+/** Number fields that may be left empty: the engine then decides (early stopping, cross-validated head). */
+export const AUTO_FIELDS: ReadonlySet<NumericField> = new Set(['epochs', 'hiddenUnits']);
+
 /** A number field's text: empty is NaN (validateForm then names the field), otherwise Number(text). */
 export function fieldNumber(text: string): number {
   return text.trim() === '' ? Number.NaN : Number(text);
 }
 
-/** The form's text fields over `base` (the options the host sent): what the webview posts. */
-export function readFormValues(base: FormOptions, fields: { data: string; backbone: string; numbers: Record<NumericField, string> }): FormOptions {
-  const o: FormOptions = { ...base, data: fields.data.trim(), backbone: fields.backbone || base.backbone };
-  for (const k of NUMERIC_FIELDS) o[k] = fieldNumber(fields.numbers[k]);
+/** The form's text fields over `base` (the options the host sent): what the webview posts. Empty auto fields are null. */
+export function readFormValues(base: FormOptions, fields: { data: string; backbone: string; head?: string; numbers: Record<NumericField, string> }): FormOptions {
+  const head: HeadChoice = HEAD_CHOICES.find((h) => h === fields.head) ?? base.head ?? 'auto';
+  const o: FormOptions = { ...base, data: fields.data.trim(), backbone: fields.backbone || base.backbone, head };
+  for (const k of NUMERIC_FIELDS) {
+    const text = fields.numbers[k];
+    if (AUTO_FIELDS.has(k) && text.trim() === '') (o as Record<NumericField, number | null>)[k] = null;
+    else o[k] = fieldNumber(text);
+  }
   return o;
+}
+
+/** The text a number field shows: '' for an auto (null) value. */
+export function fieldText(v: number | null): string {
+  return v === null ? '' : String(v);
+}
+
+/** The slimming choice from its dropdown ('off', 'auto', 'fraction') and the fraction field; a bad fraction is NaN. */
+export function readSlim(mode: string, fraction: string): SlimChoice {
+  if (mode === 'auto') return 'auto';
+  if (mode === 'fraction') return fieldNumber(fraction);
+  return 'off';
 }
 
 /** Why these export choices cannot be sent ('' when they can). `out` is the folder field. */
@@ -25,7 +46,18 @@ export function exportChoicesError(out: string, c: ExportChoices): string {
   if (!out) return 'choose a folder';
   if (!(c.prune >= 0 && c.prune < 1)) return 'head sparsity is a fraction from 0 to below 1';
   if (!(c.maxDrop >= 0 && c.maxDrop <= 100)) return 'max drop is 0–100 points';
-  if (c.format === 'onnx' && c.quantize === 'uint16') return 'ONNX exports store weights as float32, float16 or uint8';
+  if (c.quantize === 'int8' && c.format !== 'onnx') return 'int8 is static quantization for ONNX Runtime: pick the ONNX format (for TensorFlow.js, uint8, float16 or auto make it smaller)';
+  const slim = c.slim ?? 'off';
+  if (slim !== 'off' && c.format !== 'onnx') return 'slimming removes backbone channels in ONNX exports only: pick the ONNX format, or slim off';
+  if (typeof slim === 'number' && !(slim > 0 && slim <= SLIM_MAX_FRACTION)) return `slim fraction: the share of hidden channels to remove, above 0 and at most ${SLIM_MAX_FRACTION}`;
+  if (c.format === 'onnx' && c.quantize === 'uint16') return 'ONNX exports store weights as float32, float16, uint8 or int8';
   if (c.format === 'onnx' && c.prune > 0) return 'head sparsity applies to TensorFlow.js exports';
   return '';
+}
+
+/** A hint beside the export choices: what the chosen format allows (shown before anything is sent). */
+export function exportHint(format: string): string {
+  return format === 'onnx'
+    ? 'ONNX: int8 (calibrated on training images) and backbone slimming are available; auto decides on the validation images, never the test split.'
+    : 'TensorFlow.js: int8 and slimming need the ONNX format; auto decides on the validation images, never the test split.';
 }

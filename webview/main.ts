@@ -16,7 +16,8 @@ import { type SafeHtml, count, fixed, html, trusted } from '../src/shared/html';
 import { MessageHandler, type RequestMessage } from '../src/shared/messageHandler';
 import { type ExportChoices, type FormOptions, type FromWebview, type PanelRequests, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
 import { lineChart } from './charts';
-import { NUMERIC_FIELDS, type NumericField, exportChoicesError, readFormValues } from './form';
+import { AUTO_FIELDS, NUMERIC_FIELDS, type NumericField, exportChoicesError, exportHint, fieldText, readFormValues, readSlim } from './form';
+import { baselineVerdict, exportDetails, headline, mb, pct, selectionTable } from './results';
 
 provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeTextField(), vsCodeDropdown(), vsCodeOption(), vsCodeProgressRing(), vsCodeDivider(), vsCodeBadge());
 
@@ -35,8 +36,6 @@ const send = (m: Notification) => channel.notify(m);
 // formatted by fixed()/count(), which never pass a non-number through, and markup is
 // built only with html``, which escapes every value.
 const num = (x: unknown): number => (typeof x === 'number' ? x : Number.NaN);
-const pct = (x: unknown) => `${fixed(num(x) * 100, 1)}%`;
-const mb = (b: unknown) => `${fixed(num(b) / 1e6, 2)} MB`;
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 /** The one way markup enters the page. */
 const setHtml = (el: HTMLElement, h: SafeHtml) => {
@@ -44,10 +43,10 @@ const setHtml = (el: HTMLElement, h: SafeHtml) => {
 };
 
 const NUMERIC: Array<{ key: NumericField; label: string; hint: string }> = [
-  { key: 'epochs', label: 'Epochs', hint: '1–1000; early stopping ends sooner' },
+  { key: 'epochs', label: 'Epochs', hint: 'empty: early stopping decides; a number fixes them' },
   { key: 'batchSize', label: 'Batch size', hint: '1–4096' },
   { key: 'learningRate', label: 'Learning rate', hint: 'Adam, e.g. 0.001' },
-  { key: 'hiddenUnits', label: 'Hidden units', hint: '0 = logistic regression' },
+  { key: 'hiddenUnits', label: 'Hidden units', hint: 'empty: cross-validation decides; 0 = linear' },
   { key: 'dropout', label: 'Dropout', hint: '0 to below 1' },
   { key: 'val', label: 'Validation split', hint: 'fraction, 0–0.5' },
   { key: 'test', label: 'Test split', hint: 'fraction, above 0, at most 0.5' },
@@ -70,8 +69,13 @@ function skeleton(): void {
     <div id="dataset"></div>
   </section>
   <section aria-labelledby="h-opt"><h2 id="h-opt">Options</h2>
-    <div class="row"><label for="f-backbone">Backbone</label><vscode-dropdown id="f-backbone" position="below"></vscode-dropdown></div>
-    <div class="grid">${NUMERIC.map((f) => html`<div><vscode-text-field id="f-${f.key}" data-key="${f.key}">${f.label}</vscode-text-field><div class="hint" id="f-${f.key}-hint">${f.hint}</div><div class="field-error" id="f-${f.key}-err"></div></div>`)}</div>
+    <div class="row"><label for="f-backbone">Backbone</label><vscode-dropdown id="f-backbone" position="below"></vscode-dropdown>
+      <label for="f-head">Head</label><vscode-dropdown id="f-head" position="below">
+        <vscode-option value="auto">auto: linear vs one hidden layer, cross-validated</vscode-option>
+        <vscode-option value="linear">linear (softmax regression)</vscode-option>
+        <vscode-option value="mlp">one hidden layer</vscode-option></vscode-dropdown></div>
+    <div class="field-error" id="f-head-err"></div>
+    <div class="grid">${NUMERIC.map((f) => html`<div><vscode-text-field id="f-${f.key}" data-key="${f.key}" placeholder="${AUTO_FIELDS.has(f.key) ? 'auto' : ''}">${f.label}</vscode-text-field><div class="hint" id="f-${f.key}-hint">${f.hint}</div><div class="field-error" id="f-${f.key}-err"></div></div>`)}</div>
     <div class="row actions"><vscode-button id="start">Start training</vscode-button><vscode-button id="cancel" appearance="secondary" hidden>Cancel</vscode-button></div>
   </section>
   <section id="progress-section" aria-labelledby="h-prog"><h2 id="h-prog">Progress</h2>
@@ -81,6 +85,7 @@ function skeleton(): void {
     <div id="charts" class="charts"></div>
   </section>
   <section id="results" aria-labelledby="h-res" hidden><h2 id="h-res">Results</h2><div id="results-body"></div></section>
+  <div id="verdict"></div>
   <section id="export" aria-labelledby="h-exp" hidden><h2 id="h-exp">Export</h2>
     <div class="row"><vscode-text-field id="e-out" size="40">Folder in the workspace</vscode-text-field>
       <div><label for="e-format">Format</label><br><vscode-dropdown id="e-format">
@@ -88,13 +93,20 @@ function skeleton(): void {
         <vscode-option value="onnx">ONNX</vscode-option></vscode-dropdown></div>
       <div><label for="e-quant">Weights</label><br><vscode-dropdown id="e-quant">
         <vscode-option value="auto">auto: smallest within the budget</vscode-option>
+        <vscode-option value="int8">int8 (ONNX: ¼ size, faster)</vscode-option>
         <vscode-option value="uint8">uint8 (¼ size)</vscode-option>
         <vscode-option value="uint16">uint16 (½ size)</vscode-option>
         <vscode-option value="float16">float16 (½ size)</vscode-option>
         <vscode-option value="none">float32 (no compression)</vscode-option></vscode-dropdown></div>
+      <div><label for="e-slim">Slim the backbone</label><br><vscode-dropdown id="e-slim">
+        <vscode-option value="off">off</vscode-option>
+        <vscode-option value="auto">auto (ONNX)</vscode-option>
+        <vscode-option value="fraction">fraction (ONNX)</vscode-option></vscode-dropdown></div>
+      <vscode-text-field id="e-slim-frac" size="6" value="0.25" disabled>Fraction removed</vscode-text-field>
       <vscode-text-field id="e-prune" size="6" value="0">Head sparsity</vscode-text-field>
       <vscode-text-field id="e-drop" size="6" value="1">Max drop (points)</vscode-text-field>
       <vscode-button id="e-go">Export</vscode-button></div>
+    <div class="hint" id="e-hint"></div>
     <div class="field-error" id="e-err"></div>
     <div id="export-body"></div>
   </section>
@@ -107,19 +119,21 @@ function skeleton(): void {
   });
   $('cancel').addEventListener('click', () => send({ type: 'cancel' }));
   $('e-go').addEventListener('click', () => {
-    const val = (id: string) => ($(id) as HTMLInputElement).value.trim();
-    const out = val('e-out');
-    const choices: ExportChoices = {
-      format: (val('e-format') || 'tfjs') as ExportChoices['format'],
-      quantize: (val('e-quant') || 'auto') as ExportChoices['quantize'],
-      prune: Number(val('e-prune') || '0'),
-      maxDrop: Number(val('e-drop') || '1'),
-    };
+    const { out, choices } = readExport();
     const err = exportChoicesError(out, choices);
     $('e-err').textContent = err;
     if (!err) send({ type: 'export', out, choices });
   });
-  $('e-quant').addEventListener('change', () => $('e-drop').toggleAttribute('disabled', ($('e-quant') as HTMLInputElement).value !== 'auto'));
+  // The form says at once why a choice does not fit the format (int8 and slimming need ONNX).
+  const onExportEdit = () => {
+    const { out, choices } = readExport();
+    $('e-drop').toggleAttribute('disabled', choices.quantize !== 'auto' && choices.slim !== 'auto');
+    $('e-slim-frac').toggleAttribute('disabled', ($('e-slim') as HTMLInputElement).value !== 'fraction');
+    $('e-hint').textContent = exportHint(choices.format);
+    $('e-err').textContent = out ? exportChoicesError(out, choices) : '';
+  };
+  for (const id of ['e-format', 'e-quant', 'e-slim', 'e-slim-frac', 'e-prune', 'e-drop']) $(id).addEventListener('change', onExportEdit);
+  onExportEdit();
   const onEdit = () => {
     formDirty = true;
     const o = readForm();
@@ -129,6 +143,7 @@ function skeleton(): void {
   for (const id of ['f-data', ...NUMERIC.map((f) => `f-${f.key}`)]) $(id).addEventListener('change', onEdit);
   for (const id of NUMERIC.map((f) => `f-${f.key}`)) $(id).addEventListener('input', () => showErrors(readForm()));
   $('f-backbone').addEventListener('change', onEdit);
+  $('f-head').addEventListener('change', onEdit);
   // One delegated listener for generated content (no inline handlers under the CSP).
   document.body.addEventListener('click', (ev) => {
     const el = (ev.target as HTMLElement).closest<HTMLElement>('[data-action]');
@@ -151,13 +166,27 @@ function skeleton(): void {
 function readForm(): FormOptions {
   const v = (id: string) => ($(id) as HTMLInputElement).value;
   const numbers = Object.fromEntries(NUMERIC_FIELDS.map((k) => [k, v(`f-${k}`)])) as Record<NumericField, string>;
-  return readFormValues(state?.options ?? ({} as FormOptions), { data: v('f-data'), backbone: v('f-backbone'), numbers });
+  return readFormValues(state?.options ?? ({} as FormOptions), { data: v('f-data'), backbone: v('f-backbone'), head: v('f-head'), numbers });
+}
+
+function readExport(): { out: string; choices: ExportChoices } {
+  const val = (id: string) => ($(id) as HTMLInputElement).value.trim();
+  return {
+    out: val('e-out'),
+    choices: {
+      format: (val('e-format') || 'tfjs') as ExportChoices['format'],
+      quantize: (val('e-quant') || 'auto') as ExportChoices['quantize'],
+      prune: Number(val('e-prune') || '0'),
+      maxDrop: Number(val('e-drop') || '1'),
+      slim: readSlim(val('e-slim'), val('e-slim-frac')),
+    },
+  };
 }
 
 /** Marks invalid fields; returns true when the form is valid. */
 function showErrors(o: FormOptions): boolean {
   const errs = validateForm(o);
-  for (const key of ['data', ...NUMERIC.map((f) => f.key)] as Array<keyof FormOptions>) {
+  for (const key of ['data', 'head', ...NUMERIC.map((f) => f.key)] as Array<keyof FormOptions>) {
     const el = document.getElementById(`f-${key}-err`);
     if (el) el.textContent = errs[key] ?? '';
     document.getElementById(`f-${key}`)?.toggleAttribute('aria-invalid', !!errs[key]);
@@ -174,7 +203,9 @@ function fillForm(s: PanelState): void {
     if (active !== id && el.value !== value) el.value = value;
   };
   set('f-data', s.options.data);
-  for (const f of NUMERIC) set(`f-${f.key}`, String(s.options[f.key]));
+  for (const f of NUMERIC) set(`f-${f.key}`, fieldText(s.options[f.key]));
+  ($('f-head') as HTMLInputElement).value = s.options.head ?? 'auto';
+  $('f-head').toggleAttribute('disabled', s.running);
   const dd = $('f-backbone');
   const ids = s.backbones.map((b) => b.id).join(',');
   if (dd.dataset.ids !== ids) {
@@ -233,6 +264,7 @@ function renderResults(s: PanelState): void {
   const r = s.result;
   $('results').hidden = !r;
   $('export').hidden = !r;
+  setHtml($('verdict'), r ? baselineVerdict(r) : html``);
   if (!r) return;
   const max = Math.max(1, ...r.confusion.flat().map(num).filter(Number.isFinite));
   const head = html`<tr><th scope="col">true \\ predicted</th>${r.labels.map((l) => html`<th scope="col">${l}</th>`)}</tr>`;
@@ -250,8 +282,8 @@ function renderResults(s: PanelState): void {
   setHtml(
     $('results-body'),
     html`
-    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} images · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
-    <p>Baseline (raw pixels): ${pct(r.baseline.accuracy)}: ${r.baseline.verdict}.</p>
+    ${headline(r)}
+    ${selectionTable(r.selection)}
     <div class="tables"><table class="metrics"><caption>Per class</caption><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>${perClass}</table>
     <table class="confusion"><caption>Confusion matrix</caption>${head}${rows}</table></div>
     ${mistakes}
@@ -274,14 +306,7 @@ function renderResults(s: PanelState): void {
     s.exporting
       ? trusted('<p><vscode-progress-ring></vscode-progress-ring> Exporting and measuring the model…</p>')
       : e
-        ? html`<p id="export-result">${e.modelFormat} (<strong>${e.chosen}</strong>) in <code>${e.outDir}</code>: ${mb(e.bytes)} (${mb(e.gzipBytes)} gzipped), ${fixed((num(e.bytes) / num(e.float32Bytes)) * 100, 0)}% of float32; test accuracy ${pct(e.accuracy)} (float32 ${pct(e.float32Accuracy)}); ${fixed(e.msPerImage, 1)} ms per image.</p>
-        ${
-          e.candidates.length > 1
-            ? html`<table class="metrics"><caption>Variants tried</caption><tr><th>variant</th><th>size</th><th>gzipped</th><th>accuracy</th></tr>${e.candidates.map(
-                (c) => html`<tr><th scope="row">${c.name}${c.name === e.chosen ? ' ✓' : ''}</th><td>${mb(c.bytes)}</td><td>${mb(c.gzipBytes)}</td><td>${pct(c.accuracy)}${c.withinBudget ? '' : ' ✗'}</td></tr>`,
-              )}</table>`
-            : ''
-        }
+        ? html`${exportDetails(e)}
         <vscode-button data-action="snippet" appearance="secondary">Open inference snippet</vscode-button>`
         : html``,
   );

@@ -2,9 +2,10 @@ import { accessSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { HeadstartError } from './errors';
+import { BACKEND_CHOICES } from '../shared/options';
 
 /** Which TensorFlow.js backend to use. `auto`: tfjs-node, then wasm, then cpu. */
-export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendPreference = (typeof BACKEND_CHOICES)[number];
 
 export interface BackendInfo {
   /** The backend that runs: 'tensorflow' (tfjs-node), 'wasm' or 'cpu'. */

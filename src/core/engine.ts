@@ -8,9 +8,10 @@ import { type ExtractItem, type ExtractResult, extractAll } from './data/extract
 import { ExtractorPool } from './data/pool';
 import { sha256 } from './fsutil';
 import { HeadstartError } from './errors';
-import { onnxBackboneDir, resolveOnnxBackbone } from './backbones/onnxBackbone';
-import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
-import { CONVERTER_VERSION } from './export/onnx/convert';
+import { ENGINE_CHOICES } from '../shared/options';
+import { onnxBackboneDir, resolveOnnxBackbone } from './onnx/backbone';
+import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './onnx/engine';
+import { CONVERTER_VERSION } from './onnx/convert';
 import type { Progress } from './events';
 
 /** Settings shared by every command that runs a backbone. */
@@ -52,7 +53,7 @@ export interface OpenedBackbone {
   dispose(): void;
 }
 
-export type EngineChoice = 'auto' | 'onnx' | 'tfjs';
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
@@ -66,7 +67,7 @@ export function defaultWorkers(): number {
 export async function openBackbone(id: string, opts: EngineOptions = {}, progress: Progress & DownloadOptions = {}): Promise<OpenedBackbone> {
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const choice = opts.engine ?? 'auto';
-  if (!['auto', 'onnx', 'tfjs'].includes(choice)) throw new HeadstartError('BAD_INPUT', `--engine must be auto, onnx or tfjs (got '${String(choice)}')`);
+  if (!ENGINE_CHOICES.includes(choice)) throw new HeadstartError('BAD_INPUT', `--engine must be auto, onnx or tfjs (got '${String(choice)}')`);
   progress.onEvent?.({ type: 'phase', phase: 'backend', message: 'starting TensorFlow.js' });
   const backend = await initBackend(opts.backend ?? 'auto');
   const onnxDir = await onnxBackboneDir(id);

@@ -7,7 +7,7 @@ import type { SplitName } from './data/split';
 import { scanDataset } from './data/scan';
 import { sha256File } from './fsutil';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
-import { type LoadedRun, loadRun, openRunBackbone, runProbs } from './run';
+import { type LoadedRun, loadRun, openRunBackbone, runProbs } from './runFolder';
 import { evalTextRun } from './text/predict';
 
 export interface EvalReport extends EvalResult {

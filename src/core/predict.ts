@@ -6,18 +6,14 @@ import { HeadstartError } from './errors';
 import type { Progress } from './events';
 import { DecodeError, readAndDecode } from './data/decode';
 import { loadExportedModel } from './export/fullModel';
-import { loadOrt, ortUnavailableReason } from './backbones/onnxEngine';
+import { loadOrt, ortUnavailableReason } from './onnx/engine';
 import { exists, readJson, sha256File } from './fsutil';
-import { loadRun, openRunBackbone, runProbs } from './run';
+import { loadRun, openRunBackbone, runProbs } from './runFolder';
+import type { Prediction, PredictionLine as PredictLine } from '../shared/records';
 
-export interface Prediction {
-  path: string;
-  label: string;
-  probability: number;
-  top: Array<{ label: string; probability: number }>;
-}
-
-export type PredictLine = Prediction | { path: string; error: string };
+export type { Prediction } from '../shared/records';
+/** A line of `predict`: a prediction, or why the file could not be classified. */
+export type { PredictionLine as PredictLine } from '../shared/records';
 
 /** What an export folder's metadata.json holds (Teachable Machine's keys plus ours). */
 export interface ExportMetadata {

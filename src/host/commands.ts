@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import type { ExportFormat, QuantizeChoice, SlimChoice } from '../shared/choices';
 import type { ExportChoices } from '../shared/panelProtocol';
 import type { PredictionLine } from '../shared/records';
 import type { Gate } from './gate';
@@ -11,9 +12,10 @@ import { listRuns } from './runs';
 import type { TrainingService, TrainOutcome } from './trainingService';
 import { engineSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
+import { exportRequest } from './viewModel';
 
 /** The optional arguments of Export Model… (tests and other extensions pass them). */
-export type ExportArgs = Pick<ExportChoices, 'quantize' | 'format'>;
+export type ExportArgs = Pick<ExportChoices, 'quantize' | 'format' | 'slim'>;
 
 /** What the command handlers need. */
 export interface Services {
@@ -87,8 +89,52 @@ async function pickRun(s: Services, title: string): Promise<string | undefined> 
   return pick?.runDir;
 }
 
-/** Export Model…: a run (default the one shown), then a folder in the workspace. Args skip the pickers. */
-export async function exportModel(s: Services, runDirArg?: string, outArg?: string, quantizeArg?: ExportChoices['quantize'], formatArg?: ExportChoices['format']): Promise<unknown> {
+/** The format of an export: asked when not given. */
+async function pickFormat(): Promise<ExportFormat | undefined> {
+  const pick = await vscode.window.showQuickPick(
+    [
+      { label: 'TensorFlow.js', description: 'model.json + weights.bin: tf.loadGraphModel / tf.loadLayersModel in the browser or Node', value: 'tfjs' as const },
+      { label: 'ONNX', description: 'model.onnx: ONNX Runtime in Node, the browser (onnxruntime-web), Python, …; offers int8 and slimming', value: 'onnx' as const },
+    ],
+    { title: 'Export Model: format' },
+  );
+  return pick?.value;
+}
+
+/** The weight storage of an export: int8 is offered for ONNX only (static QDQ, run by ONNX Runtime). */
+async function pickQuantize(format: ExportFormat): Promise<QuantizeChoice | undefined> {
+  const pick = await vscode.window.showQuickPick(
+    [
+      { label: 'auto', description: 'the smallest variant within 1 accuracy point of float32, decided on the validation images (never the test split)', value: 'auto' as const },
+      ...(format === 'onnx' ? [{ label: 'int8', description: 'weights and activations int8, calibrated on training images: about ¼ size and faster in ONNX Runtime', value: 'int8' as const }] : []),
+      { label: 'uint8', description: 'weights about ¼ of the float32 size', value: 'uint8' as const },
+      ...(format === 'tfjs' ? [{ label: 'uint16', description: 'about ½ of the float32 size', value: 'uint16' as const }] : []),
+      { label: 'float16', description: 'about ½ of the float32 size', value: 'float16' as const },
+      { label: 'float32', description: 'no compression', value: 'none' as const },
+    ],
+    { title: 'Export Model: weights', placeHolder: format === 'tfjs' ? 'How to store the weights (int8 needs the ONNX format)' : 'How to store the weights' },
+  );
+  return pick?.value;
+}
+
+/** Backbone slimming of an ONNX export. */
+async function pickSlim(): Promise<SlimChoice | undefined> {
+  const pick = await vscode.window.showQuickPick(
+    [
+      { label: 'off', description: 'keep the backbone as it is', value: 'off' as const },
+      { label: 'auto', description: 'remove the most hidden channels that keep validation accuracy within the budget', value: 'auto' as const },
+    ],
+    { title: 'Export Model: slim the backbone', placeHolder: 'Remove backbone channels this task does not need (ONNX only)' },
+  );
+  return pick?.value;
+}
+
+/**
+ * Export Model…: a run (default the one shown), then a folder in the
+ * workspace, the format, the weights and, for ONNX, slimming. Args skip the
+ * pickers (with an `out` given, the others default to tfjs, none, off).
+ */
+export async function exportModel(s: Services, runDirArg?: string, outArg?: string, quantizeArg?: QuantizeChoice, formatArg?: ExportFormat, slimArg?: SlimChoice): Promise<unknown> {
   const runDir = runDirArg ?? (await pickRun(s, 'Export Model: run'));
   if (!runDir) return undefined;
   let out = outArg;
@@ -96,36 +142,15 @@ export async function exportModel(s: Services, runDirArg?: string, outArg?: stri
     out = await vscode.window.showInputBox({ title: 'Export Model: folder', prompt: 'Folder in the workspace to write the model into (you are asked before an existing one is replaced)', value: s.session.state.exportDefault || 'models/classifier', validateInput: (v) => (v.trim() ? undefined : 'a folder path') });
     if (!out) return undefined;
   }
-  let format = formatArg ?? (outArg ? 'tfjs' : undefined);
-  if (!format) {
-    const pick = await vscode.window.showQuickPick(
-      [
-        { label: 'TensorFlow.js', description: 'model.json + weights.bin: tf.loadGraphModel / tf.loadLayersModel in the browser or Node', value: 'tfjs' as const },
-        { label: 'ONNX', description: 'model.onnx: ONNX Runtime in Node, the browser (onnxruntime-web), Python, …', value: 'onnx' as const },
-      ],
-      { title: 'Export Model: format' },
-    );
-    if (!pick) return undefined;
-    format = pick.value;
-  }
-  let quantize = quantizeArg ?? (outArg ? 'none' : undefined);
-  if (!quantize) {
-    const pick = await vscode.window.showQuickPick(
-      [
-        { label: 'auto', description: 'the smallest variant within 1 accuracy point of float32 (measured on the test split)', value: 'auto' as const },
-        { label: 'uint8', description: 'about ¼ of the float32 size', value: 'uint8' as const },
-        ...(format === 'tfjs' ? [{ label: 'uint16', description: 'about ½ of the float32 size', value: 'uint16' as const }] : []),
-        { label: 'float16', description: 'about ½ of the float32 size', value: 'float16' as const },
-        { label: 'float32', description: 'no compression', value: 'none' as const },
-      ],
-      { title: 'Export Model: weights', placeHolder: 'How to store the weights' },
-    );
-    if (!pick) return undefined;
-    quantize = pick.value;
-  }
-  const view = await s.session.exportModel(out, runDir, { quantize, format });
+  const format = formatArg ?? (outArg ? 'tfjs' : await pickFormat());
+  if (!format) return undefined;
+  const quantize = quantizeArg ?? (outArg ? 'none' : await pickQuantize(format));
+  if (!quantize) return undefined;
+  const slim = slimArg ?? (outArg || format !== 'onnx' ? 'off' : await pickSlim());
+  if (slim === undefined) return undefined;
+  const view = await s.session.exportModel(out, runDir, exportRequest({ format, quantize, slim, prune: 0, maxDrop: 1 }));
   if (view && !outArg) {
-    const a = await vscode.window.showInformationMessage(`Headstart: exported to ${vscode.workspace.asRelativePath(view.outDir)} (${(view.bytes / 1e6).toFixed(1)} MB, test accuracy ${(view.accuracy * 100).toFixed(1)}%).`, 'Open Inference Snippet', 'Open Panel');
+    const a = await vscode.window.showInformationMessage(`Headstart: exported to ${vscode.workspace.asRelativePath(view.outDir)} (${(view.bytes / 1e6).toFixed(1)} MB, test accuracy ${(view.accuracy * 100).toFixed(1)}% on ${view.testImages} images).`, 'Open Inference Snippet', 'Open Panel');
     if (a === 'Open Inference Snippet') await vscode.window.showTextDocument(vscode.Uri.file(path.join(view.outDir, 'inference.mjs')));
     if (a === 'Open Panel') openPanel(s);
   } else if (!view && s.session.state.error) showError(s, s.session.state.error);

@@ -8,6 +8,7 @@ import type { Gate } from './gate';
 import type { Log } from './log';
 import { PANEL_MESSAGE_ACTION, parseFromWebview } from './policy';
 import type { TrainingService } from './trainingService';
+import { exportRequest } from './viewModel';
 
 /** What the panel needs from the extension. */
 export interface PanelDeps {
@@ -126,7 +127,7 @@ export class TrainingPanel extends Disposable {
         return;
       }
       case 'export':
-        await this.session.exportModel(m.out, undefined, { format: m.choices.format, quantize: m.choices.quantize, prune: m.choices.prune, maxDrop: m.choices.maxDrop });
+        await this.session.exportModel(m.out, undefined, exportRequest(m.choices));
         return;
       case 'openFile': {
         const file = await this.gate.openFile(m.path, this.session.state);

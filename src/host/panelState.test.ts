@@ -68,7 +68,8 @@ test('a past run opened (a reload of the panel) restores its options, curves and
   const s = apply(initialPanelState('mobilenet-v2-140', true), { error: 'stale', exported: { outDir: '/x' } as PanelState['exported'] });
   const r = record();
   const next = apply(s, runOpened(s, '/ws/runs/r1', r, thumb, 'r1'));
-  assert.deepEqual(next.options, { data: '/ws/shapes', backbone: 'mobilenet-v2-100', epochs: 7, batchSize: 16, learningRate: 0.01, hiddenUnits: 64, dropout: 0.1, val: 0.2, test: 0.2, seed: 3, unfreeze: 0, augment: 2 });
+  // No `selection` (an early version, or a fine-tuned run): the epochs and hidden units it used are kept as set.
+  assert.deepEqual(next.options, { data: '/ws/shapes', backbone: 'mobilenet-v2-100', head: 'auto', epochs: 7, batchSize: 16, learningRate: 0.01, hiddenUnits: 64, dropout: 0.1, val: 0.2, test: 0.2, seed: 3, unfreeze: 0, augment: 2 });
   assert.deepEqual(next.history, r.history);
   assert.equal(next.totalEpochs, 7);
   assert.equal(next.result?.accuracy, 0.9);

@@ -40,7 +40,7 @@ export function optionsChanged(s: PanelState, options: Partial<FormOptions>): Pa
 
 /** A run starts with options `o`: the last run's results are cleared. */
 export function runStarted(o: FormOptions): Patch {
-  return { options: o, running: true, phase: 'scan', phaseMessage: 'starting', history: [], totalEpochs: o.epochs, result: undefined, exported: undefined, distilled: undefined, error: undefined, notice: undefined };
+  return { options: o, running: true, phase: 'scan', phaseMessage: 'starting', history: [], totalEpochs: o.epochs ?? 0, result: undefined, exported: undefined, distilled: undefined, error: undefined, notice: undefined };
 }
 
 const stopped: Patch = { running: false, phase: 'idle', phaseMessage: '' };

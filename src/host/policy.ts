@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { EXPORT_FORMATS, HEAD_CHOICES, QUANTIZE_CHOICES } from '../shared/choices';
 import type { ExportChoices, FormOptions, FromWebview, PanelState } from '../shared/panelProtocol';
 
 /** What a command or a panel message does; every one of them needs a trusted workspace. */
@@ -135,13 +136,24 @@ const isNum = (v: unknown): v is number => typeof v === 'number';
 
 const FORM_NUMBERS = ['epochs', 'batchSize', 'learningRate', 'hiddenUnits', 'dropout', 'val', 'test', 'seed', 'unfreeze', 'augment'] as const;
 
-function isForm(v: unknown): v is FormOptions {
-  // NaN passes isNum on purpose: an empty field is NaN and validateForm names it.
-  return isObj(v) && isStr(v.data) && isStr(v.backbone) && FORM_NUMBERS.every((k) => isNum(v[k]) || v[k] === null);
+const among = <T extends string>(list: readonly T[], v: unknown): v is T => list.includes(v as T);
+
+/** The form rebuilt from its checked fields; `head` absent (a webview of an earlier version) is auto. */
+function parseForm(v: unknown): FormOptions | undefined {
+  // NaN passes isNum on purpose: an empty field is NaN and validateForm names it; null is "auto" (epochs, hidden units).
+  if (!isObj(v) || !isStr(v.data) || !isStr(v.backbone) || !FORM_NUMBERS.every((k) => isNum(v[k]) || v[k] === null)) return undefined;
+  if (v.head !== undefined && !among(HEAD_CHOICES, v.head)) return undefined;
+  const numbers = Object.fromEntries(FORM_NUMBERS.map((k) => [k, v[k]])) as Pick<FormOptions, (typeof FORM_NUMBERS)[number]>;
+  return { ...numbers, data: v.data, backbone: v.backbone, head: v.head ?? 'auto' };
 }
 
-function isExportChoices(c: unknown): c is ExportChoices {
-  return isObj(c) && ['tfjs', 'onnx'].includes(c.format as string) && ['none', 'float16', 'uint16', 'uint8', 'auto'].includes(c.quantize as string) && isNum(c.prune) && isNum(c.maxDrop);
+/** `slim` of the export choices: absent, 'off', 'auto' or a number (its range is the engine's check). */
+const isSlim = (v: unknown): boolean => v === undefined || v === 'off' || v === 'auto' || isNum(v);
+
+/** The export choices rebuilt from their checked fields. */
+function parseExportChoices(c: unknown): ExportChoices | undefined {
+  if (!isObj(c) || !among(EXPORT_FORMATS, c.format) || !among(QUANTIZE_CHOICES, c.quantize) || !isNum(c.prune) || !isNum(c.maxDrop) || !isSlim(c.slim)) return undefined;
+  return { format: c.format, quantize: c.quantize, prune: c.prune, maxDrop: c.maxDrop, ...(c.slim !== undefined ? { slim: c.slim as ExportChoices['slim'] } : {}) };
 }
 
 export type Parsed = { ok: true; msg: FromWebview } | { ok: false; reason: string };
@@ -163,10 +175,15 @@ export function parseFromWebview(m: unknown): Parsed {
     case 'openSnippet':
       return ok({ type: m.type });
     case 'options':
-    case 'start':
-      return isForm(m.options) ? ok({ type: m.type, options: m.options }) : bad('options');
-    case 'export':
-      return !isStr(m.out) ? bad('folder') : isExportChoices(m.choices) ? ok({ type: 'export', out: m.out, choices: m.choices }) : bad('export choices');
+    case 'start': {
+      const options = parseForm(m.options);
+      return options ? ok({ type: m.type, options }) : bad('options');
+    }
+    case 'export': {
+      if (!isStr(m.out)) return bad('folder');
+      const choices = parseExportChoices(m.choices);
+      return choices ? ok({ type: 'export', out: m.out, choices }) : bad('export choices');
+    }
     case 'openFile':
       return isStr(m.path) ? ok({ type: 'openFile', path: m.path }) : bad('path');
     case 'openRun':

@@ -11,6 +11,8 @@ export interface Settings {
   backend: BackendChoice;
   engine: EngineChoice;
   extractionWorkers: number;
+  /** redis:// URL of a queue served by `headstart worker` processes ('' : extract here). May hold a password: never log it. */
+  queue: string;
 }
 
 export function readSettings(): Settings {
@@ -22,6 +24,7 @@ export function readSettings(): Settings {
     backend: c.get('backend', 'auto'),
     engine: c.get('engine', 'auto'),
     extractionWorkers: c.get('extractionWorkers', 0),
+    queue: c.get('queue', '').trim(),
   };
 }
 

@@ -120,10 +120,12 @@ export class TrainingService extends Disposable {
     const out = newRunDir(folder, o.data, new Date());
     const token = this.newCancelToken();
     this.store.update(runStarted(o));
-    this.log.info(`training: ${JSON.stringify({ ...o, out })}`);
+    const queue = readSettings().queue;
+    // The queue URL may carry a password: the log says only that one is used (the engine logs it redacted).
+    this.log.info(`training: ${JSON.stringify({ ...o, out })}${queue ? ' on the queue of headstart.queue' : ''}`);
     const started = Date.now();
     try {
-      const report = await this.client.request('train', { options: trainRequest(o, out, this.gate.roots()), settings: engineSettings(this.storage) }, (e) => this.onEvent(e), token);
+      const report = await this.client.request('train', { options: trainRequest(o, out, this.gate.roots(), queue), settings: engineSettings(this.storage) }, (e) => this.onEvent(e), token);
       this.endDownload();
       const run = await readRun(report.runDir);
       this.store.update(runDone(run && resultView(report.runDir, run, this.thumb), await listRuns(folder), (Date.now() - started) / 1000));

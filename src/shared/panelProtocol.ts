@@ -4,19 +4,27 @@
  * (`state`) when it changes, plus light `progress` messages per batch. The
  * webview asks `ready` first and gets the state as the reply.
  */
-import type { ExportFormat, QuantizeChoice } from './choices';
+import { type ExportFormat, HEAD_CHOICES, type HeadChoice, type QuantizeChoice, type SlimChoice } from './choices';
 import type { Phase as EnginePhase } from './events';
 import type { ReplyMessage, RequestMessage } from './messageHandler';
-import type { BackboneInfo, ModelFigures } from './records';
+import type { BackboneInfo, Interval, ModelFigures } from './records';
 
-/** The options form. Numbers are validated on both sides. */
+/**
+ * The options form. Numbers are validated on both sides. `epochs` and
+ * `hiddenUnits` are null when left to the engine: then cross-validation picks
+ * linear vs one hidden layer and early stopping picks the epochs.
+ */
 export interface FormOptions {
   data: string;
   backbone: string;
-  epochs: number;
+  /** Head family: auto (cross-validated), linear, or one hidden layer. */
+  head: HeadChoice;
+  /** null: early stopping decides (at most 30 epochs). */
+  epochs: number | null;
   batchSize: number;
   learningRate: number;
-  hiddenUnits: number;
+  /** null: cross-validation decides (0 = linear, else one hidden layer of this many units). */
+  hiddenUnits: number | null;
   dropout: number;
   val: number;
   test: number;
@@ -46,20 +54,77 @@ export interface EpochPoint {
   valAccuracy: number;
 }
 
+/** One row of the head-selection table: a configuration's accuracy across folds (0..1). */
+export interface SelectionRow {
+  name: string;
+  meanAccuracy: number;
+  stdAccuracy: number;
+  folds: number;
+  chosen: boolean;
+}
+
+/** run.json's `selection` as the panel shows it. */
+export interface SelectionView {
+  /** 'stratified-k-fold' or 'holdout'. */
+  method: string;
+  folds: number;
+  /** Non-test images the folds were drawn from. */
+  sources: number;
+  /** How epochs were set in the folds (the engine's words). */
+  epochs: string;
+  rows: SelectionRow[];
+  chosen: string;
+  reason: string;
+  refitEpochs: number;
+  /** The raw-pixel baseline on the same folds. */
+  baseline?: { meanAccuracy: number; stdAccuracy: number };
+  baselineWins: boolean;
+  advice?: string;
+}
+
 export interface ResultView {
   runDir: string;
   accuracy: number;
+  /** 95% interval of the test accuracy (absent in runs of early versions). */
+  interval?: Interval;
+  /** The engine's warning for a small test split. */
+  warning?: string;
   macroF1: number;
   count: number;
   labels: string[];
   perClass: Array<{ label: string; precision: number; recall: number; f1: number; support: number }>;
   confusion: number[][];
   mistakes: Array<{ path: string; thumb: string; label: string; predicted: string; probability: number }>;
-  baseline: { accuracy: number; verdict: string };
+  baseline: { accuracy: number; interval?: Interval; cvAccuracy?: number; wins: boolean; advice?: string; verdict: string };
+  /** The cross-validated head choice (absent for --unfreeze runs and tiny datasets). */
+  selection?: SelectionView;
   backend: string;
   /** What extracted the features: 'onnxruntime' or 'tfjs-<backend>'. */
   engine: string;
   seconds: number;
+}
+
+/** int8 against float32 in ONNX Runtime, as the panel shows it. */
+export interface QuantizationView {
+  calibrationImages: number;
+  calibrationSplit: string;
+  threads: number;
+  int8Ms: number;
+  float32Ms: number;
+  /** float32 ms / int8 ms at batch 1 (above 1: int8 is faster). */
+  speedup: number;
+  batch32Speedup: number;
+}
+
+/** The slimming steps of an ONNX export. */
+export interface SlimmingView {
+  asked: 'auto' | number;
+  /** Fraction of the chosen step (0: unslimmed). */
+  chosen: number;
+  budgetPoints: number;
+  validationImages: number;
+  threads: number;
+  steps: Array<{ fraction: number; hiddenKept: number; hiddenTotal: number; bytes: number; msPerImage: number; speedup: number; valAccuracy: number; dropPoints: number; withinBudget: boolean }>;
 }
 
 export interface ExportView {
@@ -67,14 +132,22 @@ export interface ExportView {
   bytes: number;
   gzipBytes: number;
   accuracy: number;
+  /** 95% interval of the export's test accuracy. */
+  interval?: Interval;
   float32Bytes: number;
   float32GzipBytes: number;
   float32Accuracy: number;
+  float32Interval?: Interval;
+  testImages: number;
   msPerImage: number;
   modelFormat: string;
   /** The variant written (e.g. 'uint8', 'mixed-sparse50'). */
   chosen: string;
-  candidates: Array<{ name: string; bytes: number; gzipBytes: number; accuracy: number; withinBudget: boolean }>;
+  /** Where the variant was decided (auto: validation images, never the test split). */
+  choice?: { split: string; images: number; rule: string };
+  candidates: Array<{ name: string; bytes: number; gzipBytes: number; accuracy: number; accuracyInterval?: Interval; withinBudget: boolean }>;
+  quantization?: QuantizationView;
+  slimming?: SlimmingView;
 }
 
 /** Compression choices of the export section. */
@@ -86,6 +159,8 @@ export interface ExportChoices {
   prune: number;
   /** Accuracy budget of auto, in points. */
   maxDrop: number;
+  /** Slim the backbone (ONNX only); absent: off. */
+  slim?: SlimChoice;
 }
 
 /** One model of a distillation (teacher or student). */
@@ -173,10 +248,13 @@ export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, 
   const int = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
   if (!o.data) errs.data = 'choose a dataset folder or manifest';
   if (!o.backbone) errs.backbone = 'choose a backbone';
-  if (!int(o.epochs, 1, 1000)) errs.epochs = 'a whole number from 1 to 1000';
+  if (!HEAD_CHOICES.includes(o.head)) errs.head = `one of ${HEAD_CHOICES.join(', ')}`;
+  if (o.epochs !== null && !int(o.epochs, 1, 1000)) errs.epochs = 'a whole number from 1 to 1000, or empty for auto';
   if (!int(o.batchSize, 1, 4096)) errs.batchSize = 'a whole number from 1 to 4096';
   if (!(o.learningRate > 0 && o.learningRate <= 1)) errs.learningRate = 'a number in (0, 1]';
-  if (!int(o.hiddenUnits, 0, 8192)) errs.hiddenUnits = 'a whole number from 0 to 8192';
+  if (o.hiddenUnits !== null && !int(o.hiddenUnits, 0, 8192)) errs.hiddenUnits = 'a whole number from 0 to 8192, or empty for auto';
+  else if (o.hiddenUnits === 0 && o.head === 'mlp') errs.hiddenUnits = '0 hidden units is the linear head: pick head linear or auto, or give units';
+  else if (o.hiddenUnits !== null && o.hiddenUnits > 0 && o.head === 'linear') errs.hiddenUnits = 'a linear head has no hidden units: leave this empty or 0';
   if (!(o.dropout >= 0 && o.dropout < 1)) errs.dropout = 'a number in [0, 1)';
   if (!(o.val >= 0 && o.val <= 0.5)) errs.val = 'a fraction from 0 to 0.5';
   if (!(o.test > 0 && o.test <= 0.5)) errs.test = 'a fraction above 0, at most 0.5';
@@ -186,11 +264,13 @@ export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, 
   return errs;
 }
 
+/** The form's defaults: the engine's own (src/core/train/head.ts HEAD_DEFAULTS), with the head left to cross-validation. */
 export const DEFAULT_FORM: Omit<FormOptions, 'data' | 'backbone'> = {
-  epochs: 30,
+  head: 'auto',
+  epochs: null,
   batchSize: 32,
   learningRate: 0.001,
-  hiddenUnits: 128,
+  hiddenUnits: null,
   dropout: 0.2,
   val: 0.15,
   test: 0.15,

@@ -5,7 +5,17 @@
  * and these shapes is a compile error there; core may carry more fields than
  * listed here. Nothing in this file imports code.
  */
+import type { HeadChoice } from './choices';
 import type { EpochMetrics } from './events';
+
+/** A 95% confidence interval of a proportion (0..1), with the count it rests on (Wilson score). */
+export interface Interval {
+  low: number;
+  high: number;
+  /** Images the proportion was measured on. */
+  n: number;
+  level: number;
+}
 
 /** A file left out of a dataset, and why. */
 export interface Skipped {
@@ -34,6 +44,10 @@ export interface Mistake {
 export interface EvalResult {
   /** Fraction correct, 0..1. */
   accuracy: number;
+  /** 95% interval of `accuracy` over `count` images (absent in runs of early versions). */
+  interval?: Interval;
+  /** Set when a class has under 30 evaluation images: how uncertain the figure is. */
+  warning?: string;
   macroF1: number;
   /** Images evaluated. */
   count: number;
@@ -67,10 +81,50 @@ export interface DatasetSummary {
 export interface BaselineResult {
   description: string;
   accuracy: number;
+  /** 95% interval of `accuracy` on the test images. */
+  interval?: Interval;
+  /** Mean accuracy across the head's cross-validation folds (absent without selection). */
+  cvAccuracy?: number;
+  /** True when raw pixels beat the chosen head (in cross-validation when there was one). */
+  wins?: boolean;
+  /** What to try when the baseline wins. */
+  advice?: string;
   macroF1: number;
   /** Backbone test accuracy minus baseline test accuracy, in points (0..100). */
   gainPoints: number;
   verdict: string;
+}
+
+/** One configuration of the head grid, scored across the folds (accuracies 0..1). */
+export interface ConfigScore {
+  name: string;
+  head: 'linear' | 'mlp';
+  hiddenUnits: number;
+  l2: number;
+  meanAccuracy: number;
+  /** Standard deviation across folds. */
+  stdAccuracy: number;
+  foldAccuracies: number[];
+  meanBestEpoch: number;
+}
+
+/** run.json's `selection`: the cross-validated head choice (absent for --unfreeze runs and tiny datasets). */
+export interface Selection {
+  method: 'stratified-k-fold' | 'holdout';
+  folds: number;
+  /** Non-test source images the folds were drawn from. */
+  sources: number;
+  grid: { heads: Array<'linear' | 'mlp'>; hiddenUnits: number; l2: number[]; epochs: string };
+  results: ConfigScore[];
+  chosen: string;
+  reason: string;
+  /** Epochs of the refit on all non-test data. */
+  refitEpochs: number;
+  /** The raw-pixel baseline on the same folds. */
+  baseline?: { meanAccuracy: number; stdAccuracy: number; foldAccuracies: number[] };
+  baselineWins: boolean;
+  advice?: string;
+  seconds: number;
 }
 
 /** Seconds spent per stage of a run. */
@@ -97,6 +151,39 @@ export interface RunConfig {
   seed: number;
   unfreeze?: number;
   augment?: { views?: number };
+  /** Head family asked for (absent: auto). */
+  head?: HeadChoice;
+  l2?: number;
+}
+
+/** Vocabulary coverage of a text run's data: known word tokens over all of them. */
+export interface TextCoverage {
+  /** Known over all word tokens of every text, 0..1 (1 when there are no words). */
+  tokens: number;
+  /** Texts with no known word at all (their embedding is the zero vector, or only special tokens). */
+  emptyTexts: number;
+  /** Mean of the per-text coverage, 0..1. */
+  meanPerText: number;
+}
+
+/** Length statistics and examples of a text dataset (the panel's summary). */
+export interface TextStats {
+  chars: { min: number; median: number; mean: number; max: number };
+  words: { min: number; median: number; mean: number; max: number };
+  /** Up to three examples per class, one line each, at most 120 characters. */
+  examples: Record<string, string[]>;
+}
+
+/** What run.json records of a text run beside the common fields. */
+export interface TextRunInfo {
+  kind: 'word-average' | 'onnx-encoder';
+  tokenizer: string;
+  /** Vocabulary coverage of the run's texts. */
+  coverage: TextCoverage;
+  columns?: { text: string; label: string };
+  stats: TextStats;
+  /** TF-IDF terms the baseline used. */
+  tfidfTerms: number;
 }
 
 /**
@@ -106,6 +193,10 @@ export interface RunConfig {
 export interface RunRecord {
   version: number;
   createdAt: string;
+  /** 'text' for text runs; absent (or 'image') for images. */
+  modality?: 'image' | 'text';
+  /** Text runs: tokenizer, vocabulary coverage, columns, length statistics and examples. */
+  text?: TextRunInfo;
   config: RunConfig;
   backend: string;
   /** What extracted the features ('onnxruntime' or 'tfjs-<backend>'); absent in runs of early versions. */
@@ -116,6 +207,8 @@ export interface RunRecord {
   history: EpochMetrics[];
   test: EvalResult;
   baseline: BaselineResult;
+  /** Cross-validated head choice (absent for --unfreeze runs, tiny datasets and early versions). */
+  selection?: Selection;
   timings: RunTimings;
 }
 
@@ -130,6 +223,9 @@ export interface TrainReport {
   bestEpoch: number;
   epochs: number;
   timings: RunTimings;
+  /** Text runs: the modality and the vocabulary coverage of the data. */
+  modality?: 'text';
+  coverage?: TextCoverage;
 }
 
 /** Size and quality of one exported model variant. */
@@ -138,6 +234,8 @@ export interface VariantReport {
   gzipBytes: number;
   /** Test-split accuracy 0..1, measured from the exported files. */
   accuracy: number;
+  /** 95% interval of `accuracy` over the test images. */
+  interval?: Interval;
   macroF1: number;
   /** Mean milliseconds per single image (backbone + head) in the exporting process. */
   msPerImage: number;
@@ -150,9 +248,68 @@ export interface ExportCandidate {
   bytes: number;
   gzipBytes: number;
   accuracy: number;
+  /** 95% interval of `accuracy` on the choice images. */
+  accuracyInterval?: Interval;
+  /** Fraction of the choice images whose top-1 class equals float32's. */
+  agreement?: number;
   /** Points below float32 (negative: better). */
   dropPoints: number;
   withinBudget: boolean;
+}
+
+/** Where an export's variant was decided: auto on the validation (or training) split, never the test split. */
+export interface ExportChoiceInfo {
+  split: 'val' | 'train' | 'test';
+  images: number;
+  rule: string;
+}
+
+/** Speed of one ONNX model in ONNX Runtime. */
+export interface OnnxSpeed {
+  /** Milliseconds per single image (batch 1). */
+  batch1Ms: number;
+  batch32ImagesPerSecond: number;
+}
+
+/** report.json's `quantization` of an int8 ONNX export (core carries more fields). */
+export interface Int8Report {
+  method: string;
+  /** Training images the activation ranges came from (never validation or test images). */
+  calibrationImages: number;
+  calibrationSplit: string;
+  calibrationSkipped: number;
+  speed: { threads: number; float32: OnnxSpeed; int8: OnnxSpeed; batch1Speedup: number; batch32Speedup: number };
+}
+
+/** One row of report.json's `slimming.steps`. */
+export interface SlimStep {
+  /** Fraction of each block's hidden channels asked to go (0: the unslimmed backbone). */
+  fraction: number;
+  hiddenKept: number;
+  hiddenTotal: number;
+  bytes: number;
+  gzipBytes: number;
+  /** Backbone, batch 1, ONNX Runtime. */
+  msPerImage: number;
+  speedup: number;
+  /** Accuracy of the refit head on the validation split (0..1). */
+  valAccuracy: number;
+  dropPoints: number;
+  withinBudget: boolean;
+}
+
+/** report.json's `slimming` (ONNX exports with `slim`). */
+export interface SlimReport {
+  method: string;
+  asked: 'auto' | number;
+  rankImages: number;
+  blocks: number;
+  budgetPoints: number;
+  validationImages: number;
+  threads: number;
+  steps: SlimStep[];
+  /** Fraction of the chosen step (0: none met the budget; the backbone is unslimmed). */
+  chosen: number;
 }
 
 /** The reply of `export` (the export folder's report.json). */
@@ -165,11 +322,17 @@ export interface ExportReport {
   candidates: ExportCandidate[];
   /** The variant written (e.g. 'uint8', 'mixed-sparse50'). */
   chosen: string;
+  /** What the choice rested on (absent in reports of early versions). */
+  choice?: ExportChoiceInfo;
   testImages: number;
   float32: VariantReport;
   exported: VariantReport;
   skipped: Skipped[];
   backend: string;
+  /** int8 ONNX exports: calibration and speed against float32. */
+  quantization?: Int8Report;
+  /** Slimmed ONNX exports: the steps tried and the one chosen. */
+  slimming?: SlimReport;
 }
 
 /** Size, accuracy and speed of one model as shipped (full float32 TF.js model). */

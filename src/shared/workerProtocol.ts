@@ -8,15 +8,21 @@
  * Only plain data crosses (params and results are JSON).
  */
 import { NotificationType, ProgressType, RequestType } from 'vscode-jsonrpc';
-import type { BackendChoice, EngineChoice, ExportFormat, QuantizeChoice } from './choices';
+import type { BackendChoice, EngineChoice, ExportFormat, HeadChoice, QuantizeChoice } from './choices';
 import type { EngineEvent } from './events';
 import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TrainReport } from './records';
 
-/** Options of a training run, as the panel's form gives them. */
+/**
+ * Options of a training run, as the panel's form gives them. An absent field
+ * is the engine's default; `epochs` and `hiddenUnits` given fix that part of
+ * the head (no early stopping / no linear-vs-MLP choice).
+ */
 export interface TrainRequestOptions {
   data: string;
   backbone: string;
   out: string;
+  /** Head family (absent: auto, chosen by cross-validation). */
+  head?: HeadChoice;
   epochs?: number;
   batchSize?: number;
   learningRate?: number;
@@ -28,6 +34,8 @@ export interface TrainRequestOptions {
   unfreeze?: number;
   /** Augmented views per training image (flip, crop, rotation, brightness, contrast). */
   augment?: { views: number };
+  /** Spread feature extraction over `headstart worker` processes on this Redis queue (the engine logs it redacted). */
+  queue?: { url: string };
   force?: boolean;
   /**
    * Folders the engine must never replace, contain in an output or write into
@@ -49,6 +57,8 @@ export interface ExportRequestOptions {
   prune?: number;
   maxDrop?: number;
   format?: ExportFormat;
+  /** Slim the backbone before compression (ONNX only): 'auto' or a fraction of hidden channels to remove, (0, 0.9]. */
+  slim?: 'auto' | number;
   /** Replace an existing `out`: only after the user confirmed it by name. */
   force?: boolean;
   /**

@@ -87,8 +87,12 @@ export async function runUiTest(server, browser, ws, shotsDir) {
 
     await panel.locator('#test-accuracy').waitFor({ timeout: 180_000 });
     const acc = await panel.locator('#test-accuracy').textContent();
-    assert.match(acc, /\d+\.\d% test accuracy/);
-    await panel.locator('#results').scrollIntoViewIfNeeded();
+    assert.match(acc, /\d+\.\d% test accuracy on \d+ images \(95% CI \d+\.\d–\d+\.\d%\)/);
+    // The head was left to auto: the cross-validated choice is shown as a table, the baseline with its interval.
+    assert.match(await panel.locator('#selection caption').textContent(), /Head chosen by \d+-fold cross-validation/);
+    assert.ok((await panel.locator('#selection tr.chosen').count()) === 1, 'the chosen configuration is marked');
+    assert.match(await panel.locator('#baseline').textContent(), /95% CI/);
+    await panel.locator('#h-res').evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await shot('3-results.png');
 
     // Export through the panel with the default compression (auto within 1 point).

@@ -65,7 +65,7 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
     const out = path.join(dir, q);
     const rep = reports[q];
     const files = (await readdir(out)).sort();
-    assert.deepEqual(files, ['README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json'], `${q}: export folder contents`);
+    assert.deepEqual(files, ['.headstart.json', 'README.md', 'inference.mjs', 'labels.json', 'metadata.json', 'model.onnx', 'report.json'], `${q}: export folder contents`);
     assert.deepEqual(JSON.parse(await readFile(path.join(out, 'labels.json'), 'utf8')), labels);
     const meta = JSON.parse(await readFile(path.join(out, 'metadata.json'), 'utf8'));
     assert.deepEqual(meta.labels, labels);

@@ -117,11 +117,11 @@ test('slimmed model = full model with the removed channels zeroed: bundled Mobil
 test('ranking reads training images only; slimming never reads a test image', async () => {
   const loaded = await core.loadRun(runDir);
   const reads = new Map();
-  const readFileOrig = fsp.readFile;
-  fsp.readFile = function (file, ...rest) {
+  const openOrig = fsp.open;
+  fsp.open = function (file, ...rest) {
     const key = path.resolve(String(file));
     reads.set(key, (reads.get(key) ?? 0) + 1);
-    return readFileOrig.call(this, file, ...rest);
+    return openOrig.call(this, file, ...rest);
   };
   const count = (list) => list.filter((f) => reads.get(path.resolve(f)));
   try {
@@ -138,7 +138,7 @@ test('ranking reads training images only; slimming never reads a test image', as
     assert.ok(count(files('val')).length > 0, 'steps are judged on validation images');
     assert.equal(res.report.rankSplit, 'train');
   } finally {
-    fsp.readFile = readFileOrig;
+    fsp.open = openOrig;
     loaded.head.dispose();
   }
 });

@@ -72,6 +72,32 @@ test('train → eval → predict → export tfjs/onnx → inference.mjs in a fre
   const pb = await runCli(['predict', runDir, bad, '--quiet']);
   assert.equal(pb.code, 1);
   assert.match(lines(pb.stdout)[0].error, /NUL|not UTF-8/);
+  // Image-only options on a text run: one line each, nothing written.
+  for (const [args, re] of [
+    [['export', runDir, '--out', path.join(dir, 'q'), '--quantize', 'uint8'], /--quantize uint8: a text export is float32/],
+    [['export', runDir, '--out', path.join(dir, 's'), '--format', 'onnx', '--slim', 'auto'], /--slim: a text export is float32/],
+    [['export', runDir, '--out', path.join(dir, 'p'), '--prune', '0.5'], /--prune: a text export is float32/],
+    [['distill', runDir, '--out', path.join(dir, 'd')], /is a text run: distill makes smaller image backbones/],
+  ]) {
+    const r = await runCli([...args, '--quiet']);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+test('the export pipeline (what the worker calls) exports a text run; sweep trains text data', async (t) => {
+  const { dir, data, runDir, report } = await trainSample(t);
+  const rep = await core.exportRun(runDir, { out: path.join(dir, 'exp'), cacheDir });
+  assert.equal(rep.modality, 'text');
+  assert.equal(rep.chosen, 'float32');
+  assert.equal(rep.exported.accuracy, report.test.accuracy);
+  assert.equal(JSON.parse(await readFile(path.join(dir, 'exp', 'report.json'), 'utf8')).modality, 'text');
+  const sw = await runCli(['sweep', data, '--grid', 'hidden=0,16', '--out', path.join(dir, 'sweep'), '--json', '--quiet']);
+  assert.equal(sw.code, 0, sw.stderr);
+  const board = JSON.parse(sw.stdout);
+  assert.equal(board.trials, 2);
+  for (const tr of board.leaderboard) assert.match(JSON.parse(await readFile(path.join(dir, 'sweep', tr.run, 'run.json'), 'utf8')).baseline.description, /TF-IDF/);
 });
 
 test('an ONNX encoder folder (model.onnx + tokenizer.json made by code) as the text backbone: cached on the second run, exported with its encoder', async (t) => {
@@ -119,5 +145,5 @@ test('text flags and errors: --modality, a single class, image flags on text', a
   const m = await runCli(['train', one, '--modality', 'audio']);
   assert.match(m.stderr, /--modality must be text or image/);
   const u = await runCli(['train', one, '--modality', 'text', '--unfreeze', '1', '--out', path.join(dir, 'r3')]);
-  assert.match(u.stderr, /--unfreeze, --augment and --queue apply to images/);
+  assert.match(u.stderr, /--unfreeze applies to images only/);
 });

@@ -25,18 +25,24 @@ export function inputNodeName(ref: string): string {
   return ref.replace(/^\^/, '').replace(/:\d+$/, '');
 }
 
-/** Keeps only the nodes `output` depends on. */
-export function pruneGraph(topology: GraphTopology, output: string): GraphTopology {
-  const byName = new Map(topology.node.map((n) => [n.name, n]));
-  if (!byName.has(output)) throw new HeadstartError('BAD_MODEL', `graph has no node named ${output}`);
+/** Names `output` depends on (itself included), following `inputsOf` back through the graph. */
+function reachable(output: string, inputsOf: (name: string) => string[]): Set<string> {
   const keep = new Set<string>();
   const stack = [output];
   while (stack.length) {
     const name = stack.pop()!;
     if (keep.has(name)) continue;
     keep.add(name);
-    for (const ref of byName.get(name)?.input ?? []) stack.push(inputNodeName(ref));
+    stack.push(...inputsOf(name));
   }
+  return keep;
+}
+
+/** Keeps only the nodes `output` depends on. */
+export function pruneGraph(topology: GraphTopology, output: string): GraphTopology {
+  const byName = new Map(topology.node.map((n) => [n.name, n]));
+  if (!byName.has(output)) throw new HeadstartError('BAD_MODEL', `graph has no node named ${output}`);
+  const keep = reachable(output, (name) => (byName.get(name)?.input ?? []).map(inputNodeName));
   return { ...topology, node: topology.node.filter((n) => keep.has(n.name)) };
 }
 
@@ -52,15 +58,7 @@ export function truncateLayers(topology: { model_config: { config: { layers: Ker
   const layers = topology.model_config.config.layers;
   const byName = new Map(layers.map((l) => [l.name, l]));
   if (!byName.has(output)) throw new HeadstartError('BAD_MODEL', `model has no layer named ${output}`);
-  const keep = new Set<string>();
-  const stack = [output];
-  while (stack.length) {
-    const name = stack.pop()!;
-    if (keep.has(name)) continue;
-    keep.add(name);
-    const inbound = (byName.get(name)?.inbound_nodes ?? []) as Array<Array<[string, number, number]>>;
-    for (const node of inbound) for (const [src] of node) stack.push(src);
-  }
+  const keep = reachable(output, (name) => ((byName.get(name)?.inbound_nodes ?? []) as Array<Array<[string, number, number]>>).flatMap((node) => node.map(([src]) => src)));
   topology.model_config.config.layers = layers.filter((l) => keep.has(l.name));
   topology.model_config.config.output_layers = [[output, 0, 0]];
   return keep;

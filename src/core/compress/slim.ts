@@ -3,19 +3,19 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type * as tf from '@tensorflow/tfjs';
 import { onnx } from 'onnx-proto';
-import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, writeOnnxBackbone } from '../backbones/onnxBackbone';
-import { ensureOnnxBackbone, loadOrt } from '../backbones/onnxEngine';
+import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, writeOnnxBackbone } from '../onnx/backbone';
+import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
 import type { ResolvedBackbone } from '../backbones/store';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { type EngineOptions, openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { headDense, writeFullModel } from '../export/fullModel';
-import { calibrationItems } from '../export/onnx/calibrate';
-import { convertTfjsModel } from '../export/onnx/convert';
-import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenStats } from '../export/onnx/slim';
-import { compareOnnxSpeed } from '../export/onnx/speed';
-import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../run';
+import { calibrationItems } from '../onnx/calibrate';
+import { convertTfjsModel } from '../onnx/convert';
+import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenStats } from '../onnx/slim';
+import { compareOnnxSpeed } from '../onnx/speed';
+import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from '../train/head';
 
 /** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */

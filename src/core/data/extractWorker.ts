@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import { initBackend } from '../backend';
 import { type FeatureExtractor, loadTfjsExtractor } from '../backbones/extractor';
-import { loadOnnxExtractor } from '../backbones/onnxEngine';
+import { loadOnnxExtractor } from '../onnx/engine';
 import { assertNever, describeError } from '../errors';
 import type { PoolReply, PoolRequest } from './pool';
 

@@ -1,3 +1,5 @@
+import type * as shared from '../../shared/records';
+import type { ClassCounts } from '../../shared/records';
 import { HeadstartError } from '../errors';
 import { Rng } from '../rng';
 import type { Sample, Skipped } from './dataset';
@@ -24,20 +26,10 @@ export interface SplitOptions {
 /** Fewest images a class may have: one each for train, validation and test. */
 export const MIN_PER_CLASS = 3;
 
-export interface ClassCounts {
-  train: number;
-  val: number;
-  test: number;
-  total: number;
-}
+export type { ClassCounts } from '../../shared/records';
 
-export interface DatasetSummary {
-  root: string;
-  kind: string;
-  classes: string[];
-  counts: Record<string, ClassCounts>;
-  total: number;
-  skipped: Skipped[];
+/** The dataset as a run used it: the shared shape plus the groups of duplicates. */
+export interface DatasetSummary extends shared.DatasetSummary {
   /** Groups of identical files (same content) that were kept together in one split. */
   duplicates: string[][];
   warnings: string[];

@@ -4,10 +4,11 @@ import { gzipSync } from 'node:zlib';
 import type { Skipped } from '../data/dataset';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { throwIfAborted } from '../errors';
+import { PACKAGE_NAME, VERSION } from '../version';
 import type { Progress } from '../events';
 import * as tf from '@tensorflow/tfjs';
 import type { ExportMetadata } from '../predict';
-import type { LoadedRun } from '../run';
+import type { LoadedRun } from '../runFolder';
 import { evaluatePredictions } from '../train/metrics';
 
 /** Bytes of a model folder's files, raw and gzipped (what a web server sends). */
@@ -51,8 +52,8 @@ export async function writeExportFiles(dir: string, run: LoadedRun, format: stri
   const meta: ExportMetadata = {
     tfjsVersion: tf.version.tfjs,
     tmVersion: '2.4.7',
-    packageVersion: '0.1.0',
-    packageName: 'headstart',
+    packageVersion: VERSION,
+    packageName: PACKAGE_NAME,
     modelName: `headstart-${run.record.backbone.id}`,
     timeStamp: new Date().toISOString(),
     labels,

@@ -4,7 +4,7 @@ import { inputNodeName } from '../backbones/bundled';
 import { type Policy, POLICIES, type RoledEntry, type WeightDtype, type WeightRole, applyPolicy } from '../compress/quantize';
 import { HeadstartError } from '../errors';
 import { readJson } from '../fsutil';
-import type { LoadedRun } from '../run';
+import type { LoadedRun } from '../runFolder';
 import { type ModelJson, decodeEntries, dirLoader, readModelDir, storedByteLength, writeModelDir } from '../tfjsio';
 
 /** Name of the exported model's input and output. */

@@ -94,6 +94,11 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   });
 
 /** `p`, or a rejection after `ms` (a command to an unreachable Redis may never settle). */
+/** A completed job's return value as QueueEvents reports it (typed as a string, delivered as the worker's object). */
+function jobResult(v: unknown): ExtractJobResult | undefined {
+  return typeof v === 'object' && v !== null && typeof (v as Partial<ExtractJobResult>).computed === 'number' ? (v as ExtractJobResult) : undefined;
+}
+
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -125,7 +130,7 @@ async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: Ex
     tally.seeWorker(typeof p?.worker === 'string' ? p.worker : undefined);
     if (typeof p?.done === 'number') tally.update(jobId, p.done);
   });
-  events.on('completed', ({ jobId, returnvalue }) => tally.finish(jobId, 'completed', returnvalue as unknown as ExtractJobResult));
+  events.on('completed', ({ jobId, returnvalue }) => tally.finish(jobId, 'completed', jobResult(returnvalue)));
   events.on('stalled', ({ jobId }) => {
     if (tally.jobs.has(jobId)) progress.onEvent?.({ type: 'warning', message: `job ${jobId} stalled (its worker stopped answering); it goes back to the queue for another worker` });
   });

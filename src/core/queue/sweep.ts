@@ -3,8 +3,9 @@ import { accuracyInterval } from '../train/metrics';
 import * as path from 'node:path';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
-import { readJson, writeDirAtomic } from '../fsutil';
-import { type RunRecord, type TrainConfig, trainRun } from '../run';
+import { writeDirAtomic } from '../fsutil';
+import { type TrainConfig, readRunRecord } from '../runFolder';
+import { trainRun } from '../train/trainRun';
 
 /** The settings a grid can vary, by the name used in --grid. */
 const AXES = {
@@ -55,7 +56,7 @@ function trialConfig(base: Omit<TrainConfig, 'out'>, t: Trial, out: string): Tra
   const cfg: TrainConfig = { ...base, out };
   for (const [name, v] of Object.entries(t) as Array<[Axis, number | string]>) {
     if (name === 'augment') cfg.augment = Number(v) > 0 ? { ...base.augment, views: Number(v) } : undefined;
-    else (cfg as unknown as Record<string, unknown>)[AXES[name].field] = v;
+    else Object.assign(cfg, { [AXES[name].field]: v });
   }
   return cfg;
 }
@@ -131,7 +132,7 @@ export async function runSweep(opts: { grid: Trial[]; out: string; force?: boole
         emit({ type: 'log', message: `trial ${i + 1}/${opts.grid.length}: ${Object.entries(trial).map(([k, v]) => `${k}=${v}`).join(' ')}` });
         const t0 = Date.now();
         const res = await trainRun(trialConfig(opts.base, trial, path.join(tmp, run)), progress);
-        const record = await readJson<RunRecord>(path.join(res.runDir, 'run.json'), 'trial run record');
+        const record = await readRunRecord(res.runDir);
         rows.push({
           trial,
           run,

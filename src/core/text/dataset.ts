@@ -1,3 +1,4 @@
+import type * as shared from '../../shared/records';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
@@ -266,12 +267,7 @@ async function manifestHasTextColumn(file: string): Promise<boolean> {
 }
 
 /** Length statistics of the texts: characters and words. */
-export interface TextStats {
-  chars: { min: number; median: number; mean: number; max: number };
-  words: { min: number; median: number; mean: number; max: number };
-  /** Up to three examples per class, one line each, at most 120 characters. */
-  examples: Record<string, string[]>;
-}
+export type TextStats = shared.TextStats;
 
 function stats(v: number[]): TextStats['chars'] {
   const s = [...v].sort((a, b) => a - b);

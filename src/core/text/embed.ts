@@ -1,3 +1,4 @@
+import type * as shared from '../../shared/records';
 import { throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { VectorCache } from '../data/cache';
@@ -7,14 +8,7 @@ import type { TextEmbedder } from './encoder';
 export const LOW_COVERAGE = 0.6;
 
 /** Vocabulary coverage of a dataset: word tokens with a vector (not [UNK]) over all word tokens. */
-export interface Coverage {
-  /** Known over all word tokens of every text, 0..1 (1 when there are no words). */
-  tokens: number;
-  /** Texts with no known word at all (their embedding is the zero vector, or only special tokens). */
-  emptyTexts: number;
-  /** Mean of the per-text coverage, 0..1. */
-  meanPerText: number;
-}
+export type Coverage = shared.TextCoverage;
 
 export interface TextFeatures {
   /** Feature vector by exact-text hash. */

@@ -6,7 +6,7 @@ import type { Progress } from '../events';
 import { exists, sha256, writeDirAtomic } from '../fsutil';
 import { readRegularFile } from '../data/files';
 import { type DownloadOptions, bundledModelsDir, fetchChecked, readBody } from '../backbones/store';
-import { loadOrt } from '../backbones/onnxEngine';
+import { loadOrt } from '../onnx/engine';
 import { GLOVE_BACKBONE_ID, VOCAB_DIMS, loadVocabulary } from './vocab';
 import { TOKENIZER_DESCRIPTION } from './tokenize';
 

@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import { OPSET, OnnxBuilder } from '../export/onnx/builder';
+import { OPSET, OnnxBuilder } from '../onnx/builder';
 
 /** A graph input or output: name, element type and dimensions (a string is a symbolic one). */
 export interface TypedValue {

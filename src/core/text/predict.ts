@@ -8,14 +8,14 @@ import type { Progress } from '../events';
 import { type Skipped } from '../data/dataset';
 import { UnreadableFileError, withRegularFile } from '../data/files';
 import { exists, readJson } from '../fsutil';
-import { loadOrt, ortUnavailableReason } from '../backbones/onnxEngine';
-import { type LoadedRun, loadRun } from '../run';
+import { loadOrt, ortUnavailableReason } from '../onnx/engine';
+import { type LoadedRun, headProbs, loadRun } from '../runFolder';
 import { type EvalResult, evaluatePredictions } from '../train/metrics';
 import { dirLoader } from '../tfjsio';
-import { MAX_TEXT_BYTES, decodeText, textRefusal } from './decode';
+import { MAX_TEXT_BYTES, decodeText, textExactHash, textRefusal } from './decode';
 import { discoverTextDataset, snippet } from './dataset';
-import { type TextEmbedder, openGlove, openOnnxEncoder } from './encoder';
-import { textRunProbs } from './run';
+import { type TextEmbedder, openGlove, openOnnxEncoder, openTextBackbone } from './encoder';
+import { embedTexts } from './embed';
 
 /** One text to classify: given on the command line / stdin (`text`), or read from `path`. */
 export interface TextInput {
@@ -171,3 +171,29 @@ export async function evalTextRun(run: LoadedRun, data: string | undefined, opts
   return { ...evaluatePredictions(labels, Int32Array.from(items.map((i) => labels.indexOf(i.label))), probs, items.map((i) => i.path)), skipped };
 }
 
+
+/** Opens a text run's backbone and checks it is the model the run was trained on. */
+export async function openRunTextBackbone(run: LoadedRun, cacheDir: string, progress: Progress = {}): Promise<TextEmbedder> {
+  const b = run.record.backbone;
+  const e = await openTextBackbone(b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id, cacheDir, progress);
+  if (e.modelHash !== b.modelHash) {
+    e.dispose();
+    throw new HeadstartError('BAD_MODEL', `text backbone ${b.id} changed since this run was trained (its files differ); train again`);
+  }
+  return e;
+}
+
+/** Class probabilities of texts with a text run (embeddings through the cache, then the head). */
+export async function textRunProbs(run: LoadedRun, texts: string[], cacheDir: string, progress: Progress = {}): Promise<{ probs: Float32Array; coverage: Array<{ known: number; words: number }> }> {
+  const e = await openRunTextBackbone(run, cacheDir, progress);
+  try {
+    const items = texts.map((text) => ({ text, exact: textExactHash(text) }));
+    const ex = await embedTexts(e, items, cacheDir, progress);
+    const fsz = e.featureSize;
+    const x = new Float32Array(texts.length * fsz);
+    items.forEach((it, i) => x.set(ex.features.get(it.exact)!, i * fsz));
+    return { probs: headProbs(run.head, x, fsz), coverage: items.map((it) => ex.counts.get(it.exact)!) };
+  } finally {
+    e.dispose();
+  }
+}

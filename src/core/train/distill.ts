@@ -4,18 +4,19 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type EngineOptions, openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
+import type * as shared from '../../shared/records';
+import type { ModelFigures } from '../../shared/records';
 import type { Progress } from '../events';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { loadExportedModel, writeFullModel } from '../export/fullModel';
 import { sizeOf } from '../export/common';
 import { type OutOptions, outGuard, prepareOutDir, writeOutDir } from '../fsutil';
-import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, runProbs } from '../run';
+import { type LoadedRun, type RunRecord, RUN_VERSION, loadRun, openRunBackbone, runProbs, writeRunFiles } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from './head';
 import { evaluatePredictions } from './metrics';
-import { dirSaver } from '../tfjsio';
-import { resolveOnnxBackbone } from '../backbones/onnxBackbone';
+import { resolveOnnxBackbone } from '../onnx/backbone';
 import { type SlimOption, type SlimReport, runAsOnnx, slimSearch } from '../compress/slim';
-import { compareOnnxSpeed } from '../export/onnx/speed';
+import { compareOnnxSpeed } from '../onnx/speed';
 
 export interface DistillConfig extends EngineOptions, OutOptions {
   /** The teacher: a RUN_DIR. */
@@ -37,24 +38,10 @@ export interface DistillConfig extends EngineOptions, OutOptions {
   alpha?: number;
 }
 
-/** Size, accuracy and speed of one model, as shipped (full float32 TF.js model). */
-export interface ModelFigures {
-  backbone: string;
-  runDir: string;
-  /** Bytes of the full model (model.json + weights.bin, float32). */
-  bytes: number;
-  /** Test-split accuracy 0..1. */
-  accuracy: number;
-  /** Milliseconds per single image, full model, in this process. */
-  msPerImage: number;
-}
+export type { ModelFigures } from '../../shared/records';
 
-export interface DistillReport {
-  runDir: string;
-  temperature: number;
-  alpha: number;
-  teacher: ModelFigures;
-  student: ModelFigures;
+/** The reply of `distill`: the shared shape plus where and how the figures compare. */
+export interface DistillReport extends shared.DistillReport {
   /** Where the figures were measured: the full TF.js models, or (slim students) both as ONNX in ONNX Runtime, timed alternating. */
   measuredIn: string;
   /** teacher bytes / student bytes, teacher ms / student ms (above 1: the student is smaller / faster). */
@@ -114,6 +101,7 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
   const teacher = await loadRun(cfg.runDir, cfg.backend);
   let student: LoadedRun | undefined;
   try {
+    if (teacher.record.modality === 'text') throw new HeadstartError('BAD_INPUT', `${cfg.runDir} is a text run: distill makes smaller image backbones, and a text model's head on word vectors is already small; export it with headstart export`);
     const studentId = cfg.student ?? 'mobilenet-v2-100';
     if (studentId === 'slim') return await distillSlim(teacher, cfg, temperature, alpha, progress);
     // Before any extraction: neither the teacher run nor its DATA may be the student's folder.
@@ -173,8 +161,7 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
         };
         throwIfAborted(progress.signal);
         await writeOutDir(out, guard, async (tmp) => {
-          await res.model.save(dirSaver(path.join(tmp, 'head')));
-          await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify(record, null, 2));
+          await writeRunFiles(tmp, record, res.model);
         });
         student = await loadRun(out, cfg.backend);
         progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student' });
@@ -270,8 +257,7 @@ async function distillSlim(teacher: LoadedRun, cfg: DistillConfig, temperature: 
     const sBytes = res.modelBytes.length;
     await writeOutDir(out, guard, async (tmp) => {
       await fs.cp(res.backboneDir!, path.join(tmp, 'backbone'), { recursive: true });
-      await head!.save(dirSaver(path.join(tmp, 'head')));
-      await fs.writeFile(path.join(tmp, 'run.json'), JSON.stringify({ ...record, slimming: res.report }, null, 2));
+      await writeRunFiles(tmp, { ...record, slimming: res.report }, head!);
     });
     return {
       runDir: out,

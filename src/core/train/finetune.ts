@@ -6,10 +6,8 @@ import { dirLoader } from '../tfjsio';
 import { registerWasmGradients } from './wasmGrads';
 import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, classWeights, evaluateSet, forward, weightedLoss } from './head';
 
-interface LayerWithNodes {
-  name: string;
-  inboundNodes: Array<{ inboundLayers: LayerWithNodes[] }>;
-}
+/** A layer of a layers model, with its inbound nodes (the graph's edges). */
+type LayerWithNodes = tf.LayersModel['layers'][number];
 
 /** Where the frozen part of a layers backbone ends and the fine-tuned top begins. */
 export interface Boundary {
@@ -30,7 +28,7 @@ export interface Boundary {
  * residual block is never split).
  */
 export function findBoundary(model: tf.LayersModel, featureLayer: string, n: number): Boundary {
-  const all = model.layers as unknown as LayerWithNodes[];
+  const all: LayerWithNodes[] = model.layers;
   const feature = all.findIndex((l) => l.name === featureLayer);
   if (feature < 0) throw new HeadstartError('BAD_MODEL', `backbone has no layer '${featureLayer}'`);
   // Ancestors of the feature layer, in the model's topological order.
@@ -71,7 +69,7 @@ export function buildTop(model: tf.LayersModel, b: Boundary, pool: boolean): tf.
   const out = new Map<string, tf.SymbolicTensor>([[b.layer, input]]);
   for (const name of b.top) {
     const layer = model.getLayer(name);
-    const ins = ((layer as unknown as LayerWithNodes).inboundNodes[0]?.inboundLayers ?? []).map((x) => out.get(x.name)!);
+    const ins = (layer.inboundNodes[0]?.inboundLayers ?? []).map((x) => out.get(x.name)!);
     out.set(name, layer.apply(ins.length === 1 ? ins[0]! : ins) as tf.SymbolicTensor);
   }
   let y = out.get(b.top.at(-1) ?? b.layer)!;
@@ -137,7 +135,7 @@ export async function fineTune(
   const started = Date.now();
   if (target !== previous && !(await tf.setBackend(target))) throw new HeadstartError('BACKEND', `the ${target} backend needed for fine-tuning did not start`);
   for (const l of top.layers) l.trainable = b.trainable.includes(l.name);
-  const vars = [...top.trainableWeights, ...head.trainableWeights].map((w) => (w as unknown as { val: tf.Variable }).val);
+  const vars = [...top.trainableWeights, ...head.trainableWeights].map((w) => w.read() as tf.Variable)  // read() returns the layer's own variable;
   const optimizer = tf.train.adam(lr);
   const w = classWeights(train.y, numClasses, o.balanceClasses);
   const wT = tf.tensor1d(w);

@@ -1,19 +1,6 @@
-/** Precision, recall and F1 of one class. */
-export interface ClassMetrics {
-  label: string;
-  precision: number;
-  recall: number;
-  f1: number;
-  support: number;
-}
-
-/** A misclassified file, most confident first. */
-export interface Mistake {
-  path: string;
-  label: string;
-  predicted: string;
-  probability: number;
-}
+import type * as shared from '../../shared/records';
+import type { Mistake } from '../../shared/records';
+export type { ClassMetrics, Mistake } from '../../shared/records';
 
 /** A 95% confidence interval of a proportion (0..1), with the count it rests on. */
 export interface Interval {
@@ -66,20 +53,11 @@ export function smallSampleWarning(perClass: Array<{ label: string; support: num
 }
 
 /** The metrics `eval` prints and `train` nests under `test`. */
-export interface EvalResult {
-  /** Fraction correct, 0..1. */
-  accuracy: number;
+export interface EvalResult extends shared.EvalResult {
   /** 95% Wilson interval of `accuracy` over `count` images. */
   interval: Interval;
   /** Set when a class has under 30 images: how uncertain the figure is. */
   warning?: string;
-  macroF1: number;
-  count: number;
-  labels: string[];
-  perClass: ClassMetrics[];
-  /** confusion[i][j]: images of class i predicted as class j. */
-  confusion: number[][];
-  mistakes: Mistake[];
 }
 
 /** Computes accuracy, per-class P/R/F1 and the confusion matrix. */

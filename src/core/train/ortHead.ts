@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import { defaultOrtThreads, loadOrt } from '../backbones/onnxEngine';
+import { defaultOrtThreads, loadOrt } from '../onnx/engine';
 import { HeadstartError } from '../errors';
 import { Rng } from '../rng';
 import type { Chunk, StepEngine, StepResult } from './loop';

@@ -1,4 +1,5 @@
 import { HeadstartError, throwIfAborted } from '../errors';
+import { HEAD_CHOICES } from '../../shared/options';
 import type { Progress } from '../events';
 import { Rng } from '../rng';
 import { type HeadOptions, type HeadResult, type VectorSet, evaluateSet, trainHead } from './head';
@@ -41,8 +42,7 @@ export const TIE_POINTS = 0.5;
 /** Fewest source images (and per class) for cross-validation to mean anything. */
 export const MIN_SOURCES = 10;
 
-export type HeadChoice = 'auto' | 'linear' | 'mlp';
-export const HEAD_CHOICES: readonly HeadChoice[] = ['auto', 'linear', 'mlp'];
+export type HeadChoice = (typeof HEAD_CHOICES)[number];
 
 /** One configuration of the grid. */
 export interface HeadConfig {

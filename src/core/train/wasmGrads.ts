@@ -16,7 +16,7 @@ interface WasmBackend {
   disposeData(dataId: unknown): boolean;
 }
 
-type Kernel = (args: { inputs: Record<string, tf.TensorInfo>; backend: WasmBackend; attrs: Record<string, unknown> }) => tf.TensorInfo;
+type Kernel = (args: { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs: Record<string, unknown> }) => tf.TensorInfo;
 
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
@@ -109,14 +109,21 @@ function depthwiseBackpropInput(dy: Float32Array, filter: Float32Array, info: tf
   }
 }
 
+/** A kernel the wasm backend already has, called with one output. */
+function wasmKernel(name: string): (args: { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs: tf.NamedAttrMap }) => tf.TensorInfo {
+  const k = tf.getKernel(name, 'wasm')!.kernelFunc;
+  return (args) => k(args) as tf.TensorInfo; // Reshape and BatchMatMul return one tensor
+}
+
 /** Registers the missing gradient kernels on the wasm backend (once per process). */
 export function registerWasmGradients(): void {
   if (registered) return;
   registered = true;
   const have = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
-  const reg = (kernelName: string, fn: (args: { inputs: Record<string, tf.TensorInfo>; backend: WasmBackend; attrs: Record<string, unknown> }) => tf.TensorInfo) => {
+  const reg = (kernelName: string, fn: Kernel) => {
     if (have.has(kernelName)) return;
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
+    // TF.js hands every kernel its backend as `{}`; on 'wasm' it is the wasm backend.
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: ({ inputs, backend, attrs }) => fn({ inputs, backend: backend as WasmBackend, attrs: attrs ?? {} }) });
   };
   reg('Conv2DBackpropFilter', ({ inputs, backend, attrs }) => {
     const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
@@ -125,8 +132,8 @@ export function registerWasmGradients(): void {
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad as 'same', a.dimRoundingMode, false, 'channelsLast');
     if (info.filterHeight === 1 && info.filterWidth === 1 && info.strideHeight === 1 && info.strideWidth === 1 && info.padInfo.top === 0 && info.padInfo.left === 0) {
       // A 1x1 convolution's filter gradient is a matrix product: X^T (P x CI) · dY (P x CO), on XNNPACK.
-      const reshape = tf.getKernel('Reshape', 'wasm')!.kernelFunc as unknown as Kernel;
-      const bmm = tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc as unknown as Kernel;
+      const reshape = wasmKernel('Reshape');
+      const bmm = wasmKernel('BatchMatMul');
       const p = info.batchSize * info.outHeight * info.outWidth;
       const xa = reshape({ inputs: { x }, backend, attrs: { shape: [1, p, info.inChannels] } });
       const dyb = reshape({ inputs: { x: dy }, backend, attrs: { shape: [1, p, info.outChannels] } });

@@ -92,6 +92,12 @@ describe('Headstart in VS Code', () => {
     assert.equal(state.running, false);
     assert.ok(state.history.length >= 1, 'the panel received epochs');
     assert.equal(state.result.runDir, outcome.runDir);
+    // Epochs were set (15), the head was not: cross-validation chose it, and the panel shows the table and intervals.
+    assert.equal(record.selection.grid.epochs, 'fixed at 15');
+    assert.deepEqual(state.result.selection.rows.map((r) => r.name), record.selection.results.map((r) => r.name));
+    assert.ok(state.result.selection.rows.length >= 2, 'linear and MLP were both tried');
+    assert.equal(state.result.interval.n, record.test.count);
+    assert.ok(state.result.baseline.interval, 'the baseline carries its interval');
 
     const view = await vscode.commands.executeCommand('headstart.exportModel', outcome.runDir, 'models/shapes');
     assert.ok(view, 'export returned a report');
@@ -112,6 +118,37 @@ describe('Headstart in VS Code', () => {
     const onnxView = await vscode.commands.executeCommand('headstart.exportModel', outcome.runDir, 'models/shapes-onnx', 'uint8', 'onnx');
     assert.equal(onnxView.modelFormat, 'onnx');
     assert.ok(fs.existsSync(path.join(ws(), 'models', 'shapes-onnx', 'model.onnx')));
+  });
+
+  it('exports int8 ONNX from the panel and shows its calibration, speed-up and interval', async () => {
+    const runDir = api.session.state.result.runDir;
+    const choices = { format: 'onnx', quantize: 'int8', prune: 0, maxDrop: 1 };
+    await within(api, api.postFromWebview({ type: 'export', out: 'models/shapes-int8', choices }), 120_000, 'the int8 export');
+    const e = api.session.state.exported;
+    assert.ok(e, api.session.state.error);
+    assert.equal(api.session.state.result.runDir, runDir);
+    const report = JSON.parse(fs.readFileSync(path.join(ws(), 'models', 'shapes-int8', 'report.json'), 'utf8'));
+    assert.equal(report.chosen, 'int8');
+    assert.equal(report.quantization.calibrationSplit, 'train', 'calibrated on training images only');
+    assert.ok(report.quantization.calibrationImages > 0);
+    assert.ok(report.quantization.speed.batch1Speedup > 0);
+    // The panel shows what report.json says.
+    assert.deepEqual(e.quantization, {
+      calibrationImages: report.quantization.calibrationImages,
+      calibrationSplit: 'train',
+      threads: report.quantization.speed.threads,
+      int8Ms: report.quantization.speed.int8.batch1Ms,
+      float32Ms: report.quantization.speed.float32.batch1Ms,
+      speedup: report.quantization.speed.batch1Speedup,
+      batch32Speedup: report.quantization.speed.batch32Speedup,
+    });
+    assert.equal(e.interval.n, report.testImages, 'the accuracy carries its n');
+    assert.ok(e.interval.low <= e.accuracy && e.accuracy <= e.interval.high);
+    assert.equal(e.choice.split, 'test', 'asked for int8: nothing chosen, measured on the test split');
+    // int8 with TF.js is refused by the engine with what to do (the form refuses it before sending).
+    await api.postFromWebview({ type: 'export', out: 'models/shapes-int8-tfjs', choices: { ...choices, format: 'tfjs' } });
+    assert.match(api.session.state.error, /needs --format onnx/);
+    assert.ok(!fs.existsSync(path.join(ws(), 'models', 'shapes-int8-tfjs')));
   });
 
   it('distills the run shown into a smaller backbone', async () => {

@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import { HeadstartError } from '../../errors';
+import { HeadstartError } from '../errors';
 
 const T = onnx.TensorProto.DataType;
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { type GraphNode, type GraphTopology, inputNodeName } from '../../backbones/bundled';
-import { HeadstartError } from '../../errors';
-import { decodeEntries, readModelDir } from '../../tfjsio';
+import { type GraphNode, type GraphTopology, inputNodeName } from '../backbones/bundled';
+import { HeadstartError } from '../errors';
+import { decodeEntries, readModelDir } from '../tfjsio';
 import { OnnxBuilder } from './builder';
 
 /** Bumped whenever the conversion changes: part of the ONNX cache key. */

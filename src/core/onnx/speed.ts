@@ -1,6 +1,6 @@
-import { loadOrt } from '../../backbones/onnxEngine';
-import { throwIfAborted } from '../../errors';
-import type { Progress } from '../../events';
+import { loadOrt } from './engine';
+import { throwIfAborted } from '../errors';
+import type { Progress } from '../events';
 
 /** Speed of one ONNX model in ONNX Runtime. */
 export interface OnnxSpeed {

@@ -2,8 +2,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { HeadstartError } from '../errors';
 import { exists, readJson, sha256, writeFileAtomic } from '../fsutil';
-import type { BackboneEntry } from './catalogue';
-import type { ResolvedBackbone } from './store';
+import type { BackboneEntry } from '../backbones/catalogue';
+import type { ResolvedBackbone } from '../backbones/store';
 
 /** File names of an ONNX backbone folder (a slimmed backbone). */
 export const ONNX_BACKBONE_FILE = 'model.onnx';

@@ -3,10 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { HeadstartError } from '../errors';
 import { exists, sha256, writeFileAtomic } from '../fsutil';
-import { CONVERTER_VERSION, convertTfjsModel } from '../export/onnx/convert';
-import type { FeatureExtractor } from './extractor';
-import { ONNX_BACKBONE_FILE } from './onnxBackbone';
-import type { ResolvedBackbone } from './store';
+import { CONVERTER_VERSION, convertTfjsModel } from './convert';
+import type { FeatureExtractor } from '../backbones/extractor';
+import { ONNX_BACKBONE_FILE } from './backbone';
+import type { ResolvedBackbone } from '../backbones/store';
 
 type Ort = typeof import('onnxruntime-node');
 let ortModule: Ort | null | undefined;

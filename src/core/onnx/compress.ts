@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import { affineRange, toFloat16 } from '../../compress/quantize';
+import { affineRange, toFloat16 } from '../compress/quantize';
 
 /** Weight storage of an ONNX export. */
 export type OnnxWeights = 'float32' | 'float16' | 'uint8';

@@ -1,4 +1,5 @@
 import { onnx } from 'onnx-proto';
+import { VERSION } from '../version';
 
 /** ONNX opset the converter targets (ONNX Runtime 1.x runs it everywhere). */
 export const OPSET = 13;
@@ -83,7 +84,7 @@ export class OnnxBuilder {
     const model: onnx.IModelProto = {
       irVersion: 8,
       producerName: 'headstart',
-      producerVersion: '0.1.0',
+      producerVersion: VERSION,
       docString,
       opsetImport: [{ domain: '', version: OPSET }],
       graph: {

@@ -1,12 +1,21 @@
 import * as path from 'node:path';
-import { loadOrt } from '../../backbones/onnxEngine';
-import { DecodeError, readAndDecode } from '../../data/decode';
-import { HeadstartError, throwIfAborted } from '../../errors';
-import type { Progress } from '../../events';
-import { Rng } from '../../rng';
-import type { RunRecord } from '../../run';
+import { loadOrt } from './engine';
+import { DecodeError, readAndDecode } from '../data/decode';
+import { HeadstartError, throwIfAborted } from '../errors';
+import type { Progress } from '../events';
+import { Rng } from '../rng';
 import type { Int8Speed } from './speed';
 import { type QdqStats, type Range, qdqTensors, quantizeQdq, withOutputs } from './qdq';
+
+
+/** What calibration reads of a run record (run.json): its samples, labels, data root, seed and input size. */
+export interface CalibrationSource {
+  samples: Array<{ rel: string; label: string; split: string }>;
+  labels: string[];
+  dataset: { root: string };
+  config: { seed: number };
+  backbone: { inputSize: number };
+}
 
 /**
  * Training images the int8 export calibrates its activation ranges on, at
@@ -21,7 +30,7 @@ export const CALIBRATION_IMAGES = 100;
  * validation or test images, which measure the export), balanced across
  * classes (round-robin over each class's seeded shuffle), at most `limit`.
  */
-export function calibrationItems(record: Pick<RunRecord, 'samples' | 'labels' | 'dataset' | 'config'>, limit = CALIBRATION_IMAGES): Array<{ path: string; label: string }> {
+export function calibrationItems(record: Omit<CalibrationSource, 'backbone'>, limit = CALIBRATION_IMAGES): Array<{ path: string; label: string }> {
   const rng = new Rng(record.config.seed + 101);
   const byClass = record.labels.map((label) => {
     const list = record.samples.filter((s) => s.split === 'train' && s.label === label);
@@ -117,7 +126,7 @@ export interface Int8Info {
 export const INT8_REDUCE_RANGE = true;
 
 /** The int8 QDQ model of a float32 ONNX export, calibrated on the run's training images. */
-export async function quantizeInt8(floatBytes: Uint8Array, record: RunRecord, progress: Progress = {}): Promise<{ bytes: Uint8Array; info: Int8Info }> {
+export async function quantizeInt8(floatBytes: Uint8Array, record: CalibrationSource, progress: Progress = {}): Promise<{ bytes: Uint8Array; info: Int8Info }> {
   const tensors = qdqTensors(floatBytes);
   const items = calibrationItems(record);
   progress.onEvent?.({ type: 'phase', phase: 'export', message: `calibrating int8 activation ranges on ${items.length} training images` });

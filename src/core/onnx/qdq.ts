@@ -1,5 +1,5 @@
 import { onnx } from 'onnx-proto';
-import { HeadstartError } from '../../errors';
+import { HeadstartError } from '../errors';
 
 /** Observed range of one activation tensor over the calibration images. */
 export interface Range {

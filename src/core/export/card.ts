@@ -1,0 +1,95 @@
+/**
+ * The one model-card writer (README.md of an export folder): the data, the
+ * metrics measured after the choice, the variants tried, the int8 and
+ * slimming sections when the report has them, and the format's own parts
+ * (files, how to load it) from its plug-in.
+ */
+import type { LoadedRun } from '../runFolder';
+import type { CardParts } from './format';
+import { BUDGET_RULE, type ExportReport } from './report';
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** The model card's int8 section: calibration and speed against float32. */
+function int8Card(r: ExportReport): string {
+  const q = r.quantization;
+  if (!q) return '';
+  const { float32: f, int8: i } = q.speed;
+  return `## int8 (static QDQ)
+Activation ranges calibrated (${q.rangeMethod}) on ${q.calibrationImages} images of the run's **training** split (never validation or test images); weights ${q.reduceRange ? '7-bit (reduce_range, for x86 CPUs without VNNI)' : '8-bit'} int8 per channel; activations uint8 per tensor; the softmax output stays float32. ${q.stats.conv} Conv, ${q.stats.matmul} MatMul and ${q.stats.add} Add nodes quantized.
+
+| ONNX Runtime, ${q.speed.threads} threads | batch 1 (ms / image) | batch 32 (images / s) |
+|---|---|---|
+| float32 | ${f.batch1Ms.toFixed(1)} | ${f.batch32ImagesPerSecond.toFixed(1)} |
+| int8 | ${i.batch1Ms.toFixed(1)} | ${i.batch32ImagesPerSecond.toFixed(1)} |
+| int8 speed-up | ${q.speed.batch1Speedup.toFixed(2)}x | ${q.speed.batch32Speedup.toFixed(2)}x |
+
+`;
+}
+
+/** The model card's slimming section: the table of steps and the one chosen. */
+function slimCard(r: ExportReport): string {
+  const s = r.slimming;
+  if (!s) return '';
+  return `## Slimmed backbone
+${s.chosen ? `${Math.round(s.chosen * 100)}% of the hidden channels of each of its ${s.blocks} inverted-residual blocks removed` : 'No slimming step met the budget: the backbone is unslimmed'} (asked: ${s.asked}; budget ${s.budgetPoints} points on ${s.validationImages} validation images). Channels ranked on ${s.rankImages} **training** images by mean activation x project-weight norm; the head was refit on the slimmed features at each step. Bytes are the float32 model before any quantization; ms per image is the backbone at batch 1 on ${s.threads} ONNX Runtime threads, timed alternating with the unslimmed one.
+
+| removed | hidden channels kept | bytes | gzipped | ms / image | speed-up | validation accuracy |
+|---|---|---|---|---|---|---|
+${s.steps.map((x) => `| ${Math.round(x.fraction * 100)}%${x.fraction === s.chosen ? ' (this file)' : ''} | ${x.hiddenKept} / ${x.hiddenTotal} | ${x.bytes} | ${x.gzipBytes} | ${x.msPerImage.toFixed(1)} | ${x.speedup.toFixed(2)}x | ${pct(x.valAccuracy)} |`).join('\n')}
+
+`;
+}
+
+
+/** The model card of an export. */
+export function modelCard(run: LoadedRun, report: ExportReport, parts: CardParts): string {
+  const r = run.record;
+  const counts = r.labels.map((l) => `| ${l} | ${r.dataset.counts[l]?.train ?? 0} | ${r.dataset.counts[l]?.val ?? 0} | ${r.dataset.counts[l]?.test ?? 0} |`).join('\n');
+  const perClass = r.test.perClass.map((c) => `| ${c.label} | ${c.precision.toFixed(3)} | ${c.recall.toFixed(3)} | ${c.f1.toFixed(3)} |`).join('\n');
+  const limits = [
+    `Trained on ${r.dataset.total} images; accuracy on images unlike them (lighting, framing, cameras) will be lower.`,
+    `The classifier always answers one of its ${r.labels.length} classes; it has no "none of these" class unless you trained one.`,
+    ...parts.limits,
+    ...r.dataset.warnings,
+  ];
+  return `# Image classifier${parts.titleSuffix}: ${r.labels.join(', ')}
+
+Made with Headstart on ${r.createdAt.slice(0, 10)}: ${parts.madeOf}
+
+## Data
+${r.dataset.total} images from \`${r.dataset.root}\`, ${r.labels.length} classes, split ${Math.round((1 - r.config.val - r.config.test) * 100)}/${Math.round(r.config.val * 100)}/${Math.round(r.config.test * 100)} (seed ${r.config.seed}).
+
+| class | train | val | test |
+|---|---|---|---|
+${counts}
+
+## Metrics (test split, ${report.testImages} images)
+Accuracy of this export: **${pct(report.exported.accuracy)}** (95% CI ${pct(report.exported.interval.low)}–${pct(report.exported.interval.high)}; float32: ${pct(report.float32.accuracy)}). ${r.baseline.verdict} (baseline ${pct(r.baseline.accuracy)}). ${parts.measuredIn}
+
+| class | precision | recall | F1 |
+|---|---|---|---|
+${perClass}
+
+## Compression
+Variant \`${report.chosen}\` (asked: --quantize ${report.quantize}${report.quantize === 'auto' ? `, within ${report.maxDropPoints} points of float32` : ''}). ${parts.weights}
+
+Judged on ${report.choice.images} ${report.choice.split} images${report.quantize === 'auto' ? ` (${BUDGET_RULE})` : ''}; the test figure above was measured after the choice.
+
+| variant | bytes | gzipped | agreement with float32 | accuracy (95% CI) |
+|---|---|---|---|---|
+${report.candidates.map((c) => `| ${c.name}${c.name === report.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.agreement)} | ${pct(c.accuracy)} (${pct(c.accuracyInterval.low)}–${pct(c.accuracyInterval.high)}) |`).join('\n')}
+
+${int8Card(report)}${slimCard(report)}## Files
+${parts.files}
+
+## Load it
+${parts.loadIt}
+
+## Backbone and licence
+${r.backbone.title} — ${r.backbone.licence}. Source: ${r.backbone.source}.
+
+## Known limits
+${limits.map((w) => `- ${w}`).join('\n')}
+`;
+}

@@ -1,0 +1,157 @@
+/**
+ * The ONNX format plug-in: the full model (backbone + head, softmax output)
+ * as one .onnx file, converted by Headstart's converter (or a slimmed ONNX
+ * backbone with the head appended), in float32, float16 or uint8 weights, or
+ * static int8 (QDQ, calibrated on training images); every variant is measured
+ * in ONNX Runtime.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { loadOrt } from '../../onnx/engine';
+import { HeadstartError } from '../../errors';
+import type { Progress } from '../../events';
+import type { LoadedRun } from '../../runFolder';
+import { accuracyInterval } from '../../train/metrics';
+import { runAsOnnx, slimSearch } from '../../compress/slim';
+import { type Int8Info, quantizeInt8 } from '../../onnx/calibrate';
+import { type OnnxWeights, compressOnnx } from '../../onnx/compress';
+import { type Int8Speed, compareOnnxSpeed } from '../../onnx/speed';
+import { type TestSet, measureVariant, sizeOf } from '../common';
+import type { ExportFormat, FormatSession, VariantSpec } from '../format';
+
+/** An ONNX variant: weight storage, or int8 (static QDQ: int8 weights and uint8 activations). */
+type OnnxVariant = OnnxWeights | 'int8';
+
+const MODEL_FILE = 'model.onnx';
+
+/** int8 against float32 in ONNX Runtime, 2 threads, same process and pixels (at most 32 test images). */
+async function int8Speed(f32File: string, int8File: string, run: LoadedRun, test: TestSet, progress: Progress): Promise<Int8Speed> {
+  progress.onEvent?.({ type: 'phase', phase: 'export', message: 'timing int8 against float32 in ONNX Runtime (2 threads, batch 1 and batch 32)' });
+  const c = await compareOnnxSpeed(f32File, int8File, test.images.slice(0, 32).map((im) => im.rgb), run.record.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
+  return { threads: c.threads, float32: c.base, int8: c.other, batch1Speedup: c.batch1Speedup, batch32Speedup: c.batch32Speedup };
+}
+
+function onnxSnippet(): string {
+  return `// Classify images with this exported Headstart model in Node.js (ONNX Runtime).
+// Needs: npm install onnxruntime-node sharp
+// Usage:  node inference.mjs photo1.jpg photo2.png
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+
+const here = new URL('.', import.meta.url);
+const meta = JSON.parse(await readFile(new URL('metadata.json', here), 'utf8'));
+const session = await ort.InferenceSession.create(new URL('model.onnx', here).pathname);
+const size = meta.imageSize;
+
+for (const file of process.argv.slice(2)) {
+  // RGB pixels 0..255, centre-cropped to a square, NHWC: [1, size, size, 3].
+  const { data } = await sharp(file).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb')
+    .resize(size, size, { fit: 'cover' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const out = await session.run({ image: new ort.Tensor('float32', Float32Array.from(data), [1, size, size, 3]) });
+  const probs = out.probabilities.data;
+  const top = [...probs].map((p, i) => ({ label: meta.labels[i], probability: p })).sort((a, b) => b.probability - a.probability);
+  console.log(JSON.stringify({ path: file, label: top[0].label, probability: top[0].probability, top: top.slice(0, 5) }));
+}
+`;
+}
+
+
+/** Weight storage of the chosen variant, in words (model card). */
+function weightsLine(chosen: string): string {
+  const what = chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32';
+  return `Weights: ${what}${chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.`;
+}
+
+export const onnxFormat: ExportFormat = {
+  check(opts) {
+    if (!loadOrt()) throw new HeadstartError('BACKEND', '--format onnx measures the export in ONNX Runtime, which is not available here (onnxruntime-node did not load); use --format tfjs');
+    if (opts.quantize === 'uint16') throw new HeadstartError('BAD_INPUT', '--quantize uint16 has no ONNX Runtime weight format; use uint8, float16, none or auto with --format onnx');
+    if (opts.prune) throw new HeadstartError('BAD_INPUT', '--prune applies to --format tfjs in this version');
+  },
+  phaseMessage: (n) => `converting the full model to ONNX and measuring it on ${n} test images`,
+  async open(run, opts, backendName, work, progress): Promise<FormatSession> {
+    // --slim: the slimmed backbone + its refit head replace the run's model as the float32 source.
+    const slim = opts.slim === undefined ? undefined : await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
+    const floatBytes = slim?.modelBytes ?? (await runAsOnnx(run, work));
+    slim?.head?.dispose();
+    let int8: Int8Info | undefined;
+    const ort = loadOrt()!;
+    const size = run.record.backbone.inputSize;
+    const rec = run.record;
+    return {
+      listsReference: true,
+      modelFiles: [MODEL_FILE],
+      candidates(): VariantSpec[] {
+        const order: OnnxVariant[] = opts.quantize === 'auto' ? ['int8', 'uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxVariant)];
+        return order.map((w) => ({ name: w, policy: w, sparsity: 0 }));
+      },
+      async write(v, dir) {
+        await fs.mkdir(dir, { recursive: true });
+        const file = path.join(dir, MODEL_FILE);
+        if (v.name === 'int8') {
+          const q = await quantizeInt8(floatBytes, rec, progress);
+          int8 = q.info;
+          await fs.writeFile(file, q.bytes);
+        } else await fs.writeFile(file, compressOnnx(floatBytes, v.name as OnnxWeights).bytes);
+      },
+      async measure(dir, set, label) {
+        const session = await ort.InferenceSession.create(path.join(dir, MODEL_FILE), { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+        try {
+          const m = await measureVariant(run, set, progress, `onnx ${label}`, async (x) => (await session.run({ image: new ort.Tensor('float32', x, [1, size, size, 3]) })).probabilities!.data as Float32Array);
+          return { ...(await sizeOf(dir, [MODEL_FILE])), ...m, interval: accuracyInterval(m.accuracy, set.images.length) };
+        } finally {
+          await session.release();
+        }
+      },
+      async describe(chosen, chosenDir, f32Dir, test) {
+        const quantization = chosen.name === 'int8' && int8 ? { ...int8, speed: await int8Speed(path.join(f32Dir, MODEL_FILE), path.join(chosenDir, MODEL_FILE), run, test, progress) } : undefined;
+        return {
+          modelFormat: 'onnx',
+          precision: { kernels: chosen.name, vectors: chosen.name === 'int8' ? 'int32 (Conv biases), float32' : 'float32', source: rec.backbone.format === 'graph' ? 'graph-model' : rec.backbone.format === 'layers' ? 'layers-model' : 'onnx' },
+          bytesByDtype: {},
+          prune: { target: 0, perLayer: {} },
+          backend: `onnxruntime (tfjs ${backendName} for conversion)`,
+          ...(quantization ? { quantization } : {}),
+          ...(slim ? { slimming: slim.report } : {}),
+        };
+      },
+      snippet: () => onnxSnippet(),
+      card(r) {
+        const s = size;
+        return {
+          titleSuffix: ' (ONNX)',
+          madeOf: `${rec.backbone.title} (frozen) with a trained dense head, converted to ONNX (opset 13) by Headstart's converter.`,
+          measuredIn: `Measured in ONNX Runtime: ${r.exported.msPerImage.toFixed(1)} ms per image on one thread.`,
+          weights: weightsLine(r.chosen),
+          files: `\`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.`,
+          loadIt: `Node: \`npm install onnxruntime-node sharp\`, then \`node inference.mjs photo.jpg\`.
+
+Browser (onnxruntime-web):
+\`\`\`js
+import * as ort from 'onnxruntime-web';
+const session = await ort.InferenceSession.create('/model/model.onnx');
+// pixels: Float32Array of ${s}*${s}*3 RGB values 0..255 (e.g. from a canvas, alpha dropped)
+const { probabilities } = await session.run({ image: new ort.Tensor('float32', pixels, [1, ${s}, ${s}, 3]) });
+\`\`\`
+
+Python:
+\`\`\`python
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+labels = json.load(open("labels.json"))
+img = Image.open("photo.jpg").convert("RGB")
+side = min(img.size); left, top = (img.width - side) // 2, (img.height - side) // 2
+x = np.asarray(img.crop((left, top, left + side, top + side)).resize((${s}, ${s})), dtype=np.float32)[None]
+probs = ort.InferenceSession("model.onnx").run(None, {"image": x})[0][0]
+print(labels[int(probs.argmax())], float(probs.max()))
+\`\`\``,
+          limits: ['`--quantize uint8` is weights-only (smaller file, same float32 arithmetic); `--quantize int8` quantizes activations too (calibrated on training images) and runs 8-bit arithmetic.'],
+        };
+      },
+      dispose() {
+        // The slimmed head was disposed once the float32 model held it; nothing else is held.
+      },
+    };
+  },
+};

@@ -1,0 +1,128 @@
+/**
+ * The TF.js format plug-in: the full model (backbone + head) as a layers or
+ * graph model, with weight policies per role and, under auto or --prune,
+ * pruned heads (gradual magnitude pruning, fine-tuned on the run's vectors).
+ */
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { EngineOptions } from '../../engine';
+import type { Progress } from '../../events';
+import { type LoadedRun, openRunBackbone, toHeadInput } from '../../runFolder';
+import type { VectorSet } from '../../train/head';
+import { type PolicyName, POLICIES } from '../../compress/quantize';
+import { pruneHead } from '../../compress/prune';
+import { accuracyInterval } from '../../train/metrics';
+import { type WrittenModel, loadExportedModel, writeFullModel } from '../fullModel';
+import { browserSnippet, nodeSnippet } from '../snippet';
+import { measureVariant, sizeOf } from '../common';
+import type { ExportFormat, FormatSession, VariantSpec } from '../format';
+import type { ResolvedExportOptions } from '../report';
+
+/** Candidate policies from smallest to largest, for --quantize auto. */
+const AUTO_ORDER: PolicyName[] = ['uint8', 'mixedLight', 'mixed', 'float16'];
+
+/** Train / validation features of a run (through the embedding cache) for fine-tuning while pruning. */
+async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progress): Promise<{ train: VectorSet; val: VectorSet; featureSize: number }> {
+  const opened = await openRunBackbone(run, opts, progress);
+  try {
+    const pick = (split: string) => run.record.samples.filter((s) => s.split === split).map((s) => ({ path: path.join(run.record.dataset.root, s.rel), hash: s.hash, label: s.label }));
+    const all = [...pick('train'), ...pick('val')];
+    const ex = await opened.extract(all, progress);
+    const fsz = opened.backbone.entry.featureSize;
+    const gather = (list: typeof all): VectorSet => {
+      const ok = list.filter((s) => ex.features.has(s.hash));
+      const x = new Float32Array(ok.length * fsz);
+      ok.forEach((s, i) => x.set(ex.features.get(s.hash)!, i * fsz));
+      return { x, y: Int32Array.from(ok.map((s) => run.record.labels.indexOf(s.label))) };
+    };
+    const headIn = (v: VectorSet): VectorSet => ({ x: toHeadInput(run, v.x), y: v.y });
+    return { train: headIn(gather(pick('train'))), val: headIn(gather(pick('val'))), featureSize: run.record.backbone.featureSize };
+  } finally {
+    opened.dispose();
+  }
+}
+
+/** Sparsities to try: auto also tries 0.8 and 0.5 (never less than asked), largest first. */
+function sparsitiesOf(opts: ResolvedExportOptions): number[] {
+  return opts.quantize === 'auto' ? [...new Set([opts.prune, 0.8, 0.5, 0].filter((x) => x >= opts.prune))].sort((a, b) => b - a) : [opts.prune];
+}
+
+/** Prunes the head to each sparsity above 0; the run's own head stands for 0. */
+async function prunedHeads(run: LoadedRun, opts: ResolvedExportOptions, progress: Progress): Promise<Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>> {
+  const heads = new Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>([[0, { head: run.head, perLayer: {} }]]);
+  const sparse = sparsitiesOf(opts).filter((x) => x > 0);
+  if (!sparse.length) return heads;
+  progress.onEvent?.({ type: 'phase', phase: 'export', message: 'pruning the head' });
+  const vec = await runVectors(run, opts, progress);
+  try {
+    for (const sp of sparse) {
+      const res = await pruneHead(run.head, vec.train, vec.val, vec.featureSize, run.record.labels.length, sp, { seed: run.record.config.seed }, progress);
+      heads.set(sp, { head: res.head, perLayer: res.sparsity });
+    }
+  } catch (err) {
+    for (const [sp, h] of heads) if (sp > 0) h.head.dispose();
+    throw err;
+  }
+  return heads;
+}
+
+export const tfjsFormat: ExportFormat = {
+  check() {
+    // Every shared option applies to TF.js; int8 and --slim were refused before (they need ONNX).
+  },
+  phaseMessage: (n) => `writing the full model and measuring it on ${n} test images`,
+  async open(run, opts, backendName, _work, progress): Promise<FormatSession> {
+    const heads = await prunedHeads(run, opts, progress);
+    const written = new Map<string, WrittenModel>();
+    const size = run.record.backbone.inputSize;
+    return {
+      listsReference: false,
+      modelFiles: ['model.json', 'weights.bin'],
+      candidates(): VariantSpec[] {
+        const name = (policy: PolicyName, sparsity: number) => `${policy}${sparsity ? `-sparse${Math.round(sparsity * 100)}` : ''}`;
+        const asked: PolicyName = opts.quantize === 'none' ? 'float32' : (opts.quantize as PolicyName); // int8 is ONNX-only, refused before
+        const pairs = opts.quantize === 'auto' ? AUTO_ORDER.flatMap((policy) => sparsitiesOf(opts).map((sparsity) => ({ policy, sparsity }))) : [{ policy: asked, sparsity: opts.prune }];
+        return pairs.map((p) => ({ ...p, name: name(p.policy, p.sparsity) }));
+      },
+      async write(v, dir) {
+        written.set(v.name, await writeFullModel(run, dir, POLICIES[v.policy as PolicyName], heads.get(v.sparsity)!.head));
+      },
+      async measure(dir, set, label) {
+        const model = await loadExportedModel(dir);
+        try {
+          const m = await measureVariant(run, set, progress, label, async (x) => tf.tidy(() => model.predict(tf.tensor4d(x, [1, size, size, 3])).dataSync()));
+          return { ...(await sizeOf(dir)), ...m, interval: accuracyInterval(m.accuracy, set.images.length) };
+        } finally {
+          model.dispose();
+        }
+      },
+      async describe(chosen) {
+        const w = written.get(chosen.name)!;
+        return { modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} }, backend: backendName };
+      },
+      snippet: () => nodeSnippet(),
+      card(r) {
+        return {
+          titleSuffix: '',
+          madeOf: `a ${run.record.backbone.title} backbone (frozen) with a trained dense head.`,
+          measuredIn: `Latency here: ${r.exported.msPerImage.toFixed(1)} ms per image (${r.backend} backend).`,
+          weights: `Weights by storage: ${Object.entries(r.bytesByDtype).map(([d, b]) => `${d} ${b} B`).join(', ')}. Precision by role: ${Object.entries(r.precision).map(([k, v]) => `${k} ${v}`).join(', ')}.${r.prune.target ? ` Head pruned to ${Object.entries(r.prune.perLayer).map(([l, x]) => `${l} ${(x * 100).toFixed(0)}%`).join(', ')} zeros (gradual magnitude pruning, fine-tuned).` : ''}`,
+          files: `- \`model.json\` + \`weights.bin\`: TensorFlow.js ${r.modelFormat}, ${r.exported.bytes} bytes (${r.exported.gzipBytes} gzipped) — float32 would be ${r.float32.bytes} bytes (${r.float32.gzipBytes} gzipped).
+- \`labels.json\`, \`metadata.json\` (Teachable Machine's keys: \`labels\`, \`imageSize\`, …), \`report.json\`, \`inference.mjs\`.
+
+Input: a float32 tensor [batch, ${size}, ${size}, 3] of RGB pixels 0..255 (centre-crop to a square, then resize). Output: class probabilities in the order of \`labels.json\`.`,
+          loadIt: `Node: \`npm install @tensorflow/tfjs sharp\`, then \`node inference.mjs photo.jpg\`.
+
+Browser:
+\`\`\`js
+${browserSnippet(r.modelFormat)}
+\`\`\``,
+          limits: [],
+        };
+      },
+      dispose() {
+        for (const [sp, h] of heads) if (sp > 0) h.head.dispose();
+      },
+    };
+  },
+};

@@ -1,0 +1,160 @@
+/**
+ * The one export pipeline: checks the options, reads the run, decodes the
+ * test split and (auto) the choice images, then for the format plug-in asked
+ * for writes float32, tries the candidates in order on the choice images
+ * (never the test split), keeps the first within --max-drop, measures what
+ * was chosen on the test split, and writes the folder atomically with
+ * labels, metadata, report, model card and an inference script.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { initBackend } from '../backend';
+import { HeadstartError, throwIfAborted } from '../errors';
+import type { Progress } from '../events';
+import type { Skipped } from '../data/dataset';
+import { choiceItems, testSplitItems } from '../evaluate';
+import { outGuard, prepareOutDir, writeOutDir } from '../fsutil';
+import { type LoadedRun, loadRun } from '../runFolder';
+import { parseSlim } from '../compress/slim';
+import { type TestSet, decodeTestSet, writeExportFiles } from './common';
+import { modelCard } from './card';
+import { type ExportFormat, type FormatSession, type VariantSpec, FLOAT32 } from './format';
+import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, judge, plain } from './report';
+import { FORMAT_CHOICES, QUANTIZE_CHOICES } from '../../shared/options';
+import { tfjsFormat } from './formats/tfjs';
+import { onnxFormat } from './formats/onnx';
+import { exportTextRun } from '../text/export';
+
+const FORMATS: Record<ResolvedExportOptions['format'], ExportFormat> = { tfjs: tfjsFormat, onnx: onnxFormat };
+
+/** Fills in the defaults and refuses what no format can do; BAD_INPUT naming the flag. */
+function resolveOptions(opts: ExportOptions): ResolvedExportOptions {
+  const quantize = opts.quantize ?? 'none';
+  if (!QUANTIZE_CHOICES.includes(quantize)) throw new HeadstartError('BAD_INPUT', `--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${quantize}')`);
+  const prune = opts.prune ?? 0;
+  if (!(typeof prune === 'number' && prune >= 0 && prune < 1)) throw new HeadstartError('BAD_INPUT', `--prune must be a sparsity in [0, 1) (got ${opts.prune})`);
+  const maxDrop = opts.maxDrop ?? 1;
+  if (!(maxDrop >= 0 && maxDrop <= 100)) throw new HeadstartError('BAD_INPUT', `--max-drop must be a number of accuracy points from 0 to 100 (got ${opts.maxDrop})`);
+  const format = opts.format ?? 'tfjs';
+  if (!FORMAT_CHOICES.includes(format)) throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
+  if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
+  const slim = opts.slim === undefined ? undefined : parseSlim(opts.slim);
+  if (slim !== undefined && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--slim needs --format onnx in this version (the TF.js export cannot remove channels yet); export with --format onnx --slim auto');
+  return { ...opts, quantize, prune, maxDrop, format, slim };
+}
+
+/** Decodes the images --quantize auto decides on (see choiceItems); an error when there are none. */
+export async function decodeChoiceSet(run: LoadedRun, progress: Progress): Promise<{ set: TestSet; split: 'val' | 'train'; skipped: Skipped[] }> {
+  const c = await choiceItems(run);
+  const set = await decodeTestSet(run, c.items, progress);
+  if (!set.images.length) throw new HeadstartError('NO_DATA', `${run.dir} has no readable validation or training images for --quantize auto to decide on; pick --quantize none, float16, uint16 or uint8`);
+  return { set, split: c.split, skipped: [...c.skipped, ...set.skipped] };
+}
+
+/** A written variant, its folder and its measurement on the test split. */
+interface Chosen {
+  spec: VariantSpec;
+  dir: string;
+  report: Measurement;
+}
+
+/**
+ * The candidate / budget loop: float32 first (test split, and the choice
+ * images under auto), then each candidate judged against float32 on the
+ * choice images; the first within budget is measured on the test split.
+ */
+async function chooseVariant(s: FormatSession, cand: (name: string) => string, test: TestSet, judgeOn: TestSet, opts: ResolvedExportOptions, progress: Progress): Promise<{ chosen: Chosen; f32: Chosen; tried: Candidate[] }> {
+  const auto = opts.quantize === 'auto';
+  const f32Dir = cand(FLOAT32.name);
+  await s.write(FLOAT32, f32Dir);
+  const f32: Chosen = { spec: FLOAT32, dir: f32Dir, report: await s.measure(f32Dir, test, 'test float32') };
+  const f32Judge = auto ? await s.measure(f32Dir, judgeOn, 'choice float32') : f32.report;
+  const tried: Candidate[] = [];
+  const row = (v: VariantSpec, r: Measurement): Candidate & { withinBudget: boolean } => ({ name: v.name, policy: v.policy, sparsity: v.sparsity, bytes: r.bytes, gzipBytes: r.gzipBytes, ...judge(f32Judge, r, judgeOn, auto, opts.maxDrop) });
+  for (const v of s.candidates()) {
+    const isRef = v.name === FLOAT32.name;
+    const dir = isRef ? f32Dir : cand(v.name);
+    if (!isRef) await s.write(v, dir);
+    const rep = isRef ? f32Judge : await s.measure(dir, judgeOn, `${auto ? 'choice' : 'test'} ${v.name}`);
+    const c = row(v, rep);
+    tried.push(c);
+    if (c.withinBudget) {
+      const testRep = !auto ? rep : isRef ? f32.report : await s.measure(dir, test, `test ${v.name}`);
+      if (s.listsReference && !isRef) tried.unshift(row(FLOAT32, f32Judge));
+      return { chosen: { spec: v, dir, report: testRep }, f32, tried };
+    }
+  }
+  // Nothing met the budget: ship float32 and say so.
+  progress.onEvent?.({ type: 'warning', message: `no compressed ${opts.format === 'onnx' ? 'ONNX ' : ''}variant kept float32's predictions on at least ${100 - opts.maxDrop}% of the ${judgeOn.images.length} choice images; exported float32` });
+  if (s.listsReference) tried.unshift(row(FLOAT32, f32Judge));
+  return { chosen: f32, f32, tried };
+}
+
+/**
+ * Exports a run as a full model (backbone + head) in the format asked for
+ * (TF.js by default, or ONNX) with labels, metadata, report, model card and
+ * an inference script, atomically. Every variant is loaded back and measured;
+ * `auto` keeps the smallest within the accuracy budget, decided on the
+ * validation images, and only then measures it on the test split.
+ */
+export async function exportRun(runDir: string, options: ExportOptions, progress: Progress = {}): Promise<ExportReport> {
+  const opts = resolveOptions(options);
+  const guard = outGuard('export', [{ path: runDir, what: 'the run being exported' }], opts);
+  // Before the run is read: a bad --out costs nothing.
+  await prepareOutDir(opts.out, guard);
+  const format = FORMATS[opts.format];
+  format.check(opts);
+  const run = await loadRun(runDir, opts.backend);
+  try {
+    // A text run carries its vocabulary or encoder and a head on embeddings: its own branch (src/core/text/export.ts).
+    if (run.record.modality === 'text') return await exportTextRun(run, opts, guard, progress);
+    const backend = await initBackend(opts.backend ?? 'auto');
+    const { items, skipped } = await testSplitItems(run);
+    progress.onEvent?.({ type: 'phase', phase: 'export', message: format.phaseMessage(items.length) });
+    const test = await decodeTestSet(run, items, progress);
+    if (!test.images.length) throw new HeadstartError('NO_DATA', `${runDir} has no readable test images to measure the export on`);
+    const auto = opts.quantize === 'auto';
+    const choice = auto ? await decodeChoiceSet(run, progress) : undefined;
+    return await writeOutDir(opts.out, guard, async (tmp) => {
+      const work = path.join(tmp, '.candidates');
+      const session = await format.open(run, opts, backend.name, work, progress);
+      try {
+        const { chosen, f32, tried } = await chooseVariant(session, (name) => path.join(work, name), test, choice?.set ?? test, opts, progress);
+        const fields = await session.describe(chosen.spec, chosen.dir, f32.dir, test);
+        for (const f of session.modelFiles) await fs.rename(path.join(chosen.dir, f), path.join(tmp, f));
+        await fs.rm(work, { recursive: true, force: true });
+        await writeExportFiles(tmp, run, fields.modelFormat, session.snippet(fields));
+        const report: ExportReport = {
+          outDir: path.resolve(opts.out),
+          format: opts.format,
+          modelFormat: fields.modelFormat,
+          quantize: opts.quantize,
+          precision: fields.precision,
+          bytesByDtype: fields.bytesByDtype,
+          prune: fields.prune,
+          maxDropPoints: opts.maxDrop,
+          candidates: tried,
+          chosen: chosen.spec.name,
+          choice: choice ? { split: choice.split, images: choice.set.images.length, rule: BUDGET_RULE } : { split: 'test', images: test.images.length, rule: 'no choice: the variant asked for, measured on the test split' },
+          testImages: test.images.length,
+          engineAccuracy: run.record.test.accuracy,
+          float32: plain(f32.report),
+          exported: plain(chosen.report),
+          skipped: [...skipped, ...test.skipped, ...(choice?.skipped ?? [])],
+          backend: fields.backend,
+          ...(fields.quantization ? { quantization: fields.quantization } : {}),
+          ...(fields.slimming ? { slimming: fields.slimming } : {}),
+        };
+        await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
+        await fs.writeFile(path.join(tmp, 'README.md'), modelCard(run, report, session.card(report)));
+        throwIfAborted(progress.signal); // a cancel that came during the last step still wins
+        return report;
+      } finally {
+        session.dispose();
+      }
+    });
+  } finally {
+    run.head.dispose();
+    run.top?.dispose();
+  }
+}

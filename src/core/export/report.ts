@@ -1,0 +1,125 @@
+/**
+ * What an export reports (report.json) and the rule --quantize auto decides
+ * by. Plain types and small pure helpers: the pipeline, the format plug-ins
+ * and the model card all read them.
+ */
+import type { EngineOptions } from '../engine';
+import type { Skipped } from '../data/dataset';
+import type { OutOptions } from '../fsutil';
+import type { Policy, PolicyName } from '../compress/quantize';
+import type { SlimOption, SlimReport } from '../compress/slim';
+import type { Int8Info } from '../onnx/calibrate';
+import type { Int8Speed } from '../onnx/speed';
+import { type Agreement, type Interval, agreementOf } from '../train/metrics';
+import type { Measured, TestSet } from './common';
+import type { QUANTIZE_CHOICES } from '../../shared/options';
+
+export type Quantize = (typeof QUANTIZE_CHOICES)[number];
+
+export interface ExportOptions extends EngineOptions, OutOptions {
+  /** Export folder to create. */
+  out: string;
+  /** Weight storage: none (float32), float16, uint16, uint8, or auto (smallest within --max-drop). Default none. */
+  quantize?: Quantize;
+  /** Target sparsity of the head's kernels, in [0, 1). Default 0 (auto also tries 0.5 and 0.8). */
+  prune?: number;
+  /** Accuracy budget of --quantize auto, in points below float32 (default 1). */
+  maxDrop?: number;
+  /** Model format: 'tfjs' (default) or 'onnx'. */
+  format?: 'tfjs' | 'onnx';
+  /** Slim the backbone for this task before compression (ONNX only): 'auto' or a fraction of hidden channels to remove. Default: no slimming. */
+  slim?: SlimOption;
+}
+
+/** Export options with every default filled in and checked. */
+export interface ResolvedExportOptions extends ExportOptions {
+  quantize: Quantize;
+  prune: number;
+  maxDrop: number;
+  format: 'tfjs' | 'onnx';
+}
+
+/** Size and quality of one model variant. */
+export interface VariantReport {
+  bytes: number;
+  gzipBytes: number;
+  /** Test-split accuracy 0..1 of this variant, loaded from its files. */
+  accuracy: number;
+  /** 95% Wilson interval of `accuracy` over the test images. */
+  interval: Interval;
+  macroF1: number;
+  perClassF1: Record<string, number>;
+  /** Mean milliseconds per single image in the exporting process (backbone + head). */
+  msPerImage: number;
+}
+
+/**
+ * One variant tried by --quantize auto (or the one asked for), judged on the
+ * choice images (auto: the run's validation split, never the test split; an
+ * explicit --quantize: the test split, where nothing is chosen).
+ */
+export interface Candidate extends Agreement {
+  name: string;
+  /** Weight policy (TF.js) or ONNX variant; int8 is ONNX's static QDQ quantization. */
+  policy: PolicyName | 'int8';
+  sparsity: number;
+  bytes: number;
+  gzipBytes: number;
+  /** Within --max-drop: top-1 predictions differ from float32's on at most max-drop % of the choice images. */
+  withinBudget: boolean;
+}
+
+/** Where --quantize auto decided, and by what rule. */
+export interface ChoiceInfo {
+  split: 'val' | 'train' | 'test';
+  images: number;
+  rule: string;
+}
+
+/** The budget rule, in words (CLI help, README and report say the same). */
+export const BUDGET_RULE = 'a variant is within --max-drop P when its top-1 prediction differs from float32\'s on at most P% of the choice images (the run\'s validation split, or its training split when it has none; never the test split); each changed prediction can cost at most one correct answer, so its accuracy on those images is at most P points below float32\'s';
+
+/** Judges a candidate against float32 on the same images. */
+export function judge(ref: Pick<Measured, 'predicted'>, rep: Pick<Measured, 'predicted'>, set: TestSet, auto: boolean, maxDrop: number): Agreement & { withinBudget: boolean } {
+  const a = agreementOf(ref.predicted, rep.predicted, set.images.map((im) => im.label));
+  return { ...a, withinBudget: !auto || (1 - a.agreement) * 100 <= maxDrop + 1e-9 };
+}
+
+export interface ExportReport {
+  outDir: string;
+  format: 'tfjs' | 'onnx';
+  modelFormat: 'graph-model' | 'layers-model' | 'onnx';
+  quantize: Quantize;
+  /** Storage dtype per weight role in the export. */
+  precision: Policy | Record<string, string>;
+  /** Bytes of weights per storage dtype in the export. */
+  bytesByDtype: Record<string, number>;
+  /** Head sparsity asked for / achieved per dense layer. */
+  prune: { target: number; perLayer: Record<string, number> };
+  maxDropPoints: number;
+  candidates: Candidate[];
+  chosen: string;
+  /** What the choice rested on (auto) — the test split is measured only after it. */
+  choice: ChoiceInfo;
+  testImages: number;
+  /** Accuracy of the run's own head on cached features (the engine's figure). */
+  engineAccuracy: number;
+  float32: VariantReport;
+  exported: VariantReport;
+  skipped: Skipped[];
+  backend: string;
+  /** int8 ONNX exports: calibration, quantization choices and speed against float32. */
+  quantization?: Int8Info & { speed: Int8Speed };
+  /** --slim: the slimming steps tried (size, speed, validation accuracy) and the one chosen. */
+  slimming?: SlimReport;
+}
+
+/** A variant's report with its per-image top-1 classes (for agreement; left out of report.json). */
+export type Measurement = VariantReport & { predicted: number[] };
+
+/** The report without per-image predictions. */
+export function plain(m: Measurement): VariantReport {
+  const { predicted, ...rest } = m;
+  void predicted;
+  return rest;
+}
