@@ -1,4 +1,5 @@
 import type * as shared from '../../shared/records';
+import { LABEL_COLUMNS, TEXT_COLUMNS } from '../../shared/options';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
@@ -11,9 +12,9 @@ import { MAX_TEXT_BYTES, decodeText, textContentHash, textExactHash, textRefusal
 /** File name extension of a text example in a class folder. */
 export const TEXT_EXTENSIONS = ['.txt'];
 /** Header names taken as the text column, in order of preference (case-insensitive). */
-export const TEXT_COLUMNS = ['text', 'sentence', 'content', 'body', 'message', 'utterance', 'review'];
+export { TEXT_COLUMNS } from '../../shared/options';
 /** Header names taken as the label column, in order of preference (case-insensitive). */
-export const LABEL_COLUMNS = ['label', 'class', 'category', 'intent', 'tag', 'target'];
+export { LABEL_COLUMNS } from '../../shared/options';
 
 /** One labelled text. `path` is its file (or `manifest:line`); `text` is trimmed. */
 export interface TextSample extends Sample {
