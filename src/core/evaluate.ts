@@ -8,6 +8,7 @@ import { scanDataset } from './data/scan';
 import { sha256File } from './fsutil';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
 import { type LoadedRun, loadRun, openRunBackbone, runProbs } from './runFolder';
+import { evalTextRun } from './text/predict';
 
 export interface EvalReport extends EvalResult {
   runDir: string;
@@ -54,6 +55,8 @@ export async function choiceItems(run: LoadedRun): Promise<{ items: Array<{ path
 export async function evalRun(runDir: string, data: string | undefined, opts: EngineOptions = {}, progress: Progress = {}): Promise<EvalReport> {
   const run = await loadRun(runDir, opts.backend);
   try {
+    // Text runs: texts re-read and embedded through the cache (src/core/text/).
+    if (run.record.modality === 'text') return { runDir: path.resolve(runDir), source: data ? path.resolve(data) : 'test-split', ...(await evalTextRun(run, data, opts, progress)) };
     const labels = run.record.labels;
     let items: Array<{ path: string; label: string; hash: string }>;
     let skipped: Skipped[];

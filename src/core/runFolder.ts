@@ -46,6 +46,11 @@ export interface TrainConfig extends HeadOptions, EngineOptions, OutOptions {
   out: string;
   /** Spread extraction over `headstart worker` processes on this queue (run.json records the URL redacted). */
   queue?: QueueOptions;
+  /** Force the modality instead of deciding it from DATA (text: src/core/text/). */
+  modality?: 'image' | 'text';
+  /** Text manifests (CSV / JSONL): the text column and the label column, found by header name when absent. */
+  textColumn?: string;
+  labelColumn?: string;
 }
 
 /** Baseline on raw pixels, to show what the pretrained backbone bought. */

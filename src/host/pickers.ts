@@ -1,46 +1,50 @@
-import * as path from 'node:path';
+import * as fs from 'node:fs/promises';
 import * as vscode from 'vscode';
+import { type FolderCandidate, classFolderCandidates, manifestKind } from './datasetScan';
 import type { BackboneChoice } from '../shared/panelProtocol';
 
 const IMAGE_GLOB = '**/*.{jpg,jpeg,png,webp,gif,bmp,JPG,JPEG,PNG,WEBP,GIF,BMP}';
+const TEXT_GLOB = '**/*.{txt,TXT}';
 const EXCLUDE = '{**/node_modules/**,**/.headstart/**,**/.git/**}';
 
-/** Folders of the workspace that look like class folders (two or more sub-folders with images). */
-export async function findDatasetFolders(token?: vscode.CancellationToken): Promise<Array<{ dir: string; classes: Map<string, number> }>> {
-  const images = await vscode.workspace.findFiles(IMAGE_GLOB, EXCLUDE, 20000, token);
-  const byRoot = new Map<string, Map<string, number>>();
-  for (const uri of images) {
-    // An image at D/class/.../file: every ancestor pair (D, class) is a candidate.
-    let dir = path.dirname(uri.fsPath);
-    const ws = vscode.workspace.getWorkspaceFolder(uri)?.uri.fsPath;
-    for (let depth = 0; depth < 4 && ws && dir.length > ws.length; depth++) {
-      const root = path.dirname(dir);
-      const cls = path.basename(dir);
-      const m = byRoot.get(root) ?? new Map<string, number>();
-      m.set(cls, (m.get(cls) ?? 0) + 1);
-      byRoot.set(root, m);
-      dir = root;
-    }
-  }
-  return [...byRoot.entries()]
-    .filter(([, m]) => m.size >= 2 && m.size <= 200)
-    .map(([dir, classes]) => ({ dir, classes }))
-    .sort((a, b) => a.dir.length - b.dir.length)
-    .slice(0, 30);
+/** Folders of the workspace that look like class folders (two or more sub-folders with files matching `glob`). */
+export async function findDatasetFolders(token?: vscode.CancellationToken, glob = IMAGE_GLOB): Promise<FolderCandidate[]> {
+  const files = await vscode.workspace.findFiles(glob, EXCLUDE, 20000, token);
+  return classFolderCandidates(files.map((u) => u.fsPath), (f) => vscode.workspace.getWorkspaceFolder(vscode.Uri.file(f))?.uri.fsPath);
 }
 
-/** Step 1 of the wizard: a dataset folder, a manifest, or Browse…. */
+/** The first line of a manifest (its header), read with a small limit; '' when unreadable (the trainer says why if it is picked). */
+async function firstLine(file: string): Promise<string> {
+  try {
+    const fh = await fs.open(file, 'r');
+    try {
+      const buf = Buffer.alloc(4096);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead).toString('utf8').split(/\r?\n/)[0] ?? '';
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    void err; // listed as an image manifest; training it reports the read error in one line
+    return '';
+  }
+}
+
+/** Step 1 of the wizard: a folder of image or text classes, a manifest (images, or texts by its header), or Browse…. */
 export async function pickDataset(): Promise<string | undefined> {
   const items = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Headstart: looking for datasets in the workspace', cancellable: true }, async (_p, token) => {
-    const [folders, manifests] = await Promise.all([findDatasetFolders(token), vscode.workspace.findFiles('**/*.{csv,jsonl}', EXCLUDE, 50, token)]);
+    const [folders, texts, manifests] = await Promise.all([findDatasetFolders(token), findDatasetFolders(token, TEXT_GLOB), vscode.workspace.findFiles('**/*.{csv,jsonl}', EXCLUDE, 50, token)]);
     const rel = (p: string) => vscode.workspace.asRelativePath(p, true);
+    const folderItem = (f: FolderCandidate, noun: string) => ({ label: `$(folder) ${rel(f.dir)}`, description: `${f.classes.size} classes: ${[...f.classes.keys()].slice(0, 5).join(', ')}${f.classes.size > 5 ? ', …' : ''}`, detail: `${[...f.classes.values()].reduce((a, b) => a + b, 0)} ${noun}`, value: f.dir });
+    const imageDirs = new Set(folders.map((f) => f.dir));
     return [
-      ...folders.map((f) => ({ label: `$(folder) ${rel(f.dir)}`, description: `${f.classes.size} classes: ${[...f.classes.keys()].slice(0, 5).join(', ')}${f.classes.size > 5 ? ', …' : ''}`, detail: `${[...f.classes.values()].reduce((a, b) => a + b, 0)} images`, value: f.dir })),
-      ...manifests.map((m) => ({ label: `$(file) ${rel(m.fsPath)}`, description: 'manifest (path,label)', value: m.fsPath })),
+      ...folders.map((f) => folderItem(f, 'images')),
+      ...texts.filter((f) => !imageDirs.has(f.dir)).map((f) => folderItem(f, 'texts (.txt)')),
+      ...(await Promise.all(manifests.map(async (m) => ({ label: `$(file) ${rel(m.fsPath)}`, description: manifestKind(await firstLine(m.fsPath), m.fsPath.toLowerCase().endsWith('.jsonl')).description, value: m.fsPath })))),
     ];
   });
-  const browse = { label: '$(folder-opened) Browse…', description: 'a folder with one sub-folder per class, or a CSV / JSONL manifest', value: '' };
-  const pick = await vscode.window.showQuickPick([...items, browse], { title: 'Fine-tune a Model (1/2): dataset', placeHolder: items.length ? 'Choose the images to train on' : 'No class folders found in the workspace: browse for one', ignoreFocusOut: true });
+  const browse = { label: '$(folder-opened) Browse…', description: 'a folder with one sub-folder per class (images or .txt), or a CSV / JSONL manifest', value: '' };
+  const pick = await vscode.window.showQuickPick([...items, browse], { title: 'Fine-tune a Model (1/2): dataset', placeHolder: items.length ? 'Choose the images or texts to train on' : 'No class folders found in the workspace: browse for one', ignoreFocusOut: true });
   if (!pick) return undefined;
   if (pick.value) return pick.value;
   const uris = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: true, canSelectMany: false, openLabel: 'Use as dataset', filters: { Manifests: ['csv', 'jsonl'] } });

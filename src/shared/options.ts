@@ -76,3 +76,8 @@ export const NUMERIC_OPTIONS = {
 
 export type NumericOptionName = keyof typeof NUMERIC_OPTIONS;
 
+
+/** Header names a text manifest's text column is found by (CSV / JSONL), in order of preference. */
+export const TEXT_COLUMNS = ['text', 'sentence', 'content', 'body', 'message', 'utterance', 'review'];
+/** Header names its label column is found by. */
+export const LABEL_COLUMNS = ['label', 'class', 'category', 'intent', 'tag', 'target'];

@@ -156,6 +156,36 @@ export interface RunConfig {
   l2?: number;
 }
 
+/** Vocabulary coverage of a text run's data: known word tokens over all of them. */
+export interface TextCoverage {
+  /** Known over all word tokens of every text, 0..1 (1 when there are no words). */
+  tokens: number;
+  /** Texts with no known word at all (their embedding is the zero vector, or only special tokens). */
+  emptyTexts: number;
+  /** Mean of the per-text coverage, 0..1. */
+  meanPerText: number;
+}
+
+/** Length statistics and examples of a text dataset (the panel's summary). */
+export interface TextStats {
+  chars: { min: number; median: number; mean: number; max: number };
+  words: { min: number; median: number; mean: number; max: number };
+  /** Up to three examples per class, one line each, at most 120 characters. */
+  examples: Record<string, string[]>;
+}
+
+/** What run.json records of a text run beside the common fields. */
+export interface TextRunInfo {
+  kind: 'word-average' | 'onnx-encoder';
+  tokenizer: string;
+  /** Vocabulary coverage of the run's texts. */
+  coverage: TextCoverage;
+  columns?: { text: string; label: string };
+  stats: TextStats;
+  /** TF-IDF terms the baseline used. */
+  tfidfTerms: number;
+}
+
 /**
  * run.json as the host reads it. A run.json is any JSON a repository ships:
  * src/host/runs.ts checks this shape before use.
@@ -163,6 +193,10 @@ export interface RunConfig {
 export interface RunRecord {
   version: number;
   createdAt: string;
+  /** 'text' for text runs; absent (or 'image') for images. */
+  modality?: 'image' | 'text';
+  /** Text runs: tokenizer, vocabulary coverage, columns, length statistics and examples. */
+  text?: TextRunInfo;
   config: RunConfig;
   backend: string;
   /** What extracted the features ('onnxruntime' or 'tfjs-<backend>'); absent in runs of early versions. */
@@ -193,6 +227,9 @@ export interface TrainReport {
   bestEpoch: number;
   epochs: number;
   timings: RunTimings;
+  /** Text runs: the modality and the vocabulary coverage of the data. */
+  modality?: 'text';
+  coverage?: TextCoverage;
 }
 
 /** Size and quality of one exported model variant. */

@@ -42,7 +42,7 @@ export interface DownloadOptions extends Progress {
  * are followed by hand and each target must pass it (shards stay in the model's
  * folder even when a server redirects).
  */
-async function fetchChecked(url: string, opts: DownloadOptions, allowed?: (target: URL) => string | undefined): Promise<Response> {
+export async function fetchChecked(url: string, opts: DownloadOptions, allowed?: (target: URL) => string | undefined): Promise<Response> {
   const f = opts.fetchImpl ?? fetch;
   let current = url;
   for (let hops = 0; ; hops++) {
@@ -105,7 +105,7 @@ export function shardUrl(p: unknown, modelUrl: string): string {
 }
 
 /** Reads a response body with a byte limit and progress callbacks. */
-async function readBody(res: Response, url: string, limit: number, onBytes: (n: number) => void, signal?: AbortSignal): Promise<Buffer> {
+export async function readBody(res: Response, url: string, limit: number, onBytes: (n: number) => void, signal?: AbortSignal): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   if (!res.body) return Buffer.alloc(0);

@@ -31,6 +31,14 @@ function isImage(file: string): boolean {
   return IMAGE_EXTENSIONS.includes(path.extname(file).toLowerCase());
 }
 
+/** The files a class-folder walk keeps: by extension, and what to call them in skip reasons. */
+export interface FileKind {
+  extensions: string[];
+  what: string;
+}
+
+const IMAGE_KIND: FileKind = { extensions: IMAGE_EXTENSIONS, what: 'an image type Headstart reads' };
+
 const errCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
 
 /** True when `inner` is `outer` or lies inside it (real paths). */
@@ -53,6 +61,8 @@ interface ClassWalk {
   visited: Set<string>;
   /** Checked once per folder: a cancel stops discovery of a large tree. */
   signal?: AbortSignal;
+  /** Which files are examples (images, or .txt for text). */
+  accept: FileKind;
 }
 
 /**
@@ -119,8 +129,8 @@ async function walk(dir: string, c: ClassWalk, files: string[], skipped: Skipped
     if ('reason' in t) skipped.push({ path: p, reason: t.reason });
     else if (t.dir) await walk(p, c, files, skipped);
     else if (!t.file) skipped.push({ path: p, reason: `not a regular file (${t.other}); only regular files are read` });
-    else if (isImage(p)) files.push(p);
-    else skipped.push({ path: p, reason: `not an image type Headstart reads (${IMAGE_EXTENSIONS.join(', ')})` });
+    else if (c.accept.extensions.includes(path.extname(p).toLowerCase())) files.push(p);
+    else skipped.push({ path: p, reason: `not ${c.accept.what} (${c.accept.extensions.join(', ')})` });
   }
 }
 
@@ -153,7 +163,8 @@ async function classFolders(root: string, rootReal: string, skipped: Skipped[]):
   return new Map([...classes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-async function discoverFolders(root: string, signal?: AbortSignal): Promise<DiscoveredDataset> {
+/** Walks a folder of class folders (links handled as above), keeping the files of `accept`. */
+export async function discoverFolders(root: string, signal?: AbortSignal, accept: FileKind = IMAGE_KIND): Promise<DiscoveredDataset> {
   const samples: Sample[] = [];
   const skipped: Skipped[] = [];
   const rootReal = await fs.realpath(root);
@@ -161,7 +172,7 @@ async function discoverFolders(root: string, signal?: AbortSignal): Promise<Disc
   const reals = new Map([...classes].map(([label, c]) => [label, c.real]));
   for (const [label, c] of classes) {
     const files: string[] = [];
-    await walk(c.path, { label, real: c.real, rootReal, classes: reals, visited: new Set(), signal }, files, skipped);
+    await walk(c.path, { label, real: c.real, rootReal, classes: reals, visited: new Set(), signal, accept }, files, skipped);
     for (const f of files) samples.push({ path: f, rel: path.relative(root, f), label });
   }
   return { root, kind: 'folders', samples, skipped };

@@ -19,6 +19,8 @@ export interface SplitOptions {
   test?: number;
   /** Seed of the shuffle, default 42. */
   seed?: number;
+  /** What an example is called in messages, default 'image' (text: 'text'). */
+  noun?: string;
 }
 
 /** Fewest images a class may have: one each for train, validation and test. */
@@ -48,13 +50,14 @@ export function splitDataset(samples: Array<Sample & { hash: string }>, opts: Sp
     if (group) group.push(s);
     else byHash.set(s.hash, [s]);
   }
+  const noun = opts.noun ?? 'image';
   const conflicts: Skipped[] = [];
   const duplicates: string[][] = [];
   const groups = new Map<string, Array<Array<Sample & { hash: string }>>>();
   for (const [, group] of byHash) {
     const labels = [...new Set(group.map((s) => s.label))];
     if (labels.length > 1) {
-      for (const s of group) conflicts.push({ path: s.path, reason: `identical image content is labelled ${labels.map((l) => `'${l}'`).join(' and ')}; left out (conflicting labels)` });
+      for (const s of group) conflicts.push({ path: s.path, reason: `identical ${noun} content is labelled ${labels.map((l) => `'${l}'`).join(' and ')}; left out (conflicting labels)` });
       continue;
     }
     if (group.length > 1) duplicates.push(group.map((s) => s.rel));
@@ -69,7 +72,7 @@ export function splitDataset(samples: Array<Sample & { hash: string }>, opts: Sp
   const classes = [...groups.keys()].sort();
   const tooSmall = classes.filter((c) => groups.get(c)!.length < MIN_PER_CLASS);
   if (tooSmall.length) {
-    throw new HeadstartError('NO_DATA', `class${tooSmall.length > 1 ? 'es' : ''} ${tooSmall.map((c) => `'${c}' (${groups.get(c)!.length} distinct image${groups.get(c)!.length === 1 ? '' : 's'})`).join(', ')} need at least ${MIN_PER_CLASS} distinct readable images each (one for training, validation and test); add images or remove the folder`);
+    throw new HeadstartError('NO_DATA', `class${tooSmall.length > 1 ? 'es' : ''} ${tooSmall.map((c) => `'${c}' (${groups.get(c)!.length} distinct ${noun}${groups.get(c)!.length === 1 ? '' : 's'})`).join(', ')} need at least ${MIN_PER_CLASS} distinct readable ${noun}s each (one for training, validation and test); add ${noun}s or remove the folder`);
   }
   for (const c of classes) {
     const g = groups.get(c)!.sort((a, b) => (a[0]!.rel < b[0]!.rel ? -1 : 1));
@@ -86,7 +89,7 @@ export function splitDataset(samples: Array<Sample & { hash: string }>, opts: Sp
 }
 
 /** Counts per class and split, plus warnings a user should see before training. */
-export function summarise(root: string, kind: string, samples: SplitSample[], skipped: Skipped[], duplicates: string[][]): DatasetSummary {
+export function summarise(root: string, kind: string, samples: SplitSample[], skipped: Skipped[], duplicates: string[][], noun = 'image'): DatasetSummary {
   const classes = [...new Set(samples.map((s) => s.label))].sort();
   const counts: Record<string, ClassCounts> = {};
   for (const c of classes) counts[c] = { train: 0, val: 0, test: 0, total: 0 };
@@ -98,9 +101,9 @@ export function summarise(root: string, kind: string, samples: SplitSample[], sk
   const totals = classes.map((c) => counts[c]!.total);
   const max = Math.max(...totals);
   const min = Math.min(...totals);
-  if (min > 0 && max / min >= 3) warnings.push(`classes are imbalanced (${min} to ${max} images); class weights compensate in training, but more images of the small classes would help`);
+  if (min > 0 && max / min >= 3) warnings.push(`classes are imbalanced (${min} to ${max} ${noun}s); class weights compensate in training, but more ${noun}s of the small classes would help`);
   const tiny = classes.filter((c) => counts[c]!.total < 10);
-  if (tiny.length) warnings.push(`few images in ${tiny.map((c) => `'${c}'`).join(', ')} (under 10): test metrics will be noisy`);
+  if (tiny.length) warnings.push(`few ${noun}s in ${tiny.map((c) => `'${c}'`).join(', ')} (under 10): test metrics will be noisy`);
   if (duplicates.length) warnings.push(`${duplicates.length} group${duplicates.length > 1 ? 's' : ''} of identical files; each group was kept in one split`);
   const conflicts = skipped.filter((s) => s.reason.includes('conflicting labels'));
   if (conflicts.length) warnings.push(`${conflicts.length} files have identical content under two labels and were left out`);

@@ -23,6 +23,7 @@ import { type Candidate, type ExportOptions, type ExportReport, type Measurement
 import { FORMAT_CHOICES, QUANTIZE_CHOICES } from '../../shared/options';
 import { tfjsFormat } from './formats/tfjs';
 import { onnxFormat } from './formats/onnx';
+import { exportTextRun } from '../text/export';
 
 const FORMATS: Record<ResolvedExportOptions['format'], ExportFormat> = { tfjs: tfjsFormat, onnx: onnxFormat };
 
@@ -105,6 +106,8 @@ export async function exportRun(runDir: string, options: ExportOptions, progress
   format.check(opts);
   const run = await loadRun(runDir, opts.backend);
   try {
+    // A text run carries its vocabulary or encoder and a head on embeddings: its own branch (src/core/text/export.ts).
+    if (run.record.modality === 'text') return await exportTextRun(run, opts, guard, progress);
     const backend = await initBackend(opts.backend ?? 'auto');
     const { items, skipped } = await testSplitItems(run);
     progress.onEvent?.({ type: 'phase', phase: 'export', message: format.phaseMessage(items.length) });

@@ -5,7 +5,7 @@ import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { writeDirAtomic } from '../fsutil';
 import { type TrainConfig, readRunRecord } from '../runFolder';
-import { trainRun } from '../train/pipeline';
+import { trainRun } from '../train/trainRun';
 
 /** The settings a grid can vary, by the name used in --grid. */
 const AXES = {

@@ -101,6 +101,7 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
   const teacher = await loadRun(cfg.runDir, cfg.backend);
   let student: LoadedRun | undefined;
   try {
+    if (teacher.record.modality === 'text') throw new HeadstartError('BAD_INPUT', `${cfg.runDir} is a text run: distill makes smaller image backbones, and a text model's head on word vectors is already small; export it with headstart export`);
     const studentId = cfg.student ?? 'mobilenet-v2-100';
     if (studentId === 'slim') return await distillSlim(teacher, cfg, temperature, alpha, progress);
     // Before any extraction: neither the teacher run nor its DATA may be the student's folder.

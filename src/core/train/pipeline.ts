@@ -12,7 +12,7 @@ import { DEFAULT_BACKBONE } from '../backbones/catalogue';
 import { type OpenedBackbone, openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
-import { type Skipped } from '../data/dataset';
+import { type Sample, type Skipped } from '../data/dataset';
 import { THUMB } from '../data/decode';
 import { type ScannedDataset, scanDataset } from '../data/scan';
 import { drawView, normaliseAugment, viewKey } from '../data/augment';
@@ -39,7 +39,7 @@ export interface TrainReport extends shared.TrainReport {
   timings: RunRecord['timings'];
 }
 
-function gather(samples: SplitSample[], split: SplitName | undefined, vectors: Map<string, Float32Array>, labels: string[], size: number): VectorSet & { paths: string[] } {
+export function gather(samples: SplitSample[], split: SplitName | undefined, vectors: Map<string, Float32Array>, labels: string[], size: number): VectorSet & { paths: string[] } {
   const sel = split ? samples.filter((s) => s.split === split) : samples;
   const x = new Float32Array(sel.length * size);
   const y = new Int32Array(sel.length);
@@ -52,57 +52,81 @@ function gather(samples: SplitSample[], split: SplitName | undefined, vectors: M
 
 const BASELINE_HEAD = { hiddenUnits: 0, l2: 1e-3 };
 
+/**
+ * The trivial baseline's features: raw-pixel thumbnails for images, TF-IDF
+ * words for text (src/core/text/run.ts). `vectors` is keyed by sample hash.
+ */
+export interface BaselineFeatures {
+  vectors: Map<string, Float32Array>;
+  dim: number;
+  /** Standardise columns on the training rows (raw pixels need it). */
+  standardise: boolean;
+  /** What the baseline reads, in the verdict: 'raw pixels', 'TF-IDF words'. */
+  name: string;
+  /** Its adjective in progress messages: 'raw-pixel', 'TF-IDF'. */
+  short: string;
+  description: string;
+  /** Why a backbone may buy little over it. */
+  easyHint: string;
+  /** Advice when it beats the backbone in cross-validation. */
+  advice: (baseline: number, chosen: number) => string;
+}
+
+/** The image baseline: THUMB x THUMB raw pixels. */
+export function pixelBaseline(thumbs: Map<string, Float32Array>): BaselineFeatures {
+  return { vectors: thumbs, dim: THUMB * THUMB * 3, standardise: true, name: 'raw pixels', short: 'raw-pixel', description: `logistic regression on ${THUMB}x${THUMB} raw pixels`, easyHint: 'this data may be easy from colour and layout alone, or too small to tell', advice: baselineAdvice };
+}
+
 /** The user's --epochs, else the mean epoch early stopping kept across folds. */
 const fixedOr = (epochs: number | undefined, meanBest: number): number => epochs ?? Math.max(1, Math.round(meanBest));
 
 /**
- * The "no backbone" baseline: logistic regression on THUMB x THUMB raw pixels,
- * trained on every non-test image (or the train split for --unfreeze runs) and
+ * The "no backbone" baseline: logistic regression on `base` (raw pixels, TF-IDF),
+ * trained on every non-test example (or the train split for --unfreeze runs) and
  * scored on the test split; `cv` is its mean accuracy on the head's folds.
  */
-async function trainBaseline(samples: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], head: Required<HeadOptions>, test: EvalResult, cv: { baseline: number; chosen: number; epochs: number } | undefined, progress: Progress): Promise<BaselineResult> {
-  const dim = THUMB * THUMB * 3;
-  const tr = gather(samples.filter((s) => s.split !== 'test' && (!cv ? s.split === 'train' : true)), undefined, thumbs, labels, dim);
-  const te = gather(samples, 'test', thumbs, labels, dim);
-  standardiseColumns(tr.x, [te.x], dim);
+async function trainBaseline(samples: SplitSample[], base: BaselineFeatures, labels: string[], head: Required<HeadOptions>, test: EvalResult, cv: { baseline: number; chosen: number; epochs: number } | undefined, progress: Progress): Promise<BaselineResult> {
+  const dim = base.dim;
+  const tr = gather(samples.filter((s) => s.split !== 'test' && (!cv ? s.split === 'train' : true)), undefined, base.vectors, labels, dim);
+  const te = gather(samples, 'test', base.vectors, labels, dim);
+  if (base.standardise) standardiseColumns(tr.x, [te.x], dim);
   const res = await trainHead(tr, { x: new Float32Array(0), y: new Int32Array(0) }, dim, labels.length, { ...head, ...BASELINE_HEAD, dropout: 0, patience: 0, epochs: cv?.epochs ?? head.epochs }, { signal: progress.signal });
   const probs = evaluateSet(res.model, te, dim, labels.length).probs;
   res.model.dispose();
   const ev = evaluatePredictions(labels, te.y, probs);
   const gain = (test.accuracy - ev.accuracy) * 100;
   const wins = cv ? cv.baseline > cv.chosen : gain < 0;
-  const advice = wins ? baselineAdvice(cv?.baseline ?? ev.accuracy, cv?.chosen ?? test.accuracy) : undefined;
+  const advice = wins ? base.advice(cv?.baseline ?? ev.accuracy, cv?.chosen ?? test.accuracy) : undefined;
   const verdict = advice
     ? advice
     : gain >= 5
-      ? `the pretrained backbone adds ${gain.toFixed(1)} points over raw pixels`
-      : `the pretrained backbone buys little here (${gain.toFixed(1)} points over raw pixels): this data may be easy from colour and layout alone, or too small to tell`;
-  return { description: `logistic regression on ${THUMB}x${THUMB} raw pixels, same split${cv ? ' and folds' : ''}`, accuracy: ev.accuracy, interval: ev.interval, cvAccuracy: cv?.baseline, wins, advice, macroF1: ev.macroF1, gainPoints: gain, verdict };
+      ? `the pretrained backbone adds ${gain.toFixed(1)} points over ${base.name}`
+      : `the pretrained backbone buys little here (${gain.toFixed(1)} points over ${base.name}): ${base.easyHint}`;
+  return { description: `${base.description}, same split${cv ? ' and folds' : ''}`, accuracy: ev.accuracy, interval: ev.interval, cvAccuracy: cv?.baseline, wins, advice, macroF1: ev.macroF1, gainPoints: gain, verdict };
 }
 
-/** Rows of the same source images as `set`, from another vector map (raw-pixel thumbnails), originals only. */
+/** Rows of the same sources as `set`, from another vector map (the baseline's), originals only. */
 function originalsOf(sources: SplitSample[], vectors: Map<string, Float32Array>, labels: string[], dim: number): GroupedSet {
   const g = gather(sources, undefined, vectors, labels, dim);
   return { x: g.x, y: g.y, group: Int32Array.from(sources.keys()), original: new Uint8Array(sources.length).fill(1) };
 }
 
 /**
- * Cross-validates the head grid (and the raw-pixel baseline on the same
- * folds), then refits the chosen configuration on every non-test row.
+ * Cross-validates the head grid (and the baseline on the same folds), then
+ * refits the chosen configuration on every non-test row.
  */
-async function selectAndRefit(set: GroupedSet, sources: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], dim: number, head: Required<HeadOptions>, grid: HeadConfig[], fixedEpochs: number | undefined, progress: Progress): Promise<{ res: HeadResult; selection: Selection }> {
+async function selectAndRefit(set: GroupedSet, sources: SplitSample[], base: BaselineFeatures, labels: string[], dim: number, head: Required<HeadOptions>, grid: HeadConfig[], fixedEpochs: number | undefined, progress: Progress): Promise<{ res: HeadResult; selection: Selection }> {
   const k = labels.length;
   const sourceLabels = Int32Array.from(sources, (s) => labels.indexOf(s.label));
   const emit = progress.onEvent ?? (() => undefined);
   const cv = await selectHead(set, sourceLabels, dim, k, { grid, head, fixedEpochs }, progress);
   const chosenScore = cv.selection.results.find((r) => r.name === cv.selection.chosen)!;
-  const tdim = THUMB * THUMB * 3;
   const baselineHead = configHead(head, { name: 'baseline', head: 'linear', ...BASELINE_HEAD }, fixedEpochs !== undefined);
-  const b = await scoreConfig(originalsOf(sources, thumbs, labels, tdim), tdim, k, cv.plan.fold, cv.plan.evalFolds, baselineHead, progress, true);
+  const b = await scoreConfig(originalsOf(sources, base.vectors, labels, base.dim), base.dim, k, cv.plan.fold, cv.plan.evalFolds, baselineHead, progress, base.standardise);
   const bMean = b.accuracies.reduce((a, x) => a + x, 0) / b.accuracies.length;
   const bStd = Math.sqrt(b.accuracies.reduce((a, x) => a + (x - bMean) ** 2, 0) / b.accuracies.length);
   const wins = bMean > chosenScore.meanAccuracy;
-  const selection: Selection = { ...cv.selection, baseline: { meanAccuracy: bMean, stdAccuracy: bStd, foldAccuracies: b.accuracies, meanBestEpoch: b.bestEpochs.reduce((a, x) => a + x, 0) / b.bestEpochs.length }, baselineWins: wins, advice: wins ? baselineAdvice(bMean, chosenScore.meanAccuracy) : undefined };
+  const selection: Selection = { ...cv.selection, baseline: { meanAccuracy: bMean, stdAccuracy: bStd, foldAccuracies: b.accuracies, meanBestEpoch: b.bestEpochs.reduce((a, x) => a + x, 0) / b.bestEpochs.length }, baselineWins: wins, advice: wins ? base.advice(bMean, chosenScore.meanAccuracy) : undefined };
   emit({ type: 'log', message: `chose ${selection.chosen}: ${selection.reason}` });
   if (wins) emit({ type: 'warning', message: selection.advice! });
   const res = cv.res;
@@ -175,18 +199,25 @@ async function extractAll(opened: OpenedBackbone, scan: ScannedDataset, progress
   return { ex, readable };
 }
 
-/** Step: the seeded split, the labels, and the dataset summary (its warnings go out as events). */
-function splitStep(readable: ScannedDataset['hashed'], scan: ScannedDataset, ex: Extracted, cfg: TrainConfig, seed: number, progress: Progress): { samples: SplitSample[]; labels: string[]; summary: DatasetSummary } {
-  const split = splitDataset(readable, { val: cfg.val, test: cfg.test, seed });
+/** Where the examples came from, for the split's summary: DATA's root, its kind and what was skipped before the split. */
+export interface FoundData {
+  root: string;
+  kind: string;
+  skipped: Skipped[];
+}
+
+/** Step: the seeded split (duplicates by `hash`), the labels, and the dataset summary (its warnings go out as events); `noun` names an example. */
+export function splitStep(readable: Array<Sample & { hash: string }>, found: FoundData, cfg: TrainConfig, seed: number, progress: Progress, noun = 'image'): { samples: SplitSample[]; labels: string[]; summary: DatasetSummary } {
+  const split = splitDataset(readable, { val: cfg.val, test: cfg.test, seed, noun });
   const labels = [...new Set(split.samples.map((s) => s.label))].sort();
   if (labels.length < 2) throw new HeadstartError('NO_DATA', 'after removing files with conflicting labels fewer than two classes remain');
-  const summary = summarise(path.resolve(scan.root), scan.kind, split.samples, [...scan.skipped, ...ex.failed, ...split.conflicts], split.duplicates);
+  const summary = summarise(path.resolve(found.root), found.kind, split.samples, [...found.skipped, ...split.conflicts], split.duplicates, noun);
   for (const w of summary.warnings) progress.onEvent?.({ type: 'warning', message: w });
   return { samples: split.samples, labels, summary };
 }
 
 /** Training vectors with their source groups (augmented views stay in their source's fold). */
-interface TrainSet {
+export interface TrainSet {
   train: VectorSet & { paths: string[] };
   viewGroups: number[];
   augmentation?: RunRecord['augmentation'];
@@ -217,7 +248,7 @@ async function augmentStep(opened: OpenedBackbone, sources: SplitSample[], base:
 }
 
 /** The head as trained: the model, the cross-validated choice (if any), and the hidden units and L2 used. */
-interface FittedHead {
+export interface FittedHead {
   res: HeadResult;
   selection?: Selection;
   used: { hiddenUnits: number; l2: number };
@@ -229,21 +260,21 @@ interface FittedHead {
  * every non-test image, then refit on all of them; --unfreeze tunes on the
  * validation split, and a handful of images cannot be cross-validated.
  */
-async function fitHead(ts: TrainSet, val: VectorSet, sources: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], fsz: number, head: Required<HeadOptions>, cfg: TrainConfig, ft: Unfreeze | undefined, headIn: (v: VectorSet) => VectorSet, headDim: number, progress: Progress): Promise<FittedHead> {
+export async function fitHeadStep(ts: TrainSet, val: VectorSet, sources: SplitSample[], base: BaselineFeatures, labels: string[], fsz: number, head: Required<HeadOptions>, cfg: TrainConfig, ft: Unfreeze | undefined, headIn: (v: VectorSet) => VectorSet, headDim: number, progress: Progress, noun = 'image'): Promise<FittedHead> {
   const emit = progress.onEvent ?? (() => undefined);
   const started = Date.now();
   const grid = headGrid(cfg.head ?? 'auto', { hiddenUnits: cfg.hiddenUnits, l2: cfg.l2 }, head.hiddenUnits);
   if (ft || sources.length < MIN_SOURCES) {
     const pick = grid.find((g) => g.l2 === head.l2) ?? grid[grid.length - 1]!;
-    if (!ft) emit({ type: 'warning', message: `only ${sources.length} non-test images: too few to cross-validate (at least ${MIN_SOURCES}); training ${pick.name} without a model choice` });
-    emit({ type: 'phase', phase: 'train', message: `training a head on ${ts.train.y.length} ${cfg.augment?.views ? 'vectors (with augmented views)' : 'images'} (${labels.length} classes)` });
+    if (!ft) emit({ type: 'warning', message: `only ${sources.length} non-test ${noun}s: too few to cross-validate (at least ${MIN_SOURCES}); training ${pick.name} without a model choice` });
+    emit({ type: 'phase', phase: 'train', message: `training a head on ${ts.train.y.length} ${cfg.augment?.views ? 'vectors (with augmented views)' : `${noun}s`} (${labels.length} classes)` });
     const used = ft ? { hiddenUnits: head.hiddenUnits, l2: head.l2 } : { hiddenUnits: pick.hiddenUnits, l2: pick.l2 };
     const res = await trainHead(headIn(ts.train), ft ? headIn(val) : { x: new Float32Array(0), y: new Int32Array(0) }, headDim, labels.length, { ...head, ...used }, progress);
     return { res, used, seconds: (Date.now() - started) / 1000 };
   }
   const grouped: GroupedSet = { ...ts.train, group: Int32Array.from([...sources.keys(), ...ts.viewGroups]), original: Uint8Array.from([...sources.map(() => 1), ...ts.viewGroups.map(() => 0)]) };
-  emit({ type: 'phase', phase: 'train', message: `choosing the head by cross-validation over ${grid.length} configuration${grid.length === 1 ? '' : 's'} (${grid.map((g) => g.name).join(', ')}) on ${sources.length} non-test images, and the raw-pixel baseline on the same folds` });
-  const { res, selection } = await selectAndRefit(grouped, sources, thumbs, labels, fsz, head, grid, cfg.epochs, progress);
+  emit({ type: 'phase', phase: 'train', message: `choosing the head by cross-validation over ${grid.length} configuration${grid.length === 1 ? '' : 's'} (${grid.map((g) => g.name).join(', ')}) on ${sources.length} non-test ${noun}s, and the ${base.short} baseline on the same folds` });
+  const { res, selection } = await selectAndRefit(grouped, sources, base, labels, fsz, head, grid, cfg.epochs, progress);
   const chosen = grid.find((g) => g.name === selection.chosen)!;
   return { res, selection, used: { hiddenUnits: chosen.hiddenUnits, l2: chosen.l2 }, seconds: (Date.now() - started) / 1000 };
 }
@@ -256,26 +287,26 @@ async function fineTuneStep(ft: Unfreeze, fitted: FittedHead, train: VectorSet, 
   return r;
 }
 
-/** Step: the test split's metrics and the raw-pixel baseline (on the same folds when the head was cross-validated). */
-async function evaluateStep(fitted: FittedHead, test: VectorSet & { paths: string[] }, samples: SplitSample[], thumbs: Map<string, Float32Array>, labels: string[], head: Required<HeadOptions>, cfg: TrainConfig, headIn: (v: VectorSet) => VectorSet, headDim: number, progress: Progress): Promise<{ testEval: EvalResult; baseline: BaselineResult }> {
-  progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: `evaluating on ${test.y.length} test images` });
+/** Step: the test split's metrics and the baseline (on the same folds when the head was cross-validated). */
+export async function evaluateStep(fitted: FittedHead, test: VectorSet & { paths: string[] }, samples: SplitSample[], base: BaselineFeatures, labels: string[], head: Required<HeadOptions>, cfg: TrainConfig, headIn: (v: VectorSet) => VectorSet, headDim: number, progress: Progress, noun = 'image'): Promise<{ testEval: EvalResult; baseline: BaselineResult }> {
+  progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: `evaluating on ${test.y.length} test ${noun}s` });
   const probs = evaluateSet(fitted.res.model, headIn(test), headDim, labels.length).probs;
   const testEval = evaluatePredictions(labels, test.y, probs, test.paths);
   const sel = fitted.selection;
   const chosenCv = sel?.results.find((r) => r.name === sel.chosen);
-  const baseline = await trainBaseline(samples, thumbs, labels, head, testEval, sel?.baseline && chosenCv ? { baseline: sel.baseline.meanAccuracy, chosen: chosenCv.meanAccuracy, epochs: fixedOr(cfg.epochs, sel.baseline.meanBestEpoch) } : undefined, progress);
+  const baseline = await trainBaseline(samples, base, labels, head, testEval, sel?.baseline && chosenCv ? { baseline: sel.baseline.meanAccuracy, chosen: chosenCv.meanAccuracy, epochs: fixedOr(cfg.epochs, sel.baseline.meanBestEpoch) } : undefined, progress);
   return { testEval, baseline };
 }
 
 /** run.json's config: what the user asked, the head as trained, the queue URL redacted; nothing about where outputs go. */
-function recordConfig(cfg: TrainConfig, head: Required<HeadOptions>, used: FittedHead['used'], backboneId: string): RunRecord['config'] {
+export function recordConfig(cfg: TrainConfig, head: Required<HeadOptions>, used: FittedHead['used'], backboneId: string): RunRecord['config'] {
   const { out, force, protectedRoots, cacheDir, queue, ...rest } = cfg;
   void [out, force, protectedRoots, cacheDir]; // not part of run.json
   return { ...rest, ...(queue ? { queue: { ...queue, url: redactQueueUrl(queue.url) } } : {}), ...head, ...used, backbone: backboneId, val: cfg.val ?? 0.15, test: cfg.test ?? 0.15, data: path.resolve(cfg.data) };
 }
 
 /** Step: writes RUN_DIR atomically (head, tuned top, run.json). */
-async function writeRun(runDir: string, guard: OutGuard, record: RunRecord, model: tf.LayersModel, ft: Unfreeze | undefined, t0: number, progress: Progress): Promise<void> {
+export async function writeRun(runDir: string, guard: OutGuard, record: RunRecord, model: tf.LayersModel, ft: Unfreeze | undefined, t0: number, progress: Progress): Promise<void> {
   throwIfAborted(progress.signal);
   await writeOutDir(runDir, guard, async (tmp) => {
     record.timings.totalSeconds = (Date.now() - t0) / 1000;
@@ -283,12 +314,20 @@ async function writeRun(runDir: string, guard: OutGuard, record: RunRecord, mode
   });
 }
 
+/** The train reply: the run's figures and the cross-validated estimate of the chosen head. */
+export function trainReport(runDir: string, record: RunRecord, res: HeadResult): TrainReport {
+  const sel = record.selection;
+  const chosenCv = sel?.results.find((r) => r.name === sel.chosen);
+  const cvSummary = sel && chosenCv ? { chosen: sel.chosen, meanAccuracy: chosenCv.meanAccuracy, stdAccuracy: chosenCv.stdAccuracy, folds: sel.folds, method: sel.method, configurations: sel.results.length, reason: sel.reason } : undefined;
+  return { runDir, backend: record.backend, engine: record.engine, headTrainer: record.headTrainer, dataset: record.dataset, test: record.test, baseline: record.baseline, selection: cvSummary, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
+}
+
 /**
- * The main job: scan DATA, extract features through the cache, split, train
+ * The image job: scan DATA, extract features through the cache, split, train
  * the head, evaluate on the test split (and a raw-pixel baseline), and write
  * RUN_DIR atomically.
  */
-export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promise<TrainReport> {
+export async function trainImageRun(cfg: TrainConfig, progress: Progress = {}): Promise<TrainReport> {
   const t0 = Date.now();
   const head = resolveHeadOptions(cfg);
   // Before any scan or extraction: a bad --out costs the user nothing.
@@ -308,7 +347,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
   }
   try {
     const { ex, readable } = await extractAll(opened, scan, progress);
-    const { samples, labels, summary } = splitStep(readable, scan, ex, cfg, head.seed, progress);
+    const { samples, labels, summary } = splitStep(readable, { root: scan.root, kind: scan.kind, skipped: [...scan.skipped, ...ex.failed] }, cfg, head.seed, progress);
     const fsz = opened.backbone.entry.featureSize;
     const sources = samples.filter((s) => (ft ? s.split === 'train' : s.split !== 'test'));
     const ts = await augmentStep(opened, sources, gather(sources, undefined, ex.features, labels, fsz), labels, cfg, head.seed, progress);
@@ -317,10 +356,11 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
     // Fine-tuned runs extract boundary activations; the head reads the (frozen, then tuned) top's features.
     const headIn = (v: VectorSet): VectorSet => (ft ? { x: topFeatures(ft.top, v.x, ft.boundary.shape), y: v.y } : v);
     const headDim = ft ? (ft.top.outputs[0]!.shape[1] as number) : fsz;
-    const fitted = await fitHead(ts, val, sources, ex.thumbs, labels, fsz, head, cfg, ft, headIn, headDim, progress);
+    const pixels = pixelBaseline(ex.thumbs);
+    const fitted = await fitHeadStep(ts, val, sources, pixels, labels, fsz, head, cfg, ft, headIn, headDim, progress);
     try {
       const ftResult = ft ? await fineTuneStep(ft, fitted, ts.train, val, labels.length, head, progress) : undefined;
-      const { testEval, baseline } = await evaluateStep(fitted, test, samples, ex.thumbs, labels, head, cfg, headIn, headDim, progress);
+      const { testEval, baseline } = await evaluateStep(fitted, test, samples, pixels, labels, head, cfg, headIn, headDim, progress);
       const b = opened.backbone;
       const res = fitted.res;
       const record: RunRecord = {
@@ -354,10 +394,7 @@ export async function trainRun(cfg: TrainConfig, progress: Progress = {}): Promi
         },
       };
       await writeRun(runDir, guard, record, res.model, ft, t0, progress);
-      const sel = fitted.selection;
-      const chosenCv = sel?.results.find((r) => r.name === sel.chosen);
-      const cvSummary = sel && chosenCv ? { chosen: sel.chosen, meanAccuracy: chosenCv.meanAccuracy, stdAccuracy: chosenCv.stdAccuracy, folds: sel.folds, method: sel.method, configurations: sel.results.length, reason: sel.reason } : undefined;
-      return { runDir, backend: record.backend, engine: record.engine, headTrainer: record.headTrainer, dataset: summary, test: testEval, baseline, selection: cvSummary, bestEpoch: res.bestEpoch, epochs: res.history.length, timings: record.timings };
+      return trainReport(runDir, record, res);
     } finally {
       fitted.res.model.dispose();
     }

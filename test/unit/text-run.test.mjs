@@ -1,0 +1,149 @@
+// Text classification end to end through the CLI: train on a generated
+// sample → eval → predict RUN → export (TF.js and ONNX) → the export's
+// inference.mjs in a fresh process agrees with `predict RUN`; an ONNX encoder
+// folder made by code as the backbone; run.json's text fields.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import test from 'node:test';
+import { promisify } from 'node:util';
+import { cacheDir, cliPath, core, repoTempDir, runCli, tempDir } from './helpers.mjs';
+import { tinyEncoder } from './textFixtures.mjs';
+
+const run = promisify(execFile);
+const TEXTS = ['my parcel never arrived and tracking is stuck', 'I was billed twice for my subscription', 'the app crashes when I open settings', 'I cannot sign in to my account'];
+const lines = (s) => s.trim().split('\n').map((l) => JSON.parse(l));
+
+async function trainSample(t, extra = []) {
+  const dir = await repoTempDir(t);
+  const data = path.join(dir, 'tickets');
+  await core.makeTextSample(data, { perClass: 24, seed: 3 });
+  const runDir = path.join(dir, 'run');
+  const res = await runCli(['train', data, '--out', runDir, '--json', '--quiet', ...extra]);
+  assert.equal(res.code, 0, res.stderr);
+  return { dir, data, runDir, report: JSON.parse(res.stdout) };
+}
+
+test('train → eval → predict → export tfjs/onnx → inference.mjs in a fresh process agrees with predict RUN', async (t) => {
+  const { dir, runDir, report } = await trainSample(t);
+  assert.equal(report.modality, 'text');
+  assert.ok(report.test.accuracy >= 0.75, `test accuracy ${report.test.accuracy}`);
+  assert.match(report.baseline.description, /TF-IDF/);
+  assert.ok(report.coverage.tokens > 0.8);
+  const record = JSON.parse(await readFile(path.join(runDir, 'run.json'), 'utf8'));
+  assert.equal(record.modality, 'text');
+  assert.equal(record.backbone.id, 'glove-100d-avg');
+  assert.match(record.text.tokenizer, /lower-case/);
+  assert.equal(record.text.stats.examples.billing.length, 3);
+  const ev = await runCli(['eval', runDir, '--json', '--quiet']);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.equal(JSON.parse(ev.stdout).accuracy, report.test.accuracy);
+  const pred = await runCli(['predict', runDir, ...TEXTS.flatMap((x) => ['--text', x]), '--quiet']);
+  assert.equal(pred.code, 0, pred.stderr);
+  const want = lines(pred.stdout);
+  assert.deepEqual(want.map((l) => l.label), ['shipping', 'billing', 'technical', 'account']);
+  for (const format of ['tfjs', 'onnx']) {
+    const out = path.join(dir, `export-${format}`);
+    const ex = await runCli(['export', runDir, '--out', out, '--format', format, '--json', '--quiet']);
+    assert.equal(ex.code, 0, ex.stderr);
+    const rep = JSON.parse(ex.stdout);
+    assert.equal(rep.exported.accuracy, report.test.accuracy);
+    for (const k of ['bytes', 'gzipBytes', 'accuracy', 'msPerImage']) assert.equal(typeof rep.float32[k], 'number');
+    // The stock loaders in a fresh Node process, through the generated script.
+    const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...TEXTS], { cwd: out });
+    const got = lines(stdout);
+    got.forEach((g, i) => {
+      assert.equal(g.label, want[i].label, `${format}: ${TEXTS[i]}`);
+      assert.ok(Math.abs(g.probability - want[i].probability) < 1e-4, `${format}: ${g.probability} vs ${want[i].probability}`);
+    });
+    // predict with the export folder itself, as a user would.
+    const p2 = await runCli(['predict', out, '--text', TEXTS[0], '--quiet']);
+    assert.equal(lines(p2.stdout)[0].label, want[0].label);
+  }
+  // Stdin, one text a line; a bad file gives an error line and exit 1.
+  const stdin = await new Promise((resolve) => {
+    const c = execFile(process.execPath, [cliPath, 'predict', runDir, '-', '--quiet'], { env: { ...process.env, HEADSTART_CACHE_DIR: cacheDir } }, (err, so) => resolve({ code: err?.code ?? 0, so }));
+    c.stdin.end(`${TEXTS[1]}\n\n${TEXTS[2]}\n`);
+  });
+  assert.deepEqual(lines(stdin.so).map((l) => l.label), ['billing', 'technical']);
+  const bad = path.join(dir, 'bad.txt');
+  await (await import('node:fs/promises')).writeFile(bad, Buffer.from([0x63, 0xe9, 0x00]));
+  const pb = await runCli(['predict', runDir, bad, '--quiet']);
+  assert.equal(pb.code, 1);
+  assert.match(lines(pb.stdout)[0].error, /NUL|not UTF-8/);
+  // Image-only options on a text run: one line each, nothing written.
+  for (const [args, re] of [
+    [['export', runDir, '--out', path.join(dir, 'q'), '--quantize', 'uint8'], /--quantize uint8: a text export is float32/],
+    [['export', runDir, '--out', path.join(dir, 's'), '--format', 'onnx', '--slim', 'auto'], /--slim: a text export is float32/],
+    [['export', runDir, '--out', path.join(dir, 'p'), '--prune', '0.5'], /--prune: a text export is float32/],
+    [['distill', runDir, '--out', path.join(dir, 'd')], /is a text run: distill makes smaller image backbones/],
+  ]) {
+    const r = await runCli([...args, '--quiet']);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+test('the export pipeline (what the worker calls) exports a text run; sweep trains text data', async (t) => {
+  const { dir, data, runDir, report } = await trainSample(t);
+  const rep = await core.exportRun(runDir, { out: path.join(dir, 'exp'), cacheDir });
+  assert.equal(rep.modality, 'text');
+  assert.equal(rep.chosen, 'float32');
+  assert.equal(rep.exported.accuracy, report.test.accuracy);
+  assert.equal(JSON.parse(await readFile(path.join(dir, 'exp', 'report.json'), 'utf8')).modality, 'text');
+  const sw = await runCli(['sweep', data, '--grid', 'hidden=0,16', '--out', path.join(dir, 'sweep'), '--json', '--quiet']);
+  assert.equal(sw.code, 0, sw.stderr);
+  const board = JSON.parse(sw.stdout);
+  assert.equal(board.trials, 2);
+  for (const tr of board.leaderboard) assert.match(JSON.parse(await readFile(path.join(dir, 'sweep', tr.run, 'run.json'), 'utf8')).baseline.description, /TF-IDF/);
+});
+
+test('an ONNX encoder folder (model.onnx + tokenizer.json made by code) as the text backbone: cached on the second run, exported with its encoder', async (t) => {
+  const dir = await repoTempDir(t);
+  const enc = await tinyEncoder(path.join(dir, 'enc'));
+  await (await import('node:fs/promises')).mkdir(path.join(dir, 'data'));
+  const data = path.join(dir, 'data', 'd.csv');
+  const rows = ['text,intent'];
+  for (let i = 0; i < 12; i++) rows.push(`please refund my card ${'charge '.repeat(i % 3)},billing`, `where is the shipping of my order ${'late '.repeat(i % 3)},shipping`);
+  await (await import('node:fs/promises')).writeFile(data, rows.join('\n'));
+  const cache = await tempDir(t);
+  const first = await runCli(['train', data, '--backbone', enc, '--out', path.join(dir, 'r1'), '--json', '--quiet', '--cache', cache]);
+  assert.equal(first.code, 0, first.stderr);
+  const r1 = JSON.parse(first.stdout);
+  assert.equal(r1.engine, 'onnxruntime');
+  assert.ok(r1.timings.extracted > 0);
+  const rec = JSON.parse(await readFile(path.join(dir, 'r1', 'run.json'), 'utf8'));
+  assert.equal(rec.backbone.featureSize, 4);
+  assert.deepEqual(rec.text.columns, { text: 'text', label: 'intent' });
+  const second = await runCli(['train', data, '--backbone', enc, '--out', path.join(dir, 'r2'), '--json', '--quiet', '--cache', cache]);
+  const r2 = JSON.parse(second.stdout);
+  assert.equal(r2.timings.extracted, 0);
+  assert.equal(r2.timings.cached, r1.timings.extracted);
+  const texts = ['please refund my card', 'where is my order shipping'];
+  const want = lines((await runCli(['predict', path.join(dir, 'r1'), ...texts.flatMap((x) => ['--text', x]), '--quiet', '--cache', cache])).stdout);
+  const out = path.join(dir, 'exp');
+  const ex = await runCli(['export', path.join(dir, 'r1'), '--out', out, '--format', 'onnx', '--quiet', '--cache', cache]);
+  assert.equal(ex.code, 0, ex.stderr);
+  const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...texts], { cwd: out });
+  lines(stdout).forEach((g, i) => {
+    assert.equal(g.label, want[i].label);
+    assert.ok(Math.abs(g.probability - want[i].probability) < 1e-4);
+  });
+});
+
+test('text flags and errors: --modality, a single class, image flags on text', async (t) => {
+  const dir = await tempDir(t);
+  const one = path.join(dir, 'one');
+  await core.makeTextSample(one, { perClass: 5, classes: 2 });
+  await (await import('node:fs/promises')).rm(path.join(one, 'shipping'), { recursive: true });
+  // One class of .txt is not detected as text (a text dataset needs two classes): --modality says so.
+  const r = await runCli(['train', one, '--modality', 'text', '--out', path.join(dir, 'r')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /only one class found \('billing'\)/);
+  const m = await runCli(['train', one, '--modality', 'audio']);
+  assert.match(m.stderr, /--modality must be text or image/);
+  const u = await runCli(['train', one, '--modality', 'text', '--unfreeze', '1', '--out', path.join(dir, 'r3')]);
+  assert.match(u.stderr, /--unfreeze applies to images only/);
+});
