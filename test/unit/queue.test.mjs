@@ -319,6 +319,92 @@ test('sweep: every grid point is a run, ranked by validation accuracy, in leader
   assert.throws(() => core.parseGrid('colour=1'), /NAME=V1,V2/);
 });
 
+/** `headstart sweep` as a process. */
+function sweep(data, backbone, cache, out, extra = []) {
+  return start(process.execPath, [cliPath, 'sweep', data, '--grid', 'hidden=0,16;lr=0.01,0.03', '--backbone', backbone, '--cache', cache, '--out', out, '--epochs', '3', '--batch', '8', '--seed', '5', '--workers', '1', '--json', ...extra]);
+}
+
+/** Trial folders of a sweep: run name to [head weights, run.json's results]. */
+async function trialResults(dir) {
+  const board = JSON.parse(await readFile(path.join(dir, 'leaderboard.json'), 'utf8'));
+  const out = new Map();
+  for (const r of board.leaderboard) {
+    const rec = JSON.parse(await readFile(path.join(dir, r.run, 'run.json'), 'utf8'));
+    out.set(r.run, { weights: await readFile(path.join(dir, r.run, 'head', 'weights.bin')), test: rec.test, selection: rec.selection, history: rec.history, row: r });
+  }
+  return { board, out };
+}
+
+test('sweep --queue: trials train on 2 worker processes, results identical to a local sweep, leaderboard with cv and latency, no password in any log', { skip }, async (t) => {
+  const { dir, backbone, data } = await dataset(t, { seed: 10 });
+  const local = sweep(data, backbone, path.join(dir, 'cacheA'), path.join(dir, 'sweepA'));
+  assert.equal((await local.exited).code, 0, local.err);
+  const cacheB = path.join(dir, 'cacheB');
+  const w1 = await worker(t, dir, cacheB);
+  const w2 = await worker(t, dir, cacheB);
+  const queued = sweep(data, backbone, cacheB, path.join(dir, 'sweepB'), ['--queue', url(), '--shard', '8']);
+  assert.equal((await queued.exited).code, 0, queued.err);
+  // Extraction went first, as jobs; then one experiment job per trial.
+  assert.match(queued.err, /spreading 24 images over the queue's workers/);
+  assert.match(queued.err, /queued 4 trial\(s\)/);
+  assert.match(queued.err, /train 4\/4 .*trials \([12] workers?\)/);
+  const trialJobs = [...(w1.err + w2.err).matchAll(/job t-\w+: trial (\d) trained/g)].map((m) => Number(m[1])).sort();
+  assert.deepEqual(trialJobs, [1, 2, 3, 4], 'each trial ran once, on a worker');
+  const a = await trialResults(path.join(dir, 'sweepA'));
+  const b = await trialResults(path.join(dir, 'sweepB'));
+  assert.equal(a.board.ranOn, 'local');
+  assert.equal(b.board.ranOn, `redis://***@127.0.0.1:${port}`);
+  assert.deepEqual(b.board.leaderboard.map((r) => [r.run, r.rank, r.score]), a.board.leaderboard.map((r) => [r.run, r.rank, r.score]));
+  for (const [run, ra] of a.out) {
+    const rb = b.out.get(run);
+    assert.ok(ra.weights.equals(rb.weights), `${run}: trained heads differ`);
+    assert.deepEqual(rb.test, ra.test, run);
+    assert.deepEqual(rb.selection?.results, ra.selection?.results, run);
+    const noTime = (h) => h.map(({ seconds, ...m }) => (void seconds, m)); // wall time per epoch differs
+    assert.deepEqual(noTime(rb.history), noTime(ra.history), run);
+    assert.ok(rb.row.worker, 'a queued row names its worker');
+  }
+  for (const r of [...a.board.leaderboard, ...b.board.leaderboard]) {
+    assert.ok(r.headMsPerImage > 0 && r.headMsPerImage < 50, `latency ${r.headMsPerImage}`);
+    assert.equal(typeof r.cvAccuracy, 'number', '24 images: the trial ran cross-validated selection');
+    assert.equal(r.score, r.cvAccuracy);
+  }
+  const res = JSON.parse(queued.out);
+  assert.match(res.table, /cv +val +test .* ms\/img/);
+  for (const text of [queued.out, queued.err, w1.err, w2.err, JSON.stringify(b.board)]) assert.ok(!text.includes(PASSWORD), 'password leaked');
+});
+
+test('sweep --queue: a worker SIGKILLed inside a trial; the trial is retried elsewhere and the sweep completes', { skip }, async (t) => {
+  const { dir, backbone, data } = await dataset(t, { seed: 11 });
+  const cache = path.join(dir, 'cache');
+  const { Queue, QueueEvents } = require('bullmq');
+  const connection = { host: '127.0.0.1', port, password: PASSWORD };
+  const events = new QueueEvents('experiment', { connection, prefix: 'headstart' });
+  t.after(() => events.close());
+  await events.waitUntilReady();
+  const workers = [await worker(t, dir, cache), await worker(t, dir, cache)];
+  let killed;
+  let killedJob;
+  events.on('progress', ({ jobId, data: p }) => {
+    if (killed || p.done !== 0) return;
+    killed = workers.find((w) => p.worker.endsWith(`:${w.child.pid}`));
+    killedJob = jobId;
+    killed?.child.kill('SIGKILL');
+  });
+  const run = sweep(data, backbone, cache, path.join(dir, 'sweep'), ['--queue', url(), '--epochs', '30']);
+  assert.equal((await run.exited).code, 0, run.err);
+  assert.ok(killed, 'a worker was killed inside a trial');
+  assert.match(run.err, /stalled \(its worker stopped answering\)/);
+  const board = JSON.parse(await readFile(path.join(dir, 'sweep', 'leaderboard.json'), 'utf8'));
+  assert.equal(board.leaderboard.length, 4);
+  const survivor = workers.find((w) => w !== killed);
+  assert.ok(board.leaderboard.every((r) => r.worker.endsWith(`:${survivor.child.pid}`)), 'every result came from the survivor');
+  const queue = new Queue('experiment', { connection, prefix: 'headstart' });
+  t.after(() => queue.close());
+  const job = await queue.getJob(killedJob);
+  assert.equal(await job.getState(), 'completed');
+});
+
 test('queue URLs: credentials are redacted; bad URLs are one-line errors that do not echo them', () => {
   assert.equal(core.redactQueueUrl('redis://user:secret@h:6379'), 'redis://***@h:6379');
   assert.equal(core.redactQueueUrl('redis://h:6379/2'), 'redis://h:6379/2');
