@@ -272,6 +272,25 @@ test('a job naming a path outside --data-root (directly or through a link) is re
   }
   const malformed = await queue.add('extract', { items: 'nope' }, { jobId: `malformed-${Date.now()}` });
   await assert.rejects(malformed.waitUntilFinished(events, 30_000), /malformed job/);
+  // Experiment jobs: DATA outside the root, directly or through a link inside it; fields a trial does not take.
+  const { Queue, QueueEvents } = require('bullmq');
+  const connection = { host: '127.0.0.1', port, password: PASSWORD };
+  const xq = new Queue('experiment', { connection, prefix: 'headstart' });
+  const xe = new QueueEvents('experiment', { connection, prefix: 'headstart' });
+  t.after(() => Promise.all([xq.close(), xe.close()]));
+  await xe.waitUntilReady();
+  await symlink(path.join(dir, 'tiny'), path.join(rootDir, 'elsewhere'));
+  const trial = { trial: 1, engine: 'tfjs', key: 'cd'.repeat(12), dataDigest: 'ef'.repeat(32) };
+  const xcases = [
+    { name: 'data', settings: { data: path.join(dir, 'tiny') }, re: /refused: DATA .* outside this worker's --data-root/ },
+    { name: 'link', settings: { data: path.join(rootDir, 'elsewhere') }, re: /refused: DATA \S+elsewhere is outside/ },
+    { name: 'extra field', settings: { data: rootDir, out: '/tmp/x' }, re: /malformed job: .*fields a trial does not take: out/ },
+  ];
+  for (const c of xcases) {
+    const job = await xq.add('trial', { ...trial, settings: c.settings }, { jobId: `xrefuse-${c.name.replace(' ', '-')}-${Date.now()}`, attempts: 3 });
+    await assert.rejects(job.waitUntilFinished(xe, 30_000), c.re, c.name);
+    assert.equal((await xq.getJob(job.id)).attemptsMade, 1, `${c.name}: refused at once, no retries`);
+  }
 });
 
 test('Redis stopped mid-run: the coordinator stops with one line and no hang; a rerun after Redis is back resumes', { skip }, async (t) => {

@@ -64,9 +64,11 @@ async function admit(items: ExtractItem[], roots: string[]): Promise<{ ok: Extra
 }
 
 /**
- * Refuses a trial whose DATA, or any image DATA lists (a manifest can name
- * any path; a class folder can hold links), or whose local backbone lies
- * outside the roots. Listing only: the trial itself hashes and reads.
+ * Refuses a trial whose DATA lies outside the roots (as written or through
+ * links), or any image it lists. Discovery already keeps manifest rows and
+ * class-folder entries inside DATA; the per-image check keeps the rule in
+ * this one place should that ever change. Listing only: the trial itself
+ * hashes and reads.
  */
 async function admitTrial(d: TrialJobData, roots: string[]): Promise<void> {
   const refuse = (what: string): never => {
