@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cliPath, core, root, sharp, tempDir } from './helpers.mjs';
+import { cliPath, core, root, runCli, sharp, tempDir } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
 
 const require = createRequire(import.meta.url);
@@ -314,14 +314,14 @@ test('Redis stopped mid-run: the coordinator stops with one line and no hang; a 
   assert.equal(JSON.parse(again.out).timings.extracted, 24);
 });
 
-test('sweep: every grid point is a run, ranked by validation accuracy, in leaderboard.json', { skip: false }, async (t) => {
+test('sweep: every grid point is a run, ranked by its cross-validated (else validation) score, in leaderboard.json; a trial exports in place; promote copies one out through the guard', { skip: false }, async (t) => {
   const { dir, backbone, data } = await dataset(t, { seed: 9 });
   const res = await core.runSweep({ grid: core.parseGrid('hidden=0,16;lr=0.01'), out: path.join(dir, 'sweep'), base: { data, backbone, cacheDir: path.join(dir, 'cache'), workers: 1, epochs: 3, batchSize: 8 } });
   assert.equal(res.trials, 2);
   const board = JSON.parse(await readFile(path.join(dir, 'sweep', 'leaderboard.json'), 'utf8'));
   assert.equal(board.leaderboard.length, 2);
   assert.deepEqual(board.leaderboard.map((r) => r.rank), [1, 2]);
-  assert.ok(board.leaderboard[0].valAccuracy >= board.leaderboard[1].valAccuracy);
+  assert.ok(board.leaderboard[0].score >= board.leaderboard[1].score);
   for (const r of board.leaderboard) {
     const rec = JSON.parse(await readFile(path.join(dir, 'sweep', r.run, 'run.json'), 'utf8'));
     assert.equal(rec.config.hiddenUnits, r.trial.hidden);
@@ -329,6 +329,8 @@ test('sweep: every grid point is a run, ranked by validation accuracy, in leader
     assert.equal(r.testAccuracy, rec.test.accuracy);
     assert.ok(r.testInterval[0] <= r.testAccuracy && r.testAccuracy <= r.testInterval[1]);
     assert.ok(r.headBytes > 0);
+    assert.ok(r.headMsPerImage > 0);
+    assert.equal(r.score, r.cvAccuracy ?? r.valAccuracy);
   }
   const bigger = board.leaderboard.find((r) => r.trial.hidden === 16);
   const smaller = board.leaderboard.find((r) => r.trial.hidden === 0);
@@ -336,6 +338,39 @@ test('sweep: every grid point is a run, ranked by validation accuracy, in leader
   assert.match(res.table, /hidden=16 lr=0.01/);
   assert.throws(() => core.parseGrid('hidden=a'), /whole numbers/);
   assert.throws(() => core.parseGrid('colour=1'), /NAME=V1,V2/);
+
+  // A trial folder IS a run: export takes it in place.
+  const sweepDir = path.join(dir, 'sweep');
+  const direct = await runCli(['export', path.join(sweepDir, board.leaderboard[1].run), '--out', path.join(dir, 'model-direct'), '--quantize', 'none', '--json']);
+  assert.equal(direct.code, 0, direct.stderr);
+  // promote: the best trial (default) copied out through the output-folder guard, then exported like any run.
+  const pr = await runCli(['promote', sweepDir, '--out', path.join(dir, 'best'), '--json']);
+  assert.equal(pr.code, 0, pr.stderr);
+  assert.equal(JSON.parse(pr.stdout).row.rank, 1);
+  const trialDir = path.join(sweepDir, board.leaderboard[0].run);
+  assert.equal(await readFile(path.join(dir, 'best', 'run.json'), 'utf8'), await readFile(path.join(trialDir, 'run.json'), 'utf8'));
+  assert.ok((await readFile(path.join(dir, 'best', 'head', 'weights.bin'))).equals(await readFile(path.join(trialDir, 'head', 'weights.bin'))));
+  assert.equal(JSON.parse(await readFile(path.join(dir, 'best', '.headstart.json'), 'utf8')).kind, 'run');
+  const exp = await runCli(['export', path.join(dir, 'best'), '--out', path.join(dir, 'model'), '--quantize', 'none', '--json']);
+  assert.equal(exp.code, 0, exp.stderr);
+  assert.equal(JSON.parse(exp.stdout).exported.accuracy, board.leaderboard[0].testAccuracy);
+  // --rank 2, and the guard's refusals: an existing folder without --force, one Headstart did not write, inside the sweep, a rank not on the board.
+  const second = await runCli(['promote', sweepDir, '--rank', '2', '--out', path.join(dir, 'best'), '--force', '--json']);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(await readFile(path.join(dir, 'best', 'run.json'), 'utf8'), await readFile(path.join(sweepDir, board.leaderboard[1].run, 'run.json'), 'utf8'));
+  for (const [args, re] of [
+    [['--out', path.join(dir, 'best')], /already exists; .*--force/],
+    [['--out', data, '--force'], /refusing to replace .*it is DATA/],
+    [['--out', path.join(sweepDir, 'trials', 'x')], /refusing to write .*inside the sweep/],
+    [['--rank', '7', '--out', path.join(dir, 'r7')], /--rank 7 is not on the leaderboard .*\(ranks 1 to 2\)/],
+    [['--out', path.join(dir, 'tiny'), '--force'], /refusing to replace .*not written by Headstart/],
+  ]) {
+    const r = await runCli(['promote', sweepDir, ...args]);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.stderr.trim().split('\n').at(-1), re);
+  }
+  // sweep --force replaces only a sweep folder Headstart wrote.
+  await assert.rejects(core.runSweep({ grid: core.parseGrid('hidden=0'), out: path.join(dir, 'tiny'), force: true, base: { data, backbone, cacheDir: path.join(dir, 'cache'), workers: 1, epochs: 1, batchSize: 8 } }), /not written by Headstart .*--force does not replace it/);
 });
 
 /** `headstart sweep` as a process. */

@@ -5,7 +5,7 @@ import { scanDataset } from '../data/scan';
 import { openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
-import { sha256, writeDirAtomic } from '../fsutil';
+import { OUT_MARKER, type OutOptions, outGuard, prepareOutDir, readJson, sha256, writeOutDir } from '../fsutil';
 import { type TrainConfig, readRunRecord } from '../runFolder';
 import { accuracyInterval } from '../train/metrics';
 import { EXPERIMENT_QUEUE, parseQueueUrl } from './connection';
@@ -241,10 +241,13 @@ async function queuedTrials(tmp: string, grid: Trial[], base: Omit<TrainConfig, 
  * `leaderboard.json`.
  */
 export async function runSweep(opts: { grid: Trial[]; out: string; force?: boolean; base: Omit<TrainConfig, 'out'> }, progress: Progress = {}): Promise<SweepReport> {
-  const dir = path.resolve(opts.out);
   const emit = progress.onEvent ?? (() => undefined);
-  return writeDirAtomic(
+  // The output-folder guard: --force replaces only a sweep folder Headstart wrote, never DATA, the current or home folder.
+  const guard = outGuard('sweep', [{ path: opts.base.data, what: 'DATA' }], { force: opts.force, protectedRoots: opts.base.protectedRoots });
+  const dir = await prepareOutDir(opts.out, guard);
+  return writeOutDir(
     dir,
+    guard,
     async (tmp) => {
       const t0 = Date.now();
       const queue = opts.base.queue;
@@ -259,6 +262,43 @@ export async function runSweep(opts: { grid: Trial[]; out: string; force?: boole
       await fs.writeFile(path.join(tmp, 'leaderboard.json'), JSON.stringify({ version: 2, createdAt: new Date().toISOString(), rankedBy: 'score: cvAccuracy where the trial ran cross-validated selection, else valAccuracy', ranOn, seconds, leaderboard }, null, 2));
       return { dir, trials: rows.length, ranOn, leaderboard, table: table(leaderboard) };
     },
-    { overwrite: opts.force },
   );
+}
+
+/** `headstart promote`: which trial, and where its run goes. */
+export interface PromoteOptions extends OutOptions {
+  /** The sweep folder (holds leaderboard.json and trials/). */
+  sweepDir: string;
+  /** Leaderboard rank to promote, default 1 (the best). */
+  rank?: number;
+  /** RUN_DIR to create. */
+  out: string;
+}
+
+/**
+ * Copies one trial's run folder out of a sweep as an ordinary run (through
+ * the output-folder guard: a marker, --force only over a run Headstart
+ * wrote). A trial folder is already a complete run that eval and export
+ * read in place; promote gives it a place of its own, outside the sweep.
+ */
+export async function promoteTrial(opts: PromoteOptions): Promise<{ runDir: string; row: SweepRow }> {
+  const sweepDir = path.resolve(opts.sweepDir);
+  const board = await readJson<{ leaderboard?: SweepRow[] }>(path.join(sweepDir, 'leaderboard.json'), 'the sweep leaderboard');
+  const rows = Array.isArray(board.leaderboard) ? board.leaderboard : [];
+  if (!rows.length) throw new HeadstartError('BAD_INPUT', `${path.join(sweepDir, 'leaderboard.json')} lists no trials; is ${opts.sweepDir} a sweep folder?`);
+  const rank = opts.rank ?? 1;
+  const row = rows.find((r) => r.rank === rank);
+  if (!row) throw new HeadstartError('BAD_INPUT', `--rank ${rank} is not on the leaderboard of ${opts.sweepDir} (ranks 1 to ${rows.length})`);
+  const parts = typeof row.run === 'string' ? row.run.split(/[\\/]/) : [];
+  if (parts.length !== 2 || parts[0] !== 'trials' || !/^\d+$/.test(parts[1]!)) throw new HeadstartError('BAD_INPUT', `leaderboard row ${rank} names the run ${JSON.stringify(row.run)}, not a trials/NNN folder`);
+  const src = path.join(sweepDir, ...parts);
+  const record = await readRunRecord(src);
+  const guard = outGuard('run', [{ path: sweepDir, what: 'the sweep' }, { path: record.config.data, what: 'DATA' }], opts);
+  await prepareOutDir(opts.out, guard);
+  const runDir = await writeOutDir(opts.out, guard, async (tmp) => {
+    // writeOutDir wrote the marker already; copy everything else.
+    await fs.cp(src, tmp, { recursive: true, filter: (from) => path.basename(from) !== OUT_MARKER || path.dirname(from) !== src });
+    return path.resolve(opts.out);
+  });
+  return { runDir, row };
 }
