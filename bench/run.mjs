@@ -126,7 +126,7 @@ async function queueSection() {
     }
     // Per-job overhead: jobs of one already-cached image through one worker.
     const cache = path.join(work, 'q-cache-1');
-    await startProc(process.execPath, [cli, 'worker', '--queue', url, '--data-root', qdata, '--cache', cache, '--workers', '1'], /reading under/);
+    const overheadWorker = await startProc(process.execPath, [cli, 'worker', '--queue', url, '--data-root', qdata, '--cache', cache, '--workers', '1'], /reading under/);
     const ob = await core.openBackbone(id, { cacheDir: cache, workers: 1 });
     const connection = { host: '127.0.0.1', port };
     const queue = new Queue('extract', { connection, prefix: 'headstart' });
@@ -143,6 +143,8 @@ async function queueSection() {
     fig('queue.perJobOverheadMs', perJob * 1000);
     await Promise.all([queue.close(), events.close()]);
     ob.dispose();
+    overheadWorker.kill('SIGTERM');
+    await sweepTrials(qdata, cache, url, startProc);
     // Projection: a worker spends S/r computing a shard and `perJob` on the queue per shard.
     const r = results.figures['queue.workers1.imagesPerSecond'];
     const S = 256;
@@ -163,6 +165,35 @@ async function queueSection() {
   } finally {
     for (const c of procs) c.kill('SIGKILL');
   }
+}
+
+/**
+ * Sweep trials per second on cached vectors: a local sweep (one process)
+ * against `sweep --queue` with 1 and 2 worker processes (one engine thread
+ * each). The features are cached already, so this is head training plus the
+ * queue's own cost per trial.
+ */
+async function sweepTrials(qdata, cache, url, startProc) {
+  const grid = core.parseGrid('hidden=0,32;lr=0.003,0.01;dropout=0,0.2');
+  const base = { data: path.join(qdata, 'main'), backbone: 'mobilenet-v2-140', cacheDir: cache, workers: 1, epochs: 10, seed: 3 };
+  console.log(`# sweep: ${grid.length} trials (hidden x lr x dropout, --epochs 10, head chosen by 5-fold cross-validation), ${base.data}, features cached`);
+  const timeSweep = async (name, extra) => {
+    const t0 = performance.now();
+    const res = await core.runSweep({ grid, out: path.join(work, `sweep-${name}`), base: { ...base, ...extra } });
+    const s = (performance.now() - t0) / 1000;
+    fig(`queue.sweep.${name}.trialsPerSecond`, res.trials / s);
+    return res;
+  };
+  const local = await timeSweep('local', {});
+  for (const n of [1, 2]) {
+    const ws = [];
+    for (let i = 0; i < n; i++) ws.push(await startProc(process.execPath, [cli, 'worker', '--queue', url, '--data-root', qdata, '--cache', cache, '--workers', '1'], /reading under/));
+    // A fresh seed per worker count: trial job ids hash the settings, and a finished trial is taken from Redis instead of trained again.
+    const res = await timeSweep(`workers${n}`, { queue: { url }, seed: 3 + n });
+    fig(`queue.sweep.workers${n}.workersSeen`, new Set(res.leaderboard.map((r) => r.worker)).size);
+    for (const w of ws) w.kill('SIGTERM');
+  }
+  fig('queue.sweep.local.meanHeadMsPerImage', local.leaderboard.reduce((a, r) => a + r.headMsPerImage, 0) / local.leaderboard.length);
 }
 
 if (args.has('--only-queue')) {

@@ -51,7 +51,7 @@ import {
   readTextInputs,
 } from './core';
 import { type QueueOptions, parseQueueUrl, startWorker } from './core/queue';
-import { gridUsage, parseGrid, runSweep } from './core/queue/sweep';
+import { gridUsage, parseGrid, promoteTrial, runSweep } from './core/queue/sweep';
 
 const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
 
@@ -72,9 +72,12 @@ Usage:
   headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]
-                  [--lock-seconds S]     take extraction jobs from the queue (see README "Many machines")
-  headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [train options]
-                                         train every combination and write a leaderboard
+                  [--lock-seconds S]     take extraction and sweep-trial jobs from the queue (see README "Many machines")
+  headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [--force] [train options]
+                  [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
+                                         train every combination and write a leaderboard (--queue: on the workers)
+  headstart promote SWEEP_DIR [--rank N] --out RUN_DIR [--force]
+                                         copy a trial (default: the best) out of a sweep as an ordinary run
   headstart backbones                    the catalogue and what is cached
   headstart sample DIR [--per-class N] [--classes N] [--seed N] [--text]
                                          write a small generated image (or --text: support-ticket) dataset
@@ -426,6 +429,14 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         { onEvent: rep.onEvent, signal },
       );
       out(!!v.json, res, () => res.table);
+      return 0;
+    }
+    case 'promote': {
+      const { values: v, positionals } = parse({ rank: { type: 'string' }, out: { type: 'string' } });
+      if (positionals.length !== 1) bad('promote needs exactly one SWEEP_DIR');
+      if (!v.out) bad('promote needs --out RUN_DIR (the run folder to create)');
+      const res = await promoteTrial({ sweepDir: positionals[0]!, rank: num(v.rank, 'rank'), out: v.out, force: v.force });
+      out(!!v.json, res, () => `Promoted rank ${res.row.rank} (${Object.entries(res.row.trial).map(([k, x]) => `${k}=${x}`).join(' ')}) to ${res.runDir}\nNext: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`);
       return 0;
     }
     case 'backbones': {

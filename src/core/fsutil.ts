@@ -109,7 +109,7 @@ export async function readJson<T>(file: string, what: string): Promise<T> {
 // `--out` may be and what `--force` may replace.
 
 /** What a Headstart output folder holds; written into its marker file. */
-export type OutKind = 'run' | 'export';
+export type OutKind = 'run' | 'export' | 'sweep';
 
 /** Marker file inside every folder Headstart writes as a command's output. */
 export const OUT_MARKER = '.headstart.json';
@@ -149,6 +149,7 @@ export function outGuard(kind: OutKind, inputs: OutInput[], opts: OutOptions): O
 const OUT_ENTRIES: Record<OutKind, string[]> = {
   run: ['run.json', 'head', 'top'],
   export: ['model.json', 'weights.bin', 'model.onnx', 'labels.json', 'metadata.json', 'inference.mjs', 'report.json', 'README.md'],
+  sweep: ['leaderboard.json', 'trials'],
 };
 
 /** True when `inner` is `outer` or lies inside it (both absolute, real). */
@@ -210,7 +211,8 @@ async function notOurs(dir: string, kind: OutKind): Promise<string | undefined> 
   // Outputs of versions before the marker: accepted only when they hold nothing but what Headstart writes, so nothing of the user's can go with them.
   const names = await fs.readdir(dir);
   const shape = kind === 'run' ? 'run.json' : 'report.json';
-  if (names.includes(shape) && names.every((n) => OUT_ENTRIES[kind].includes(n))) {
+  // Sweep folders carried the marker from their first version with a guard: none is legacy.
+  if (kind !== 'sweep' && names.includes(shape) && names.every((n) => OUT_ENTRIES[kind].includes(n))) {
     try {
       const j = JSON.parse(await fs.readFile(path.join(dir, shape), 'utf8')) as Record<string, unknown>;
       const ok = kind === 'run' ? typeof j.version === 'number' && Array.isArray(j.labels) && Array.isArray(j.samples) : typeof j.outDir === 'string' && typeof j.exported === 'object' && typeof j.float32 === 'object';

@@ -72,6 +72,7 @@ export const NUMERIC_OPTIONS = {
   'queue-timeout': opt('--queue-timeout', false, 1, 86_400, 20, 'seconds without an answer from the queue before giving up'),
   concurrency: opt('--concurrency', true, 1, 64, 1, 'jobs a worker runs at once'),
   'lock-seconds': opt('--lock-seconds', false, 1, 3600, 30, "seconds a worker's job lock lasts before the job counts as stalled"),
+  rank: opt('--rank', true, 1, 256, 1, 'leaderboard rank of the sweep trial to promote'),
 } as const satisfies Record<string, NumericOption>;
 
 export type NumericOptionName = keyof typeof NUMERIC_OPTIONS;

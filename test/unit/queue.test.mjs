@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cliPath, core, root, sharp, tempDir } from './helpers.mjs';
+import { cliPath, core, root, runCli, sharp, tempDir } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
 
 const require = createRequire(import.meta.url);
@@ -272,6 +272,25 @@ test('a job naming a path outside --data-root (directly or through a link) is re
   }
   const malformed = await queue.add('extract', { items: 'nope' }, { jobId: `malformed-${Date.now()}` });
   await assert.rejects(malformed.waitUntilFinished(events, 30_000), /malformed job/);
+  // Experiment jobs: DATA outside the root, directly or through a link inside it; fields a trial does not take.
+  const { Queue, QueueEvents } = require('bullmq');
+  const connection = { host: '127.0.0.1', port, password: PASSWORD };
+  const xq = new Queue('experiment', { connection, prefix: 'headstart' });
+  const xe = new QueueEvents('experiment', { connection, prefix: 'headstart' });
+  t.after(() => Promise.all([xq.close(), xe.close()]));
+  await xe.waitUntilReady();
+  await symlink(path.join(dir, 'tiny'), path.join(rootDir, 'elsewhere'));
+  const trial = { trial: 1, engine: 'tfjs', key: 'cd'.repeat(12), dataDigest: 'ef'.repeat(32) };
+  const xcases = [
+    { name: 'data', settings: { data: path.join(dir, 'tiny') }, re: /refused: DATA .* outside this worker's --data-root/ },
+    { name: 'link', settings: { data: path.join(rootDir, 'elsewhere') }, re: /refused: DATA \S+elsewhere is outside/ },
+    { name: 'extra field', settings: { data: rootDir, out: '/tmp/x' }, re: /malformed job: .*fields a trial does not take: out/ },
+  ];
+  for (const c of xcases) {
+    const job = await xq.add('trial', { ...trial, settings: c.settings }, { jobId: `xrefuse-${c.name.replace(' ', '-')}-${Date.now()}`, attempts: 3 });
+    await assert.rejects(job.waitUntilFinished(xe, 30_000), c.re, c.name);
+    assert.equal((await xq.getJob(job.id)).attemptsMade, 1, `${c.name}: refused at once, no retries`);
+  }
 });
 
 test('Redis stopped mid-run: the coordinator stops with one line and no hang; a rerun after Redis is back resumes', { skip }, async (t) => {
@@ -295,14 +314,14 @@ test('Redis stopped mid-run: the coordinator stops with one line and no hang; a 
   assert.equal(JSON.parse(again.out).timings.extracted, 24);
 });
 
-test('sweep: every grid point is a run, ranked by validation accuracy, in leaderboard.json', { skip: false }, async (t) => {
+test('sweep: every grid point is a run, ranked by its cross-validated (else validation) score, in leaderboard.json; a trial exports in place; promote copies one out through the guard', { skip: false }, async (t) => {
   const { dir, backbone, data } = await dataset(t, { seed: 9 });
   const res = await core.runSweep({ grid: core.parseGrid('hidden=0,16;lr=0.01'), out: path.join(dir, 'sweep'), base: { data, backbone, cacheDir: path.join(dir, 'cache'), workers: 1, epochs: 3, batchSize: 8 } });
   assert.equal(res.trials, 2);
   const board = JSON.parse(await readFile(path.join(dir, 'sweep', 'leaderboard.json'), 'utf8'));
   assert.equal(board.leaderboard.length, 2);
   assert.deepEqual(board.leaderboard.map((r) => r.rank), [1, 2]);
-  assert.ok(board.leaderboard[0].valAccuracy >= board.leaderboard[1].valAccuracy);
+  assert.ok(board.leaderboard[0].score >= board.leaderboard[1].score);
   for (const r of board.leaderboard) {
     const rec = JSON.parse(await readFile(path.join(dir, 'sweep', r.run, 'run.json'), 'utf8'));
     assert.equal(rec.config.hiddenUnits, r.trial.hidden);
@@ -310,6 +329,8 @@ test('sweep: every grid point is a run, ranked by validation accuracy, in leader
     assert.equal(r.testAccuracy, rec.test.accuracy);
     assert.ok(r.testInterval[0] <= r.testAccuracy && r.testAccuracy <= r.testInterval[1]);
     assert.ok(r.headBytes > 0);
+    assert.ok(r.headMsPerImage > 0);
+    assert.equal(r.score, r.cvAccuracy ?? r.valAccuracy);
   }
   const bigger = board.leaderboard.find((r) => r.trial.hidden === 16);
   const smaller = board.leaderboard.find((r) => r.trial.hidden === 0);
@@ -317,6 +338,125 @@ test('sweep: every grid point is a run, ranked by validation accuracy, in leader
   assert.match(res.table, /hidden=16 lr=0.01/);
   assert.throws(() => core.parseGrid('hidden=a'), /whole numbers/);
   assert.throws(() => core.parseGrid('colour=1'), /NAME=V1,V2/);
+
+  // A trial folder IS a run: export takes it in place.
+  const sweepDir = path.join(dir, 'sweep');
+  const direct = await runCli(['export', path.join(sweepDir, board.leaderboard[1].run), '--out', path.join(dir, 'model-direct'), '--quantize', 'none', '--json']);
+  assert.equal(direct.code, 0, direct.stderr);
+  // promote: the best trial (default) copied out through the output-folder guard, then exported like any run.
+  const pr = await runCli(['promote', sweepDir, '--out', path.join(dir, 'best'), '--json']);
+  assert.equal(pr.code, 0, pr.stderr);
+  assert.equal(JSON.parse(pr.stdout).row.rank, 1);
+  const trialDir = path.join(sweepDir, board.leaderboard[0].run);
+  assert.equal(await readFile(path.join(dir, 'best', 'run.json'), 'utf8'), await readFile(path.join(trialDir, 'run.json'), 'utf8'));
+  assert.ok((await readFile(path.join(dir, 'best', 'head', 'weights.bin'))).equals(await readFile(path.join(trialDir, 'head', 'weights.bin'))));
+  assert.equal(JSON.parse(await readFile(path.join(dir, 'best', '.headstart.json'), 'utf8')).kind, 'run');
+  const exp = await runCli(['export', path.join(dir, 'best'), '--out', path.join(dir, 'model'), '--quantize', 'none', '--json']);
+  assert.equal(exp.code, 0, exp.stderr);
+  assert.equal(JSON.parse(exp.stdout).exported.accuracy, board.leaderboard[0].testAccuracy);
+  // --rank 2, and the guard's refusals: an existing folder without --force, one Headstart did not write, inside the sweep, a rank not on the board.
+  const second = await runCli(['promote', sweepDir, '--rank', '2', '--out', path.join(dir, 'best'), '--force', '--json']);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(await readFile(path.join(dir, 'best', 'run.json'), 'utf8'), await readFile(path.join(sweepDir, board.leaderboard[1].run, 'run.json'), 'utf8'));
+  for (const [args, re] of [
+    [['--out', path.join(dir, 'best')], /already exists; .*--force/],
+    [['--out', data, '--force'], /refusing to replace .*it is DATA/],
+    [['--out', path.join(sweepDir, 'trials', 'x')], /refusing to write .*inside the sweep/],
+    [['--rank', '7', '--out', path.join(dir, 'r7')], /--rank 7 is not on the leaderboard .*\(ranks 1 to 2\)/],
+    [['--out', path.join(dir, 'tiny'), '--force'], /refusing to replace .*not written by Headstart/],
+  ]) {
+    const r = await runCli(['promote', sweepDir, ...args]);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.stderr.trim().split('\n').at(-1), re);
+  }
+  // sweep --force replaces only a sweep folder Headstart wrote.
+  await assert.rejects(core.runSweep({ grid: core.parseGrid('hidden=0'), out: path.join(dir, 'tiny'), force: true, base: { data, backbone, cacheDir: path.join(dir, 'cache'), workers: 1, epochs: 1, batchSize: 8 } }), /not written by Headstart .*--force does not replace it/);
+});
+
+/** `headstart sweep` as a process. */
+function sweep(data, backbone, cache, out, extra = []) {
+  return start(process.execPath, [cliPath, 'sweep', data, '--grid', 'hidden=0,16;lr=0.01,0.03', '--backbone', backbone, '--cache', cache, '--out', out, '--epochs', '3', '--batch', '8', '--seed', '5', '--workers', '1', '--json', ...extra]);
+}
+
+/** Trial folders of a sweep: run name to [head weights, run.json's results]. */
+async function trialResults(dir) {
+  const board = JSON.parse(await readFile(path.join(dir, 'leaderboard.json'), 'utf8'));
+  const out = new Map();
+  for (const r of board.leaderboard) {
+    const rec = JSON.parse(await readFile(path.join(dir, r.run, 'run.json'), 'utf8'));
+    out.set(r.run, { weights: await readFile(path.join(dir, r.run, 'head', 'weights.bin')), test: rec.test, selection: rec.selection, history: rec.history, row: r });
+  }
+  return { board, out };
+}
+
+test('sweep --queue: trials train on 2 worker processes, results identical to a local sweep, leaderboard with cv and latency, no password in any log', { skip }, async (t) => {
+  const { dir, backbone, data } = await dataset(t, { seed: 10 });
+  const local = sweep(data, backbone, path.join(dir, 'cacheA'), path.join(dir, 'sweepA'));
+  assert.equal((await local.exited).code, 0, local.err);
+  const cacheB = path.join(dir, 'cacheB');
+  const w1 = await worker(t, dir, cacheB);
+  const w2 = await worker(t, dir, cacheB);
+  const queued = sweep(data, backbone, cacheB, path.join(dir, 'sweepB'), ['--queue', url(), '--shard', '8']);
+  assert.equal((await queued.exited).code, 0, queued.err);
+  // Extraction went first, as jobs; then one experiment job per trial.
+  assert.match(queued.err, /spreading 24 images over the queue's workers/);
+  assert.match(queued.err, /queued 4 trial\(s\)/);
+  assert.match(queued.err, /train 4\/4 .*trials \([12] workers?\)/);
+  const trialJobs = [...(w1.err + w2.err).matchAll(/job t-\w+: trial (\d) trained/g)].map((m) => Number(m[1])).sort();
+  assert.deepEqual(trialJobs, [1, 2, 3, 4], 'each trial ran once, on a worker');
+  const a = await trialResults(path.join(dir, 'sweepA'));
+  const b = await trialResults(path.join(dir, 'sweepB'));
+  assert.equal(a.board.ranOn, 'local');
+  assert.equal(b.board.ranOn, `redis://***@127.0.0.1:${port}`);
+  assert.deepEqual(b.board.leaderboard.map((r) => [r.run, r.rank, r.score]), a.board.leaderboard.map((r) => [r.run, r.rank, r.score]));
+  for (const [run, ra] of a.out) {
+    const rb = b.out.get(run);
+    assert.ok(ra.weights.equals(rb.weights), `${run}: trained heads differ`);
+    assert.deepEqual(rb.test, ra.test, run);
+    assert.deepEqual(rb.selection?.results, ra.selection?.results, run);
+    const noTime = (h) => h.map(({ seconds, ...m }) => (void seconds, m)); // wall time per epoch differs
+    assert.deepEqual(noTime(rb.history), noTime(ra.history), run);
+    assert.ok(rb.row.worker, 'a queued row names its worker');
+  }
+  for (const r of [...a.board.leaderboard, ...b.board.leaderboard]) {
+    assert.ok(r.headMsPerImage > 0 && r.headMsPerImage < 50, `latency ${r.headMsPerImage}`);
+    assert.equal(typeof r.cvAccuracy, 'number', '24 images: the trial ran cross-validated selection');
+    assert.equal(r.score, r.cvAccuracy);
+  }
+  const res = JSON.parse(queued.out);
+  assert.match(res.table, /cv +val +test .* ms\/img/);
+  for (const text of [queued.out, queued.err, w1.err, w2.err, JSON.stringify(b.board)]) assert.ok(!text.includes(PASSWORD), 'password leaked');
+});
+
+test('sweep --queue: a worker SIGKILLed inside a trial; the trial is retried elsewhere and the sweep completes', { skip }, async (t) => {
+  const { dir, backbone, data } = await dataset(t, { seed: 11 });
+  const cache = path.join(dir, 'cache');
+  const { Queue, QueueEvents } = require('bullmq');
+  const connection = { host: '127.0.0.1', port, password: PASSWORD };
+  const events = new QueueEvents('experiment', { connection, prefix: 'headstart' });
+  t.after(() => events.close());
+  await events.waitUntilReady();
+  const workers = [await worker(t, dir, cache), await worker(t, dir, cache)];
+  let killed;
+  let killedJob;
+  events.on('progress', ({ jobId, data: p }) => {
+    if (killed || p.done !== 0) return;
+    killed = workers.find((w) => p.worker.endsWith(`:${w.child.pid}`));
+    killedJob = jobId;
+    killed?.child.kill('SIGKILL');
+  });
+  const run = sweep(data, backbone, cache, path.join(dir, 'sweep'), ['--queue', url(), '--epochs', '30']);
+  assert.equal((await run.exited).code, 0, run.err);
+  assert.ok(killed, 'a worker was killed inside a trial');
+  assert.match(run.err, /stalled \(its worker stopped answering\)/);
+  const board = JSON.parse(await readFile(path.join(dir, 'sweep', 'leaderboard.json'), 'utf8'));
+  assert.equal(board.leaderboard.length, 4);
+  const survivor = workers.find((w) => w !== killed);
+  assert.ok(board.leaderboard.every((r) => r.worker.endsWith(`:${survivor.child.pid}`)), 'every result came from the survivor');
+  const queue = new Queue('experiment', { connection, prefix: 'headstart' });
+  t.after(() => queue.close());
+  const job = await queue.getJob(killedJob);
+  assert.equal(await job.getState(), 'completed');
 });
 
 test('queue URLs: credentials are redacted; bad URLs are one-line errors that do not echo them', () => {

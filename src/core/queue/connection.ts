@@ -55,3 +55,5 @@ export function parseQueueUrl(url: string): QueueTarget {
 export const QUEUE_PREFIX = 'headstart';
 /** The queue extraction shards go to. */
 export const EXTRACT_QUEUE = 'extract';
+/** The queue sweep trials go to (one head configuration on cached vectors per job). */
+export const EXPERIMENT_QUEUE = 'experiment';

@@ -4,9 +4,9 @@ import IORedis from 'ioredis';
 import type { ExtractItem, ExtractResult } from '../data/extract';
 import type { OpenedBackbone } from '../engine';
 import { CancelledError, HeadstartError, describeError } from '../errors';
-import type { Progress } from '../events';
+import type { Phase, Progress } from '../events';
 import { EXTRACT_QUEUE, QUEUE_PREFIX, type QueueTarget, parseQueueUrl } from './connection';
-import { DEFAULT_SHARD_SIZE, type ExtractJobData, type ExtractJobProgress, type ExtractJobResult, extractJobId, shard } from './jobs';
+import { DEFAULT_SHARD_SIZE, type ExtractJobData, type ExtractJobResult, type JobProgress, extractJobId, shard } from './jobs';
 
 /** `--queue` on train / sweep. */
 export interface QueueOptions {
@@ -31,20 +31,21 @@ export async function missingItems(opened: OpenedBackbone, items: ExtractItem[])
   return out;
 }
 
-interface Tracked {
+interface Tracked<R> {
   total: number;
   done: number;
   state: 'pending' | 'completed' | 'failed';
-  result?: ExtractJobResult;
+  result?: R;
   reason?: string;
 }
 
-/** Live figures across workers, turned into the usual progress events. */
-class Tally {
-  readonly jobs = new Map<string, Tracked>();
+/** Live figures across workers (items done, rate, workers seen, ETA), turned into the usual progress events. */
+export class Tally<R extends { worker: string } = ExtractJobResult> {
+  readonly jobs = new Map<string, Tracked<R>>();
   readonly workers = new Set<string>();
   private readonly t0 = Date.now();
-  constructor(private readonly progress: Progress, private readonly total: number) {}
+  /** `unit`: what is counted ('images', 'trials'); `phase`: the phase the progress events belong to. */
+  constructor(private readonly progress: Progress, private readonly total: number, private readonly unit = 'images', private readonly phase: Phase = 'extract') {}
 
   get finished(): boolean {
     return [...this.jobs.values()].every((j) => j.state !== 'pending');
@@ -63,7 +64,7 @@ class Tally {
     this.emit();
   }
 
-  finish(id: string, state: 'completed' | 'failed', result?: ExtractJobResult, reason?: string): void {
+  finish(id: string, state: 'completed' | 'failed', result?: R, reason?: string): void {
     const j = this.jobs.get(id);
     if (!j || j.state !== 'pending') return;
     Object.assign(j, { state, result, reason, done: j.total });
@@ -74,7 +75,7 @@ class Tally {
   emit(): void {
     const done = [...this.jobs.values()].reduce((a, j) => a + j.done, 0);
     const rate = done / Math.max(0.001, (Date.now() - this.t0) / 1000);
-    this.progress.onEvent?.({ type: 'progress', phase: 'extract', done, total: this.total, rate, unit: `images (${this.workers.size} worker${this.workers.size === 1 ? '' : 's'})`, eta: (this.total - done) / Math.max(rate, 1e-6) });
+    this.progress.onEvent?.({ type: 'progress', phase: this.phase, done, total: this.total, rate, unit: `${this.unit} (${this.workers.size} worker${this.workers.size === 1 ? '' : 's'})`, eta: (this.total - done) / Math.max(rate, 1e-6) });
   }
 
   get seconds(): number {
@@ -93,12 +94,12 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
-/** `p`, or a rejection after `ms` (a command to an unreachable Redis may never settle). */
-/** A completed job's return value as QueueEvents reports it (typed as a string, delivered as the worker's object). */
-function jobResult(v: unknown): ExtractJobResult | undefined {
+/** An extraction job's return value as QueueEvents reports it (typed as a string, delivered as the worker's object). */
+function extractResult(v: unknown): ExtractJobResult | undefined {
   return typeof v === 'object' && v !== null && typeof (v as Partial<ExtractJobResult>).computed === 'number' ? (v as ExtractJobResult) : undefined;
 }
 
+/** `p`, or a rejection after `ms` (a command to an unreachable Redis may never settle). */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -107,8 +108,28 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-/** Queues the shards (reusing jobs already queued under the same ids) and waits for all of them. */
-async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: ExtractJobData }>, tally: Tally, opts: QueueOptions, progress: Progress): Promise<void> {
+/** One queue's jobs as runJobs sees them: its name, the job name, how to read a result, and what a result that was removed from Redis means. */
+export interface JobKind<R> {
+  queue: string;
+  name: string;
+  /** The worker's return value, or undefined when it is not one of this kind. */
+  result(v: unknown): R | undefined;
+  /** A completed job that is gone from Redis: extraction's work is in the cache ('completed'); a trial's result is lost ('failed'). */
+  removed: 'completed' | 'failed';
+  /** Seconds a completed job is kept in Redis. */
+  keepSeconds: number;
+}
+
+/** Extraction shards: results live in the cache, so a removed job counts as done. */
+const EXTRACT_KIND: JobKind<ExtractJobResult> = { queue: EXTRACT_QUEUE, name: 'extract', result: extractResult, removed: 'completed', keepSeconds: 3600 };
+
+/**
+ * Queues jobs (reusing jobs already queued under the same ids: a restarted
+ * coordinator does not queue twice, and takes finished results as they are),
+ * follows them through the queue's events, and waits for all of them. Redis
+ * unreachable for longer than --queue-timeout is a one-line error.
+ */
+export async function runJobs<D, R extends { worker: string }>(target: QueueTarget, kind: JobKind<R>, jobs: Array<{ id: string; data: D }>, tally: Tally<R>, opts: QueueOptions, progress: Progress): Promise<void> {
   const timeoutMs = (opts.timeoutSeconds ?? 20) * 1000;
   let lastError = '';
   const noteError = (err: unknown): void => {
@@ -121,16 +142,20 @@ async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: Ex
   const ec = new IORedis({ ...base, maxRetriesPerRequest: null });
   qc.on('error', noteError);
   ec.on('error', noteError);
-  const queue = new Queue<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, { connection: qc, prefix: QUEUE_PREFIX });
-  const events = new QueueEvents(EXTRACT_QUEUE, { connection: ec, prefix: QUEUE_PREFIX });
+  const queue = new Queue<D, R>(kind.queue, { connection: qc, prefix: QUEUE_PREFIX });
+  const events = new QueueEvents(kind.queue, { connection: ec, prefix: QUEUE_PREFIX });
   queue.on('error', noteError);
   events.on('error', noteError);
   events.on('progress', ({ jobId, data }) => {
-    const p = data as Partial<ExtractJobProgress>;
+    const p = data as Partial<JobProgress>;
     tally.seeWorker(typeof p?.worker === 'string' ? p.worker : undefined);
     if (typeof p?.done === 'number') tally.update(jobId, p.done);
   });
-  events.on('completed', ({ jobId, returnvalue }) => tally.finish(jobId, 'completed', jobResult(returnvalue)));
+  events.on('completed', ({ jobId, returnvalue }) => {
+    const r = kind.result(returnvalue);
+    // A result the events could not carry whole is read from the job in the loop below.
+    if (r) tally.finish(jobId, 'completed', r);
+  });
   events.on('stalled', ({ jobId }) => {
     if (tally.jobs.has(jobId)) progress.onEvent?.({ type: 'warning', message: `job ${jobId} stalled (its worker stopped answering); it goes back to the queue for another worker` });
   });
@@ -158,13 +183,14 @@ async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: Ex
     });
     await withDeadline('waiting for queue events', () => events.waitUntilReady().then(() => undefined));
     await withDeadline('queueing jobs', () =>
-      queue.addBulk(jobs.map((j) => ({ name: 'extract', data: j.data, opts: { jobId: j.id, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 3600 }, removeOnFail: { age: 24 * 3600 } } }))).then(() => undefined),
+      // Casts: BullMQ's generic job name and data types do not follow a generic D.
+      queue.addBulk(jobs.map((j) => ({ name: kind.name as never, data: j.data as never, opts: { jobId: j.id, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: kind.keepSeconds }, removeOnFail: { age: 24 * 3600 } } }))).then(() => undefined),
     );
     // A job id that failed for good in an earlier run is still there, and an add under its id is ignored: retry it.
     await withDeadline('retrying failed jobs', async () => {
       for (const id of tally.jobs.keys()) {
         if ((await queue.getJobState(id)) !== 'failed') continue;
-        const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, id);
+        const job = await Job.fromId<D, R>(queue, id);
         if (!job) continue;
         progress.onEvent?.({ type: 'log', message: `job ${id} had failed in an earlier run (${job.failedReason}); retrying it` });
         await job.retry('failed');
@@ -180,12 +206,17 @@ async function runShards(target: QueueTarget, jobs: Array<{ id: string; data: Ex
           if (j.state !== 'pending') continue;
           const state = await queue.getJobState(id);
           if (state === 'completed') {
-            const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, id);
-            tally.finish(id, 'completed', job?.returnvalue);
+            const job = await Job.fromId<D, R>(queue, id);
+            const r = kind.result(job?.returnvalue);
+            if (r || kind.removed === 'completed') tally.finish(id, 'completed', r);
+            else tally.finish(id, 'failed', undefined, `job ${id} completed without a readable result`);
           } else if (state === 'failed') {
-            const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, id);
+            const job = await Job.fromId<D, R>(queue, id);
             tally.finish(id, 'failed', undefined, job?.failedReason ?? 'failed');
-          } else if (state === 'unknown') tally.finish(id, 'completed'); // removed after completion: the cache holds its work
+          } else if (state === 'unknown') {
+            // Removed after completion: extraction's work is in the cache; a trial's result went with it.
+            tally.finish(id, kind.removed, undefined, `job ${id} was removed from the queue before its result was read; run again`);
+          }
         }
       });
       reconciled++;
@@ -223,7 +254,7 @@ export function queuedBackbone(opened: OpenedBackbone, backbone: string, opts: Q
     });
     for (const j of jobs) tally.jobs.set(j.id, { total: j.data.items.length, done: 0, state: 'pending' });
     progress.onEvent?.({ type: 'phase', phase: 'extract', message: `spreading ${missing.length} images over the queue's workers in ${jobs.length} job(s) of up to ${shardSize}` });
-    await runShards(target, jobs, tally, opts, progress);
+    await runJobs(target, EXTRACT_KIND, jobs, tally, opts, progress);
     const failed = [...tally.jobs.entries()].filter(([, j]) => j.state === 'failed');
     if (failed.length) throw new HeadstartError('BACKEND', `${failed.length} of ${jobs.length} queue job(s) failed for good: ${failed[0]![1].reason}${failed.length > 1 ? '; …' : ''}. Fix what the worker log says and run again (finished jobs are cached)`);
     const byWorkers = [...tally.jobs.values()].reduce((a, j) => a + (j.result?.computed ?? 0), 0);

@@ -36,8 +36,8 @@ export interface ExtractJobResult {
   worker: string;
 }
 
-/** What a worker reports as job progress. */
-export interface ExtractJobProgress {
+/** What a worker reports as job progress: items done of the job's total (a trial is 1 item). */
+export interface JobProgress {
   done: number;
   total: number;
   worker: string;

@@ -1,22 +1,24 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
-import type { Skipped } from '../data/dataset';
+import { type Skipped, discoverDataset } from '../data/dataset';
 import type { ExtractItem } from '../data/extract';
+import { DEFAULT_BACKBONE } from '../backbones/catalogue';
 import { type EngineOptions, type OpenedBackbone, openBackbone } from '../engine';
 import { HeadstartError, describeError } from '../errors';
 import type { EventSink } from '../events';
 import { sha256File } from '../fsutil';
-import { EXTRACT_QUEUE, QUEUE_PREFIX, parseQueueUrl } from './connection';
-import { type ExtractJobData, type ExtractJobProgress, type ExtractJobResult, checkExtractJob } from './jobs';
+import { EXPERIMENT_QUEUE, EXTRACT_QUEUE, QUEUE_PREFIX, parseQueueUrl } from './connection';
+import { type ExtractJobData, type JobProgress, type ExtractJobResult, checkExtractJob } from './jobs';
 import { placeOf, resolveRoots } from './roots';
+import { type TrialJobData, type TrialJobResult, checkTrialJob, runTrialPacked } from './trial';
 
 export interface WorkerOptions extends Pick<EngineOptions, 'cacheDir' | 'backend' | 'workers'> {
   /** redis://[user:password@]host:port */
   queue: string;
   /** Folders this worker may read images (and local backbones) from. */
   dataRoots: string[];
-  /** Jobs processed at once, default 1 (one job already uses every extraction thread). */
+  /** Jobs processed at once per queue (extraction, experiments), default 1 (one job already uses every extraction thread). */
   concurrency?: number;
   /**
    * Seconds a job's lock lives without renewal, default 30. A worker that dies
@@ -62,11 +64,29 @@ async function admit(items: ExtractItem[], roots: string[]): Promise<{ ok: Extra
 }
 
 /**
+ * Refuses a trial whose DATA lies outside the roots (as written or through
+ * links), or any image it lists. Discovery already keeps manifest rows and
+ * class-folder entries inside DATA; the per-image check keeps the rule in
+ * this one place should that ever change. Listing only: the trial itself
+ * hashes and reads.
+ */
+async function admitTrial(d: TrialJobData, roots: string[]): Promise<void> {
+  const refuse = (what: string): never => {
+    throw new UnrecoverableError(`refused: ${what} is outside this worker's --data-root (${roots.join(', ')})`);
+  };
+  if ((await placeOf(d.settings.data, roots)).where !== 'inside') refuse(`DATA ${d.settings.data}`);
+  const found = await discoverDataset(d.settings.data);
+  for (const s of found.samples) if ((await placeOf(s.path, roots)).where === 'outside') refuse(`${s.path} (listed by DATA)`);
+}
+
+/**
  * Starts `headstart worker`: takes extraction jobs from the queue, extracts
  * each shard through the embedding cache in `cacheDir` (atomic writes: a
  * worker killed mid-write leaves no entry that is ever served), and reports
  * progress per batch. A file it cannot read fails that item, not the job; a
  * job naming a path outside the data roots is refused without retries.
+ * It also takes experiment jobs (one sweep trial on the cached vectors): it
+ * trains in a private temp folder and returns the run folder's files.
  */
 export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () => undefined): Promise<RunningWorker> {
   const target = parseQueueUrl(opts.queue);
@@ -78,7 +98,7 @@ export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () =
   const id = `${os.hostname()}:${process.pid}`;
   const opened = new Map<string, Promise<OpenedBackbone>>();
 
-  const backboneFor = async (d: ExtractJobData): Promise<OpenedBackbone> => {
+  const backboneFor = async (d: Pick<ExtractJobData, 'backbone' | 'engine' | 'key' | 'cut' | 'batchSize' | 'maxPixels'>): Promise<OpenedBackbone> => {
     if (path.isAbsolute(d.backbone) && (await placeOf(d.backbone, roots)).where !== 'inside') {
       throw new UnrecoverableError(`refused: backbone ${d.backbone} is outside this worker's --data-root`);
     }
@@ -104,7 +124,7 @@ export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () =
     const { ok, failed } = await admit(d.items, roots);
     const b = await backboneFor(d);
     const total = d.items.length;
-    const report = (done: number): Promise<void> => job.updateProgress({ done, total, worker: id } satisfies ExtractJobProgress);
+    const report = (done: number): Promise<void> => job.updateProgress({ done, total, worker: id } satisfies JobProgress);
     await report(failed.length);
     const res = await b.extract(ok, {
       onEvent: (e) => {
@@ -118,7 +138,24 @@ export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () =
     return { computed: res.computed, cached: res.cached, failed, seconds: (Date.now() - t0) / 1000, worker: id };
   };
 
-  const worker = new Worker<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, process_, {
+  const trial_ = async (job: Job<TrialJobData, TrialJobResult>): Promise<TrialJobResult> => {
+    const t0 = Date.now();
+    const bad = checkTrialJob(job.data);
+    if (bad) throw new UnrecoverableError(`malformed job: ${bad}`);
+    const d = job.data;
+    await admitTrial(d, roots);
+    const backbone = d.settings.backbone ?? DEFAULT_BACKBONE;
+    const local = /[\\/]|\.json$/.test(backbone);
+    if (local && !path.isAbsolute(backbone)) throw new UnrecoverableError(`refused: backbone ${backbone} is a relative path`);
+    // The key check: this worker's model files and version give the features the coordinator cached.
+    await backboneFor({ backbone, engine: d.engine, key: d.key, batchSize: d.settings.batchSize ?? 16, maxPixels: d.settings.maxPixels });
+    await job.updateProgress({ done: 0, total: 1, worker: id } satisfies JobProgress);
+    const res = await runTrialPacked({ ...d.settings, engine: d.engine, cacheDir: opts.cacheDir, backend: opts.backend, workers: opts.workers }, { onEvent: (e) => (e.type === 'warning' ? onEvent(e) : undefined) });
+    onEvent({ type: 'log', message: `job ${job.id}: trial ${d.trial} trained in ${((Date.now() - t0) / 1000).toFixed(2)} s` });
+    return { ...res, seconds: (Date.now() - t0) / 1000, worker: id };
+  };
+
+  const workerOpts = {
     connection: { ...target.connection, maxRetriesPerRequest: null },
     prefix: QUEUE_PREFIX,
     concurrency,
@@ -127,26 +164,29 @@ export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () =
     stalledInterval: Math.max(500, (lockSeconds * 1000) / 2),
     maxStalledCount: 2,
     autorun: false,
-  });
+  };
+  const workers = [new Worker<ExtractJobData, ExtractJobResult>(EXTRACT_QUEUE, process_, workerOpts), new Worker<TrialJobData, TrialJobResult>(EXPERIMENT_QUEUE, trial_, workerOpts)];
   // Connection errors repeat while Redis is away; say so once per kind, without the URL's credentials.
   let lastError = '';
-  worker.on('error', (err) => {
-    const msg = describeError(err);
-    if (msg !== lastError) onEvent({ type: 'warning', message: `queue ${target.redacted}: ${msg}` });
-    lastError = msg;
-  });
-  worker.on('ready', () => {
-    lastError = '';
-  });
-  worker.on('failed', (job, err) => onEvent({ type: 'warning', message: `job ${job?.id ?? '?'} failed: ${describeError(err)}` }));
-  await worker.waitUntilReady();
-  void worker.run();
-  onEvent({ type: 'log', message: `worker ${id} on ${target.redacted}, reading under ${roots.join(', ')}, ${concurrency} job(s) at once` });
+  for (const worker of workers) {
+    worker.on('error', (err) => {
+      const msg = describeError(err);
+      if (msg !== lastError) onEvent({ type: 'warning', message: `queue ${target.redacted}: ${msg}` });
+      lastError = msg;
+    });
+    worker.on('ready', () => {
+      lastError = '';
+    });
+    worker.on('failed', (job, err) => onEvent({ type: 'warning', message: `job ${job?.id ?? '?'} failed: ${describeError(err)}` }));
+  }
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  for (const w of workers) void w.run();
+  onEvent({ type: 'log', message: `worker ${id} on ${target.redacted}, reading under ${roots.join(', ')}, ${concurrency} job(s) at once per queue (extraction, experiments)` });
   return {
     id,
     close: async () => {
       // close() waits for the jobs in hand; their results are then committed to the queue.
-      await worker.close();
+      await Promise.all(workers.map((w) => w.close()));
       for (const p of opened.values()) (await p).dispose();
     },
   };

@@ -25,7 +25,8 @@ import { type Boundary, buildTop, fineTune, findBoundary, topFeatures } from './
 import { defaultCacheDir, resolveBackbone } from '../backbones/store';
 import { type EvalResult, evaluatePredictions } from './metrics';
 import { dirLoader } from '../tfjsio';
-import { queuedBackbone, redactQueueUrl } from '../queue';
+import { queuedBackbone } from '../queue/coordinator';
+import { redactQueueUrl } from '../queue/connection';
 import { type BaselineResult, type RunRecord, type TrainConfig, RUN_VERSION, writeRunFiles } from '../runFolder';
 import type * as shared from '../../shared/records';
 
