@@ -100,7 +100,15 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
       for (const c of rep.candidates) assert.equal(c.agreementInterval.n, rep.choice.images, c.name);
       assert.equal(rep.exported.interval.n, rep.testImages);
       if (rep.chosen === 'uint8') assert.equal(onnxBytes.auto, onnxBytes.uint8, 'auto wrote the uint8 variant');
-      assert.ok(maxAbsDiff(rows, engineProbs) <= TOL[rep.chosen === 'float32' ? 'none' : rep.chosen]);
+      const d = maxAbsDiff(rows, engineProbs);
+      if (rep.chosen === 'int8') {
+        // 8-bit activations move probabilities a lot on a head trained on 10 images; what auto promised
+        // is agreement with float32's top class, so that is what the file must show on the test images.
+        const argmax = (p) => p.indexOf(Math.max(...p));
+        const agree = rows.filter((p, i) => argmax(p) === argmax(Array.from(engineProbs[i]))).length / rows.length;
+        t.diagnostic(`auto chose int8: top-1 agreement with predict RUN ${(agree * 100).toFixed(0)}% over ${rows.length} test images; max |p_export - p_engine| = ${d.toFixed(3)}`);
+        assert.ok(agree >= 0.8, `int8 agrees with predict RUN on ${agree} of the test images`);
+      } else assert.ok(d <= TOL[rep.chosen === 'float32' ? 'none' : rep.chosen], `auto (${rep.chosen}): max probability difference ${d}`);
       continue;
     }
     assert.equal(rep.chosen, q === 'none' ? 'float32' : q);
