@@ -12,13 +12,46 @@ export interface BackboneFile {
   sha256?: string;
 }
 
+/**
+ * How pixels reach a foreign ONNX model (`--backbone model.onnx`), fully
+ * resolved: Headstart decodes each image to RGB 0..255, centre-crops it to a
+ * square and resizes it to `size`, then maps 0..255 linearly onto `range`,
+ * reorders channels, subtracts `mean` and divides by `std` (per input
+ * channel, in the model's channel order, in `range` units), and lays the
+ * tensor out as `layout`. The feature output is `output`, globally pooled
+ * when it is a 4-D map (in the input's layout).
+ */
+export interface OnnxInputSpec {
+  /** Name of the graph input that takes the image. */
+  input: string;
+  /** Square side in pixels. */
+  size: number;
+  layout: 'NCHW' | 'NHWC';
+  /** 3 (colour) or 1 (grey: Rec. 601 luma of the RGB pixels). */
+  channels: 1 | 3;
+  channelOrder: 'RGB' | 'BGR';
+  /** [0,1], [0,255] or [-1,1]. */
+  range: [number, number];
+  /** Per channel (length `channels`), in `range` units. */
+  mean: number[];
+  std: number[];
+  /** The only policy this version has: centre-crop to a square, then resize (as every Headstart backbone). */
+  resize: 'centre-crop';
+  /** Graph output (or any tensor) holding the features. */
+  output: string;
+  /** Global pooling of a 4-D output. */
+  pooling: 'avg' | 'max';
+  /** 1 when the model's graph only runs one image at a time (a batch fixed to 1). */
+  batch?: 1;
+}
+
 export interface BackboneEntry {
   id: string;
   title: string;
   task: 'image';
   /**
    * 'graph': a frozen TF graph model; 'layers': a Keras-style layers model that can be partly unfrozen;
-   * 'onnx': an ONNX feature extractor (a slimmed backbone), run by ONNX Runtime only.
+   * 'onnx': an ONNX feature extractor (a slimmed backbone, or a foreign ONNX model with `onnxInput`), run by ONNX Runtime only.
    */
   format: 'graph' | 'layers' | 'onnx';
   /** Square input size in pixels. */
@@ -45,6 +78,11 @@ export interface BackboneEntry {
   files?: BackboneFile[];
   /** Approximate size of all files, bytes (known exactly for bundled entries after build). */
   approxBytes: number;
+  /**
+   * Foreign ONNX models: how pixels reach the model. Catalogue entries give
+   * what their publisher documents; the rest is read from the graph.
+   */
+  onnxInput?: Partial<OnnxInputSpec>;
 }
 
 export const DEFAULT_BACKBONE = 'mobilenet-v2-140';
