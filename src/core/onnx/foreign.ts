@@ -446,3 +446,19 @@ export function parseInputFlagText(t: OnnxInputFlagText): OnnxInputFlags | undef
   }
   return Object.keys(f).length ? f : undefined;
 }
+
+/**
+ * The wrapped model file of a run's foreign backbone (`dir` from run.json),
+ * rebuilt from its source with the recorded preprocessing when the cache has
+ * lost it; BAD_MODEL when the source is no longer the file the run was
+ * trained on.
+ */
+export async function ensureForeignWrapped(b: { id: string; dir: string; modelHash: string; onnxInput: OnnxInputSpec }, progress: Progress = {}): Promise<string> {
+  const file = path.join(b.dir, ONNX_BACKBONE_FILE);
+  if ((await exists(file)) && (await exists(path.join(b.dir, ONNX_BACKBONE_META)))) return file;
+  // dir is <cacheDir>/onnx/byo-…: rebuilt into the same place.
+  const { batch: _batch, channels: _channels, ...flags } = b.onnxInput;
+  const again = await resolveForeignOnnx(b.id, path.dirname(path.dirname(b.dir)), flags, progress);
+  if (again.modelHash !== b.modelHash) throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (its ONNX file differs); train again`);
+  return path.join(again.dir, ONNX_BACKBONE_FILE);
+}
