@@ -226,6 +226,48 @@ test('a URL model is downloaded once with progress, its sha256 recorded, verifie
   await assert.rejects(core.openBackbone(url, { workers: 1, cacheDir }), (err) => err.code === 'BAD_MODEL' && /damaged \(model\.onnx has sha256 [0-9a-f]{64}, but [0-9a-f]{64} was recorded/.test(err.message) && err.message.includes(path.join(cacheDir, 'backbones', folder)));
 });
 
+test('catalogue ONNX entries state licence and source, and download through the same verified path with their documented preprocessing', async (t) => {
+  const entries = core.CATALOGUE.filter((e) => e.format === 'onnx');
+  assert.ok(entries.length >= 3);
+  for (const e of entries) {
+    assert.equal(e.bundled, false, e.id);
+    assert.match(e.url, /^https:\/\/.+\.onnx$/, e.id);
+    assert.match(e.licence, /Apache-2\.0|MIT|BSD/, e.id);
+    assert.ok(e.source.length > 10 && e.approxBytes > 1e6, e.id);
+  }
+  // The zoo's MobileNetV2 documents [0,1] + ImageNet mean/std on NCHW input: a model made by code with exactly that
+  // input, served on loopback in place of the zoo's URL, gives the TF.js features of the original.
+  const dir = await tempDir(t);
+  const cacheDir = path.join(dir, 'cache');
+  const list = await items(dir, 4);
+  const { modelJson, model } = await converted(dir);
+  const ref = await features(modelJson, { engine: 'tfjs', cacheDir }, list);
+  const bytes = Buffer.from(nchwMeanStd(model));
+  const server = createServer((req, res) => res.writeHead(200, { 'content-length': bytes.length }).end(bytes));
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const entry = core.findBackbone('mobilenet-v2-onnx-zoo');
+  const asked = [];
+  const fetchImpl = (url, init) => {
+    asked.push(String(url));
+    return fetch(`http://127.0.0.1:${server.address().port}/m.onnx`, init);
+  };
+  try {
+    assert.equal(await core.isCached(entry, cacheDir), false);
+    const b = await core.openBackbone(entry.id, { workers: 1, cacheDir }, { fetchImpl });
+    try {
+      assert.deepEqual(asked, [entry.url]);
+      assert.equal(b.backbone.entry.licence, entry.licence);
+      assert.deepEqual(b.backbone.entry.onnxInput.std, [0.229, 0.224, 0.225]);
+      assertClose((await b.extract(list)).features, ref.byHash, 'catalogue entry');
+    } finally {
+      b.dispose();
+    }
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+  assert.equal(await core.isCached(entry, cacheDir), true);
+});
+
 test('bad ONNX backbones: each a one-line reason naming what was found', async (t) => {
   const dir = await tempDir(t);
   const cacheDir = path.join(dir, 'cache');
