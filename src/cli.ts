@@ -7,6 +7,9 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  type OnnxInputFlags,
+  isForeignOnnx,
+  parseInputFlagText,
   type BackendPreference,
   CATALOGUE,
   CancelledError,
@@ -56,12 +59,14 @@ import { gridUsage, parseGrid, promoteTrial, runSweep } from './core/queue/sweep
 const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
 
 Usage:
-  headstart train DATA [--backbone ID] [--head auto|linear|mlp] [--epochs N] [--batch N] [--lr X]
+  headstart train DATA [--backbone ID|model.onnx|URL] [--head auto|linear|mlp] [--epochs N] [--batch N] [--lr X]
                   [--hidden N] [--l2 X] [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
                   [--augment K] [--aug flip,crop=0.15,rotate=10,brightness=0.2,contrast=0.2]
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
                   [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
                   [--modality text|image] [--text-column NAME] [--label-column NAME]
+                  ONNX backbone: [--input-size N] [--layout NCHW|NHWC] [--channel-order RGB|BGR]
+                  [--range 0-1|0-255|-1-1] [--mean A,B,C] [--std A,B,C] [--output NAME] [--pooling avg|max]
   headstart eval RUN_DIR [DATA]          metrics on the test split or on DATA
   headstart predict MODEL_DIR FILE...    one JSON line per file (MODEL_DIR: export or run)
   headstart predict MODEL_DIR --text "…" [--text "…"] | FILE.txt… | -   (text models; - reads stdin, one text a line)
@@ -236,6 +241,16 @@ function engineOptions(v: { cache?: string; backend?: string; workers?: string; 
   return { cacheDir: v.cache ? path.resolve(v.cache) : undefined, backend: v.backend as BackendPreference | undefined, workers, engine: v.engine as EngineChoice | undefined };
 }
 
+/** Preprocessing flags of a foreign ONNX backbone (train). */
+const onnxInputFlags = {
+  'input-size': { type: 'string' }, layout: { type: 'string' }, 'channel-order': { type: 'string' }, range: { type: 'string' },
+  mean: { type: 'string' }, std: { type: 'string' }, output: { type: 'string' }, pooling: { type: 'string' },
+} as const;
+
+function onnxInputOptions(v: { 'input-size'?: string; layout?: string; 'channel-order'?: string; range?: string; mean?: string; std?: string; output?: string; pooling?: string }): OnnxInputFlags | undefined {
+  return parseInputFlagText({ inputSize: num(v['input-size'], 'input-size'), layout: v.layout, channelOrder: v['channel-order'], range: v.range, mean: v.mean, std: v.std, output: v.output, pooling: v.pooling });
+}
+
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
 function out(json: boolean, value: unknown, human: () => string): void {
@@ -266,11 +281,13 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
         backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, dropout: { type: 'string' }, head: { type: 'string' }, l2: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
         seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
-        patience: { type: 'string' }, ...queueFlags, modality: { type: 'string' }, 'text-column': { type: 'string' }, 'label-column': { type: 'string' },
+        patience: { type: 'string' }, ...queueFlags, ...onnxInputFlags, modality: { type: 'string' }, 'text-column': { type: 'string' }, 'label-column': { type: 'string' },
       });
       if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
       if (v.modality !== undefined && v.modality !== 'text' && v.modality !== 'image') bad(`--modality must be text or image (got '${v.modality}')`);
-      if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id or a path to a model.json (got an empty value)');
+      if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id, a path to a model.json or a .onnx file, or a URL (got an empty value)');
+      const onnxInput = onnxInputOptions(v);
+      if (onnxInput && !isForeignOnnx(v.backbone ?? DEFAULT_BACKBONE)) bad(`--input-size, --layout, --channel-order, --range, --mean, --std, --output and --pooling apply to an ONNX backbone (--backbone model.onnx or a URL), not to ${v.backbone ?? DEFAULT_BACKBONE}`);
       const val = num(v.val, 'val');
       const test = num(v.test, 'test');
       checkSplit(val, test);
@@ -302,6 +319,7 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
           textColumn: v['text-column'],
           labelColumn: v['label-column'],
           ...engineOptions(v),
+          ...(onnxInput ? { onnxInput } : {}),
         },
         { onEvent: rep.onEvent, signal },
       );

@@ -207,10 +207,12 @@ function fillForm(s: PanelState): void {
   ($('f-head') as HTMLInputElement).value = s.options.head ?? 'auto';
   $('f-head').toggleAttribute('disabled', s.running);
   const dd = $('f-backbone');
-  const ids = s.backbones.map((b) => b.id).join(',');
+  // An ONNX model chosen in the wizard ("Choose an ONNX model…") is no catalogue entry: it is offered as it is.
+  const own = s.backbones.some((b) => b.id === s.options.backbone) ? [] : [{ id: s.options.backbone, title: s.backbones.length ? 'your ONNX model (preprocessing from its sidecar)' : '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }];
+  const ids = [...s.backbones, ...own].map((b) => b.id).join(',');
   if (dd.dataset.ids !== ids) {
     dd.dataset.ids = ids;
-    setHtml(dd, html`${(s.backbones.length ? s.backbones : [{ id: s.options.backbone, title: '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }])
+    setHtml(dd, html`${[...s.backbones, ...own]
       .map((b) => html`<vscode-option value="${b.id}">${b.id}${b.title ? ` — ${b.title}` : ''}${b.bundled ? '' : b.cached ? ' (downloaded)' : ' (downloads on first use)'}</vscode-option>`)}`);
   }
   (dd as HTMLInputElement).value = s.options.backbone;

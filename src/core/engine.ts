@@ -12,6 +12,7 @@ import { ENGINE_CHOICES } from '../shared/options';
 import { onnxBackboneDir, resolveOnnxBackbone } from './onnx/backbone';
 import { defaultOrtThreads, ensureOnnxBackbone, loadOrt, ortUnavailableReason } from './onnx/engine';
 import { CONVERTER_VERSION } from './onnx/convert';
+import { type OnnxInputFlags, isForeignOnnx, resolveForeignOnnx } from './onnx/foreign';
 import type { Progress } from './events';
 
 /** Settings shared by every command that runs a backbone. */
@@ -33,6 +34,8 @@ export interface EngineOptions {
   batchSize?: number;
   /** Extract at another node than the catalogue's feature node (the boundary of a fine-tuned top), unpooled. */
   cut?: { featureNode: string; pool: boolean };
+  /** Foreign ONNX backbones (`--backbone model.onnx` or a URL): preprocessing given by flags, over the sidecar and the graph. */
+  onnxInput?: OnnxInputFlags;
 }
 
 export interface OpenedBackbone {
@@ -71,7 +74,7 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
   progress.onEvent?.({ type: 'phase', phase: 'backend', message: 'starting TensorFlow.js' });
   const backend = await initBackend(opts.backend ?? 'auto');
   const onnxDir = await onnxBackboneDir(id);
-  const resolved = onnxDir ? await resolveOnnxBackbone(onnxDir) : await resolveBackbone(id, cacheDir, progress);
+  const resolved = onnxDir ? await resolveOnnxBackbone(onnxDir) : isForeignOnnx(id) ? await resolveForeignOnnx(id, cacheDir, opts.onnxInput, progress) : await resolveBackbone(id, cacheDir, progress);
   // An ONNX backbone (a slimmed one) has no TF.js form: ONNX Runtime runs it or nothing does.
   if (resolved.entry.format === 'onnx' && (choice === 'tfjs' || opts.cut)) throw new HeadstartError('BAD_INPUT', `backbone ${resolved.entry.id} is an ONNX model: it runs in ONNX Runtime only (not with --engine tfjs or --unfreeze)`);
   const backbone: ResolvedBackbone = opts.cut ? { ...resolved, entry: { ...resolved.entry, featureNode: opts.cut.featureNode, pool: opts.cut.pool, featureSize: 0 } } : resolved;
@@ -96,7 +99,7 @@ export async function openBackbone(id: string, opts: EngineOptions = {}, progres
   const engine = useOnnx ? 'onnxruntime' : `tfjs-${backend.name}`;
   // The engines agree to ~1e-5 but are kept apart: a run's features are reproducible by its own engine.
   // Features of all TF.js backends agree to float rounding; they share one key.
-  const key = sha256(`${backbone.modelHash}|${backbone.entry.featureNode}|${backbone.entry.pool ? 'pool' : ''}|${backbone.entry.inputRange.join(',')}|${PREPROCESS_VERSION}|${useOnnx ? `onnx-c${CONVERTER_VERSION}` : 'tfjs'}`).slice(0, 24);
+  const key = sha256(`${backbone.modelHash}|${backbone.entry.featureNode}|${backbone.entry.pool ? 'pool' : ''}|${backbone.entry.inputRange.join(',')}|${PREPROCESS_VERSION}|${useOnnx ? `onnx-c${CONVERTER_VERSION}` : 'tfjs'}${backbone.entry.onnxInput ? `|${JSON.stringify(backbone.entry.onnxInput)}` : ''}`).slice(0, 24);
   const workers = useOnnx ? (opts.workers ?? defaultOrtThreads()) : backend.multiThreaded ? 1 : (opts.workers ?? defaultWorkers());
   let extractor: (FeatureExtractor & { size?: number }) | undefined;
   let featureSize = backbone.entry.featureSize;

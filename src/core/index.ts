@@ -47,6 +47,7 @@ export * from './queue/sweep';
 export * from './compress/slim';
 export * from './onnx/slim';
 export * from './onnx/backbone';
+export * from './onnx/foreign';
 export * from './train/loop';
 export * from './train/ortHead';
 export * from './train/select';

@@ -16,6 +16,7 @@ import type { AugmentOptions } from './data/augment';
 import type { DatasetSummary, SplitName } from './data/split';
 import { type OutOptions, readJson } from './fsutil';
 import type { HeadOptions } from './train/head';
+import type { OnnxInputSpec } from './backbones/catalogue';
 import type { HeadChoice, Selection } from './train/select';
 import { loadTop, topFeatures } from './train/finetune';
 import type { EvalResult, Interval } from './train/metrics';
@@ -79,7 +80,7 @@ export interface RunRecord extends shared.RunRecord {
   config: Omit<TrainConfig, 'out' | 'force' | 'protectedRoots' | 'cacheDir' | 'val' | 'test'> & Required<HeadOptions> & { val: number; test: number };
   backend: string;
   engine: string;
-  backbone: { id: string; title: string; format: string; inputSize: number; inputRange: [number, number]; featureNode: string; pool: boolean; featureSize: number; licence: string; source: string; modelHash: string; dir: string };
+  backbone: { id: string; title: string; format: string; inputSize: number; inputRange: [number, number]; featureNode: string; pool: boolean; featureSize: number; licence: string; source: string; modelHash: string; dir: string; onnxInput?: OnnxInputSpec };
   labels: string[];
   dataset: DatasetSummary;
   /** Every sample used: path relative to dataset.root, label, content hash, split. */
@@ -158,12 +159,13 @@ export async function openRunBackbone(run: LoadedRun, opts: EngineOptions, progr
   // The run's own engine reproduces its features exactly; ONNX Runtime falls back to TF.js where it is missing.
   const engine = opts.engine ?? (run.record.engine === 'onnxruntime' ? 'auto' : 'tfjs');
   const cut = run.record.unfreeze ? { featureNode: run.record.unfreeze.boundary, pool: false } : undefined;
-  // An ONNX backbone (a slimmed one) lives inside the run folder, named relative to it.
-  const id = b.format === 'onnx' ? path.resolve(run.dir, b.dir) : b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id;
-  const opened = await openBackbone(id, { ...opts, engine, cut }, progress);
+  // A foreign ONNX model is opened from its source with the recorded preprocessing; a slimmed ONNX backbone lives
+  // inside the run folder, named relative to it.
+  const id = b.onnxInput ? b.id : b.format === 'onnx' ? path.resolve(run.dir, b.dir) : b.id.startsWith('local:') ? b.id.slice('local:'.length) : b.id;
+  const opened = await openBackbone(id, { ...opts, engine, cut, ...(b.onnxInput ? { onnxInput: b.onnxInput } : {}) }, progress);
   if (opened.backbone.modelHash !== b.modelHash) {
     opened.dispose();
-    throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (its model.json or weights differ); train again`);
+    throw new HeadstartError('BAD_MODEL', `backbone ${b.id} changed since this run was trained (its ${b.onnxInput ? 'ONNX file' : 'model.json or weights'} differ${b.onnxInput ? 's' : ''}); train again`);
   }
   return opened;
 }

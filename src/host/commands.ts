@@ -44,7 +44,9 @@ export async function fineTune(s: Services): Promise<void> {
   const data = await pickDataset();
   if (!data) return;
   const backbones = await s.client.request('backbones', { settings: engineSettings(s.storage) });
-  const backbone = await pickBackbone(backbones, s.session.state.options.backbone);
+  const picked = await pickBackbone(backbones, s.session.state.options.backbone);
+  // A picked ONNX file must lie inside the workspace (the trust gate); the panel then keeps it as the backbone.
+  const backbone = picked && (await s.gate.backbonePath(picked, backbones));
   if (!backbone) return;
   s.session.setOptions({ data, backbone });
   openPanel(s);

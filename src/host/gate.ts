@@ -100,6 +100,18 @@ export class Gate extends Disposable {
   }
 
   /**
+   * A backbone the wizard picked: a catalogue id as it is, an ONNX model file
+   * only inside a workspace folder (its real path checked; the model and its
+   * sidecar are read by the worker). Returns what to train on.
+   */
+  async backbonePath(picked: string, catalogue: readonly { id: string }[]): Promise<string | undefined> {
+    if (catalogue.some((b) => b.id === picked)) return picked;
+    if (!this.require('scan')) return undefined;
+    const r = await resolveInside(picked, this.roots(), { what: 'the ONNX model' });
+    return r.ok ? r.path : this.refuse('scan', `${r.reason}; choose an ONNX model inside the workspace`);
+  }
+
+  /**
    * The form from the webview, its paths checked: the dataset as in
    * {@link dataPath} (an empty one stays empty), the backbone one of the
    * catalogue (a path to any model.json is not taken from the webview).

@@ -51,7 +51,14 @@ export async function pickDataset(): Promise<string | undefined> {
   return uris?.[0]?.fsPath;
 }
 
-/** Step 2 of the wizard: a backbone from the catalogue, with size and whether it needs a download. */
+/** The label of the quick-pick item that opens a file dialog for an ONNX model. */
+export const CHOOSE_ONNX = '$(file-binary) Choose an ONNX model…';
+
+/**
+ * Step 2 of the wizard: a backbone from the catalogue, with size and whether
+ * it needs a download, or "Choose an ONNX model…": a .onnx file picked in a
+ * dialog (the caller checks that it lies inside the workspace).
+ */
 export async function pickBackbone(backbones: BackboneChoice[], current: string): Promise<string | undefined> {
   const items = backbones.map((b) => ({
     label: b.id,
@@ -60,6 +67,16 @@ export async function pickBackbone(backbones: BackboneChoice[], current: string)
     picked: b.id === current,
   }));
   items.sort((a, b) => (a.label === current ? -1 : b.label === current ? 1 : 0));
-  const pick = await vscode.window.showQuickPick(items, { title: 'Fine-tune a Model (2/2): backbone', placeHolder: 'The pretrained model whose features the new head learns from', ignoreFocusOut: true });
-  return pick?.label;
+  const onnxItem = { label: CHOOSE_ONNX, description: 'any ONNX image model in the workspace', detail: 'preprocessing from its sidecar (model.onnx.json or headstart.json) and its input shape; see the README', picked: false };
+  const pick = await vscode.window.showQuickPick([...items, onnxItem], { title: 'Fine-tune a Model (2/2): backbone', placeHolder: 'The pretrained model whose features the new head learns from', ignoreFocusOut: true });
+  if (pick?.label !== CHOOSE_ONNX) return pick?.label;
+  const uris = await vscode.window.showOpenDialog({
+    canSelectFiles: true,
+    canSelectFolders: false,
+    canSelectMany: false,
+    openLabel: 'Use as backbone',
+    filters: { 'ONNX models': ['onnx'] },
+    defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+  });
+  return uris?.[0]?.fsPath;
 }

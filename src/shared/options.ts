@@ -15,6 +15,14 @@ export const QUANTIZE_CHOICES = ['none', 'float16', 'uint16', 'uint8', 'int8', '
 export const FORMAT_CHOICES = ['tfjs', 'onnx'] as const;
 /** Head family (`--head`): auto (cross-validated), linear or mlp. */
 export const HEAD_CHOICES = ['auto', 'linear', 'mlp'] as const;
+/** Tensor layout of an ONNX backbone's image input (`--layout`). */
+export const LAYOUT_CHOICES = ['NCHW', 'NHWC'] as const;
+/** Value range an ONNX backbone's input expects before mean/std (`--range`): pixels 0..255 map linearly onto it. */
+export const RANGE_CHOICES = ['0-1', '0-255', '-1-1'] as const;
+/** Channel order of an ONNX backbone's colour input (`--channel-order`). */
+export const CHANNEL_ORDER_CHOICES = ['RGB', 'BGR'] as const;
+/** Pooling of a spatial feature map (`--pooling`): global average or global max. */
+export const POOLING_CHOICES = ['avg', 'max'] as const;
 
 /** Run names and sweep folders: a UTC timestamp like 20260314-093015. */
 export function runStamp(at: Date = new Date()): string {
@@ -71,6 +79,9 @@ export const NUMERIC_OPTIONS = {
   shard: opt('--shard', true, 1, 100_000, 256, 'images per queued extraction job'),
   'queue-timeout': opt('--queue-timeout', false, 1, 86_400, 20, 'seconds without an answer from the queue before giving up'),
   concurrency: opt('--concurrency', true, 1, 64, 1, 'jobs a worker runs at once'),
+  'input-size': opt('--input-size', true, 8, 2048, 224, "square input side of an ONNX backbone, pixels (default: from the model's input shape)"),
+  mean: opt('--mean', false, -1000, 1000, 0, 'per-channel mean subtracted from an ONNX backbone\'s input, in --range units'),
+  std: opt('--std', false, 0, 1000, 1, 'per-channel divisor of an ONNX backbone\'s input, in --range units', { minExclusive: true }),
   'lock-seconds': opt('--lock-seconds', false, 1, 3600, 30, "seconds a worker's job lock lasts before the job counts as stalled"),
   rank: opt('--rank', true, 1, 256, 1, 'leaderboard rank of the sweep trial to promote'),
 } as const satisfies Record<string, NumericOption>;

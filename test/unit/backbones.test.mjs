@@ -24,7 +24,7 @@ test('catalogue entries are complete and unique; bundled ones resolve offline', 
     ids.add(e.id);
     assert.match(e.id, /^[a-z0-9.-]+$/);
     assert.ok(e.title.length > 3, e.id);
-    assert.ok(['layers', 'graph'].includes(e.format), e.id);
+    assert.ok(['layers', 'graph'].includes(e.format) || (e.format === 'onnx' && e.onnxInput && /\.onnx$/.test(e.url)), e.id);
     assert.ok(Number.isInteger(e.inputSize) && e.inputSize >= 32, e.id);
     assert.ok(Number.isInteger(e.featureSize) && e.featureSize > 0, e.id);
     assert.ok(e.licence.length > 2, e.id);

@@ -285,7 +285,8 @@ export async function resolveBackbone(idOrPath: string, cacheDir: string, opts: 
     if (why) throw new HeadstartError('BAD_MODEL', `bundled backbone ${entry.id} in ${dir} is damaged: ${why}; run \`npm run build\` (or reinstall) to extract it again`);
     return { entry, dir, modelHash: sha256(checked.jsonBytes) };
   }
-  if (entry) return resolveRemote(entry, cacheDir, opts);
+  if (entry && entry.format !== 'onnx') return resolveRemote(entry, cacheDir, opts);
+  if (entry || /\.onnx$|^https?:\/\//i.test(idOrPath)) throw new HeadstartError('BAD_INPUT', `backbone ${idOrPath} is an ONNX model: it runs in ONNX Runtime only, as a frozen feature extractor (not with --unfreeze or --engine tfjs)`);
   if (/[\\/]|\.json$/.test(idOrPath) || (await exists(idOrPath))) {
     const file = idOrPath.endsWith('.json') ? idOrPath : path.join(idOrPath, 'model.json');
     if (!(await exists(file))) throw new HeadstartError('NOT_FOUND', `no model.json at ${file}`);
@@ -342,3 +343,83 @@ export async function isCached(entry: BackboneEntry, cacheDir: string): Promise<
   return exists(path.join(cacheDir, 'backbones', entry.id, FILES_JSON));
 }
 
+
+/** File name of a downloaded ONNX model inside its cache folder. */
+export const REMOTE_ONNX_FILE = 'model.onnx';
+
+/** Largest ONNX model downloaded without an explicit maxBytes: 1 GB (compact backbones are 5–100 MB). */
+const MAX_ONNX_BYTES = 1_000_000_000;
+
+/**
+ * Downloads one ONNX model file from `url` into `destDir` (model.onnx and its
+ * files.json record), atomically, with progress and cancellation. Bytes and
+ * sha256 are checked against `known` where given; redirects are followed
+ * (model hosts serve files from a CDN), the sha256 recorded here is what
+ * every later load is checked against.
+ */
+export async function downloadOnnxFile(url: string, destDir: string, known: BackboneFile | undefined, opts: DownloadOptions = {}): Promise<Buffer> {
+  const maxBytes = opts.maxBytes ?? MAX_ONNX_BYTES;
+  const emit = opts.onEvent ?? (() => undefined);
+  emit({ type: 'phase', phase: 'download', message: `downloading ${url}` });
+  const res = await fetchChecked(url, opts);
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > maxBytes) {
+    await res.body?.cancel();
+    throw new HeadstartError('DOWNLOAD', `${url} is ${declared} bytes, over the ${maxBytes}-byte limit`);
+  }
+  const total = Number.isFinite(declared) ? declared : (known?.bytes ?? 0);
+  let done = 0;
+  const started = Date.now();
+  const buf = await readBody(res, url, maxBytes, (n) => {
+    done += n;
+    const rate = done / Math.max(0.001, (Date.now() - started) / 1000);
+    emit({ type: 'progress', phase: 'download', done, total: Math.max(total, done), rate, unit: 'B', eta: (Math.max(total, done) - done) / Math.max(rate, 1) });
+  }, opts.signal);
+  const digest = sha256(buf);
+  if (known?.sha256 && known.sha256 !== digest) throw new HeadstartError('DOWNLOAD', `${url} has sha256 ${digest}, expected ${known.sha256}; the download is corrupt or the file changed upstream`);
+  if (known?.bytes !== undefined && known.bytes !== buf.length) throw new HeadstartError('DOWNLOAD', `${url} is ${buf.length} bytes, expected ${known.bytes}; the download is corrupt or the file changed upstream`);
+  await writeDirAtomic(destDir, async (tmp) => {
+    await fs.writeFile(path.join(tmp, REMOTE_ONNX_FILE), buf);
+    await fs.writeFile(path.join(tmp, FILES_JSON), JSON.stringify([{ path: REMOTE_ONNX_FILE, bytes: buf.length, sha256: digest }], null, 2));
+  }, { overwrite: true });
+  return buf;
+}
+
+/** Why a cached ONNX model fails its files.json record (bytes and sha256), or undefined when it matches. */
+async function verifyOnnxFile(dir: string, known: BackboneFile | undefined): Promise<{ why?: string; bytes?: Buffer }> {
+  let recorded: BackboneFile | undefined;
+  let bytes: Buffer;
+  try {
+    recorded = (JSON.parse((await readRegularFile(path.join(dir, FILES_JSON))).toString('utf8')) as BackboneFile[]).find((f) => f?.path === REMOTE_ONNX_FILE);
+    bytes = await readRegularFile(path.join(dir, REMOTE_ONNX_FILE));
+  } catch (err) {
+    return { why: `unreadable (${describeError(err)})` };
+  }
+  const got = sha256(bytes);
+  if (!recorded?.sha256) return { why: `${REMOTE_ONNX_FILE} has no checksum in ${FILES_JSON}` };
+  if (got !== recorded.sha256) return { why: `${REMOTE_ONNX_FILE} has sha256 ${got}, but ${recorded.sha256} was recorded when it was downloaded` };
+  if (known?.sha256 && got !== known.sha256) return { why: `${REMOTE_ONNX_FILE} has sha256 ${got}, but the catalogue pins ${known.sha256}` };
+  return { bytes };
+}
+
+/**
+ * A remote ONNX model (a catalogue entry or a user's URL) from the cache
+ * folder `dir`, downloaded on first use. Every load checks the file against
+ * the sha256 recorded at download; a damaged copy is downloaded again (a
+ * warning says so), and where that fails it is a BAD_MODEL error naming the
+ * folder to delete. Returns the model's bytes.
+ */
+export async function resolveRemoteOnnx(url: string, dir: string, known: BackboneFile | undefined, opts: DownloadOptions = {}): Promise<Buffer> {
+  if (await exists(path.join(dir, FILES_JSON))) {
+    const v = await verifyOnnxFile(dir, known);
+    if (v.bytes) return v.bytes;
+    opts.onEvent?.({ type: 'warning', message: `cached ONNX model in ${dir} is damaged (${v.why}); downloading it again` });
+    try {
+      return await downloadOnnxFile(url, dir, known, opts);
+    } catch (err) {
+      if (!(err instanceof HeadstartError)) throw err;
+      throw new HeadstartError('BAD_MODEL', `cached ONNX model in ${dir} is damaged (${v.why}) and could not be downloaded again (${err.message}); delete ${dir} and run again when online`, { cause: err });
+    }
+  }
+  return downloadOnnxFile(url, dir, known, opts);
+}

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type * as tf from '@tensorflow/tfjs';
 import { onnx } from 'onnx-proto';
+import { ensureForeignWrapped } from '../onnx/foreign';
 import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, writeOnnxBackbone } from '../onnx/backbone';
 import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
 import type { ResolvedBackbone } from '../backbones/store';
@@ -105,7 +106,10 @@ export function headLayers(head: tf.LayersModel): DenseLayer[] {
  */
 export async function runAsOnnx(run: LoadedRun, work: string): Promise<Uint8Array> {
   await fs.mkdir(work, { recursive: true });
-  if (run.record.backbone.format === 'onnx') return appendHead(new Uint8Array(await fs.readFile(path.join(runBackboneDir(run), ONNX_BACKBONE_FILE))), headLayers(run.head));
+  const b = run.record.backbone;
+  // A foreign ONNX backbone's wrapped model lives in the cache (rebuilt from its source if the cache lost it).
+  const file = b.onnxInput ? await ensureForeignWrapped({ ...b, onnxInput: b.onnxInput }) : path.join(runBackboneDir(run), ONNX_BACKBONE_FILE);
+  if (b.format === 'onnx') return appendHead(new Uint8Array(await fs.readFile(file)), headLayers(run.head));
   await writeFullModel(run, path.join(work, 'tfjs'));
   const conv = await convertTfjsModel(path.join(work, 'tfjs'), { inputName: 'image', outputName: 'probabilities' });
   await fs.rm(path.join(work, 'tfjs'), { recursive: true, force: true });

@@ -229,7 +229,7 @@ export interface WrittenModel {
  * role. `head` replaces the run's head (a pruned one, say).
  */
 export async function writeFullModel(run: LoadedRun, outDir: string, policy: Policy = POLICIES.float32, head: tf.LayersModel = run.head): Promise<WrittenModel> {
-  if (run.record.backbone.format === 'onnx') throw new HeadstartError('BAD_INPUT', `${run.dir} runs a slimmed ONNX backbone, which has no TF.js form; export it with --format onnx`);
+  if (run.record.backbone.format === 'onnx') throw new HeadstartError('BAD_INPUT', `${run.dir} runs ${run.record.backbone.onnxInput ? `the ONNX backbone ${run.record.backbone.source}` : 'a slimmed ONNX backbone'}, which has no TF.js form (Headstart does not convert ONNX to TF.js); export it with --format onnx (backbone + head in one model.onnx, quantized with --quantize int8, uint8 or float16)`);
   const built = run.record.backbone.format === 'graph' ? await buildGraphModel(run, head) : await buildLayersModel(run, head);
   const { entries, choices } = applyPolicy(built.weights, policy);
   await writeModelDir(outDir, built.json, entries);

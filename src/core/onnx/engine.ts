@@ -66,9 +66,21 @@ export async function loadOnnxExtractor(onnxPath: string, inputSize: number, thr
     // Spinning threads fight any other job for the cores; sleeping ones do not.
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
-  const run = async (pixels: Float32Array, n: number): Promise<Float32Array> => {
+  const runBatch = async (pixels: Float32Array, n: number): Promise<Float32Array> => {
     const out = await session.run({ image: new ort.Tensor('float32', pixels, [n, inputSize, inputSize, 3]) });
     return out.features!.data as Float32Array;
+  };
+  // A foreign model whose graph fixes the batch to 1 is wrapped with a [1, …] input: feed it one image at a time.
+  const meta = session.inputMetadata?.[0];
+  const oneAtATime = !!meta?.isTensor && meta.shape[0] === 1;
+  const px = inputSize * inputSize * 3;
+  const run = async (pixels: Float32Array, n: number): Promise<Float32Array> => {
+    if (!oneAtATime || n === 1) return runBatch(pixels, n);
+    const rows: Float32Array[] = [];
+    for (let i = 0; i < n; i++) rows.push(await runBatch(pixels.subarray(i * px, (i + 1) * px), 1));
+    const out = new Float32Array(rows.reduce((a, r) => a + r.length, 0));
+    rows.forEach((r, i) => out.set(r, i * r.length));
+    return out;
   };
   const probe = await run(new Float32Array(inputSize * inputSize * 3), 1);
   return {

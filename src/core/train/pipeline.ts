@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend';
-import { DEFAULT_BACKBONE } from '../backbones/catalogue';
+import { DEFAULT_BACKBONE, type OnnxInputSpec } from '../backbones/catalogue';
 import { type OpenedBackbone, openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
@@ -371,7 +371,7 @@ export async function trainImageRun(cfg: TrainConfig, progress: Progress = {}): 
         backend: opened.backend.name,
         engine: opened.engine,
         headTrainer: res.trainer,
-        backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: ft ? ft.featureNode : b.entry.featureNode, pool: ft ? ft.pool : !!b.entry.pool, featureSize: headDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir },
+        backbone: { id: b.entry.id, title: b.entry.title, format: b.entry.format, inputSize: b.entry.inputSize, inputRange: b.entry.inputRange, featureNode: ft ? ft.featureNode : b.entry.featureNode, pool: ft ? ft.pool : !!b.entry.pool, featureSize: headDim, licence: b.entry.licence, source: b.entry.source, modelHash: b.modelHash, dir: b.dir, ...(b.entry.onnxInput ? { onnxInput: b.entry.onnxInput as OnnxInputSpec } : {}) },
         labels,
         dataset: summary,
         samples: samples.map((s) => ({ rel: s.rel, label: s.label, hash: s.hash, split: s.split })),

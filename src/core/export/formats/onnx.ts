@@ -8,6 +8,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadOrt } from '../../onnx/engine';
+import type { OnnxInputSpec } from '../../backbones/catalogue';
 import { HeadstartError } from '../../errors';
 import type { Progress } from '../../events';
 import type { LoadedRun } from '../../runFolder';
@@ -56,6 +57,11 @@ for (const file of process.argv.slice(2)) {
 `;
 }
 
+
+/** A foreign ONNX backbone's part of the model card: where it came from, its licence, the preprocessing baked in. */
+function foreignMadeOf(title: string, source: string, licence: string, p: OnnxInputSpec): string {
+  return `${title} (frozen; from ${source}, licence: ${licence}) with a trained dense head appended to its graph. Its preprocessing is baked in as graph ops, so the input is RGB 0..255 like every Headstart export: ${p.channelOrder} channels mapped onto [${p.range.join(', ')}], mean ${p.mean.join('/')} and std ${p.std.join('/')} per channel, ${p.layout}; features from \`${p.output}\`${p.batch === 1 ? '; the model runs one image at a time (its graph fixes the batch to 1)' : ''}.`;
+}
 
 /** Weight storage of the chosen variant, in words (model card). */
 function weightsLine(chosen: string): string {
@@ -121,7 +127,7 @@ export const onnxFormat: ExportFormat = {
         const s = size;
         return {
           titleSuffix: ' (ONNX)',
-          madeOf: `${rec.backbone.title} (frozen) with a trained dense head, converted to ONNX (opset 13) by Headstart's converter.`,
+          madeOf: rec.backbone.onnxInput ? foreignMadeOf(rec.backbone.title, rec.backbone.source, rec.backbone.licence, rec.backbone.onnxInput) : `${rec.backbone.title} (frozen) with a trained dense head, converted to ONNX (opset 13) by Headstart's converter.`,
           measuredIn: `Measured in ONNX Runtime: ${r.exported.msPerImage.toFixed(1)} ms per image on one thread.`,
           weights: weightsLine(r.chosen),
           files: `\`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.`,
