@@ -89,9 +89,12 @@ const EVIL = '<img src=x onerror=alert(1)>"\'&';
 
 /** Every string replaced by EVIL and every number by EVIL too (a run.json can hold any JSON). */
 function poison<T>(v: T): T {
-  if (typeof v === 'string' || typeof v === 'number') return EVIL as unknown as T;
-  if (Array.isArray(v)) return v.map(poison) as unknown as T;
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, typeof x === 'boolean' ? x : poison(x)])) as T;
+  return poisonAny(v) as T;
+}
+function poisonAny(v: unknown): unknown {
+  if (typeof v === 'string' || typeof v === 'number') return EVIL;
+  if (Array.isArray(v)) return v.map(poisonAny);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, typeof x === 'boolean' ? x : poisonAny(x)]));
   return v;
 }
 

@@ -180,7 +180,8 @@ export async function openOnnxEncoder(dir: string, meta: { id?: string; title?: 
   const typeName = pick(side.tokenTypeIds, 'token_type_ids', false);
   const outName = side.output ?? (session.outputNames.includes('sentence_embedding') ? 'sentence_embedding' : session.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : session.outputNames[0]!);
   if (!session.outputNames.includes(outName)) throw new HeadstartError('BAD_MODEL', `${model} has no output '${outName}' (its outputs: ${session.outputNames.join(', ')}); fix ${ENCODER_SIDECAR}`);
-  const unk = tok.model && 'unk_token' in (tok.model as object) ? tok.token_to_id(String((tok.model as unknown as { unk_token: string }).unk_token)) : tok.token_to_id('[UNK]');
+  const modelInfo: { unk_token?: unknown; constructor?: { name?: string } } | undefined = tok.model ?? undefined;
+  const unk = modelInfo && 'unk_token' in modelInfo ? tok.token_to_id(String(modelInfo.unk_token)) : tok.token_to_id('[UNK]');
   const pad = tok.token_to_id('[PAD]') ?? tok.token_to_id('<pad>') ?? 0;
   const specials = new Set([tok.token_to_id('[CLS]'), tok.token_to_id('[SEP]'), tok.token_to_id('<s>'), tok.token_to_id('</s>'), pad].filter((x): x is number => x !== undefined));
   const encode = (t: string): number[] => {
@@ -233,7 +234,7 @@ export async function openOnnxEncoder(dir: string, meta: { id?: string; title?: 
     kind: 'onnx-encoder',
     featureSize: probe[0]!.vector.length,
     modelHash: hash,
-    tokenizer: `tokenizer.json (${String((tok.model as unknown as { constructor: { name: string } })?.constructor?.name ?? 'Hugging Face')}, @huggingface/tokenizers), at most ${maxLength} tokens, ${side.pooling === 'cls' ? 'first-token' : 'mean'} pooling${side.normalize ? ', unit length' : ''}`,
+    tokenizer: `tokenizer.json (${String(modelInfo?.constructor?.name ?? 'Hugging Face')}, @huggingface/tokenizers), at most ${maxLength} tokens, ${side.pooling === 'cls' ? 'first-token' : 'mean'} pooling${side.normalize ? ', unit length' : ''}`,
     licence: meta.licence ?? 'as given by its owner',
     source: meta.source ?? path.resolve(dir),
     dir: path.resolve(dir),
