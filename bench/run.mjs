@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { headBench } from './headSelect.mjs';
+import { extractBench } from './extract.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -181,6 +182,7 @@ try {
   const n = perClass * 4;
   console.log(`# dataset: ${n} generated images, 4 classes; backbone mobilenet-v2-140 (bundled default)`);
   if (args.has('--slim-only')) await slimSection(data);
+  else if (args.has('--only-extract')) await extractBench(core, work, fig, (await core.scanDataset(data)).hashed, { quick });
   else {
   const scan = await core.scanDataset(data);
   const items = scan.hashed;
@@ -226,6 +228,8 @@ try {
   fig('extract.poolSpeedup', results.figures[`extract.tfjs-pool${core.defaultWorkers()}.imagesPerSecond`] / results.figures['extract.tfjs-1worker.imagesPerSecond']);
   fig('extract.onnxOverTfjs1', results.figures['extract.onnx-2threads.imagesPerSecond'] / results.figures['extract.tfjs-1worker.imagesPerSecond']);
   fig('extract.onnxEndToEndOverInference', results.figures['extract.onnx-2threads.imagesPerSecond'] / results.figures['infer.mobilenet-v2-140.onnx2t.imagesPerSecond']);
+  // Extraction at the limit (issue 12): converter vs a PyTorch export, pipeline vs raw tensors (bench/extract.mjs).
+  await extractBench(core, work, fig, items, { quick });
 
   // Head training on cached features.
   {
@@ -354,8 +358,8 @@ try {
   await slimSection(data);
   }
   await mkdir(path.join(root, 'bench'), { recursive: true });
-  // --slim-only keeps the full results file as it was.
-  const resultsFile = args.has('--slim-only') ? 'results-slim.json' : 'results.json';
+  // A section run alone keeps the full results file as it was.
+  const resultsFile = args.has('--slim-only') ? 'results-slim.json' : args.has('--only-extract') ? 'results-extract.json' : 'results.json';
   await writeFile(path.join(root, 'bench', resultsFile), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`saved bench/${resultsFile}`);
 } finally {
