@@ -51,6 +51,13 @@ async function slimSection(data) {
   fig('slim.export.gzipOverUnslimmedFloat32Gzip', ex.json.exported.gzipBytes / s.steps[0].gzipBytes);
   fig('slim.export.testAccuracy', ex.json.exported.accuracy);
   fig('slim.unslimmed.testAccuracy', JSON.parse(await (await import('node:fs/promises')).readFile(path.join(runDir, 'run.json'), 'utf8')).test.accuracy);
+  // The auto exports (issue 12 target: gzipped bytes <= 10% of float32's, within the budget).
+  for (const [name, extra] of [['onnxAuto', ['--format', 'onnx', '--quantize', 'auto', '--slim', 'auto']], ['tfjsAuto', ['--quantize', 'auto']]]) {
+    const r = timeCli(['export', runDir, '--out', path.join(work, `export-${name}`), ...extra, '--cache', cache]).json;
+    fig(`slim.${name}.chosen`, r.chosen);
+    fig(`slim.${name}.gzipOverFloat32Gzip`, r.exported.gzipBytes / r.float32.gzipBytes);
+    fig(`slim.${name}.testAccuracy`, { exported: r.exported.accuracy, float32: r.float32.accuracy, testImages: r.testImages });
+  }
   const d = timeCli(['distill', runDir, '--student', 'slim', '--out', path.join(work, 'student-slim'), '--cache', cache]);
   fig('slim.distill.seconds', d.seconds);
   fig('slim.distill.chosenFraction', d.json.slimming.chosen);
