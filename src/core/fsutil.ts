@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, rmSync } from 'node:fs';
+import { createReadStream, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -34,6 +34,22 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * writeFileAtomic without the thread pool, for small files in a folder that
+ * exists: a temp file beside `file`, then a rename. Throws the fs error (the
+ * temp file removed), ENOENT when the folder is gone.
+ */
+export function writeFileAtomicSync(file: string, data: Uint8Array): void {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
     throw err;
   }
 }

@@ -198,3 +198,18 @@ test('a backbone the converter cannot take: engine auto falls back to TF.js with
   const left = await readdir(path.join(cacheDir, 'onnx')).catch(() => []);
   assert.deepEqual(left, [], 'no half-written conversion left in the cache');
 });
+
+test('the vector cache writes atomically, reads back, and makes its folder again when it was removed mid-run', async (t) => {
+  const dir = await tempDir(t);
+  const { rm } = await import('node:fs/promises');
+  const cache = new core.VectorCache(dir, 'k', 3);
+  const hash = 'ab' + '0'.repeat(62);
+  await cache.put(hash, Float32Array.of(1, 2, 3));
+  assert.deepEqual([...(await cache.get(hash))], [1, 2, 3]);
+  // The cache folder is cleared while the same VectorCache keeps writing (it remembers made folders).
+  await rm(path.join(dir, 'embeddings'), { recursive: true, force: true });
+  await cache.put(hash, Float32Array.of(4, 5, 6));
+  assert.deepEqual([...(await cache.get(hash))], [4, 5, 6]);
+  const files = await readdir(path.join(cache.dir, 'ab'));
+  assert.deepEqual(files, [`${hash}.f32`], 'no temp file is left beside the vector');
+});

@@ -147,7 +147,7 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   const out = path.join(dir, 'export-slim');
   const r = await runCli(['export', runDir, '--out', out, '--format', 'onnx', '--slim', 'auto', '--max-drop', '100', '--quantize', 'int8', '--cache', cacheDir, '--workers', '1']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /Slimming \(auto, within 100 validation points; ranked on \d+ training images, judged on \d+ validation images/);
+  assert.match(r.stdout, /Slimming \(auto, top-1 kept on at least 0% of the validation images; ranked on \d+ training images, judged on \d+ validation images/);
   assert.match(r.stdout, /70%.*← chosen/, 'with a budget of 100 points every step passes: the last is chosen');
   const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
   const s = rep.slimming;
@@ -156,6 +156,9 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   for (const [i, x] of s.steps.entries()) {
     assert.ok(x.msPerImage > 0 && x.valAccuracy >= 0 && x.valAccuracy <= 1 && x.gzipBytes < x.bytes, JSON.stringify(x));
     if (i) assert.ok(x.bytes < s.steps[i - 1].bytes && x.hiddenKept < s.steps[i - 1].hiddenKept, 'each step is smaller');
+    // The budget rule is the export's: agreement with the unslimmed model's top-1, which bounds the accuracy drop.
+    assert.ok(x.agreement >= 0 && x.agreement <= 1, `step ${x.fraction} reports its agreement`);
+    assert.ok((1 - x.agreement) * 100 >= x.dropPoints - 1e-9, `disagreements bound the drop at step ${x.fraction}`);
   }
   assert.equal(rep.chosen, 'int8', 'the slimmed model was quantized after slimming');
   t.diagnostic(`steps: ${s.steps.map((x) => `${x.fraction}: ${x.bytes} B, ${x.msPerImage.toFixed(2)} ms (${x.speedup.toFixed(2)}x), val ${x.valAccuracy.toFixed(3)}`).join('; ')}; exported int8 ${rep.exported.bytes} B`);
@@ -220,6 +223,13 @@ test('cancelled slimming leaves no export folder and no temp folder behind', asy
   );
   assert.ok(sawStep, 'cancelled during a slimming step');
   assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('cancelled') || f.startsWith('.cancelled')), [], 'nothing left');
+});
+
+test('slimming steps are judged by the export budget rule (agreement with the unslimmed model), not by the validation accuracy', () => {
+  // 1 of 50 validation images changes class: 2% disagreement, whatever it does to the accuracy.
+  assert.equal(core.slimWithinBudget(49 / 50, 2), true);
+  assert.equal(core.slimWithinBudget(49 / 50, 1), false, 'a changed prediction counts even when the accuracy stays (the old rule passed it)');
+  assert.equal(core.slimWithinBudget(1, 0), true);
 });
 
 test('--slim on the TF.js export and a bad --slim value are one-line errors', async () => {

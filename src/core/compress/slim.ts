@@ -18,6 +18,7 @@ import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, wi
 import { compareOnnxSpeed } from '../onnx/speed';
 import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from '../train/head';
+import { agreementOf } from '../train/metrics';
 
 /** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */
 export const SLIM_STEPS = [0.25, 0.4, 0.55, 0.7] as const;
@@ -61,6 +62,8 @@ export interface SlimStep {
   valAccuracy: number;
   /** Points below the unslimmed model on the validation split. */
   dropPoints: number;
+  /** Fraction of the choice images whose top-1 class equals the unslimmed model's (the budget rule). */
+  agreement: number;
   withinBudget: boolean;
 }
 
@@ -85,12 +88,12 @@ export interface SlimReport {
  * Trains a head on feature vectors and reports its validation accuracy: the
  * one place slimming and distillation call the head trainer (swap it here).
  */
-export async function fitHead(train: VectorSet, val: VectorSet, dim: number, k: number, config: RunRecord['config'], progress: Progress = {}, distill?: DistillOptions): Promise<{ model: tf.Sequential; valAccuracy: number; history: Awaited<ReturnType<typeof trainHead>>['history']; bestEpoch: number; stoppedEarly: boolean; seconds: number }> {
+export async function fitHead(train: VectorSet, val: VectorSet, dim: number, k: number, config: RunRecord['config'], progress: Progress = {}, distill?: DistillOptions): Promise<{ model: tf.Sequential; valAccuracy: number; valProbs: Float32Array; history: Awaited<ReturnType<typeof trainHead>>['history']; bestEpoch: number; stoppedEarly: boolean; seconds: number }> {
   const head: Required<HeadOptions> = { ...HEAD_DEFAULTS, epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate, hiddenUnits: config.hiddenUnits, dropout: config.dropout, l2: config.l2, patience: config.patience, seed: config.seed, balanceClasses: config.balanceClasses };
   // Quiet: a refit per slimming step would flood the epoch chart of the run it came from.
   const res = await trainHead(train, val, dim, k, head, { signal: progress.signal }, distill);
-  const valAccuracy = val.y.length ? evaluateSet(res.model, val, dim, k).accuracy : NaN;
-  return { ...res, valAccuracy };
+  const ev = val.y.length ? evaluateSet(res.model, val, dim, k) : undefined;
+  return { ...res, valAccuracy: ev?.accuracy ?? NaN, valProbs: ev?.probs ?? new Float32Array(0) };
 }
 
 /** A head's dense layers as plain arrays (for an ONNX model). */
@@ -250,7 +253,9 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
     opened.dispose();
   }
   if (!baseVal.y.length) throw new HeadstartError('NO_DATA', `${run.dir} has no validation images: slimming judges each step on the validation split (train with --val above 0)`);
-  const baseAcc = accuracyOf(runProbs(run, baseVal.x), baseVal.y, k);
+  const baseProbs = runProbs(run, baseVal.x);
+  const baseAcc = accuracyOf(baseProbs, baseVal.y, k);
+  const basePred = argmaxRows(baseProbs, k);
   const baseFile = await ensureOnnxBackbone(parent, opts.cacheDir ?? opened.cacheDir);
   const baseBytes = new Uint8Array(await fs.readFile(baseFile));
   emit({ type: 'phase', phase: 'export', message: `slimming: ranking hidden channels on up to ${SLIM_RANK_IMAGES} training images` });
@@ -287,8 +292,9 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
       const speed = await compareOnnxSpeed(baseFile, path.join(dir, ONNX_BACKBONE_FILE), images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
       baseMs = Math.min(Number.isNaN(baseMs) ? Infinity : baseMs, speed.base.batch1Ms);
       const dropPoints = (baseAcc - fit.valAccuracy) * 100;
-      const withinBudget = opts.slim !== 'auto' || dropPoints <= opts.maxDrop + 1e-9;
-      steps.push({ fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: fit.valAccuracy, dropPoints, withinBudget });
+      const agreement = agreementOf(basePred, argmaxRows(fit.valProbs, k), baseVal.y).agreement;
+      const withinBudget = opts.slim !== 'auto' || slimWithinBudget(agreement, opts.maxDrop);
+      steps.push({ fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: fit.valAccuracy, dropPoints, agreement, withinBudget });
       if (!withinBudget) {
         fit.model.dispose();
         break; // each step removes more: past the budget, the next would be too
@@ -300,8 +306,8 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
     chosen?.head.dispose();
     throw err;
   }
-  steps.unshift({ fraction: 0, hiddenKept: hiddenTotal, hiddenTotal, bytes: baseModel.length, gzipBytes: baseGz, msPerImage: baseMs, speedup: 1, valAccuracy: baseAcc, dropPoints: 0, withinBudget: true });
-  if (!chosen) emit({ type: 'warning', message: `no slimming step stayed within ${opts.maxDrop} points of the unslimmed model on the validation split; the backbone stays unslimmed` });
+  steps.unshift({ fraction: 0, hiddenKept: hiddenTotal, hiddenTotal, bytes: baseModel.length, gzipBytes: baseGz, msPerImage: baseMs, speedup: 1, valAccuracy: baseAcc, dropPoints: 0, agreement: 1, withinBudget: true });
+  if (!chosen) emit({ type: 'warning', message: `no slimming step kept the unslimmed model's predictions on at least ${100 - opts.maxDrop}% of the ${baseVal.y.length} validation images; the backbone stays unslimmed` });
   return {
     report: {
       method: 'structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; head refit per step',
@@ -323,6 +329,28 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
   };
 }
 
+/**
+ * The export's budget rule (export/report BUDGET_RULE) applied to a slimming
+ * step: within --max-drop P when its top-1 class differs from the unslimmed
+ * model's on at most P% of the validation images. It bounds the accuracy
+ * drop on those images by P points, and it is the rule --quantize auto uses,
+ * so slimming and quantization are judged alike.
+ */
+export function slimWithinBudget(agreement: number, maxDrop: number): boolean {
+  return (1 - agreement) * 100 <= maxDrop + 1e-9;
+}
+
+/** Top-1 class of each row of probabilities. */
+function argmaxRows(probs: Float32Array, k: number): Int32Array {
+  const out = new Int32Array(probs.length / k);
+  for (let i = 0; i < out.length; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (probs[i * k + j]! > probs[i * k + best]!) best = j;
+    out[i] = best;
+  }
+  return out;
+}
+
 function accuracyOf(probs: Float32Array, y: Int32Array, k: number): number {
   let ok = 0;
   for (let i = 0; i < y.length; i++) {
@@ -337,7 +365,7 @@ function accuracyOf(probs: Float32Array, y: Int32Array, k: number): number {
 export function slimTable(r: SlimReport): string[] {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   return [
-    `Slimming (${r.asked === 'auto' ? `auto, within ${r.budgetPoints} validation points` : `asked ${Math.round(r.asked * 100)}%`}; ranked on ${r.rankImages} training images, judged on ${r.validationImages} validation images; ONNX Runtime ${r.threads} threads, batch 1):`,
+    `Slimming (${r.asked === 'auto' ? `auto, top-1 kept on at least ${100 - r.budgetPoints}% of the validation images` : `asked ${Math.round(r.asked * 100)}%`}; ranked on ${r.rankImages} training images, judged on ${r.validationImages} validation images; ONNX Runtime ${r.threads} threads, batch 1):`,
     '  removed   hidden kept        bytes    gzipped   ms/image  speed-up  val acc   drop',
     ...r.steps.map((s) => `  ${`${Math.round(s.fraction * 100)}%`.padStart(7)}   ${`${s.hiddenKept}/${s.hiddenTotal}`.padEnd(12)} ${String(s.bytes).padStart(10)} ${String(s.gzipBytes).padStart(10)} ${s.msPerImage.toFixed(1).padStart(10)} ${`${s.speedup.toFixed(2)}x`.padStart(9)} ${pct(s.valAccuracy).padStart(8)} ${s.dropPoints.toFixed(1).padStart(6)}${s.fraction === r.chosen ? '  ← chosen' : s.withinBudget ? '' : '  (over budget)'}`),
   ];
