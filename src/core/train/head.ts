@@ -143,7 +143,7 @@ export function evaluateSet(model: tf.Sequential, set: VectorSet, featureSize: n
 }
 
 /** Class probabilities of rows of features (inference mode), batched. */
-function predictRows(model: tf.Sequential, x: Float32Array, featureSize: number, k: number, batch = 256): Float32Array {
+export function predictRows(model: tf.Sequential, x: Float32Array, featureSize: number, k: number, batch = 256): Float32Array {
   const n = x.length / featureSize;
   const probs = new Float32Array(n * k);
   for (let i = 0; i < n; i += batch) {
