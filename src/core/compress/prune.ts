@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { HeadstartError } from '../errors';
 import type { Progress } from '../events';
 import { Rng } from '../rng';
-import { type VectorSet, evaluateSet, forward, predictRows, setModelWeights, weightedLoss } from '../train/head';
-import { type Chunk, type LoopOptions, type StepEngine, type StepResult, runLoop } from '../train/loop';
+import { type VectorSet, TfjsStepEngine, evaluateSet, forward, weightedLoss } from '../train/head';
+import { type LoopOptions, runLoop } from '../train/loop';
 
 export interface PruneOptions {
   /** Pruning steps of the gradual schedule, default 4. */
@@ -56,24 +56,15 @@ function magnitudeMask(w: tf.Tensor, sparsity: number): tf.Tensor {
  * the masks of the current pruning step re-applied, so pruned weights stay
  * exactly zero. The optimizer's state carries over from one pruning step to the next.
  */
-class PruneEngine implements StepEngine {
+class PruneEngine extends TfjsStepEngine {
   readonly name = 'tfjs-prune';
-  /** One batch per call: cancellation is checked between batches. */
-  readonly rowsPerRun = 1;
   private readonly kernels: tf.LayerVariable[];
-  private readonly optimizer: tf.Optimizer;
   private readonly ones: tf.Tensor1D;
   private masks: tf.Tensor[] = [];
 
-  constructor(
-    readonly model: tf.Sequential,
-    private readonly x: Float32Array,
-    private readonly d: number,
-    private readonly k: number,
-    lr: number,
-  ) {
+  constructor(model: tf.Sequential, x: Float32Array, d: number, k: number, lr: number) {
+    super(model, x, [d], k, tf.train.adam(lr));
     this.kernels = model.layers.map((l) => l.trainableWeights[0]!);
-    this.optimizer = tf.train.adam(lr);
     this.ones = tf.ones([k]);
   }
 
@@ -81,10 +72,16 @@ class PruneEngine implements StepEngine {
   prune(sparsity: number): void {
     tf.dispose(this.masks);
     this.masks = this.kernels.map((k) => magnitudeMask(k.read(), sparsity));
-    this.applyMasks();
+    this.afterStep();
   }
 
-  private applyMasks(): void {
+  protected batchLoss(x: tf.Tensor, y: tf.Tensor1D): { probs: tf.Tensor2D; loss: tf.Scalar } {
+    const probs = forward(this.model, x as tf.Tensor2D, undefined);
+    return { probs, loss: weightedLoss(this.model, probs, y, this.ones, this.k, 0) };
+  }
+
+  /** Re-applies the masks after each update. */
+  protected override afterStep(): void {
     this.kernels.forEach((k, i) => {
       // write() assigns the new value's data to the variable; the tensor itself is still ours to free.
       const masked = tf.tidy(() => tf.mul(k.read(), this.masks[i]!));
@@ -93,51 +90,11 @@ class PruneEngine implements StepEngine {
     });
   }
 
-  async steps(chunk: Chunk): Promise<StepResult> {
-    const { d, k } = this;
-    const losses = new Float32Array(chunk.batches.length);
-    const probs = new Float32Array(chunk.batches.reduce((a, b) => a + b.rows.length, 0) * k);
-    let at = 0;
-    for (const [j, b] of chunk.batches.entries()) {
-      const m = b.rows.length;
-      const xb = new Float32Array(m * d);
-      b.rows.forEach((r, i) => xb.set(this.x.subarray(r * d, (r + 1) * d), i * d));
-      let probsT: tf.Tensor | undefined;
-      const lossT = tf.tidy(() => {
-        const x = tf.tensor2d(xb, [m, d]);
-        const y = tf.tensor1d(b.labels, 'int32');
-        return this.optimizer.minimize(() => {
-          const p = forward(this.model, x, undefined);
-          probsT = tf.keep(p);
-          return weightedLoss(this.model, p, y, this.ones, k, 0);
-        }, true)!;
-      });
-      this.applyMasks();
-      losses[j] = (await lossT.data())[0]!;
-      probs.set((await probsT!.data()) as Float32Array, at);
-      at += m * k;
-      tf.dispose([lossT, probsT!]);
-    }
-    return { losses, probs };
-  }
-
-  async predict(x: Float32Array): Promise<Float32Array> {
-    return predictRows(this.model, x, this.d, this.k);
-  }
-
-  getWeights(): Float32Array[] {
-    return this.model.getWeights().map((t) => (t.dataSync() as Float32Array).slice());
-  }
-
-  setWeights(w: Float32Array[]): void {
-    setModelWeights(this.model, w);
-  }
-
   /** Frees masks and optimizer; the model is the caller's. */
-  dispose(): void {
+  override dispose(): void {
+    super.dispose();
     tf.dispose(this.masks);
     this.masks = [];
-    this.optimizer.dispose();
     this.ones.dispose();
   }
 }

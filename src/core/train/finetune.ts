@@ -3,8 +3,8 @@ import { HeadstartError } from '../errors';
 import type { EpochMetrics, Progress } from '../events';
 import { dirLoader } from '../tfjsio';
 import { registerWasmGradients } from './wasmGrads';
-import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, classWeights, forward, predictRows, setModelWeights, weightedLoss } from './head';
-import { type Chunk, type StepEngine, type StepResult, runLoop } from './loop';
+import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, TfjsStepEngine, classWeights, forward, predictRows, setModelWeights, weightedLoss } from './head';
+import { type Batch, runLoop } from './loop';
 
 /** A layer of a layers model, with its inbound nodes (the graph's edges). */
 type LayerWithNodes = tf.LayersModel['layers'][number];
@@ -110,79 +110,51 @@ export interface FineTuneOptions {
  * boundary activations through the top (BatchNorm in inference mode) and the
  * head (dropout on, seeded per step), one Adam update of both.
  */
-class FineTuneEngine implements StepEngine {
+class FineTuneEngine extends TfjsStepEngine {
   readonly name = 'tfjs-fine-tune';
-  /** One batch per call: cancellation is checked between batches. */
-  readonly rowsPerRun = 1;
-  private readonly optimizer: tf.Optimizer;
   private readonly wT: tf.Tensor1D;
-  private readonly vars: tf.Variable[];
-  private readonly per: number;
 
   constructor(
     private readonly top: tf.LayersModel,
-    private readonly head: tf.Sequential,
-    private readonly b: Boundary,
-    private readonly x: Float32Array,
-    private readonly k: number,
+    head: tf.Sequential,
+    b: Boundary,
+    x: Float32Array,
+    k: number,
     private readonly o: Required<HeadOptions>,
     lr: number,
     classW: Float32Array,
   ) {
     for (const l of top.layers) l.trainable = b.trainable.includes(l.name);
-    this.vars = [...top.trainableWeights, ...head.trainableWeights].map((w) => w.read() as tf.Variable); // read() returns the layer's own variable
-    this.optimizer = tf.train.adam(lr);
+    const vars = [...top.trainableWeights, ...head.trainableWeights].map((w) => w.read() as tf.Variable); // read() returns the layer's own variable
+    super(head, x, b.shape, k, tf.train.adam(lr), vars);
     this.wT = tf.tensor1d(classW);
-    this.per = b.shape.reduce((a, c) => a * c, 1);
   }
 
-  async steps(chunk: Chunk): Promise<StepResult> {
-    const { per, k, o } = this;
-    const losses = new Float32Array(chunk.batches.length);
-    const probs = new Float32Array(chunk.batches.reduce((a, bt) => a + bt.rows.length, 0) * k);
-    let at = 0;
-    for (const [j, bt] of chunk.batches.entries()) {
-      const m = bt.rows.length;
-      const xb = new Float32Array(m * per);
-      bt.rows.forEach((r, i) => xb.set(this.x.subarray(r * per, (r + 1) * per), i * per));
-      const seed = (o.seed * 1_000_033 + chunk.firstStep + j) >>> 0;
-      let probsT: tf.Tensor | undefined;
-      const lossT = tf.tidy(() => {
-        const x = tf.tensor(xb, [m, ...this.b.shape]);
-        const y = tf.tensor1d(bt.labels, 'int32');
-        return this.optimizer.minimize(() => {
-          const feats = this.top.apply(x, { training: false }) as tf.Tensor2D; // BatchNorm stays in inference mode
-          const p = forward(this.head, feats, { rate: o.dropout, seed });
-          probsT = tf.keep(p);
-          return weightedLoss(this.head, p, y, this.wT, k, o.l2);
-        }, true, this.vars)!;
-      });
-      losses[j] = (await lossT.data())[0]!;
-      probs.set((await probsT!.data()) as Float32Array, at);
-      at += m * k;
-      tf.dispose([lossT, probsT!]);
-    }
-    return { losses, probs };
+  protected batchLoss(x: tf.Tensor, y: tf.Tensor1D, _b: Batch, step: number): { probs: tf.Tensor2D; loss: tf.Scalar } {
+    const feats = this.top.apply(x, { training: false }) as tf.Tensor2D; // BatchNorm stays in inference mode
+    const probs = forward(this.model, feats, { rate: this.o.dropout, seed: (this.o.seed * 1_000_033 + step) >>> 0 });
+    return { probs, loss: weightedLoss(this.model, probs, y, this.wT, this.k, this.o.l2) };
   }
 
-  async predict(x: Float32Array): Promise<Float32Array> {
-    const f = topFeatures(this.top, x, this.b.shape);
-    return predictRows(this.head, f, f.length / (x.length / this.per), this.k);
+  override async predict(x: Float32Array): Promise<Float32Array> {
+    const f = topFeatures(this.top, x, this.shape);
+    return predictRows(this.model, f, f.length / (x.length / this.per), this.k);
   }
 
-  getWeights(): Float32Array[] {
-    return [...this.top.getWeights(), ...this.head.getWeights()].map((t) => (t.dataSync() as Float32Array).slice());
+  override getWeights(): Float32Array[] {
+    const tw = this.top.getWeights().map((t) => (t.dataSync() as Float32Array).slice());
+    return [...tw, ...super.getWeights()];
   }
 
-  setWeights(w: Float32Array[]): void {
+  override setWeights(w: Float32Array[]): void {
     const tw = this.top.getWeights().length;
     setModelWeights(this.top, w.slice(0, tw));
-    setModelWeights(this.head, w.slice(tw));
+    super.setWeights(w.slice(tw));
   }
 
   /** Frees the optimizer and class weights; the top and head belong to the caller. */
-  dispose(): void {
-    this.optimizer.dispose();
+  override dispose(): void {
+    super.dispose();
     this.wT.dispose();
   }
 }
