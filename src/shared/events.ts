@@ -12,8 +12,8 @@ export interface EpochMetrics {
   valAccuracy: number;
   /** Seconds the epoch took. */
   seconds: number;
-  /** 'fine-tune' for the second phase of an --unfreeze run (top layers and head together). */
-  stage?: 'head' | 'fine-tune';
+  /** 'fine-tune' for the second phase of an --unfreeze run (top layers and head together); 'prune' for the fine-tuning epochs of each pruning step. */
+  stage?: 'head' | 'fine-tune' | 'prune';
 }
 
 export type EngineEvent =

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { HeadstartError, throwIfAborted } from '../errors';
+import { HeadstartError } from '../errors';
 import type { Progress } from '../events';
 import { Rng } from '../rng';
-import { type VectorSet, evaluateSet } from '../train/head';
+import { type VectorSet, TfjsStepEngine, evaluateSet, forward, weightedLoss } from '../train/head';
+import { type LoopOptions, runLoop } from '../train/loop';
 
 export interface PruneOptions {
   /** Pruning steps of the gradual schedule, default 4. */
@@ -50,64 +51,85 @@ function magnitudeMask(w: tf.Tensor, sparsity: number): tf.Tensor {
 }
 
 /**
+ * The pruning engine for the shared loop: one step is one Adam update of the
+ * dense copy on the plain (unweighted, no L2, no dropout) cross-entropy, then
+ * the masks of the current pruning step re-applied, so pruned weights stay
+ * exactly zero. The optimizer's state carries over from one pruning step to the next.
+ */
+class PruneEngine extends TfjsStepEngine {
+  readonly name = 'tfjs-prune';
+  private readonly kernels: tf.LayerVariable[];
+  private readonly ones: tf.Tensor1D;
+  private masks: tf.Tensor[] = [];
+
+  constructor(model: tf.Sequential, x: Float32Array, d: number, k: number, lr: number) {
+    super(model, x, [d], k, tf.train.adam(lr));
+    this.kernels = model.layers.map((l) => l.trainableWeights[0]!);
+    this.ones = tf.ones([k]);
+  }
+
+  /** Masks every kernel to `sparsity` by magnitude and holds those masks until the next call. */
+  prune(sparsity: number): void {
+    tf.dispose(this.masks);
+    this.masks = this.kernels.map((k) => magnitudeMask(k.read(), sparsity));
+    this.afterStep();
+  }
+
+  protected batchLoss(x: tf.Tensor, y: tf.Tensor1D): { probs: tf.Tensor2D; loss: tf.Scalar } {
+    const probs = forward(this.model, x as tf.Tensor2D, undefined);
+    return { probs, loss: weightedLoss(this.model, probs, y, this.ones, this.k, 0) };
+  }
+
+  /** Re-applies the masks after each update. */
+  protected override afterStep(): void {
+    this.kernels.forEach((k, i) => {
+      // write() assigns the new value's data to the variable; the tensor itself is still ours to free.
+      const masked = tf.tidy(() => tf.mul(k.read(), this.masks[i]!));
+      k.write(masked);
+      masked.dispose();
+    });
+  }
+
+  /** Frees masks and optimizer; the model is the caller's. */
+  override dispose(): void {
+    super.dispose();
+    tf.dispose(this.masks);
+    this.masks = [];
+    this.ones.dispose();
+  }
+}
+
+/**
  * Magnitude pruning of the head's dense kernels to `target` sparsity with a
  * gradual (cubic) schedule, fine-tuning after each step with the masks held
- * (Zhu & Gupta, 2017). Biases are not pruned.
+ * (Zhu & Gupta, 2017): each step is one call of the shared training loop
+ * (a fixed number of epochs, the last weights kept). Biases are not pruned.
  */
 export async function pruneHead(head: tf.LayersModel, train: VectorSet, val: VectorSet, featureSize: number, numClasses: number, target: number, opts: PruneOptions = {}, progress: Progress = {}): Promise<PruneResult> {
   if (!(target >= 0 && target < 1)) throw new HeadstartError('BAD_INPUT', `sparsity must be in [0, 1) (got ${target})`);
   const steps = opts.steps ?? 4;
-  const epochs = opts.epochsPerStep ?? 3;
-  const batch = opts.batchSize ?? 32;
   const model = cloneDense(head, featureSize);
-  const kernels = model.layers.map((l) => l.trainableWeights[0]!);
-  const optimizer = tf.train.adam(opts.learningRate ?? 3e-4);
-  const rng = new Rng(opts.seed ?? 42);
-  const n = train.y.length;
-  const order = Array.from({ length: n }, (_, i) => i);
-  let masks: tf.Tensor[] = [];
-  // write() assigns the new value's data to the variable; the tensor itself is still ours to free.
-  const applyMasks = () =>
-    kernels.forEach((k, i) => {
-      const masked = tf.tidy(() => tf.mul(k.read(), masks[i]!));
-      k.write(masked);
-      masked.dispose();
-    });
+  const engine = new PruneEngine(model, train.x, featureSize, numClasses, opts.learningRate ?? 3e-4);
+  // One shuffle stream over all steps; no class weights, no early stopping: the schedule fixes the epochs.
+  const seed = opts.seed ?? 42;
+  const loop: LoopOptions = { epochs: opts.epochsPerStep ?? 3, batchSize: opts.batchSize ?? 32, patience: 0, seed, rng: new Rng(seed), restoreBest: false, stage: 'prune' };
+  const noWeights = new Float32Array(numClasses).fill(1);
   try {
     for (let s = 1; s <= steps && target > 0; s++) {
       const sparsity = target * (1 - (1 - s / steps) ** 3);
-      tf.dispose(masks);
-      masks = kernels.map((k) => magnitudeMask(k.read(), sparsity));
-      applyMasks();
-      for (let e = 0; e < epochs; e++) {
-        rng.shuffle(order);
-        for (let b = 0; b < n; b += batch) {
-          throwIfAborted(progress.signal);
-          const idx = order.slice(b, b + batch);
-          const xb = new Float32Array(idx.length * featureSize);
-          idx.forEach((r, i) => xb.set(train.x.subarray(r * featureSize, (r + 1) * featureSize), i * featureSize));
-          const yb = Int32Array.from(idx.map((r) => train.y[r]!));
-          tf.tidy(() => {
-            const x = tf.tensor2d(xb, [idx.length, featureSize]);
-            const y = tf.oneHot(tf.tensor1d(yb, 'int32'), numClasses);
-            optimizer.minimize(() => tf.neg(tf.mean(tf.sum(tf.mul(y, tf.log(tf.clipByValue(model.apply(x) as tf.Tensor, 1e-7, 1))), 1))) as tf.Scalar);
-          });
-          applyMasks();
-        }
-        await new Promise<void>((r) => setImmediate(r));
-      }
+      engine.prune(sparsity);
+      await runLoop(engine, train.y, val, noWeights, numClasses, loop, progress);
       progress.onEvent?.({ type: 'log', message: `pruned the head to ${(sparsity * 100).toFixed(0)}% sparsity (step ${s}/${steps})` });
     }
   } catch (err) {
     model.dispose(); // cancelled or failed: the caller never gets the copy
     throw err;
   } finally {
-    tf.dispose(masks);
-    optimizer.dispose();
+    engine.dispose();
   }
   const sparsity: Record<string, number> = {};
-  model.layers.forEach((l, i) => {
-    const v = kernels[i]!.read().dataSync();
+  model.layers.forEach((l) => {
+    const v = l.getWeights()[0]!.dataSync();
     let zeros = 0;
     for (const x of v) if (x === 0) zeros++;
     sparsity[l.name] = zeros / v.length;

@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { HeadstartError, throwIfAborted } from '../errors';
+import { HeadstartError } from '../errors';
 import type { EpochMetrics, Progress } from '../events';
-import { Rng } from '../rng';
 import { dirLoader } from '../tfjsio';
 import { registerWasmGradients } from './wasmGrads';
-import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, classWeights, evaluateSet, forward, weightedLoss } from './head';
+import { type HeadOptions, type VectorSet, HEAD_DEFAULTS, TfjsStepEngine, classWeights, forward, predictRows, setModelWeights, weightedLoss } from './head';
+import { type Batch, runLoop } from './loop';
 
 /** A layer of a layers model, with its inbound nodes (the graph's edges). */
 type LayerWithNodes = tf.LayersModel['layers'][number];
@@ -106,12 +106,67 @@ export interface FineTuneOptions {
 }
 
 /**
+ * The fine-tuning engine for the shared loop: one step is one batch of
+ * boundary activations through the top (BatchNorm in inference mode) and the
+ * head (dropout on, seeded per step), one Adam update of both.
+ */
+class FineTuneEngine extends TfjsStepEngine {
+  readonly name = 'tfjs-fine-tune';
+  private readonly wT: tf.Tensor1D;
+
+  constructor(
+    private readonly top: tf.LayersModel,
+    head: tf.Sequential,
+    b: Boundary,
+    x: Float32Array,
+    k: number,
+    private readonly o: Required<HeadOptions>,
+    lr: number,
+    classW: Float32Array,
+  ) {
+    for (const l of top.layers) l.trainable = b.trainable.includes(l.name);
+    const vars = [...top.trainableWeights, ...head.trainableWeights].map((w) => w.read() as tf.Variable); // read() returns the layer's own variable
+    super(head, x, b.shape, k, tf.train.adam(lr), vars);
+    this.wT = tf.tensor1d(classW);
+  }
+
+  protected batchLoss(x: tf.Tensor, y: tf.Tensor1D, _b: Batch, step: number): { probs: tf.Tensor2D; loss: tf.Scalar } {
+    const feats = this.top.apply(x, { training: false }) as tf.Tensor2D; // BatchNorm stays in inference mode
+    const probs = forward(this.model, feats, { rate: this.o.dropout, seed: (this.o.seed * 1_000_033 + step) >>> 0 });
+    return { probs, loss: weightedLoss(this.model, probs, y, this.wT, this.k, this.o.l2) };
+  }
+
+  override async predict(x: Float32Array): Promise<Float32Array> {
+    const f = topFeatures(this.top, x, this.shape);
+    return predictRows(this.model, f, f.length / (x.length / this.per), this.k);
+  }
+
+  override getWeights(): Float32Array[] {
+    const tw = this.top.getWeights().map((t) => (t.dataSync() as Float32Array).slice());
+    return [...tw, ...super.getWeights()];
+  }
+
+  override setWeights(w: Float32Array[]): void {
+    const tw = this.top.getWeights().length;
+    setModelWeights(this.top, w.slice(0, tw));
+    super.setWeights(w.slice(tw));
+  }
+
+  /** Frees the optimizer and class weights; the top and head belong to the caller. */
+  override dispose(): void {
+    super.dispose();
+    this.wT.dispose();
+  }
+}
+
+/**
  * Phase two of transfer learning: the top layers (BatchNorm frozen and in
  * inference mode) and the head trained together on boundary activations at a
- * lower learning rate, early-stopped on validation loss with the best weights
- * restored. Runs on the current backend; on wasm, the convolution
- * gradients it lacks come from registerWasmGradients (measured: the CPU
- * backend took 75 s for one 8-image step of MobileNetV2's top block).
+ * lower learning rate, through the shared loop: early-stopped on validation
+ * loss with the best weights restored, the weights before fine-tuning kept
+ * when no epoch beats them. Runs on the current backend; on wasm, the
+ * convolution gradients it lacks come from registerWasmGradients (measured:
+ * the CPU backend took 75 s for one 8-image step of MobileNetV2's top block).
  */
 export async function fineTune(
   top: tf.LayersModel,
@@ -126,93 +181,22 @@ export async function fineTune(
 ): Promise<{ history: EpochMetrics[]; bestEpoch: number; seconds: number; backend: string }> {
   const o = { ...HEAD_DEFAULTS, ...headOptions };
   const epochs = opts.epochs ?? Math.max(3, Math.round(o.epochs / 3));
-  const lr = opts.learningRate ?? o.learningRate / 10;
-  const per = b.shape.reduce((a, c) => a * c, 1);
-  const emit = progress.onEvent ?? (() => undefined);
   const previous = tf.getBackend();
   const target = opts.backend ?? previous;
   if (target === 'wasm') registerWasmGradients();
   const started = Date.now();
   if (target !== previous && !(await tf.setBackend(target))) throw new HeadstartError('BACKEND', `the ${target} backend needed for fine-tuning did not start`);
-  for (const l of top.layers) l.trainable = b.trainable.includes(l.name);
-  const vars = [...top.trainableWeights, ...head.trainableWeights].map((w) => w.read() as tf.Variable)  // read() returns the layer's own variable;
-  const optimizer = tf.train.adam(lr);
   const w = classWeights(train.y, numClasses, o.balanceClasses);
-  const wT = tf.tensor1d(w);
-  const rng = new Rng(o.seed + 7);
-  const n = train.y.length;
-  const order = Array.from({ length: n }, (_, i) => i);
-  const batches = Math.ceil(n / o.batchSize);
-  const history: EpochMetrics[] = [];
-  const snapshot = () => [...top.getWeights(), ...head.getWeights()].map((t) => t.clone());
-  let best = { loss: Infinity, epoch: 0, weights: [] as tf.Tensor[] };
-  let since = 0;
-  let step = 0;
-  const valLoss = (): { loss: number; accuracy: number } => {
-    if (!val.y.length) return { loss: NaN, accuracy: NaN };
-    const f = topFeatures(top, val.x, b.shape);
-    return evaluateSet(head, { x: f, y: val.y }, f.length / val.y.length, numClasses, w);
-  };
+  let engine: FineTuneEngine | undefined;
   try {
-    const v0 = valLoss();
-    best = { loss: Number.isNaN(v0.loss) ? Infinity : v0.loss, epoch: 0, weights: snapshot() };
-    for (let epoch = 1; epoch <= epochs; epoch++) {
-      const e0 = Date.now();
-      rng.shuffle(order);
-      let lossSum = 0;
-      let correct = 0;
-      for (let bi = 0; bi < batches; bi++) {
-        throwIfAborted(progress.signal);
-        const idx = order.slice(bi * o.batchSize, (bi + 1) * o.batchSize);
-        const xb = new Float32Array(idx.length * per);
-        idx.forEach((r, i) => xb.set(train.x.subarray(r * per, (r + 1) * per), i * per));
-        const yb = Int32Array.from(idx.map((r) => train.y[r]!));
-        const seed = (o.seed * 1_000_033 + step++) >>> 0;
-        let probsT: tf.Tensor | undefined;
-        const lossT = tf.tidy(() => {
-          const x = tf.tensor(xb, [idx.length, ...b.shape]);
-          const y = tf.tensor1d(yb, 'int32');
-          return optimizer.minimize(() => {
-            const feats = top.apply(x, { training: false }) as tf.Tensor2D; // BatchNorm stays in inference mode
-            const p = forward(head, feats, { rate: o.dropout, seed });
-            probsT = tf.keep(p);
-            return weightedLoss(head, p, y, wT, numClasses, o.l2);
-          }, true, vars)!;
-        });
-        const loss = (await lossT.data())[0]!;
-        const pd = (await probsT!.data()) as Float32Array;
-        tf.dispose([lossT, probsT!]);
-        lossSum += loss * idx.length;
-        for (let i = 0; i < idx.length; i++) {
-          let bj = 0;
-          for (let j = 1; j < numClasses; j++) if (pd[i * numClasses + j]! > pd[i * numClasses + bj]!) bj = j;
-          if (bj === yb[i]) correct++;
-        }
-        const seen = Math.min(n, (bi + 1) * o.batchSize);
-        const ips = seen / Math.max((Date.now() - e0) / 1000, 1e-3);
-        emit({ type: 'batch', epoch, batch: bi + 1, batches, loss, accuracy: correct / seen, imagesPerSecond: ips, eta: ((epochs - epoch) * n + (n - seen)) / Math.max(ips, 1e-3) });
-        await new Promise<void>((r) => setImmediate(r));
-      }
-      const v = valLoss();
-      const m: EpochMetrics = { epoch, loss: lossSum / n, accuracy: correct / n, valLoss: Number.isNaN(v.loss) ? lossSum / n : v.loss, valAccuracy: Number.isNaN(v.accuracy) ? correct / n : v.accuracy, seconds: (Date.now() - e0) / 1000, stage: 'fine-tune' };
-      history.push(m);
-      emit({ type: 'epoch', metrics: m, totalEpochs: epochs });
-      if (m.valLoss < best.loss - 1e-6) {
-        best.weights.forEach((t) => t.dispose());
-        best = { loss: m.valLoss, epoch, weights: snapshot() };
-        since = 0;
-      } else if (o.patience > 0 && ++since >= o.patience) break;
-    }
-    const tw = top.getWeights().length;
-    top.setWeights(best.weights.slice(0, tw));
-    head.setWeights(best.weights.slice(tw));
+    engine = new FineTuneEngine(top, head, b, train.x, numClasses, o, opts.learningRate ?? o.learningRate / 10, w);
+    // Shuffles seeded apart from the head stage's (seed + 7), as before the loop was shared.
+    const res = await runLoop(engine, train.y, val, w, numClasses, { epochs, batchSize: o.batchSize, patience: o.patience, seed: o.seed + 7, scoreStart: true, stage: 'fine-tune' }, progress);
+    return { history: res.history, bestEpoch: res.bestEpoch, seconds: (Date.now() - started) / 1000, backend: target };
   } finally {
-    best.weights.forEach((t) => t.dispose());
-    wT.dispose();
-    optimizer.dispose();
+    engine?.dispose();
     if (tf.getBackend() !== previous) await tf.setBackend(previous);
   }
-  return { history, bestEpoch: best.epoch, seconds: (Date.now() - started) / 1000, backend: target };
 }
 
 /** Loads a run's fine-tuned top (RUN_DIR/top), if it has one. */

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { EpochMetrics, Progress } from '../events';
-import { type Chunk, type StepEngine, type StepResult, runLoop, scoreProbs } from './loop';
+import { type Batch, type Chunk, type StepEngine, type StepResult, runLoop, scoreProbs } from './loop';
 import { OrtHeadEngine, ortTrainerAvailable } from './ortHead';
 
 /** Hyper-parameters of the classification head. */
@@ -143,7 +143,7 @@ export function evaluateSet(model: tf.Sequential, set: VectorSet, featureSize: n
 }
 
 /** Class probabilities of rows of features (inference mode), batched. */
-function predictRows(model: tf.Sequential, x: Float32Array, featureSize: number, k: number, batch = 256): Float32Array {
+export function predictRows(model: tf.Sequential, x: Float32Array, featureSize: number, k: number, batch = 256): Float32Array {
   const n = x.length / featureSize;
   const probs = new Float32Array(n * k);
   for (let i = 0; i < n; i += batch) {
@@ -155,62 +155,66 @@ function predictRows(model: tf.Sequential, x: Float32Array, featureSize: number,
   return probs;
 }
 
-/** The TF.js engine: one Adam step per call through the layers model (also does distillation's soft targets). */
-class TfjsHeadEngine implements StepEngine {
-  readonly name = 'tfjs';
+/**
+ * A TF.js engine for the shared loop: one optimizer step per batch on the
+ * model's trainable weights (or `vars`), the batch's rows gathered from `x`
+ * (rows of `shape`). Subclasses say what one batch's loss is: the head (also
+ * distillation), fine-tuning, pruning.
+ */
+export abstract class TfjsStepEngine implements StepEngine {
+  abstract readonly name: string;
+  /** One batch per call: cancellation is checked between batches. */
   readonly rowsPerRun = 1;
-  private readonly model: tf.Sequential;
-  private readonly optimizer: tf.Optimizer;
-  private readonly wT: tf.Tensor1D;
+  /** Values per row of `x`. */
+  protected readonly per: number;
 
   constructor(
-    private readonly train: VectorSet,
-    private readonly d: number,
-    private readonly k: number,
-    private readonly o: Required<HeadOptions>,
-    classW: Float32Array,
-    private readonly distill?: DistillOptions,
+    protected readonly model: tf.Sequential,
+    protected readonly x: Float32Array,
+    protected readonly shape: number[],
+    protected readonly k: number,
+    protected readonly optimizer: tf.Optimizer,
+    private readonly vars?: tf.Variable[],
   ) {
-    this.model = buildHead(d, k, o);
-    this.optimizer = tf.train.adam(o.learningRate);
-    this.wT = tf.tensor1d(classW);
+    this.per = shape.reduce((a, b) => a * b, 1);
   }
 
+  /** Class probabilities (training mode) and loss of one batch; `step` counts the steps taken before it. Runs inside tidy and minimize. */
+  protected abstract batchLoss(x: tf.Tensor, y: tf.Tensor1D, batch: Batch, step: number): { probs: tf.Tensor2D; loss: tf.Scalar };
+
+  /** Runs after every update (pruning re-applies its masks there). */
+  protected afterStep(): void {}
+
   async steps(chunk: Chunk): Promise<StepResult> {
-    const { d, k, train, o } = this;
+    const { per, k } = this;
     const losses = new Float32Array(chunk.batches.length);
     const probs = new Float32Array(chunk.batches.reduce((a, b) => a + b.rows.length, 0) * k);
     let at = 0;
     for (const [j, b] of chunk.batches.entries()) {
       const m = b.rows.length;
-      const xb = new Float32Array(m * d);
-      const sb = train.soft ? new Float32Array(m * k) : undefined;
-      b.rows.forEach((r, i) => {
-        xb.set(train.x.subarray(r * d, (r + 1) * d), i * d);
-        sb?.set(train.soft!.subarray(r * k, (r + 1) * k), i * k);
-      });
-      const seed = (o.seed * 1_000_003 + chunk.firstStep + j) >>> 0;
+      const xb = new Float32Array(m * per);
+      b.rows.forEach((r, i) => xb.set(this.x.subarray(r * per, (r + 1) * per), i * per));
       let probsT: tf.Tensor | undefined;
       const lossT = tf.tidy(() => {
-        const x = tf.tensor2d(xb, [m, d]);
+        const x = tf.tensor(xb, [m, ...this.shape]);
         const y = tf.tensor1d(b.labels, 'int32');
         return this.optimizer.minimize(() => {
-          const p = forward(this.model, x, { rate: o.dropout, seed });
-          probsT = tf.keep(p);
-          return weightedLoss(this.model, p, y, this.wT, k, o.l2, sb && this.distill ? { teacher: tf.tensor2d(sb, [m, k]), ...this.distill } : undefined);
-        }, true)!;
+          const out = this.batchLoss(x, y, b, chunk.firstStep + j);
+          probsT = tf.keep(out.probs);
+          return out.loss;
+        }, true, this.vars)!;
       });
+      this.afterStep();
       losses[j] = (await lossT.data())[0]!;
       probs.set((await probsT!.data()) as Float32Array, at);
       at += m * k;
-      lossT.dispose();
-      probsT!.dispose();
+      tf.dispose([lossT, probsT!]);
     }
     return { losses, probs };
   }
 
   async predict(x: Float32Array): Promise<Float32Array> {
-    return predictRows(this.model, x, this.d, this.k);
+    return predictRows(this.model, x, this.per, this.k);
   }
 
   getWeights(): Float32Array[] {
@@ -221,9 +225,44 @@ class TfjsHeadEngine implements StepEngine {
     setModelWeights(this.model, w);
   }
 
+  /** Frees the optimizer; subclasses free what else they made. */
   dispose(): void {
-    this.model.dispose();
     this.optimizer.dispose();
+  }
+}
+
+/** The TF.js head engine: the head's weighted loss with dropout seeded per step, L2, and distillation's soft targets when given. */
+class TfjsHeadEngine extends TfjsStepEngine {
+  readonly name = 'tfjs';
+  private readonly wT: tf.Tensor1D;
+
+  constructor(
+    private readonly train: VectorSet,
+    d: number,
+    k: number,
+    private readonly o: Required<HeadOptions>,
+    classW: Float32Array,
+    private readonly distill?: DistillOptions,
+  ) {
+    super(buildHead(d, k, o), train.x, [d], k, tf.train.adam(o.learningRate));
+    this.wT = tf.tensor1d(classW);
+  }
+
+  protected batchLoss(x: tf.Tensor, y: tf.Tensor1D, b: Batch, step: number): { probs: tf.Tensor2D; loss: tf.Scalar } {
+    const { k, o, train } = this;
+    const probs = forward(this.model, x as tf.Tensor2D, { rate: o.dropout, seed: (o.seed * 1_000_003 + step) >>> 0 });
+    let soft: ({ teacher: tf.Tensor2D } & DistillOptions) | undefined;
+    if (train.soft && this.distill) {
+      const sb = new Float32Array(b.rows.length * k);
+      b.rows.forEach((r, i) => sb.set(train.soft!.subarray(r * k, (r + 1) * k), i * k));
+      soft = { teacher: tf.tensor2d(sb, [b.rows.length, k]), ...this.distill };
+    }
+    return { probs, loss: weightedLoss(this.model, probs, y, this.wT, k, o.l2, soft) };
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.model.dispose();
     this.wT.dispose();
   }
 }

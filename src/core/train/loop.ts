@@ -45,7 +45,20 @@ export interface LoopOptions {
   batchSize: number;
   /** Epochs without validation-loss improvement before stopping; 0 disables. */
   patience: number;
+  /** Seed of the batch shuffles (a fresh stream per call unless `rng` is given). */
   seed: number;
+  /** Shuffle from this stream instead of a fresh one from `seed`: a trainer that calls the loop several times (pruning, once per step) keeps one sequence. */
+  rng?: Rng;
+  /**
+   * Score the engine's starting weights on validation before the first epoch
+   * (as epoch 0) and keep them if no epoch beats them; default false. Fine-tuning
+   * uses it: a second phase never leaves the head worse than the first left it.
+   */
+  scoreStart?: boolean;
+  /** Restore the weights of the epoch with the lowest validation loss at the end; default true. False keeps the last weights (pruning: a fixed schedule with masks held). */
+  restoreBest?: boolean;
+  /** Tag of the epoch metrics this call emits, e.g. 'fine-tune'; default none (the head stage). */
+  stage?: EpochMetrics['stage'];
 }
 
 export interface LoopResult {
@@ -73,20 +86,27 @@ export function scoreProbs(probs: ArrayLike<number>, y: ArrayLike<number>, k: nu
 }
 
 /**
- * The training loop: seeded shuffles, batches with class weights, a batch
- * event per step and an epoch event per epoch, early stopping on validation
- * loss with the best weights restored into the engine, cancellation checked
- * before every engine call and after every batch event.
+ * The one training loop (head training on either engine, distillation,
+ * fine-tuning, pruning): seeded shuffles, batches with class weights (all 1
+ * for none), a batch event per step and an epoch event per epoch, early
+ * stopping on validation loss with the best weights restored into the engine,
+ * cancellation checked before every engine call and after every batch event.
  */
 export async function runLoop(engine: StepEngine, trainY: Int32Array, val: { x: Float32Array; y: Int32Array }, classW: Float32Array, k: number, o: LoopOptions, progress: Progress = {}): Promise<LoopResult> {
   const emit = progress.onEvent ?? (() => undefined);
-  const rng = new Rng(o.seed);
+  const rng = o.rng ?? new Rng(o.seed);
   const n = trainY.length;
   const order = Array.from({ length: n }, (_, i) => i);
   const batches = Math.ceil(n / o.batchSize);
   const perRun = Math.max(1, Math.floor(engine.rowsPerRun / o.batchSize));
   const history: EpochMetrics[] = [];
+  const restore = o.restoreBest ?? true;
   let best = { loss: Infinity, epoch: 0, weights: [] as Float32Array[] };
+  if (o.scoreStart && restore) {
+    throwIfAborted(progress.signal);
+    const loss = val.y.length ? scoreProbs(await engine.predict(val.x), val.y, k, classW).loss : Infinity;
+    best = { loss, epoch: 0, weights: engine.getWeights() };
+  }
   let sinceBest = 0;
   let stoppedEarly = false;
   let step = 0;
@@ -122,17 +142,18 @@ export async function runLoop(engine: StepEngine, trainY: Int32Array, val: { x: 
       await new Promise<void>((r) => setImmediate(r)); // let cancellation and I/O through
     }
     const v = val.y.length ? scoreProbs(await engine.predict(val.x), val.y, k, classW) : { loss: lossSum / n, accuracy: correct / n };
-    const metrics: EpochMetrics = { epoch, loss: lossSum / n, accuracy: correct / n, valLoss: v.loss, valAccuracy: v.accuracy, seconds: (Date.now() - e0) / 1000 };
+    const metrics: EpochMetrics = { epoch, loss: lossSum / n, accuracy: correct / n, valLoss: v.loss, valAccuracy: v.accuracy, seconds: (Date.now() - e0) / 1000, ...(o.stage ? { stage: o.stage } : {}) };
     history.push(metrics);
     emit({ type: 'epoch', metrics, totalEpochs: o.epochs });
     if (v.loss < best.loss - 1e-6) {
-      best = { loss: v.loss, epoch, weights: engine.getWeights() };
+      best = { loss: v.loss, epoch, weights: restore ? engine.getWeights() : [] };
       sinceBest = 0;
     } else if (o.patience > 0 && ++sinceBest >= o.patience) {
       stoppedEarly = epoch < o.epochs;
       break;
     }
   }
+  if (!restore) return { history, bestEpoch: history.length, stoppedEarly };
   if (best.weights.length) engine.setWeights(best.weights);
   return { history, bestEpoch: best.epoch, stoppedEarly };
 }
