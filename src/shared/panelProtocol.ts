@@ -7,7 +7,7 @@
 import { type ExportFormat, HEAD_CHOICES, type HeadChoice, type QuantizeChoice, type SlimChoice } from './choices';
 import type { Phase as EnginePhase } from './events';
 import type { ReplyMessage, RequestMessage } from './messageHandler';
-import type { BackboneInfo, Interval, ModelFigures } from './records';
+import type { BackboneInfo, EvalResult, Interval, ModelFigures } from './records';
 
 /**
  * The options form. Numbers are validated on both sides. `epochs` and
@@ -82,18 +82,9 @@ export interface SelectionView {
   advice?: string;
 }
 
-export interface ResultView {
+/** The results the panel shows: the run's test metrics (EvalResult's fields) and what goes with them. */
+export interface ResultView extends Pick<EvalResult, 'accuracy' | 'interval' | 'warning' | 'macroF1' | 'count' | 'labels' | 'perClass' | 'confusion'> {
   runDir: string;
-  accuracy: number;
-  /** 95% interval of the test accuracy (absent in runs of early versions). */
-  interval?: Interval;
-  /** The engine's warning for a small test split. */
-  warning?: string;
-  macroF1: number;
-  count: number;
-  labels: string[];
-  perClass: Array<{ label: string; precision: number; recall: number; f1: number; support: number }>;
-  confusion: number[][];
   mistakes: Array<{ path: string; thumb: string; label: string; predicted: string; probability: number }>;
   baseline: { accuracy: number; interval?: Interval; cvAccuracy?: number; wins: boolean; advice?: string; verdict: string };
   /** The cross-validated head choice (absent for --unfreeze runs and tiny datasets). */

@@ -298,8 +298,11 @@ export interface SlimStep {
   speedup: number;
   /** Accuracy of the refit head on the validation split (0..1). */
   valAccuracy: number;
+  /** Points below the unslimmed model on the validation split. */
   dropPoints: number;
+  /** Within the budget rule: top-1 agreement with the unslimmed model on the choice images. */
   withinBudget: boolean;
+  agreement?: number;
 }
 
 /** report.json's `slimming` (ONNX exports with `slim`). */

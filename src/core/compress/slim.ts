@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type * as tf from '@tensorflow/tfjs';
 import { onnx } from 'onnx-proto';
+import type * as shared from '../../shared/records';
 import { ensureForeignWrapped } from '../onnx/foreign';
 import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, writeOnnxBackbone } from '../onnx/backbone';
 import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
@@ -44,27 +45,10 @@ export function parseSlim(v: unknown): SlimOption {
   return f;
 }
 
-/** One row of the slimming table. */
-export interface SlimStep {
-  /** Fraction of each block's hidden channels asked to go (0: the unslimmed backbone). */
-  fraction: number;
-  /** Hidden channels kept over all blocks, and there were. */
-  hiddenKept: number;
-  hiddenTotal: number;
-  /** Backbone + head as one float32 ONNX model. */
-  bytes: number;
-  gzipBytes: number;
-  /** Backbone, batch 1, ONNX Runtime on `threads` threads, timed alternating with the unslimmed backbone. */
-  msPerImage: number;
-  /** Unslimmed ms / this ms, measured in the same process (above 1: faster). */
-  speedup: number;
-  /** Accuracy of the refit head on the run's validation split (0..1). */
-  valAccuracy: number;
-  /** Points below the unslimmed model on the validation split. */
-  dropPoints: number;
+/** One row of the slimming table (report.json `slimming.steps`; plain data in src/shared/records.ts). */
+export interface SlimStep extends shared.SlimStep {
   /** Fraction of the choice images whose top-1 class equals the unslimmed model's (the budget rule). */
   agreement: number;
-  withinBudget: boolean;
 }
 
 /** report.json's `slimming`. */

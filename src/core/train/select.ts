@@ -1,5 +1,6 @@
 import { HeadstartError, throwIfAborted } from '../errors';
 import { HEAD_CHOICES } from '../../shared/options';
+import type * as shared from '../../shared/records';
 import type { Progress } from '../events';
 import { Rng } from '../rng';
 import { type HeadOptions, type HeadResult, type VectorSet, evaluateSet, trainHead } from './head';
@@ -52,35 +53,13 @@ export interface HeadConfig {
   l2: number;
 }
 
-/** Mean and spread of a configuration's accuracy across folds (0..1). */
-export interface ConfigScore extends HeadConfig {
-  meanAccuracy: number;
-  /** Standard deviation across folds. */
-  stdAccuracy: number;
-  foldAccuracies: number[];
-  /** Mean of the epochs early stopping kept in each fold. */
-  meanBestEpoch: number;
-}
-
-/** What run.json records under `selection`: plain data, one row per configuration. */
-export interface Selection {
-  method: 'stratified-k-fold' | 'holdout';
-  folds: number;
-  /** Source images (non-test) the folds were drawn from; validation rows per fold are originals only. */
-  sources: number;
+/** A configuration scored across the folds, and what run.json records under `selection` (plain data: src/shared/records.ts). */
+export type ConfigScore = shared.ConfigScore;
+export interface Selection extends shared.Selection {
+  /** Non-test images above which a single holdout split replaces k-fold. */
   holdoutThreshold: number;
-  grid: { heads: Array<'linear' | 'mlp'>; hiddenUnits: number; l2: number[]; epochs: string };
-  results: ConfigScore[];
-  chosen: string;
-  reason: string;
-  /** Epochs of the refit on all non-test data. */
-  refitEpochs: number;
-  /** The raw-pixel baseline on the same folds. */
+  /** The raw-pixel baseline on the same folds (with the epochs early stopping kept). */
   baseline?: { meanAccuracy: number; stdAccuracy: number; foldAccuracies: number[]; meanBestEpoch: number };
-  baselineWins: boolean;
-  /** What to try when the baseline wins. */
-  advice?: string;
-  seconds: number;
 }
 
 /** Rows of features with their source image: views carry their source's index; `original` marks rows that are the source itself. */
