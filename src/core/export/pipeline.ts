@@ -39,7 +39,6 @@ function resolveOptions(opts: ExportOptions): ResolvedExportOptions {
   if (!FORMAT_CHOICES.includes(format)) throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
   if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
   const slim = opts.slim === undefined ? undefined : parseSlim(opts.slim);
-  if (slim !== undefined && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--slim needs --format onnx in this version (the TF.js export cannot remove channels yet); export with --format onnx --slim auto');
   return { ...opts, quantize, prune, maxDrop, format, slim };
 }
 
