@@ -176,6 +176,15 @@ test('export --format tfjs --slim: smaller, stock loader in a fresh process, agr
   assert.equal(a.filter((l) => l.label === labelOf.get(l.path)).length / a.length, tj.rep.exported.accuracy, 'the fresh process reproduces the reported accuracy');
   const card = await readFile(path.join(tj.out, 'README.md'), 'utf8');
   assert.match(card, /## Slimmed backbone[\s\S]*\| 50% \(this file\) \|/);
+  // The card states bytes, gzipped bytes, latency in both runtimes and accuracy with its interval.
+  const lat = tj.rep.latency;
+  assert.ok(lat.tfjs.msPerImage > 0 && lat.onnxRuntime.msPerImage > 0, JSON.stringify(lat));
+  const row = card.split('\n').find((l) => l.startsWith('| this export'));
+  assert.ok(row, 'the size and speed table has the export\'s row');
+  assert.equal(row, `| this export (\`float32\`) | ${tj.rep.exported.bytes} | ${tj.rep.exported.gzipBytes} | ${lat.tfjs.msPerImage.toFixed(1)} (${lat.tfjs.where}, ${tests.length} images) | ${lat.onnxRuntime.msPerImage.toFixed(1)} (1 thread (converted by Headstart), ${Math.min(9, tests.length)} images) | ${(tj.rep.exported.accuracy * 100).toFixed(1)}% (${(tj.rep.exported.interval.low * 100).toFixed(1)}%–${(tj.rep.exported.interval.high * 100).toFixed(1)}%) |`);
+  assert.equal(ox.rep.latency.tfjs.msPerImage, null, 'an ONNX export says why it has no TF.js figure');
+  assert.match(await readFile(path.join(ox.out, 'README.md'), 'utf8'), /\| this export \(`float32`\) \| \d+ \| \d+ \| — \(TF\.js cannot load an ONNX file[^|]*\| \d+\.\d \(1 thread, \d+ images\) \|/);
+  t.diagnostic(`latency: TF.js ${lat.tfjs.msPerImage.toFixed(2)} ms (${lat.tfjs.where}), ONNX Runtime ${lat.onnxRuntime.msPerImage.toFixed(2)} ms`);
   // Quantization applies after slimming.
   const q = await exp('tfjs-slim-uint8', ['--format', 'tfjs', '--quantize', 'uint8']);
   // Bytes include model.json, a large share of a model this small.

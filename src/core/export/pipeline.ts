@@ -19,7 +19,7 @@ import { parseSlim } from '../compress/slim';
 import { type TestSet, decodeTestSet, writeExportFiles } from './common';
 import { modelCard } from './card';
 import { type ExportFormat, type FormatSession, type VariantSpec, FLOAT32 } from './format';
-import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, judge, plain } from './report';
+import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, completeLatency, judge, plain } from './report';
 import { FORMAT_CHOICES, QUANTIZE_CHOICES } from '../../shared/options';
 import { tfjsFormat } from './formats/tfjs';
 import { onnxFormat } from './formats/onnx';
@@ -143,6 +143,7 @@ export async function exportRun(runDir: string, options: ExportOptions, progress
           backend: fields.backend,
           ...(fields.quantization ? { quantization: fields.quantization } : {}),
           ...(fields.slimming ? { slimming: fields.slimming } : {}),
+          latency: completeLatency(opts.format, fields.latency, { msPerImage: chosen.report.msPerImage, images: test.images.length, where: opts.format === 'tfjs' ? fields.backend : '1 thread' }),
         };
         await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
         await fs.writeFile(path.join(tmp, 'README.md'), modelCard(run, report, session.card(report)));

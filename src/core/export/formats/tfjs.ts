@@ -18,9 +18,44 @@ import { slimmedTfjsRun } from '../../compress/slimTfjs';
 import { accuracyInterval } from '../../train/metrics';
 import { type WrittenModel, loadExportedModel, writeFullModel } from '../fullModel';
 import { browserSnippet, nodeSnippet } from '../snippet';
-import { measureVariant, sizeOf } from '../common';
+import { type TestSet, measureVariant, sizeOf } from '../common';
+import { loadOrt } from '../../onnx/engine';
+import { convertTfjsModel } from '../../onnx/convert';
 import type { ExportFormat, FormatSession, VariantSpec } from '../format';
-import type { ResolvedExportOptions } from '../report';
+import type { ResolvedExportOptions, RuntimeLatency } from '../report';
+
+/** Test images the ONNX Runtime latency of a TF.js export is timed on, at most. */
+const ORT_LATENCY_IMAGES = 9;
+
+/**
+ * The written TF.js export converted by Headstart's converter and timed in
+ * ONNX Runtime as the ONNX export is (one thread, batch 1), so the card can
+ * state both runtimes for the same weights.
+ */
+async function onnxRuntimeLatency(dir: string, test: TestSet, size: number): Promise<RuntimeLatency> {
+  const ort = loadOrt();
+  if (!ort) return { msPerImage: null, note: 'onnxruntime-node did not load here' };
+  let bytes: Uint8Array;
+  try {
+    bytes = (await convertTfjsModel(dir, { inputName: 'image', outputName: 'probabilities' })).bytes;
+  } catch (err) {
+    if (!(err instanceof HeadstartError)) throw err;
+    return { msPerImage: null, note: `not converted to ONNX: ${err.message}` }; // a model the converter does not cover is stated, not fatal
+  }
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  try {
+    const images = test.images.slice(0, ORT_LATENCY_IMAGES);
+    let ms = 0;
+    for (const [i, im] of images.entries()) {
+      const t0 = performance.now();
+      await session.run({ image: new ort.Tensor('float32', Float32Array.from(im.rgb), [1, size, size, 3]) });
+      if (i > 0) ms += performance.now() - t0;
+    }
+    return images.length > 1 ? { msPerImage: ms / (images.length - 1), images: images.length, where: '1 thread (converted by Headstart)' } : { msPerImage: null, note: 'fewer than 2 test images' };
+  } finally {
+    await session.release();
+  }
+}
 
 /** Candidate policies from smallest to largest, for --quantize auto. */
 const AUTO_ORDER: PolicyName[] = ['uint8', 'mixedLight', 'mixed', 'float16'];
@@ -124,9 +159,15 @@ export const tfjsFormat: ExportFormat = {
           model.dispose();
         }
       },
-      async describe(chosen) {
+      async describe(chosen, chosenDir, _f32Dir, test) {
         const w = written.get(chosen.name)!;
-        return { modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} }, backend: backendName, ...(slim ? { slimming: slim.report } : {}) };
+        progress.onEvent?.({ type: 'phase', phase: 'export', message: 'timing the export in ONNX Runtime (converted, 1 thread, batch 1)' });
+        const onnxRuntime = await onnxRuntimeLatency(chosenDir, test, size);
+        return {
+          // The pipeline fills in the test-split TF.js figure.
+          latency: { tfjs: { msPerImage: null }, onnxRuntime },
+          modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} }, backend: backendName, ...(slim ? { slimming: slim.report } : {}),
+        };
       },
       snippet: () => nodeSnippet(),
       card(r) {
