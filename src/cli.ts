@@ -73,7 +73,7 @@ Usage:
   headstart export RUN_DIR --out DIR [--quantize none|float16|uint16|uint8|int8|auto] [--prune SPARSITY]
                   [--max-drop POINTS] [--format tfjs|onnx] [--slim auto|FRACTION] [--force]
                                          int8: ONNX only, static QDQ calibrated on training images
-                                         --slim: ONNX only, removes backbone channels this task does not use
+                                         --slim: removes backbone channels this task does not use (ONNX and TF.js)
   headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]

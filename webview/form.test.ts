@@ -60,17 +60,18 @@ test('export choices: a folder, sparsity below 1, a budget of 0–100 points, an
   assert.match(exportChoicesError('m', { ...ok, format: 'onnx' }), /applies to TensorFlow.js/);
 });
 
-test('int8 and slimming only with ONNX, and the form says why; slim is off, auto or a fraction in (0, 0.9]', () => {
+test('int8 only with ONNX, slimming with either format but not with head pruning, and the form says why; slim is off, auto or a fraction in (0, 0.9]', () => {
   const onnx = { format: 'onnx', quantize: 'int8', prune: 0, maxDrop: 1 } as const;
   assert.equal(exportChoicesError('m', onnx), '');
   assert.match(exportChoicesError('m', { ...onnx, format: 'tfjs' }), /int8 is static quantization for ONNX Runtime: pick the ONNX format/);
   assert.equal(exportChoicesError('m', { ...onnx, slim: 'auto' }), '');
   assert.equal(exportChoicesError('m', { ...onnx, slim: 0.9 }), '');
-  assert.match(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'auto' }), /ONNX exports only/);
+  assert.equal(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'auto' }), '');
+  assert.match(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'auto', prune: 0.5 }), /head sparsity does not apply/);
   assert.equal(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'off' }), '');
   for (const bad of [0, 0.95, -0.1, Number.NaN]) assert.match(exportChoicesError('m', { ...onnx, slim: bad }), /above 0 and at most 0.9/, String(bad));
   assert.deepEqual([readSlim('off', '0.3'), readSlim('auto', ''), readSlim('fraction', '0.3')], ['off', 'auto', 0.3]);
   assert.ok(Number.isNaN(readSlim('fraction', '') as number), 'an empty fraction is refused, not 0');
-  assert.match(exportHint('tfjs'), /int8 and slimming need the ONNX format/);
+  assert.match(exportHint('tfjs'), /slimming is available \(int8 needs the ONNX format\)/);
   assert.match(exportHint('onnx'), /never the test split/);
 });

@@ -48,7 +48,7 @@ export function exportChoicesError(out: string, c: ExportChoices): string {
   if (!(c.maxDrop >= 0 && c.maxDrop <= 100)) return 'max drop is 0–100 points';
   if (c.quantize === 'int8' && c.format !== 'onnx') return 'int8 is static quantization for ONNX Runtime: pick the ONNX format (for TensorFlow.js, uint8, float16 or auto make it smaller)';
   const slim = c.slim ?? 'off';
-  if (slim !== 'off' && c.format !== 'onnx') return 'slimming removes backbone channels in ONNX exports only: pick the ONNX format, or slim off';
+  if (slim !== 'off' && c.format !== 'onnx' && c.prune > 0) return 'slimming refits the head on the slimmed backbone; head sparsity does not apply to it: set head sparsity to 0, or slim off';
   if (typeof slim === 'number' && !(slim > 0 && slim <= SLIM_MAX_FRACTION)) return `slim fraction: the share of hidden channels to remove, above 0 and at most ${SLIM_MAX_FRACTION}`;
   if (c.format === 'onnx' && c.quantize === 'uint16') return 'ONNX exports store weights as float32, float16, uint8 or int8';
   if (c.format === 'onnx' && c.prune > 0) return 'head sparsity applies to TensorFlow.js exports';
@@ -59,5 +59,5 @@ export function exportChoicesError(out: string, c: ExportChoices): string {
 export function exportHint(format: string): string {
   return format === 'onnx'
     ? 'ONNX: int8 (calibrated on training images) and backbone slimming are available; auto decides on the validation images, never the test split.'
-    : 'TensorFlow.js: int8 and slimming need the ONNX format; auto decides on the validation images, never the test split.';
+    : 'TensorFlow.js: backbone slimming is available (int8 needs the ONNX format); auto decides on the validation images, never the test split.';
 }

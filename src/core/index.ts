@@ -45,6 +45,7 @@ export * from './train/distill';
 export * from './queue';
 export * from './queue/sweep';
 export * from './compress/slim';
+export * from './compress/slimTfjs';
 export * from './onnx/slim';
 export * from './onnx/backbone';
 export * from './onnx/foreign';

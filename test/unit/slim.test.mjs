@@ -232,10 +232,7 @@ test('slimming steps are judged by the export budget rule (agreement with the un
   assert.equal(core.slimWithinBudget(1, 0), true);
 });
 
-test('--slim on the TF.js export and a bad --slim value are one-line errors', async () => {
-  const a = await runCli(['export', runDir, '--out', path.join(dir, 'x'), '--slim', 'auto', '--cache', cacheDir]);
-  assert.equal(a.code, 1);
-  assert.match(a.stderr.trim(), /^[^\n]*--slim needs --format onnx[^\n]*$/);
+test('a bad --slim value is a one-line error', async () => {
   const b = await runCli(['export', runDir, '--out', path.join(dir, 'y'), '--format', 'onnx', '--slim', '1.5', '--cache', cacheDir]);
   assert.equal(b.code, 1);
   assert.match(b.stderr, /--slim must be auto or the fraction/);

@@ -193,8 +193,44 @@ export interface SlimSearchOptions extends EngineOptions {
   distill?: { soft: Map<string, Float32Array>; options: DistillOptions };
 }
 
+/**
+ * One slimmed block by the names of its nodes in the source TF.js model
+ * (graph node names, or Keras layer names), with the hidden channels it keeps:
+ * the ONNX search's choice, applicable to the TF.js model it was converted from.
+ */
+export interface SlimPlanBlock {
+  expand: string;
+  expandBn?: string;
+  depthwise: string;
+  depthwiseBn?: string;
+  project: string;
+  /** Hidden channels before slimming. */
+  channels: number;
+  /** Kept hidden channel indices, sorted. */
+  keep: number[];
+}
+
+/** The TF.js node or Keras layer an ONNX node was converted from: the converter names it `SOURCE/OpType` (plus `_N` when taken). */
+function sourceName(onnxName: string | null | undefined): string {
+  const m = /^(.*)\/(Conv|BatchNormalization)(_\d+)?$/.exec(onnxName ?? '');
+  if (!m) throw new HeadstartError('INTERNAL', `slimming cannot tell which TF.js node the ONNX node '${onnxName ?? ''}' came from`);
+  return m[1]!;
+}
+
+/** A keep plan (per block of findSlimBlocks on `bytes`) by source node names. */
+export function slimPlanOf(bytes: Uint8Array, keep: number[][]): SlimPlanBlock[] {
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  const nodes = graph.node ?? [];
+  const blocks = findSlimBlocks(graph);
+  if (blocks.length !== keep.length) throw new HeadstartError('INTERNAL', `slimming plan has ${keep.length} blocks, the model ${blocks.length}`);
+  const name = (i: number | undefined) => (i === undefined ? undefined : sourceName(nodes[i]!.name));
+  return blocks.map((b, i) => ({ expand: name(b.expand)!, expandBn: name(b.expandBn), depthwise: name(b.depthwise)!, depthwiseBn: name(b.depthwiseBn), project: name(b.project)!, channels: b.channels, keep: keep[i]! }));
+}
+
 export interface SlimResult {
   report: SlimReport;
+  /** The chosen step's kept hidden channels per block of findSlimBlocks on `baseFile` (undefined: no step chosen); slimPlanOf names them. */
+  keep?: number[][];
   /** The chosen step's ONNX backbone folder (undefined: no step chosen, the backbone stays as it was). */
   backboneDir?: string;
   /** The chosen step's refit head (the caller disposes it). */
@@ -248,7 +284,7 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
   const hiddenTotal = scores.reduce((a, s) => a + s.length, 0);
   const baseModel = appendHead(baseBytes, headLayers(run.head));
   const baseGz = gzipSync(baseModel, { level: 9 }).length;
-  let chosen: { fraction: number; dir: string; head: tf.Sequential; bytes: Uint8Array } | undefined;
+  let chosen: { fraction: number; dir: string; head: tf.Sequential; bytes: Uint8Array; keep: number[][] } | undefined;
   let baseMs = NaN;
   try {
     for (const fraction of fractions) {
@@ -284,7 +320,7 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
         break; // each step removes more: past the budget, the next would be too
       }
       chosen?.head.dispose();
-      chosen = { fraction, dir, head: fit.model, bytes: model };
+      chosen = { fraction, dir, head: fit.model, bytes: model, keep: plan };
     }
   } catch (err) {
     chosen?.head.dispose();
@@ -306,6 +342,7 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
       chosen: chosen?.fraction ?? 0,
     },
     backboneDir: chosen?.dir,
+    keep: chosen?.keep,
     head: chosen?.head,
     modelBytes: chosen?.bytes,
     baseFile,

@@ -6,7 +6,7 @@
  */
 import type { LoadedRun } from '../runFolder';
 import type { CardParts } from './format';
-import { BUDGET_RULE, type ExportReport } from './report';
+import { BUDGET_RULE, type ExportReport, type RuntimeLatency, type VariantReport } from './report';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -41,6 +41,29 @@ ${s.steps.map((x) => `| ${Math.round(x.fraction * 100)}%${x.fraction === s.chose
 `;
 }
 
+/** A latency cell: ms per image and where, or why it was not measured. */
+function latencyCell(l: RuntimeLatency | undefined): string {
+  if (!l) return '—';
+  if (l.msPerImage === null) return `— (${l.note ?? 'not measured'})`;
+  return `${l.msPerImage.toFixed(1)}${l.where || l.images ? ` (${[l.where, l.images ? `${l.images} images` : ''].filter(Boolean).join(', ')})` : ''}`;
+}
+
+/** The model card's size and speed table: bytes, gzipped bytes, latency in both runtimes, accuracy with its interval. */
+function sizeSpeedCard(r: ExportReport): string {
+  const acc = (v: VariantReport) => `${pct(v.accuracy)} (${pct(v.interval.low)}–${pct(v.interval.high)})`;
+  const ownTfjs = r.format === 'tfjs';
+  const f32Own: RuntimeLatency = { msPerImage: r.float32.msPerImage, images: r.testImages };
+  const none: RuntimeLatency = { msPerImage: null, note: 'not measured' };
+  return `## Size and speed
+Test split, batch 1; the first image of each timing is a warm-up and not counted.${r.slimming?.chosen ? ' Both rows are the slimmed model; the slimming table below has the unslimmed figures.' : ''}
+
+| model | bytes | gzipped | TF.js ms / image | ONNX Runtime ms / image | accuracy (95% CI) |
+|---|---|---|---|---|---|
+| this export (\`${r.chosen}\`) | ${r.exported.bytes} | ${r.exported.gzipBytes} | ${latencyCell(r.latency?.tfjs)} | ${latencyCell(r.latency?.onnxRuntime)} | ${acc(r.exported)} |
+| float32 | ${r.float32.bytes} | ${r.float32.gzipBytes} | ${latencyCell(ownTfjs ? f32Own : none)} | ${latencyCell(ownTfjs ? none : f32Own)} | ${acc(r.float32)} |
+
+`;
+}
 
 /** The model card of an export. */
 export function modelCard(run: LoadedRun, report: ExportReport, parts: CardParts): string {
@@ -80,7 +103,7 @@ Judged on ${report.choice.images} ${report.choice.split} images${report.quantize
 |---|---|---|---|---|
 ${report.candidates.map((c) => `| ${c.name}${c.name === report.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.agreement)} | ${pct(c.accuracy)} (${pct(c.accuracyInterval.low)}–${pct(c.accuracyInterval.high)}) |`).join('\n')}
 
-${int8Card(report)}${slimCard(report)}## Files
+${sizeSpeedCard(report)}${int8Card(report)}${slimCard(report)}## Files
 ${parts.files}
 
 ## Load it

@@ -40,7 +40,7 @@ export interface CardParts {
 }
 
 /** Fields of the report that only the format knows. */
-export type FormatFields = Pick<ExportReport, 'modelFormat' | 'precision' | 'bytesByDtype' | 'prune' | 'backend' | 'quantization' | 'slimming'>;
+export type FormatFields = Pick<ExportReport, 'modelFormat' | 'precision' | 'bytesByDtype' | 'prune' | 'backend' | 'quantization' | 'slimming' | 'latency'>;
 
 /** A format opened on one run, for one export (inside the export's temp folder). */
 export interface FormatSession {

@@ -19,7 +19,7 @@ import { parseSlim } from '../compress/slim';
 import { type TestSet, decodeTestSet, writeExportFiles } from './common';
 import { modelCard } from './card';
 import { type ExportFormat, type FormatSession, type VariantSpec, FLOAT32 } from './format';
-import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, judge, plain } from './report';
+import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, completeLatency, judge, plain } from './report';
 import { FORMAT_CHOICES, QUANTIZE_CHOICES } from '../../shared/options';
 import { tfjsFormat } from './formats/tfjs';
 import { onnxFormat } from './formats/onnx';
@@ -39,7 +39,6 @@ function resolveOptions(opts: ExportOptions): ResolvedExportOptions {
   if (!FORMAT_CHOICES.includes(format)) throw new HeadstartError('BAD_INPUT', `--format must be tfjs or onnx (got '${String(format)}')`);
   if (quantize === 'int8' && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--quantize int8 (static int8 for ONNX Runtime) needs --format onnx; for a smaller TF.js model use --quantize uint8, float16 or auto');
   const slim = opts.slim === undefined ? undefined : parseSlim(opts.slim);
-  if (slim !== undefined && format !== 'onnx') throw new HeadstartError('BAD_INPUT', '--slim needs --format onnx in this version (the TF.js export cannot remove channels yet); export with --format onnx --slim auto');
   return { ...opts, quantize, prune, maxDrop, format, slim };
 }
 
@@ -144,6 +143,7 @@ export async function exportRun(runDir: string, options: ExportOptions, progress
           backend: fields.backend,
           ...(fields.quantization ? { quantization: fields.quantization } : {}),
           ...(fields.slimming ? { slimming: fields.slimming } : {}),
+          latency: completeLatency(opts.format, fields.latency, { msPerImage: chosen.report.msPerImage, images: test.images.length, where: opts.format === 'tfjs' ? fields.backend : '1 thread' }),
         };
         await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
         await fs.writeFile(path.join(tmp, 'README.md'), modelCard(run, report, session.card(report)));

@@ -112,6 +112,33 @@ export interface ExportReport {
   quantization?: Int8Info & { speed: Int8Speed };
   /** --slim: the slimming steps tried (size, speed, validation accuracy) and the one chosen. */
   slimming?: SlimReport;
+  /** The exported model's latency in each runtime, batch 1 (a runtime not measured says why). */
+  latency?: ExportLatency;
+}
+
+/** One runtime's latency: ms per image at batch 1 over `images` test images (the first a warm-up, not counted); `null` with a note where it was not measured. */
+export interface RuntimeLatency {
+  msPerImage: number | null;
+  images?: number;
+  /** TF.js backend, or ONNX Runtime threads. */
+  where?: string;
+  note?: string;
+}
+
+/** The exported model's latency in TF.js and in ONNX Runtime. */
+export interface ExportLatency {
+  tfjs: RuntimeLatency;
+  onnxRuntime: RuntimeLatency;
+}
+
+/**
+ * The latency record of an export: its own runtime's figure is the test-split
+ * measurement (`own`); the other runtime's comes from the format, or says why
+ * it is missing.
+ */
+export function completeLatency(format: 'tfjs' | 'onnx', given: ExportLatency | undefined, own: RuntimeLatency): ExportLatency {
+  if (format === 'tfjs') return { tfjs: { ...given?.tfjs, ...own }, onnxRuntime: given?.onnxRuntime ?? { msPerImage: null, note: 'not measured' } };
+  return { onnxRuntime: { ...given?.onnxRuntime, ...own }, tfjs: given?.tfjs ?? { msPerImage: null, note: 'TF.js cannot load an ONNX file; export with --format tfjs for the TF.js figure of the same model' } };
 }
 
 /** A variant's report with its per-image top-1 classes (for agreement; left out of report.json). */

@@ -3,20 +3,59 @@
  * graph model, with weight policies per role and, under auto or --prune,
  * pruned heads (gradual magnitude pruning, fine-tuned on the run's vectors).
  */
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { EngineOptions } from '../../engine';
+import { HeadstartError } from '../../errors';
 import type { Progress } from '../../events';
 import { type LoadedRun, openRunBackbone, toHeadInput } from '../../runFolder';
 import type { VectorSet } from '../../train/head';
 import { type PolicyName, POLICIES } from '../../compress/quantize';
 import { pruneHead } from '../../compress/prune';
+import { type SlimResult, slimPlanOf, slimSearch } from '../../compress/slim';
+import { slimmedTfjsRun } from '../../compress/slimTfjs';
 import { accuracyInterval } from '../../train/metrics';
 import { type WrittenModel, loadExportedModel, writeFullModel } from '../fullModel';
 import { browserSnippet, nodeSnippet } from '../snippet';
-import { measureVariant, sizeOf } from '../common';
+import { type TestSet, measureVariant, sizeOf } from '../common';
+import { loadOrt } from '../../onnx/engine';
+import { convertTfjsModel } from '../../onnx/convert';
 import type { ExportFormat, FormatSession, VariantSpec } from '../format';
-import type { ResolvedExportOptions } from '../report';
+import type { ResolvedExportOptions, RuntimeLatency } from '../report';
+
+/** Test images the ONNX Runtime latency of a TF.js export is timed on, at most. */
+const ORT_LATENCY_IMAGES = 9;
+
+/**
+ * The written TF.js export converted by Headstart's converter and timed in
+ * ONNX Runtime as the ONNX export is (one thread, batch 1), so the card can
+ * state both runtimes for the same weights.
+ */
+async function onnxRuntimeLatency(dir: string, test: TestSet, size: number): Promise<RuntimeLatency> {
+  const ort = loadOrt();
+  if (!ort) return { msPerImage: null, note: 'onnxruntime-node did not load here' };
+  let bytes: Uint8Array;
+  try {
+    bytes = (await convertTfjsModel(dir, { inputName: 'image', outputName: 'probabilities' })).bytes;
+  } catch (err) {
+    if (!(err instanceof HeadstartError)) throw err;
+    return { msPerImage: null, note: `not converted to ONNX: ${err.message}` }; // a model the converter does not cover is stated, not fatal
+  }
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  try {
+    const images = test.images.slice(0, ORT_LATENCY_IMAGES);
+    let ms = 0;
+    for (const [i, im] of images.entries()) {
+      const t0 = performance.now();
+      await session.run({ image: new ort.Tensor('float32', Float32Array.from(im.rgb), [1, size, size, 3]) });
+      if (i > 0) ms += performance.now() - t0;
+    }
+    return images.length > 1 ? { msPerImage: ms / (images.length - 1), images: images.length, where: '1 thread (converted by Headstart)' } : { msPerImage: null, note: 'fewer than 2 test images' };
+  } finally {
+    await session.release();
+  }
+}
 
 /** Candidate policies from smallest to largest, for --quantize auto. */
 const AUTO_ORDER: PolicyName[] = ['uint8', 'mixedLight', 'mixed', 'float16'];
@@ -42,8 +81,9 @@ async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progres
   }
 }
 
-/** Sparsities to try: auto also tries 0.8 and 0.5 (never less than asked), largest first. */
+/** Sparsities to try: auto also tries 0.8 and 0.5 (never less than asked), largest first; none with --slim (its head is refit on slimmed features, which head pruning does not see). */
 function sparsitiesOf(opts: ResolvedExportOptions): number[] {
+  if (opts.slim !== undefined) return [0];
   return opts.quantize === 'auto' ? [...new Set([opts.prune, 0.8, 0.5, 0].filter((x) => x >= opts.prune))].sort((a, b) => b - a) : [opts.prune];
 }
 
@@ -66,13 +106,36 @@ async function prunedHeads(run: LoadedRun, opts: ResolvedExportOptions, progress
   return heads;
 }
 
+/**
+ * --slim: the ONNX search (ranking, steps, refits, budget) decides the kept
+ * channels; the run's TF.js backbone gets the same cut, and the chosen
+ * step's refit head replaces the run's. Without a chosen step, the run as it is.
+ */
+async function slimmedSource(run: LoadedRun, opts: ResolvedExportOptions, work: string, progress: Progress): Promise<{ run: LoadedRun; slim?: SlimResult }> {
+  if (opts.slim === undefined) return { run };
+  // Before the search: an ONNX backbone has no TF.js form to cut (writeFullModel says so in full).
+  if (run.record.backbone.format === 'onnx') throw new HeadstartError('BAD_INPUT', `${run.dir} runs an ONNX backbone, which has no TF.js form; export it with --format onnx --slim`);
+  const slim = await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
+  if (!slim.keep || !slim.head) return { run, slim };
+  try {
+    const plan = slimPlanOf(new Uint8Array(await fs.readFile(slim.baseFile)), slim.keep);
+    const slimRun = await slimmedTfjsRun(run, plan, path.join(work, 'slim-tfjs-backbone'));
+    return { run: { ...slimRun, head: slim.head }, slim };
+  } catch (err) {
+    slim.head.dispose();
+    throw err;
+  }
+}
+
 export const tfjsFormat: ExportFormat = {
-  check() {
-    // Every shared option applies to TF.js; int8 and --slim were refused before (they need ONNX).
+  check(opts) {
+    // int8 was refused before (it needs ONNX).
+    if (opts.slim !== undefined && opts.prune) throw new HeadstartError('BAD_INPUT', '--slim refits the head on the slimmed backbone\'s features; --prune does not apply to that head: drop --prune (or export twice)');
   },
   phaseMessage: (n) => `writing the full model and measuring it on ${n} test images`,
-  async open(run, opts, backendName, _work, progress): Promise<FormatSession> {
-    const heads = await prunedHeads(run, opts, progress);
+  async open(origRun, opts, backendName, work, progress): Promise<FormatSession> {
+    const { run, slim } = await slimmedSource(origRun, opts, work, progress);
+    const heads = await prunedHeads(run, opts, progress); // no pruning under --slim: nothing here can throw while the refit head is held
     const written = new Map<string, WrittenModel>();
     const size = run.record.backbone.inputSize;
     return {
@@ -96,9 +159,15 @@ export const tfjsFormat: ExportFormat = {
           model.dispose();
         }
       },
-      async describe(chosen) {
+      async describe(chosen, chosenDir, _f32Dir, test) {
         const w = written.get(chosen.name)!;
-        return { modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} }, backend: backendName };
+        progress.onEvent?.({ type: 'phase', phase: 'export', message: 'timing the export in ONNX Runtime (converted, 1 thread, batch 1)' });
+        const onnxRuntime = await onnxRuntimeLatency(chosenDir, test, size);
+        return {
+          // The pipeline fills in the test-split TF.js figure.
+          latency: { tfjs: { msPerImage: null }, onnxRuntime },
+          modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} }, backend: backendName, ...(slim ? { slimming: slim.report } : {}),
+        };
       },
       snippet: () => nodeSnippet(),
       card(r) {
@@ -122,6 +191,7 @@ ${browserSnippet(r.modelFormat)}
       },
       dispose() {
         for (const [sp, h] of heads) if (sp > 0) h.head.dispose();
+        if (run !== origRun) run.head.dispose(); // the slimmed step's refit head
       },
     };
   },

@@ -1,0 +1,140 @@
+/**
+ * Backbone slimming applied to a TF.js backbone: the channel choice the ONNX
+ * search made (slim.ts: ranking, steps, head refits), carried over to the
+ * TF.js model it was converted from. A graph model (fused convolutions, as
+ * the bundled MobileNetV2 1.4) loses the expand conv's output channels and
+ * bias entries, the depthwise filter's channels and bias entries, and the
+ * project conv's input channels; a layers model (Keras MobileNetV2) the same
+ * on its Conv2D / BatchNormalization / DepthwiseConv2D weights, with the
+ * expand conv's `filters` rewritten. Weights are sliced in their stored
+ * form, so a quantized source weight keeps its grid bit for bit.
+ */
+import type { GraphNode, GraphTopology } from '../backbones/bundled';
+import { inputNodeName } from '../backbones/bundled';
+import { HeadstartError } from '../errors';
+import type { LoadedRun } from '../runFolder';
+import { type WeightEntry, readModelDir, writeModelDir } from '../tfjsio';
+import type { SlimPlanBlock } from './slim';
+
+const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
+
+/** The entry with only indices `keep` along `axis`, sliced in its stored dtype. */
+export function sliceEntry(e: WeightEntry, axis: number, keep: number[]): WeightEntry {
+  const shape = e.spec.shape;
+  const dim = shape[axis]!;
+  const elemBytes = e.bytes.length / prod(shape);
+  const outer = prod(shape.slice(0, axis));
+  const inner = prod(shape.slice(axis + 1)) * elemBytes;
+  const out = new Uint8Array(outer * keep.length * inner);
+  for (let o = 0; o < outer; o++) keep.forEach((k, i) => out.set(e.bytes.subarray((o * dim + k) * inner, (o * dim + k + 1) * inner), (o * keep.length + i) * inner));
+  return { spec: { ...e.spec, shape: shape.map((d, a) => (a === axis ? keep.length : d)) }, bytes: out };
+}
+
+/** The model's weights by name, sliced in place by `cut`, which checks the axis holds the block's hidden channels. */
+class Weights {
+  readonly byName: Map<string, WeightEntry>;
+  constructor(entries: WeightEntry[]) {
+    this.byName = new Map(entries.map((e) => [e.spec.name, e]));
+  }
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+  cut(name: string, axis: number, b: SlimPlanBlock): number[] {
+    const e = this.byName.get(name);
+    if (!e) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} (block of ${b.depthwise}) is missing`);
+    if (e.spec.shape[axis] !== b.channels) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} has shape [${e.spec.shape.join(', ')}], not ${b.channels} hidden channels on axis ${axis}; the TF.js backbone is not the one the ONNX search ranked`);
+    const s = sliceEntry(e, axis, b.keep);
+    this.byName.set(name, s);
+    return s.spec.shape;
+  }
+}
+
+/** Graph model: slices the fused convolutions' Const weights (and their declared shapes). */
+function slimGraph(topo: GraphTopology, w: Weights, plan: SlimPlanBlock[]): void {
+  const byName = new Map(topo.node.map((n) => [n.name, n]));
+  const uses = new Map<string, number>();
+  for (const n of topo.node) for (const r of n.input ?? []) uses.set(inputNodeName(r), (uses.get(inputNodeName(r)) ?? 0) + 1);
+  const node = (name: string, op: RegExp): GraphNode => {
+    const n = byName.get(name);
+    if (!n || !op.test(n.op)) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: node ${name} is ${n ? `a ${n.op}` : 'missing'}, not the convolution the ONNX search found`);
+    return n;
+  };
+  /** Slices the Const input `i` of node `n` (a weight read by this node alone) and rewrites its declared shape. */
+  const cutConst = (n: GraphNode, i: number, axis: number, b: SlimPlanBlock) => {
+    const ins = (n.input ?? []).filter((r) => !r.startsWith('^'));
+    if (!ins[i]) return;
+    const name = inputNodeName(ins[i]);
+    if (uses.get(name) !== 1) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} is shared by several nodes; slicing it would change another layer`);
+    const shape = w.cut(name, axis, b);
+    const tensor = (byName.get(name)?.attr?.value as { tensor?: { tensorShape?: { dim?: Array<{ size: string }> } } } | undefined)?.tensor;
+    if (tensor?.tensorShape?.dim) tensor.tensorShape.dim = shape.map((d) => ({ size: String(d) }));
+  };
+  for (const b of plan) {
+    if (b.expandBn || b.depthwiseBn) throw new HeadstartError('BAD_MODEL', `slimming the TF.js graph model: block ${b.depthwise} has an unfused BatchNorm, which the TF.js slimming does not rewrite; export with --format onnx --slim`);
+    if (b.keep.length === b.channels) continue;
+    const e = node(b.expand, /^(_Fused)?Conv2D$/);
+    const d = node(b.depthwise, /^(Fused)?DepthwiseConv2dNative$/);
+    const p = node(b.project, /^(_Fused)?Conv2D$/);
+    cutConst(e, 1, 3, b); // filter [kh, kw, in, hidden]
+    cutConst(e, 2, 0, b); // fused bias [hidden]
+    cutConst(d, 1, 2, b); // depthwise filter [kh, kw, hidden, 1]
+    cutConst(d, 2, 0, b);
+    cutConst(p, 1, 2, b); // project filter [1, 1, hidden, out]
+  }
+}
+
+interface KerasLayer {
+  name?: string;
+  class_name: string;
+  config: Record<string, unknown>;
+}
+
+/** Layers model: slices the Keras layers' weights and rewrites the expand conv's `filters`. */
+function slimLayers(topology: unknown, w: Weights, plan: SlimPlanBlock[]): void {
+  const t = topology as { model_config?: { config?: { layers?: unknown } }; config?: { layers?: unknown } };
+  const layers = (t.model_config ?? t).config?.layers;
+  if (!Array.isArray(layers)) throw new HeadstartError('BAD_MODEL', 'slimming the TF.js layers model: its topology has no list of layers (a nested or Sequential model); export with --format onnx --slim');
+  const byName = new Map((layers as KerasLayer[]).map((l) => [l.name ?? String(l.config.name), l]));
+  const layer = (name: string, cls: string): KerasLayer => {
+    const l = byName.get(name);
+    if (!l || l.class_name !== cls) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: layer ${name} is ${l ? `a ${l.class_name}` : 'missing'}, not the ${cls} the ONNX search found`);
+    return l;
+  };
+  const bias = (name: string, b: SlimPlanBlock) => w.has(`${name}/bias`) && w.cut(`${name}/bias`, 0, b);
+  for (const b of plan) {
+    if (b.keep.length === b.channels) continue;
+    const e = layer(b.expand, 'Conv2D');
+    if (Number(e.config.groups ?? 1) !== 1) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: ${b.expand} is a grouped convolution`);
+    e.config.filters = b.keep.length;
+    w.cut(`${b.expand}/kernel`, 3, b);
+    bias(b.expand, b);
+    const d = layer(b.depthwise, 'DepthwiseConv2D');
+    if (Number(d.config.depth_multiplier ?? 1) !== 1) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: ${b.depthwise} has a depth multiplier above 1`);
+    w.cut(`${b.depthwise}/depthwise_kernel`, 2, b);
+    bias(b.depthwise, b);
+    for (const bn of [b.expandBn, b.depthwiseBn]) {
+      if (bn === undefined) continue;
+      layer(bn, 'BatchNormalization');
+      for (const v of ['gamma', 'beta', 'moving_mean', 'moving_variance']) if (w.has(`${bn}/${v}`)) w.cut(`${bn}/${v}`, 0, b);
+    }
+    layer(b.project, 'Conv2D');
+    w.cut(`${b.project}/kernel`, 2, b);
+  }
+}
+
+/** Writes the TF.js model in `srcDir` with each plan block's hidden channels cut to its `keep` into `outDir`. */
+export async function writeSlimTfjsModel(srcDir: string, outDir: string, plan: SlimPlanBlock[]): Promise<void> {
+  const { json, entries } = await readModelDir(srcDir);
+  const w = new Weights(entries);
+  // writeModelDir writes a new manifest over the cloned one.
+  const rest = structuredClone(json);
+  if (Array.isArray((rest.modelTopology as GraphTopology | undefined)?.node)) slimGraph(rest.modelTopology as GraphTopology, w, plan);
+  else slimLayers(rest.modelTopology, w, plan);
+  await writeModelDir(outDir, rest, entries.map((e) => w.byName.get(e.spec.name)!));
+}
+
+/** The run with its TF.js backbone replaced by a slimmed copy written into `dir` (for writeFullModel). */
+export async function slimmedTfjsRun(run: LoadedRun, plan: SlimPlanBlock[], dir: string): Promise<LoadedRun> {
+  await writeSlimTfjsModel(run.record.backbone.dir, dir, plan);
+  return { ...run, record: { ...run.record, backbone: { ...run.record.backbone, dir } } };
+}
