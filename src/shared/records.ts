@@ -309,9 +309,11 @@ export interface SlimStep {
 export interface SlimReport {
   method: string;
   asked: 'auto' | number;
+  /** Training images the ranking ran on (never validation or test images). */
   rankImages: number;
   blocks: number;
   budgetPoints: number;
+  /** Head refits train on the training split and are judged on the validation split. */
   validationImages: number;
   threads: number;
   steps: SlimStep[];

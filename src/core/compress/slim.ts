@@ -52,20 +52,11 @@ export interface SlimStep extends shared.SlimStep {
 }
 
 /** report.json's `slimming`. */
-export interface SlimReport {
-  method: string;
+export interface SlimReport extends Omit<shared.SlimReport, 'steps' | 'asked'> {
   asked: SlimOption;
   /** Training images the ranking ran on (never validation or test images). */
-  rankImages: number;
   rankSplit: 'train';
-  blocks: number;
-  budgetPoints: number;
-  /** Head refits train on the training split and are judged on the validation split. */
-  validationImages: number;
-  threads: number;
   steps: SlimStep[];
-  /** Fraction of the chosen step (0: no step met the budget; the backbone is unslimmed). */
-  chosen: number;
 }
 
 /**
