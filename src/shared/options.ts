@@ -86,6 +86,11 @@ export type NumericOptionName = keyof typeof NUMERIC_OPTIONS;
  */
 export const MAX_TEXT_BYTES = 100_000;
 
+/** The text backbone that ships with the install (core's catalogue); the panel switches to it for a text dataset. */
+export const DEFAULT_TEXT_BACKBONE = 'glove-100d-avg';
+/** Below this share of known words, a text dataset's coverage is called low (another language, code, IDs). */
+export const LOW_COVERAGE = 0.6;
+
 /** Header names a text manifest's text column is found by (CSV / JSONL), in order of preference. */
 export const TEXT_COLUMNS = ['text', 'sentence', 'content', 'body', 'message', 'utterance', 'review'];
 /** Header names its label column is found by. */
