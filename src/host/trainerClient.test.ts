@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { IPCMessageReader, IPCMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
 import type { EngineEvent } from '../shared/events';
-import { MAX_TEXT_BYTES } from '../shared/options';
+import { DEFAULT_TEXT_BACKBONE, MAX_TEXT_BYTES } from '../shared/options';
 import type { BackboneInfo, RunRecord } from '../shared/records';
 import type { WorkerError } from '../shared/workerProtocol';
 import { type WorkerHandlers, serveWorker } from '../worker/serve';
@@ -175,7 +175,8 @@ if (process.env[STUB_ENV]) {
     assert.equal(bundled.format, 'graph');
     assert.equal(bundled.bundled, true);
     assert.equal(bundled.featureSize, 1792);
-    const glove = list.find((b) => b.id === 'glove-100d-avg');
+    // The panel's text default (shared/options) is the engine's bundled text backbone.
+    const glove = list.find((b) => b.id === DEFAULT_TEXT_BACKBONE);
     assert.deepEqual(glove && { task: glove.task, format: glove.format, bundled: glove.bundled }, { task: 'text', format: 'word-average', bundled: true });
     assert.equal(list.find((b) => b.id === 'minilm-l6-v2')?.cached, false, 'a download not made is not cached');
   });
