@@ -45,6 +45,7 @@ export function activate(context: vscode.ExtensionContext): HeadstartApi {
     command('fineTune', () => cmd.fineTune(s)),
     command('fineTuneFolder', (u) => cmd.fineTuneFolder(s, uri(u))),
     command('classifyImage', (u, modelDir) => cmd.classifyImage(s, uri(u), str(modelDir))),
+    command('classifySelection', (modelDir) => cmd.classifySelection(s, str(modelDir))),
     command('openPanel', () => void cmd.openPanel(s)),
     command('startTraining', () => cmd.startTraining(s)),
     command('cancelTraining', () => cmd.cancelTraining(s)),

@@ -17,7 +17,7 @@ import { MessageHandler, type RequestMessage } from '../src/shared/messageHandle
 import { type ExportChoices, type FormOptions, type FromWebview, type PanelRequests, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
 import { lineChart } from './charts';
 import { AUTO_FIELDS, NUMERIC_FIELDS, type NumericField, exportChoicesError, exportHint, fieldText, readFormValues, readSlim } from './form';
-import { baselineVerdict, exportDetails, headline, mb, pct, selectionTable } from './results';
+import { baselineVerdict, exportDetails, headline, mb, mistakesSection, pct, selectionTable, textDatasetSummary } from './results';
 
 provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeTextField(), vsCodeDropdown(), vsCodeOption(), vsCodeProgressRing(), vsCodeDivider(), vsCodeBadge());
 
@@ -63,7 +63,7 @@ function skeleton(): void {
   <header><h1>Headstart</h1><vscode-badge id="phase">idle</vscode-badge><span id="notice" class="notice" role="status"></span></header>
   <div id="error" class="error" role="alert" hidden></div>
   <section aria-labelledby="h-data"><h2 id="h-data">Dataset</h2>
-    <div class="row"><vscode-text-field id="f-data" placeholder="a folder with one sub-folder per class, or a .csv / .jsonl manifest" size="60">Images</vscode-text-field>
+    <div class="row"><vscode-text-field id="f-data" placeholder="a folder with one sub-folder per class, or a .csv / .jsonl manifest" size="60">Data</vscode-text-field>
     <vscode-button id="browse" appearance="secondary">Browse…</vscode-button></div>
     <div id="f-data-err" class="field-error"></div>
     <div id="dataset"></div>
@@ -207,19 +207,24 @@ function fillForm(s: PanelState): void {
   ($('f-head') as HTMLInputElement).value = s.options.head ?? 'auto';
   $('f-head').toggleAttribute('disabled', s.running);
   const dd = $('f-backbone');
-  // An ONNX model chosen in the wizard ("Choose an ONNX model…") is no catalogue entry: it is offered as it is.
+  // Backbones of the dataset's modality only (texts: the text catalogue), and always the current one;
+  // an ONNX model chosen in the wizard ("Choose an ONNX model…") is no catalogue entry: it is offered as it is.
+  const modality = s.dataset?.modality ?? 'image';
   const own = s.backbones.some((b) => b.id === s.options.backbone) ? [] : [{ id: s.options.backbone, title: s.backbones.length ? 'your ONNX model (preprocessing from its sidecar)' : '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }];
-  const ids = [...s.backbones, ...own].map((b) => b.id).join(',');
+  const offered = [...s.backbones.filter((b) => (b.task ?? 'image') === modality || b.id === s.options.backbone), ...own];
+  const ids = offered.map((b) => b.id).join(',');
   if (dd.dataset.ids !== ids) {
     dd.dataset.ids = ids;
-    setHtml(dd, html`${[...s.backbones, ...own]
+    setHtml(dd, html`${offered
       .map((b) => html`<vscode-option value="${b.id}">${b.id}${b.title ? ` — ${b.title}` : ''}${b.bundled ? '' : b.cached ? ' (downloaded)' : ' (downloads on first use)'}</vscode-option>`)}`);
   }
   (dd as HTMLInputElement).value = s.options.backbone;
   const unfreeze = $('f-unfreeze');
   unfreeze.toggleAttribute('disabled', !s.unfreezeSupported || s.running);
   $('f-unfreeze-hint').textContent = s.unfreezeSupported ? 'weighted layers at the top of the backbone, fine-tuned after the head (0 = frozen)' : 'this backbone is a frozen graph: choose a layers backbone to unfreeze';
-  for (const f of NUMERIC) if (f.key !== 'unfreeze') $(`f-${f.key}`).toggleAttribute('disabled', s.running);
+  // Texts have no layers to unfreeze and no image augmentation (the engine refuses both for text data).
+  const imageOnly = new Set<NumericField>(['unfreeze', 'augment']);
+  for (const f of NUMERIC) if (f.key !== 'unfreeze') $(`f-${f.key}`).toggleAttribute('disabled', s.running || (modality === 'text' && imageOnly.has(f.key)));
   if (!($('e-out') as HTMLInputElement).value && s.exportDefault) ($('e-out') as HTMLInputElement).value = s.exportDefault;
 }
 
@@ -236,7 +241,8 @@ function renderDataset(s: PanelState): void {
     ? html`<details><summary>${count(d.skipped.length)} file${d.skipped.length > 1 ? 's' : ''} skipped</summary><ul>${d.skipped.slice(0, 200).map((k) => html`<li><code>${k.path}</code>: ${k.reason}</li>`)}</ul></details>`
     : '';
   const warnings = d.warnings.map((w) => html`<li>${w}</li>`);
-  setHtml($('dataset'), html`<p>${count(d.total)} images in ${count(d.classes.length)} classes</p><div class="classes">${classes}</div>${warnings.length ? html`<ul class="warnings">${warnings}</ul>` : ''}${skipped}`);
+  const body = d.modality === 'text' ? textDatasetSummary(d) : html`<p>${count(d.total)} images in ${count(d.classes.length)} classes</p><div class="classes">${classes}</div>`;
+  setHtml($('dataset'), html`${body}${warnings.length ? html`<ul class="warnings">${warnings}</ul>` : ''}${skipped}`);
 }
 
 function renderProgress(s: PanelState): void {
@@ -274,25 +280,26 @@ function renderResults(s: PanelState): void {
     (row, i) => html`<tr><th scope="row">${r.labels[i]}</th>${row.map((v, j) => html`<td class="heat ${i === j ? 'diag' : ''}" style="--a:${fixed(num(v) / max, 3)}">${count(v)}</td>`)}</tr>`,
   );
   const perClass = r.perClass.map((c) => html`<tr><th scope="row">${c.label}</th><td>${fixed(c.precision, 3)}</td><td>${fixed(c.recall, 3)}</td><td>${fixed(c.f1, 3)}</td><td>${count(c.support)}</td></tr>`);
-  const mistakes = r.mistakes.length
-    ? html`<h3>Most confident mistakes</h3><div class="classes">${r.mistakes.map(
-        (m) => html`<figure class="cls"><img src="${m.thumb}" alt="${m.label} predicted as ${m.predicted}" data-action="open" data-arg="${m.path}" tabindex="0" title="${m.path}"><figcaption>${m.label} → <strong>${m.predicted}</strong> ${pct(m.probability)}</figcaption></figure>`,
-      )}</div>`
-    : trusted('<p class="muted">No test image was misclassified.</p>');
-  const students = s.backbones.filter((b) => b.id !== s.options.backbone && (b.bundled || b.cached));
+  const mistakes = mistakesSection(r);
+  // Distillation is for image backbones (the engine refuses text runs): offer image students for image runs only.
+  const students = r.modality === 'text' ? [] : s.backbones.filter((b) => b.id !== s.options.backbone && (b.task ?? 'image') === 'image' && (b.bundled || b.cached));
   const d = s.distilled;
   setHtml(
     $('results-body'),
     html`
     ${headline(r)}
-    ${selectionTable(r.selection)}
+    ${selectionTable(r.selection, r.modality)}
     <div class="tables"><table class="metrics"><caption>Per class</caption><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>${perClass}</table>
     <table class="confusion"><caption>Confusion matrix</caption>${head}${rows}</table></div>
     ${mistakes}
     <p class="muted">Run folder: <a href="#" data-action="open" data-arg="${`${r.runDir}/run.json`}">${r.runDir}</a></p>
-    <h3>Distill into a smaller backbone</h3>
+    ${
+      r.modality === 'text'
+        ? ''
+        : html`<h3>Distill into a smaller backbone</h3>
     <div class="row"><vscode-dropdown id="d-student">${students.map((b) => html`<vscode-option value="${b.id}">${b.id} (${fixed(num(b.approxBytes) / 1e6, 1)} MB)</vscode-option>`)}</vscode-dropdown>
-    <vscode-button data-action="distill" appearance="secondary" ${s.running ? trusted('disabled') : ''}>Distill</vscode-button></div>
+    <vscode-button data-action="distill" appearance="secondary" ${s.running ? trusted('disabled') : ''}>Distill</vscode-button></div>`
+    }
     ${
       d
         ? html`<table class="metrics" id="distilled"><caption>Teacher and student (full float32 models)</caption><tr><th></th><th>backbone</th><th>size</th><th>test accuracy</th><th>ms / image</th></tr>${([['teacher', d.teacher], ['student', d.student]] as const).map(

@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ExportView, ResultView } from '../src/shared/panelProtocol';
-import { baselineVerdict, exportDetails, headline, intervalText, selectionTable, slimmingSection } from './results';
+import type { DatasetPreview, ExportView, ResultView } from '../src/shared/panelProtocol';
+import { baselineVerdict, clip, exportDetails, headline, intervalText, mistakesSection, selectionTable, slimmingSection, textDatasetSummary } from './results';
 
 const iv = (low: number, high: number, n: number) => ({ low, high, n, level: 0.95 });
 
@@ -106,4 +106,48 @@ test('every new value is escaped: markup in any string or number field comes out
   assert.doesNotMatch(out, /onerror=alert\(1\)>"/, 'no raw quote after the payload');
   assert.match(out, /&#60;img src=x onerror=alert\(1\)&#62;&#34;&#39;&#38;/, 'strings shown as text');
   assert.match(out, /–%/, 'numbers that are not numbers show as –');
+});
+
+// Text runs and datasets: TF-IDF is the baseline, mistakes and examples are escaped, clipped excerpts that open their file.
+const textResult: ResultView = {
+  ...result,
+  modality: 'text',
+  text: { coverage: { tokens: 0.931, emptyTexts: 2, meanPerText: 0.9 }, tokenizer: 'lower-case <words>' },
+  mistakes: [{ path: '/ws/t/a/1.txt', thumb: '', label: 'a', predicted: 'b', probability: 0.8, text: `<img src=x onerror=alert(1)> ${'long '.repeat(60)}` }],
+};
+
+test('a text run: counts texts, names TF-IDF as the baseline, shows coverage; mistakes are escaped, clipped excerpts linking their file', () => {
+  const h = headline(textResult).value;
+  assert.match(h, /test accuracy on 6 texts/);
+  assert.match(h, /Baseline \(TF-IDF words, logistic regression\)/);
+  assert.match(h, /Vocabulary of the run's texts: 93\.1% of the words known \(2 texts with none\) · tokenizer: lower-case &#60;words&#62;/);
+  assert.match(selectionTable(textResult.selection, 'text').value, /TF-IDF words \(baseline\)/);
+  assert.match(baselineVerdict(textResult).value, /TF-IDF words beat this backbone here/);
+  const m = mistakesSection(textResult).value;
+  assert.ok(!m.includes('<img'), 'no thumbnail, and the text is escaped');
+  assert.match(m, /&#60;img src=x onerror=alert\(1\)&#62;/);
+  assert.match(m, /data-action="open" data-arg="\/ws\/t\/a\/1\.txt"/);
+  const q = /<q>(.*?)<\/q>/.exec(m)![1]!;
+  assert.ok(q.endsWith('…') && q.replace(/&#\d+;/g, '.').length === 160, `clipped to 160 characters: ${q.length}`);
+  assert.match(mistakesSection({ ...textResult, mistakes: [] }).value, /No test text was misclassified/);
+  // Image runs keep thumbnails and the raw-pixel baseline.
+  assert.match(mistakesSection({ ...result, mistakes: [{ ...textResult.mistakes[0]!, thumb: 'vscode-resource:/a.jpg', text: undefined }] }).value, /<img src="vscode-resource:\/a\.jpg"/);
+  assert.match(headline(result).value, /on 6 images/);
+  assert.match(headline(result).value, /Baseline \(logistic regression on raw pixels\)/);
+});
+
+test('a text dataset: counts, lengths, coverage and a few texts per class, escaped, each opening its file', () => {
+  const d: DatasetPreview = {
+    root: '/ws/t', total: 20, modality: 'text', skipped: [], warnings: [],
+    classes: [{ label: 'bill<ing>', count: 12, example: '/ws/t/b/1.txt', texts: [{ path: '/ws/t.csv:4', text: 'charged "twice"' }] }, { label: 'ship', count: 8 }],
+    text: { chars: { min: 10, median: 40, mean: 42.25, max: 90 }, words: { min: 2, median: 8, mean: 8.4, max: 17 }, coverage: { tokens: 0.5, emptyTexts: 0, meanPerText: 0.5, backbone: 'glove-100d-avg' } },
+  };
+  const h = textDatasetSummary(d).value;
+  assert.match(h, /20 texts in 2 classes/);
+  assert.match(h, /Characters: min 10 · median 40 · mean 42\.3 · max 90\. Words: min 2 · median 8 · mean 8\.4 · max 17\./);
+  assert.match(h, /Vocabulary: 50\.0% of the words known to glove-100d-avg/);
+  assert.match(h, /<strong>bill&#60;ing&#62;<\/strong> 12 texts/);
+  assert.match(h, /data-arg="\/ws\/t\.csv:4"[^>]*><q>charged &#34;twice&#34;<\/q>/);
+  assert.equal(clip('a\n  b'), 'a b');
+  assert.equal(clip(42), '', 'not a string: nothing');
 });

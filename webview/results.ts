@@ -6,8 +6,8 @@
  * (escaped) or fixed()/count() (never a non-number's text).
  */
 import { type SafeHtml, count, fixed, html, trusted } from '../src/shared/html';
-import type { ExportView, ResultView, SelectionView } from '../src/shared/panelProtocol';
-import type { Interval } from '../src/shared/records';
+import type { DatasetPreview, ExportView, ResultView, SelectionView } from '../src/shared/panelProtocol';
+import type { Interval, LengthStats } from '../src/shared/records';
 import { stepChart } from './charts';
 
 const num = (x: unknown): number => (typeof x === 'number' ? x : Number.NaN);
@@ -32,18 +32,39 @@ export function accuracyText(accuracy: unknown, iv: Interval | undefined, n?: nu
   return `${pct(accuracy)} (${intervalText(iv, n)})`;
 }
 
+/** What the examples of a run or dataset are called. */
+const nounOf = (m: 'text' | undefined): string => (m === 'text' ? 'texts' : 'images');
+
+/** The baseline as the panel names it: TF-IDF for texts, raw pixels for images. */
+export const baselineName = (m: 'text' | undefined): { label: string; short: string } =>
+  m === 'text' ? { label: 'TF-IDF words, logistic regression', short: 'TF-IDF words' } : { label: 'logistic regression on raw pixels', short: 'raw pixels' };
+
+/** At most `n` characters of a one-line text (the engine sends 120–200), with an ellipsis when cut. */
+export function clip(text: unknown, n = 160): string {
+  const one = typeof text === 'string' ? text.replace(/\s+/g, ' ').trim() : '';
+  return one.length > n ? `${one.slice(0, n - 1)}…` : one;
+}
+
+/** "coverage 93.1% of the words (2 texts with none)". */
+function coverageText(c: { tokens: number; emptyTexts: number } | undefined): string {
+  if (!c || typeof c !== 'object') return 'coverage not recorded';
+  const empty = num(c.emptyTexts) > 0 ? ` (${count(c.emptyTexts)} text${c.emptyTexts === 1 ? '' : 's'} with none)` : '';
+  return `${pct(c.tokens)} of the words known${empty}`;
+}
+
 /** The test accuracy line, the small-test-split warning and the baseline. */
 export function headline(r: ResultView): SafeHtml {
   const b = r.baseline;
   const cv = b.cvAccuracy !== undefined ? html`; cross-validated ${pct(b.cvAccuracy)}${r.selection ? html` against the chosen head's ${pct(r.selection.rows.find((x) => x.chosen)?.meanAccuracy)}` : ''}` : '';
   return html`
-    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} images (${ciText(r.interval)}) · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
+    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} ${nounOf(r.modality)} (${ciText(r.interval)}) · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
     ${r.warning ? html`<p class="warnings" id="test-warning">⚠ ${r.warning}</p>` : ''}
-    <p id="baseline">Baseline (logistic regression on raw pixels): test ${accuracyText(b.accuracy, b.interval, r.count)}${cv} — ${b.verdict}.</p>`;
+    <p id="baseline">Baseline (${baselineName(r.modality).label}): test ${accuracyText(b.accuracy, b.interval, r.count)}${cv} — ${b.verdict}.</p>
+    ${r.modality === 'text' ? html`<p class="muted" id="text-coverage">Vocabulary of the run's texts: ${coverageText(r.text?.coverage)} · tokenizer: ${r.text?.tokenizer ?? 'not recorded'}</p>` : ''}`;
 }
 
 /** The cross-validated head choice: one row per configuration (mean ± std across folds), the baseline on the same folds, and why. */
-export function selectionTable(s: SelectionView | undefined): SafeHtml {
+export function selectionTable(s: SelectionView | undefined, modality?: 'text'): SafeHtml {
   if (!s) return trusted('<p class="muted" id="selection">No cross-validated head choice in this run (fine-tuned, too few images, or an earlier version).</p>');
   const how = s.method === 'holdout' ? html`one held-out fold of ${count(s.sources)} images` : html`${count(s.folds)}-fold cross-validation on ${count(s.sources)} non-test images`;
   const row = (name: unknown, mean: unknown, std: unknown, cls: string, mark: string) =>
@@ -51,7 +72,7 @@ export function selectionTable(s: SelectionView | undefined): SafeHtml {
   return html`<table class="metrics" id="selection"><caption>Head chosen by ${how}</caption>
     <tr><th scope="col">configuration</th><th scope="col">accuracy, mean ± std (points)</th></tr>
     ${s.rows.map((r) => row(r.name, r.meanAccuracy, r.stdAccuracy, r.chosen ? 'chosen' : '', r.chosen ? ' ✓' : ''))}
-    ${s.baseline ? row('raw pixels (baseline)', s.baseline.meanAccuracy, s.baseline.stdAccuracy, s.baselineWins ? 'wins' : 'baseline', '') : ''}
+    ${s.baseline ? row(`${baselineName(modality).short} (baseline)`, s.baseline.meanAccuracy, s.baseline.stdAccuracy, s.baselineWins ? 'wins' : 'baseline', '') : ''}
     </table>
     <p class="muted" id="selection-reason">Chose <strong>${s.chosen}</strong>: ${s.reason}. Epochs: ${s.epochs}. Refit on all non-test images for ${count(s.refitEpochs)} epochs.</p>`;
 }
@@ -60,8 +81,43 @@ export function selectionTable(s: SelectionView | undefined): SafeHtml {
 export function baselineVerdict(r: ResultView): SafeHtml {
   const wins = r.selection ? r.selection.baselineWins : r.baseline.wins;
   if (!wins) return html``;
+  if (r.modality === 'text') {
+    const advice = r.selection?.advice ?? r.baseline.advice ?? 'Try a sentence encoder (minilm-l6-v2), or more texts per class.';
+    return html`<div class="warn-box" id="baseline-wins" role="note"><strong>TF-IDF words beat this backbone here.</strong> Exporting it ships a model no better than a keyword classifier: ${advice}</div>`;
+  }
   const advice = r.selection?.advice ?? r.baseline.advice ?? 'Try another backbone, more images per class, or fine-tuning the top layers (Unfreeze top layers).';
   return html`<div class="warn-box" id="baseline-wins" role="note"><strong>Raw pixels beat this backbone here.</strong> Exporting it ships a model no better than a pixel classifier: ${advice}</div>`;
+}
+
+/** The most confident test mistakes: thumbnails for images, excerpts (escaped, clipped) for texts; each opens its file. */
+export function mistakesSection(r: ResultView): SafeHtml {
+  if (!r.mistakes.length) return html`<p class="muted">No test ${r.modality === 'text' ? 'text' : 'image'} was misclassified.</p>`;
+  if (r.modality === 'text') {
+    return html`<h3>Most confident mistakes</h3><ul class="texts" id="text-mistakes">${r.mistakes.map(
+      (m) => html`<li><a href="#" data-action="open" data-arg="${m.path}" title="${m.path}">${m.label} → <strong>${m.predicted}</strong> ${pct(m.probability)}</a> <q>${clip(m.text)}</q></li>`,
+    )}</ul>`;
+  }
+  return html`<h3>Most confident mistakes</h3><div class="classes">${r.mistakes.map(
+    (m) => html`<figure class="cls"><img src="${m.thumb}" alt="${m.label} predicted as ${m.predicted}" data-action="open" data-arg="${m.path}" tabindex="0" title="${m.path}"><figcaption>${m.label} → <strong>${m.predicted}</strong> ${pct(m.probability)}</figcaption></figure>`,
+  )}</div>`;
+}
+
+/** "min 12 · median 48 · mean 51.3 · max 140". */
+function lengths(l: LengthStats | undefined): string {
+  if (!l || typeof l !== 'object') return 'not recorded';
+  return `min ${count(l.min)} · median ${count(l.median)} · mean ${fixed(l.mean, 1)} · max ${count(l.max)}`;
+}
+
+/** The summary of a text dataset: counts, lengths, coverage, and a few texts per class (each opens its file). */
+export function textDatasetSummary(d: DatasetPreview): SafeHtml {
+  const t = d.text;
+  const classes = d.classes.map(
+    (c) => html`<div class="text-class"><strong>${c.label}</strong> ${count(c.count)} texts<ul class="texts">${(c.texts ?? []).map((x) => html`<li><a href="#" data-action="open" data-arg="${x.path}" title="${x.path}"><q>${clip(x.text)}</q></a></li>`)}</ul></div>`,
+  );
+  return html`<p>${count(d.total)} texts in ${count(d.classes.length)} classes</p>
+    <p class="muted" id="text-lengths">Characters: ${lengths(t?.chars)}. Words: ${lengths(t?.words)}.</p>
+    <p class="muted" id="text-coverage-preview">Vocabulary: ${coverageText(t?.coverage)} to ${t?.coverage?.backbone ?? 'the bundled word vectors'}.</p>
+    <div class="text-classes">${classes}</div>`;
 }
 
 function candidates(e: ExportView): SafeHtml {

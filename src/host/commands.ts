@@ -1,18 +1,19 @@
-import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ExportFormat, QuantizeChoice, SlimChoice } from '../shared/choices';
 import type { ExportChoices } from '../shared/panelProtocol';
-import type { PredictionLine } from '../shared/records';
+import { MAX_TEXT_BYTES } from '../shared/options';
+import type { PredictionLine, TextPredictionLine } from '../shared/records';
 import type { Gate } from './gate';
 import type { Log } from './log';
 import { TrainingPanel } from './panel';
+import { pickModel } from './models';
 import { pickBackbone, pickDataset } from './pickers';
 import { listRuns } from './runs';
 import type { TrainingService, TrainOutcome } from './trainingService';
-import { engineSettings, runsFolder } from './settings';
+import { engineSettings, readSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
-import { exportRequest } from './viewModel';
+import { backboneFor, capSelection, exportRequest, textPredictionPick } from './viewModel';
 
 /** The optional arguments of Export Model… (tests and other extensions pass them). */
 export type ExportArgs = Pick<ExportChoices, 'quantize' | 'format' | 'slim'>;
@@ -44,7 +45,10 @@ export async function fineTune(s: Services): Promise<void> {
   const data = await pickDataset();
   if (!data) return;
   const backbones = await s.client.request('backbones', { settings: engineSettings(s.storage) });
-  const picked = await pickBackbone(backbones, s.session.state.options.backbone);
+  // Only backbones of the data's modality (texts: the text catalogue), the current one if it fits.
+  const modality = await s.client.request('modality', { data });
+  const fits = backbones.filter((b) => (b.task ?? 'image') === modality);
+  const picked = await pickBackbone(fits, backboneFor(modality, s.session.state.options.backbone, backbones, readSettings().defaultBackbone), modality);
   // A picked ONNX file must lie inside the workspace (the trust gate); the panel then keeps it as the backbone.
   const backbone = picked && (await s.gate.backbonePath(picked, backbones));
   if (!backbone) return;
@@ -167,31 +171,6 @@ export async function showRuns(s: Services): Promise<void> {
   await s.session.openRun(runDir);
 }
 
-/** Exports (folders with metadata.json + model.json) and runs of the workspace, to classify with. */
-async function pickModel(fileName: string): Promise<{ dir: string } | undefined> {
-  const runs = await listRuns(runsFolder());
-  const exports = await vscode.workspace.findFiles('**/metadata.json', '{**/node_modules/**,**/.git/**}', 100);
-  const exportDirs: string[] = [];
-  for (const m of exports) {
-    const dir = path.dirname(m.fsPath);
-    try {
-      await fs.access(path.join(dir, 'model.json'));
-      exportDirs.push(dir);
-    } catch {
-      continue; // a metadata.json that is not ours
-    }
-  }
-  const items = [
-    ...exportDirs.map((d) => ({ label: `$(package) ${vscode.workspace.asRelativePath(d)}`, description: 'exported model', dir: d })),
-    ...runs.map((r) => ({ label: `$(beaker) ${r.name}`, description: `run · ${(r.accuracy * 100).toFixed(1)}% · ${r.classes} classes`, dir: r.runDir })),
-  ];
-  if (!items.length) {
-    void vscode.window.showInformationMessage('Headstart: no trained models in this workspace yet. Fine-tune one first.');
-    return undefined;
-  }
-  return items.length === 1 ? items[0] : vscode.window.showQuickPick(items, { title: `Classify ${fileName} with…` });
-}
-
 /** Explorer: Classify with Headstart Model… on an image (`modelDirArg` skips the picker). */
 export async function classifyImage(s: Services, uri?: vscode.Uri, modelDirArg?: string): Promise<PredictionLine | undefined> {
   const file = uri?.fsPath ?? vscode.window.activeTextEditor?.document.uri.fsPath;
@@ -199,7 +178,7 @@ export async function classifyImage(s: Services, uri?: vscode.Uri, modelDirArg?:
     void vscode.window.showInformationMessage('Headstart: right-click an image in the Explorer to classify it.');
     return undefined;
   }
-  const pick = modelDirArg ? { dir: modelDirArg } : await pickModel(path.basename(file));
+  const pick = modelDirArg ? { dir: modelDirArg } : await pickModel('image', path.basename(file));
   if (!pick) return undefined;
   try {
     const [line] = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Headstart: classifying ${path.basename(file)}`, cancellable: true }, (_p, token) =>
@@ -213,6 +192,41 @@ export async function classifyImage(s: Services, uri?: vscode.Uri, modelDirArg?:
       line.top.map((t) => ({ label: t.label, description: `${(t.probability * 100).toFixed(1)}%` })),
       { title: `${path.basename(file)}: ${line.label} (${(line.probability * 100).toFixed(1)}%)`, placeHolder: 'Top classes' },
     );
+    return line;
+  } catch (err) {
+    if (err instanceof WorkerRequestError && err.cancelled) return undefined;
+    showError(s, err instanceof Error ? err.message : String(err));
+    return undefined;
+  }
+}
+
+/**
+ * Editor: Classify Selection with Headstart Model… The selected text (at most
+ * MAX_TEXT_BYTES, the engine's size of one example; a larger selection is cut
+ * and the title says so) goes to a text run or export of the workspace
+ * (`modelDirArg` skips the picker); the top classes show in a quick pick.
+ */
+export async function classifySelection(s: Services, modelDirArg?: string): Promise<TextPredictionLine | undefined> {
+  const editor = vscode.window.activeTextEditor;
+  const selected = editor ? editor.document.getText(editor.selection) : '';
+  if (!selected.trim()) {
+    void vscode.window.showInformationMessage('Headstart: select some text in the editor to classify it.');
+    return undefined;
+  }
+  const { text, cut } = capSelection(selected, MAX_TEXT_BYTES);
+  if (cut) s.log.info(`classify selection: ${cut.bytes} bytes selected, the first ${cut.maxBytes} classified`);
+  const pick = modelDirArg ? { dir: modelDirArg } : await pickModel('text', 'the selection');
+  if (!pick) return undefined;
+  try {
+    const [line] = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Headstart: classifying the selection', cancellable: true }, (_p, token) =>
+      s.client.request('predictText', { modelDir: pick.dir, texts: [text], settings: engineSettings(s.storage) }, undefined, token),
+    );
+    if (!line || 'error' in line) {
+      showError(s, `cannot classify the selection: ${line?.error ?? 'no result'}`);
+      return line;
+    }
+    const view = textPredictionPick(line, cut);
+    void vscode.window.showQuickPick(view.items, { title: view.title, placeHolder: 'Top classes' });
     return line;
   } catch (err) {
     if (err instanceof WorkerRequestError && err.cancelled) return undefined;

@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import type { FormOptions, PanelState } from '../shared/panelProtocol';
 import { Disposable } from './disposable';
 import type { Log } from './log';
-import { type Action, openableFiles, resolveInside } from './policy';
+import { type Action, openableFiles, resolveInside, textPlace } from './policy';
 import { runsFolder } from './settings';
 
 const VERB: Record<Action, string> = {
@@ -12,7 +12,7 @@ const VERB: Record<Action, string> = {
   train: 'train',
   export: 'export a model',
   distill: 'distil a model',
-  classify: 'classify images',
+  classify: 'classify images or text',
   open: 'open files of a run',
 };
 
@@ -145,14 +145,19 @@ export class Gate extends Disposable {
     return undefined;
   }
 
-  /** A file the panel asks to open: only the dataset's or the shown run's files, inside the workspace or the runs folder. */
-  async openFile(p: string, state: Pick<PanelState, 'dataset' | 'result'>): Promise<string | undefined> {
+  /**
+   * A file the panel asks to open: only the dataset's or the shown run's files,
+   * inside the workspace or the runs folder. A manifest's text (`data.csv:12`)
+   * is its manifest, at that line.
+   */
+  async openFile(p: string, state: Pick<PanelState, 'dataset' | 'result'>): Promise<{ path: string; line?: number } | undefined> {
     if (!this.require('open')) return undefined;
     const abs = path.resolve(p);
     if (!openableFiles(state).has(abs)) return this.refuse('open', `${abs} is not a file of the dataset or run shown; the panel opens only those`);
     const runs = runsFolder();
-    const r = await resolveInside(abs, [...this.roots(), ...(runs ? [runs] : [])], { what: 'the file' });
-    return r.ok ? r.path : this.refuse('open', r.reason);
+    const place = textPlace(abs);
+    const r = await resolveInside(place.file, [...this.roots(), ...(runs ? [runs] : [])], { what: 'the file' });
+    return r.ok ? { path: r.path, line: place.line } : this.refuse('open', r.reason);
   }
 
   /** A run folder the panel asks to show: only one below the runs folder (headstart.runsFolder). */

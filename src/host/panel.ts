@@ -131,7 +131,10 @@ export class TrainingPanel extends Disposable {
         return;
       case 'openFile': {
         const file = await this.gate.openFile(m.path, this.session.state);
-        if (file) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(file));
+        if (file?.line) {
+          const at = new vscode.Position(file.line - 1, 0);
+          await vscode.window.showTextDocument(vscode.Uri.file(file.path), { selection: new vscode.Range(at, at) });
+        } else if (file) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(file.path));
         return;
       }
       case 'openSnippet': {

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { EngineEvent } from '../shared/events';
 import type { PanelState } from '../shared/panelProtocol';
-import type { RunRecord } from '../shared/records';
-import { PanelStore, engineEvent, initialPanelState, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
+import type { RunRecord, ScanSummary } from '../shared/records';
+import { PanelStore, datasetScanned, engineEvent, initialPanelState, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
 import { resultView } from './viewModel';
 
 const apply = (s: PanelState, patch: Partial<PanelState> | undefined): PanelState => ({ ...s, ...patch });
@@ -106,4 +106,21 @@ test('the store sends the whole new state on every change, with trust as it is n
   assert.deepEqual(seen.map((s) => [s.phase, s.notice, s.trusted]), [['extract', undefined, true], ['extract', 'n', false]]);
   assert.equal(store.state, seen[1]);
   store.dispose();
+});
+
+test('a scanned text dataset switches an image backbone to the bundled text one (and back for images), and says so', () => {
+  const backbones = [{ id: 'mobilenet-v2-140', title: '', task: 'image' as const, format: 'graph' as const, featureSize: 1792, inputSize: 224, bundled: true, cached: true, approxBytes: 1 }];
+  let s: PanelState = { ...initialPanelState('mobilenet-v2-140', true), backbones };
+  const texts: ScanSummary = { root: '/ws/tickets', kind: 'text-folders', modality: 'text', counts: { a: 10, b: 10 }, examples: {}, skipped: [], total: 20, text: { chars: { min: 1, median: 2, mean: 2, max: 3 }, words: { min: 1, median: 1, mean: 1, max: 2 }, coverage: { tokens: 1, emptyTexts: 0, meanPerText: 1, backbone: 'glove-100d-avg' }, examples: {} } };
+  s = apply(s, datasetScanned(s, texts, thumb, 'mobilenet-v2-140'));
+  assert.equal(s.options.backbone, 'glove-100d-avg');
+  assert.equal(s.notice, 'Texts: backbone set to glove-100d-avg');
+  assert.equal(s.dataset?.modality, 'text');
+  assert.equal(s.exportDefault, 'models/tickets');
+  // The same dataset again: nothing to switch, no notice.
+  const again = datasetScanned(s, texts, thumb, 'mobilenet-v2-140');
+  assert.ok(!('options' in again) && !('notice' in again));
+  const images: ScanSummary = { root: '/ws/shapes', kind: 'folders', counts: { a: 10, b: 10 }, examples: {}, skipped: [], total: 20 };
+  s = apply(s, datasetScanned(s, images, thumb, 'mobilenet-v2-100'));
+  assert.equal(s.options.backbone, 'mobilenet-v2-100', 'back to the image default of the settings');
 });

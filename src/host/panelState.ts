@@ -7,8 +7,8 @@
 import { Emitter } from 'vscode-jsonrpc';
 import type { EngineEvent } from '../shared/events';
 import { DEFAULT_FORM, type FormOptions, type PanelState, type ResultView, type RunSummary } from '../shared/panelProtocol';
-import type { RunRecord } from '../shared/records';
-import { type Thumb, exportDefaultFor, formOfRun, resultView } from './viewModel';
+import type { RunRecord, ScanSummary } from '../shared/records';
+import { type Thumb, backboneFor, datasetPreview, exportDefaultFor, formOfRun, resultView } from './viewModel';
 
 export type Patch = Partial<PanelState>;
 
@@ -36,6 +36,19 @@ export function optionsChanged(s: PanelState, options: Partial<FormOptions>): Pa
   const format = s.backbones.find((b) => b.id === next.backbone)?.format;
   if (format !== 'layers') next.unfreeze = 0; // graph and ONNX backbones are frozen
   return { options: next, unfreezeSupported: format === 'layers' };
+}
+
+/**
+ * A dataset was scanned: its preview, the default export folder, and a
+ * backbone of its modality (a text dataset cannot train on an image backbone,
+ * nor images on a text one); a switch is said in the notice.
+ */
+export function datasetScanned(s: PanelState, summary: ScanSummary, thumb: Thumb, imageDefault: string): Patch {
+  const modality = summary.modality === 'text' ? 'text' : 'image';
+  const backbone = backboneFor(modality, s.options.backbone, s.backbones, imageDefault);
+  const patch: Patch = { dataset: datasetPreview(summary, thumb), exportDefault: s.exportDefault || exportDefaultFor(summary.root), error: undefined };
+  if (backbone === s.options.backbone) return patch;
+  return { ...patch, ...optionsChanged(s, { backbone }), notice: `${modality === 'text' ? 'Texts' : 'Images'}: backbone set to ${backbone}` };
 }
 
 /** A run starts with options `o`: the last run's results are cleared. */

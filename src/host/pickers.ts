@@ -59,7 +59,7 @@ export const CHOOSE_ONNX = '$(file-binary) Choose an ONNX model…';
  * it needs a download, or "Choose an ONNX model…": a .onnx file picked in a
  * dialog (the caller checks that it lies inside the workspace).
  */
-export async function pickBackbone(backbones: BackboneChoice[], current: string): Promise<string | undefined> {
+export async function pickBackbone(backbones: BackboneChoice[], current: string, modality: 'image' | 'text' = 'image'): Promise<string | undefined> {
   const items = backbones.map((b) => ({
     label: b.id,
     description: `${b.title}${b.id === current ? ' (default)' : ''}`,
@@ -68,7 +68,8 @@ export async function pickBackbone(backbones: BackboneChoice[], current: string)
   }));
   items.sort((a, b) => (a.label === current ? -1 : b.label === current ? 1 : 0));
   const onnxItem = { label: CHOOSE_ONNX, description: 'any ONNX image model in the workspace', detail: 'preprocessing from its sidecar (model.onnx.json or headstart.json) and its input shape; see the README', picked: false };
-  const pick = await vscode.window.showQuickPick([...items, onnxItem], { title: 'Fine-tune a Model (2/2): backbone', placeHolder: 'The pretrained model whose features the new head learns from', ignoreFocusOut: true });
+  // Foreign ONNX models are image backbones; text encoders come as folders (model.onnx + tokenizer.json) by path on the CLI.
+  const pick = await vscode.window.showQuickPick(modality === 'image' ? [...items, onnxItem] : items, { title: 'Fine-tune a Model (2/2): backbone', placeHolder: 'The pretrained model whose features the new head learns from', ignoreFocusOut: true });
   if (pick?.label !== CHOOSE_ONNX) return pick?.label;
   const uris = await vscode.window.showOpenDialog({
     canSelectFiles: true,

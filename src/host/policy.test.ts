@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_FORM } from '../shared/panelProtocol';
-import { parseFromWebview } from './policy';
+import { openableFiles, parseFromWebview, textPlace } from './policy';
 
 const form = { ...DEFAULT_FORM, data: 'd', backbone: 'b' };
 
@@ -28,4 +28,19 @@ test('export choices: int8 and slim (off, auto, a number) pass; other slim value
     assert.deepEqual(r.msg, { type: 'export', out: 'm', choices: slim === undefined ? c : { ...c, slim } });
   }
   for (const bad of [{ ...c, slim: 'all' }, { ...c, slim: ['auto'] }, { ...c, quantize: 'int4' }, { ...c, format: 'tflite' }]) assert.equal(parseFromWebview({ type: 'export', out: 'm', choices: bad }).ok, false, JSON.stringify(bad));
+});
+
+test('the panel opens the texts it shows and the text mistakes; a manifest text is its manifest at that line', () => {
+  const state = {
+    dataset: { root: '/ws/t', total: 2, modality: 'text' as const, skipped: [], warnings: [], classes: [{ label: 'a', count: 1, example: '/ws/t/a/1.txt', texts: [{ path: '/ws/t/a/1.txt', text: 'x' }, { path: '/ws/t/a/2.txt', text: 'y' }] }] },
+  };
+  const files = openableFiles(state);
+  assert.ok(files.has('/ws/t/a/2.txt'), 'a text shown (not the class example) opens');
+  assert.ok(!files.has('/ws/t/a/3.txt'));
+  // A hostile `texts` (not an array, entries without a path) adds nothing.
+  assert.deepEqual([...openableFiles({ dataset: { ...state.dataset, classes: [{ label: 'a', count: 1, texts: 'x' as never }, { label: 'b', count: 1, texts: [null, { text: 'no path' }] as never }] } })], []);
+  assert.deepEqual(textPlace('/ws/data.csv:12'), { file: '/ws/data.csv', line: 12 });
+  assert.deepEqual(textPlace('/ws/d.JSONL:3'), { file: '/ws/d.JSONL', line: 3 });
+  assert.deepEqual(textPlace('/ws/t/a/1.txt'), { file: '/ws/t/a/1.txt' });
+  assert.deepEqual(textPlace('/ws/notes:12'), { file: '/ws/notes:12' }, 'only manifests have lines');
 });

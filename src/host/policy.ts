@@ -32,6 +32,7 @@ export const COMMAND_ACTION = {
   fineTune: 'scan',
   fineTuneFolder: 'scan',
   classifyImage: 'classify',
+  classifySelection: 'classify',
   openPanel: undefined,
   startTraining: 'train',
   cancelTraining: undefined,
@@ -115,19 +116,33 @@ export async function resolveInside(
 }
 
 /**
- * The files the panel may open: the dataset's example per class, the test
- * mistakes of the run shown and its run.json. Anything else a webview asks for
- * is refused. Paths are absolute and normalised.
+ * The files the panel may open: the dataset's example per class (and the
+ * texts it shows), the test mistakes of the run shown and its run.json.
+ * Anything else a webview asks for is refused. Paths are absolute and
+ * normalised; a text of a manifest is `manifest:line`.
  */
 export function openableFiles(state: Pick<PanelState, 'dataset' | 'result'>): Set<string> {
   const files = new Set<string>();
-  for (const c of state.dataset?.classes ?? []) if (typeof c.example === 'string') files.add(path.resolve(c.example));
+  for (const c of state.dataset?.classes ?? []) {
+    if (typeof c.example === 'string') files.add(path.resolve(c.example));
+    for (const t of Array.isArray(c.texts) ? c.texts : []) if (typeof t?.path === 'string') files.add(path.resolve(t.path));
+  }
   const r = state.result;
   if (r) {
     for (const m of r.mistakes) if (typeof m.path === 'string') files.add(path.resolve(m.path));
     if (typeof r.runDir === 'string') files.add(path.resolve(r.runDir, 'run.json'));
   }
   return files;
+}
+
+/**
+ * A text's place: `data.csv:12` / `data.jsonl:3` (a manifest's record) is the
+ * manifest at that line; any other path is the file itself. Only .csv and
+ * .jsonl names are read as a manifest, so a file name with a colon is a file.
+ */
+export function textPlace(p: string): { file: string; line?: number } {
+  const m = /^(.*\.(?:csv|jsonl)):(\d+)$/i.exec(p);
+  return m ? { file: m[1]!, line: Number(m[2]) } : { file: p };
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

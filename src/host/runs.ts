@@ -31,7 +31,7 @@ export async function listRuns(folder: string | undefined): Promise<RunSummary[]
     if (name.startsWith('.')) continue;
     const runDir = path.join(folder, name);
     const r = await readRun(runDir);
-    if (r) out.push({ runDir, name, createdAt: r.createdAt, accuracy: r.test.accuracy, backbone: r.backbone.id, classes: r.labels.length });
+    if (r) out.push({ runDir, name, createdAt: r.createdAt, accuracy: r.test.accuracy, backbone: r.backbone.id, classes: r.labels.length, ...(r.modality === 'text' ? { modality: 'text' as const } : {}) });
   }
   return out.sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
 }

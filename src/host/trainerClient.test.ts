@@ -7,13 +7,16 @@
  * the built dist/worker.js (real handlers) for 'backbones'.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { IPCMessageReader, IPCMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
 import type { EngineEvent } from '../shared/events';
-import type { BackboneInfo } from '../shared/records';
+import { DEFAULT_TEXT_BACKBONE, MAX_TEXT_BYTES } from '../shared/options';
+import type { BackboneInfo, RunRecord } from '../shared/records';
 import type { WorkerError } from '../shared/workerProtocol';
 import { type WorkerHandlers, serveWorker } from '../worker/serve';
 import { type ClientLog, TrainerClient, WorkerRequestError } from './trainerClient';
@@ -51,6 +54,12 @@ const stubHandlers: WorkerHandlers = {
   },
   async predict(_p, { signal }) {
     return untilAborted(signal);
+  },
+  async predictText(_p, { signal }) {
+    return untilAborted(signal);
+  },
+  async modality({ data }) {
+    return data.endsWith('.txt') ? 'text' : 'image';
   },
   async distill(_p, { signal }) {
     return untilAborted(signal);
@@ -166,5 +175,47 @@ if (process.env[STUB_ENV]) {
     assert.equal(bundled.format, 'graph');
     assert.equal(bundled.bundled, true);
     assert.equal(bundled.featureSize, 1792);
+    // The panel's text default (shared/options) is the engine's bundled text backbone.
+    const glove = list.find((b) => b.id === DEFAULT_TEXT_BACKBONE);
+    assert.deepEqual(glove && { task: glove.task, format: glove.format, bundled: glove.bundled }, { task: 'text', format: 'word-average', bundled: true });
+    assert.equal(list.find((b) => b.id === 'minilm-l6-v2')?.cached, false, 'a download not made is not cached');
+  });
+
+  const cli = path.join(process.env.HEADSTART_REPO_ROOT ?? process.cwd(), 'bin', 'headstart.js');
+  test('the built worker: a text dataset scans as text; predictText classifies texts with a text run and refuses what it cannot read', { timeout: 120_000, skip: existsSync(workerJs) ? false : `${workerJs} is not built (npm run build)` }, async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'headstart-text-worker-'));
+    const cacheDir = path.join(dir, 'cache');
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const data = path.join(dir, 'tickets');
+    const sh = (args: string[]) => {
+      const r = spawnSync(process.execPath, [cli, ...args, '--quiet', '--cache', cacheDir], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    };
+    spawnSync(process.execPath, [cli, 'sample', '--text', data, '--per-class', '16', '--seed', '3'], { encoding: 'utf8' });
+    sh(['train', data, '--out', path.join(dir, 'run')]);
+    // run.json carries each test mistake's words (the panel shows them instead of a thumbnail); seeded: one mistake here.
+    const record = JSON.parse(readFileSync(path.join(dir, 'run', 'run.json'), 'utf8')) as RunRecord;
+    assert.ok(record.test.mistakes.length >= 1, 'the seeded sample has a mistake');
+    for (const m of record.test.mistakes) assert.equal(m.text, readFileSync(m.path, 'utf8').replace(/\s+/g, ' ').trim().slice(0, 200));
+    const client = new TrainerClient(workerJs, memoryLog());
+    t.after(() => client.dispose());
+    assert.equal(await client.request('modality', { data }), 'text');
+    const scan = await client.request('scan', { data });
+    assert.equal(scan.modality, 'text');
+    assert.equal(scan.total, 64);
+    assert.deepEqual(Object.keys(scan.counts).sort(), ['account', 'billing', 'shipping', 'technical']);
+    assert.equal(scan.text?.examples.billing?.length, 3);
+    assert.ok(scan.text!.examples.billing!.every((e) => e.path.startsWith(path.join(data, 'billing')) && e.text.length > 0), JSON.stringify(scan.text!.examples.billing));
+    assert.ok(scan.text!.coverage.tokens > 0.8 && scan.text!.coverage.backbone === 'glove-100d-avg', JSON.stringify(scan.text!.coverage));
+    assert.ok(scan.text!.words.min >= 1 && scan.text!.words.max >= scan.text!.words.median && scan.text!.chars.mean > scan.text!.words.mean);
+    const settings = { cacheDir };
+    const lines = await client.request('predictText', { modelDir: path.join(dir, 'run'), texts: ['my parcel never arrived and tracking is stuck', '   ', 'x'.repeat(MAX_TEXT_BYTES + 1), 'I was billed twice for my subscription'], settings });
+    assert.equal(lines.length, 4);
+    const [a, empty, big, b] = lines;
+    assert.ok(a && !('error' in a) && a.label === 'shipping' && a.top.length === 4 && a.top[0]!.label === 'shipping', JSON.stringify(a));
+    assert.ok(b && !('error' in b) && b.label === 'billing', JSON.stringify(b));
+    assert.match(empty && 'error' in empty ? empty.error : '', /whitespace only/);
+    assert.match(big && 'error' in big ? big.error : '', /over the 100000-byte limit/);
+    await assert.rejects(client.request('predictText', { modelDir: dir, texts: ['hello'], settings }), /is not a text model/);
   });
 }

@@ -8,11 +8,11 @@ import { Disposable } from './disposable';
 import { DownloadNotice } from './downloadNotice';
 import type { Gate } from './gate';
 import type { Log } from './log';
-import { PanelStore, engineEvent, initialPanelState, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
+import { PanelStore, datasetScanned, engineEvent, initialPanelState, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
 import { listRuns, readRun } from './runs';
 import { engineSettings, readSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
-import { type Thumb, datasetPreview, exportDefaultFor, exportView, newRunDir, progressView, resultView, runStamp, trainRequest, withThumbs } from './viewModel';
+import { type Thumb, backboneFor, exportView, newRunDir, progressView, resultView, runStamp, trainRequest, withThumbs } from './viewModel';
 
 /** What a training run came to. */
 export type TrainOutcome =
@@ -83,12 +83,12 @@ export class TrainingService extends Disposable {
     if (dataChanged && options.data) void this.preview(options.data);
   }
 
-  /** Scans DATA in the worker for the dataset summary (counts, a thumbnail per class, skipped files). */
+  /** Scans DATA in the worker for the dataset summary (counts, a thumbnail or a few texts per class, skipped files) and fits the backbone to its modality. */
   async preview(data: string): Promise<void> {
     if (!this.gate.require('scan')) return;
     try {
       const s = await this.client.request('scan', { data });
-      this.store.update({ dataset: datasetPreview(s, this.thumb), exportDefault: this.state.exportDefault || exportDefaultFor(s.root), error: undefined });
+      this.store.update(datasetScanned(this.state, s, this.thumb, readSettings().defaultBackbone));
     } catch (err) {
       this.store.update({ dataset: undefined, error: message(err) });
     }
@@ -104,7 +104,7 @@ export class TrainingService extends Disposable {
   async start(options?: FormOptions): Promise<TrainOutcome> {
     if (this.state.running) return { status: 'failed', message: 'a run is already in progress; cancel it first' };
     if (!this.gate.require('train')) return { status: 'failed', message: 'workspace not trusted' };
-    const o = options ?? this.state.options;
+    let o = options ?? this.state.options;
     const errs = validateForm(o);
     const folder = runsFolder();
     const refusal = Object.keys(errs).length
@@ -125,6 +125,7 @@ export class TrainingService extends Disposable {
     this.log.info(`training: ${JSON.stringify({ ...o, out })}${queue ? ' on the queue of headstart.queue' : ''}`);
     const started = Date.now();
     try {
+      o = await this.fitBackbone(o);
       const report = await this.client.request('train', { options: trainRequest(o, out, this.gate.roots(), queue), settings: engineSettings(this.storage) }, (e) => this.onEvent(e), token);
       this.endDownload();
       const run = await readRun(report.runDir);
@@ -146,6 +147,17 @@ export class TrainingService extends Disposable {
 
   cancel(): void {
     this.cancelSource?.cancel();
+  }
+
+  /** The options with a backbone of DATA's modality (a run started before the preview's scan answered still fits). */
+  private async fitBackbone(o: FormOptions): Promise<FormOptions> {
+    const modality = await this.client.request('modality', { data: o.data });
+    const backbone = backboneFor(modality, o.backbone, this.state.backbones, readSettings().defaultBackbone);
+    if (backbone === o.backbone) return o;
+    this.log.info(`training: ${o.data} holds ${modality}s; backbone ${o.backbone} → ${backbone}`);
+    const fitted = { ...o, backbone };
+    this.store.update({ options: fitted, notice: `${modality === 'text' ? 'Texts' : 'Images'}: backbone set to ${backbone}` });
+    return fitted;
   }
 
   private endDownload(): void {

@@ -8,8 +8,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import type { ExportReport as CoreExportReport, RunRecord as CoreRunRecord } from '../core';
 import { DEFAULT_FORM, type FormOptions, type PanelState } from '../shared/panelProtocol';
-import type { ExportReport, RunRecord, Selection } from '../shared/records';
-import { datasetPreview, datasetWarnings, exportRequest, exportView, formOfRun, newRunDir, progressView, resultView, runStamp, trainRequest, withThumbs } from './viewModel';
+import type { ExportReport, RunRecord, ScanSummary, Selection } from '../shared/records';
+import { backboneFor, capSelection, datasetPreview, datasetWarnings, exportRequest, exportView, formOfRun, modelModality, newRunDir, progressView, resultView, runStamp, textPredictionPick, trainRequest, withThumbs } from './viewModel';
 
 // Compile-time drift guards (npm run check-types): what the engine writes must fit what the host reads.
 export const runRecordFits = (r: CoreRunRecord): RunRecord => r;
@@ -165,4 +165,71 @@ test('thumbnails are made again for a new webview', () => {
     result: undefined,
   };
   assert.equal(withThumbs(state, (f) => `new:${f}`).dataset?.classes[0]?.thumb, 'new:/d/a.jpg');
+});
+
+// Text: the dataset summary, the results of a text run, the backbone a modality trains on, the selection cap.
+const textScan: ScanSummary = {
+  root: '/ws/tickets', kind: 'text-folders', modality: 'text', counts: { billing: 12, shipping: 4 }, examples: { billing: '/ws/tickets/billing/1.txt', shipping: '/ws/tickets/shipping/1.txt' }, skipped: [], total: 16,
+  text: {
+    chars: { min: 10, median: 40, mean: 42.5, max: 90 }, words: { min: 2, median: 8, mean: 8.4, max: 17 },
+    coverage: { tokens: 0.42, emptyTexts: 2, meanPerText: 0.5, backbone: 'glove-100d-avg' },
+    examples: { billing: [{ path: '/ws/tickets/billing/1.txt', text: 'I was charged twice' }], shipping: [{ path: '/ws/tickets/shipping/1.txt', text: 'Where is my parcel?' }] },
+  },
+};
+
+test('a text dataset: counts, texts per class with their files, lengths and coverage; no thumbnails; warnings count texts and call low coverage', () => {
+  const p = datasetPreview(textScan, () => assert.fail("a text dataset has no thumbnails"));
+  assert.equal(p.modality, 'text');
+  assert.deepEqual(p.classes[0], { label: 'billing', count: 12, example: '/ws/tickets/billing/1.txt', texts: [{ path: '/ws/tickets/billing/1.txt', text: 'I was charged twice' }] });
+  assert.deepEqual(p.text, { chars: textScan.text!.chars, words: textScan.text!.words, coverage: textScan.text!.coverage });
+  assert.match(p.warnings.join('\n'), /few texts in 'shipping'/);
+  assert.match(p.warnings.join('\n'), /only 42% of the words are known to glove-100d-avg \(2 texts have no known word\)/);
+  assert.ok(!datasetPreview({ ...textScan, text: { ...textScan.text!, coverage: { ...textScan.text!.coverage, tokens: 0.9 } } }, (f) => f).warnings.some((w) => /known/.test(w)), 'no warning at 90%');
+  // Re-made thumbnails leave a text dataset as it is.
+  assert.deepEqual(withThumbs({ dataset: p }, () => 'x').dataset, p);
+});
+
+test('a text run: mistakes as excerpts (no thumbnail; the file name for runs without one), TF-IDF modality, coverage and tokenizer', () => {
+  const coverage = { tokens: 0.93, emptyTexts: 0, meanPerText: 0.94 };
+  const r = record({
+    modality: 'text',
+    text: { kind: 'word-average', tokenizer: 'lower-case words', coverage, stats: { chars: textScan.text!.chars, words: textScan.text!.words, examples: {} }, tfidfTerms: 40 },
+    test: { ...record().test, mistakes: [{ path: '/ws/t/a/1.txt', label: 'a', predicted: 'b', probability: 0.8, text: 'my <b>parcel</b>' }, { path: '/ws/t.csv:7', label: 'b', predicted: 'a', probability: 0.6 }] },
+  });
+  const v = resultView('/runs/t', r, () => assert.fail('a text run has no thumbnails'));
+  assert.equal(v.modality, 'text');
+  assert.deepEqual(v.text, { coverage, tokenizer: 'lower-case words' });
+  assert.deepEqual(v.mistakes, [{ path: '/ws/t/a/1.txt', label: 'a', predicted: 'b', probability: 0.8, text: 'my <b>parcel</b>', thumb: '' }, { path: '/ws/t.csv:7', label: 'b', predicted: 'a', probability: 0.6, text: 't.csv:7', thumb: '' }]);
+  assert.deepEqual(withThumbs({ result: v }, () => 'x').result, v);
+  assert.equal(resultView("/runs/i", record(), (f) => f).modality, undefined, 'image runs unchanged');
+});
+
+test('the backbone a modality trains on: the current one when it fits, else the bundled text backbone or the image default', () => {
+  const list = [
+    { id: 'mobilenet-v2-140', title: '', task: 'image' as const, format: 'graph' as const, featureSize: 1792, inputSize: 224, bundled: true, cached: true, approxBytes: 1 },
+    { id: 'minilm-l6-v2', title: '', task: 'text' as const, format: 'onnx-encoder' as const, featureSize: 384, inputSize: 0, bundled: false, cached: true, approxBytes: 1 },
+  ];
+  assert.equal(backboneFor('text', 'mobilenet-v2-140', list, 'mobilenet-v2-140'), 'glove-100d-avg');
+  assert.equal(backboneFor('text', 'minilm-l6-v2', list, 'mobilenet-v2-140'), 'minilm-l6-v2', 'a text backbone the user chose stays');
+  assert.equal(backboneFor('image', 'minilm-l6-v2', list, 'mobilenet-v2-100'), 'mobilenet-v2-100');
+  assert.equal(backboneFor('image', 'mobilenet-v2-140', list, 'x'), 'mobilenet-v2-140');
+  // Before the list is loaded: only the text default counts as text.
+  assert.equal(backboneFor('text', 'mobilenet-v2-140', [], 'x'), 'glove-100d-avg');
+  assert.equal(backboneFor('image', 'glove-100d-avg', [], 'mobilenet-v2-140'), 'mobilenet-v2-140');
+  assert.equal(backboneFor('image', '/ws/my/model.json', [], 'x'), '/ws/my/model.json');
+});
+
+test('a selection over the size cap is cut at a character boundary and says so; a model folder says its modality', () => {
+  assert.deepEqual(capSelection('short', 10), { text: 'short' });
+  const euro = '€€€€'; // 3 bytes each
+  const c = capSelection(euro, 7);
+  assert.equal(c.text, '€€', 'no broken character at the end');
+  assert.deepEqual(c.cut, { bytes: 12, maxBytes: 7 });
+  assert.ok(Buffer.byteLength(capSelection('a'.repeat(300_000), 100_000).text) === 100_000);
+  const pick = textPredictionPick({ label: 'billing', probability: 0.8123, top: [{ label: 'billing', probability: 0.8123 }, { label: 'shipping', probability: 0.1 }], coverage: 0.9 }, c.cut);
+  assert.equal(pick.title, 'Selection: billing (81.2%) · 90.0% of its words known · first 7 of 12 bytes');
+  assert.deepEqual(pick.items, [{ label: 'billing', description: '81.2%' }, { label: 'shipping', description: '10.0%' }]);
+  assert.equal(modelModality({ modality: 'text' }), 'text');
+  assert.equal(modelModality({ labels: [], headstart: { modality: 'text' } }), 'text');
+  for (const j of [{ modality: 'image' }, { labels: [] }, null, 'text', [1]]) assert.equal(modelModality(j), 'image', JSON.stringify(j));
 });

@@ -3,11 +3,11 @@
  * from the panel's form to the worker's options. No `vscode` here (node:test
  * checks it); thumbnails come in as a function from a file path to its URL.
  */
-import { runStamp } from '../shared/options';
+import { DEFAULT_TEXT_BACKBONE, LOW_COVERAGE, runStamp } from '../shared/options';
 import * as path from 'node:path';
 import type { EngineEvent } from '../shared/events';
 import { DEFAULT_FORM, type DatasetPreview, type ExportChoices, type ExportView, type FormOptions, type PanelState, type ProgressView, type ResultView, type SelectionView } from '../shared/panelProtocol';
-import type { ExportReport, RunRecord, ScanSummary, Selection } from '../shared/records';
+import type { BackboneInfo, ExportReport, RunRecord, ScanSummary, Selection } from '../shared/records';
 import type { ExportRequestOptions, TrainRequestOptions } from '../shared/workerProtocol';
 
 /** How a file path becomes an image URL in the webview. */
@@ -18,6 +18,7 @@ export const MAX_MISTAKES_SHOWN = 12;
 
 /** The panel's results of a run. */
 export function resultView(runDir: string, r: RunRecord, thumb: Thumb): ResultView {
+  const text = r.modality === 'text';
   return {
     runDir,
     accuracy: r.test.accuracy,
@@ -28,7 +29,9 @@ export function resultView(runDir: string, r: RunRecord, thumb: Thumb): ResultVi
     labels: r.labels,
     perClass: r.test.perClass,
     confusion: r.test.confusion,
-    mistakes: r.test.mistakes.slice(0, MAX_MISTAKES_SHOWN).map((m) => ({ ...m, thumb: thumb(m.path) })),
+    // A text mistake shows its words (run.json's excerpt; runs without one show the file's name), never a thumbnail.
+    mistakes: r.test.mistakes.slice(0, MAX_MISTAKES_SHOWN).map((m) => (text ? { ...m, thumb: '', text: typeof m.text === 'string' ? m.text : path.basename(m.path) } : { ...m, thumb: thumb(m.path) })),
+    ...(text ? { modality: 'text' as const, ...(r.text && typeof r.text === 'object' ? { text: { coverage: r.text.coverage, tokenizer: r.text.tokenizer } } : {}) } : {}),
     baseline: {
       accuracy: r.baseline.accuracy,
       interval: r.baseline.interval,
@@ -110,19 +113,20 @@ export function exportView(rep: ExportReport): ExportView {
   };
 }
 
-/** What to warn about before training on a dataset with these counts per class. */
-export function datasetWarnings(counts: Record<string, number>): string[] {
+/** What to warn about before training on a dataset with these counts per class (`noun`: what is counted). */
+export function datasetWarnings(counts: Record<string, number>, noun = 'images'): string[] {
   const n = Object.values(counts);
   const warnings: string[] = [];
   if (n.length < 2) warnings.push('a classifier needs at least two classes (one sub-folder per class)');
   const tiny = Object.entries(counts).filter(([, c]) => c < 10).map(([l]) => `'${l}'`);
-  if (tiny.length) warnings.push(`few images in ${tiny.join(', ')} (under 10): results will be noisy`);
+  if (tiny.length) warnings.push(`few ${noun} in ${tiny.join(', ')} (under 10): results will be noisy`);
   if (n.length && Math.max(...n) / Math.max(1, Math.min(...n)) >= 3) warnings.push('classes are imbalanced (3x or more); class weights compensate in training');
   return warnings;
 }
 
-/** The panel's preview of a scanned dataset. */
+/** The panel's preview of a scanned dataset: thumbnails for images; lengths, coverage and a few texts per class for texts. */
 export function datasetPreview(s: ScanSummary, thumb: Thumb): DatasetPreview {
+  if (s.modality === 'text' && s.text) return textDatasetPreview(s, s.text);
   return {
     root: s.root,
     total: s.total,
@@ -133,6 +137,32 @@ export function datasetPreview(s: ScanSummary, thumb: Thumb): DatasetPreview {
     skipped: s.skipped,
     warnings: datasetWarnings(s.counts),
   };
+}
+
+function textDatasetPreview(s: ScanSummary, t: NonNullable<ScanSummary['text']>): DatasetPreview {
+  const c = t.coverage;
+  const low = c.tokens < LOW_COVERAGE ? [`only ${(c.tokens * 100).toFixed(0)}% of the words are known to ${c.backbone}${c.emptyTexts ? ` (${c.emptyTexts} texts have no known word)` : ''}: another language, code or IDs? The TF-IDF baseline reads any word; a sentence encoder for that language may do better`] : [];
+  return {
+    root: s.root,
+    total: s.total,
+    modality: 'text',
+    classes: Object.entries(s.counts).map(([label, count]) => ({ label, count, example: s.examples[label], texts: t.examples[label] ?? [] })),
+    skipped: s.skipped,
+    warnings: [...datasetWarnings(s.counts, 'texts'), ...low],
+    text: { chars: t.chars, words: t.words, coverage: c },
+  };
+}
+
+/**
+ * The backbone to train `modality` with: the current one when it embeds that
+ * modality; otherwise the bundled text backbone for texts, `imageDefault`
+ * (the setting) for images. A backbone not in `backbones` (the list is not
+ * loaded yet) counts as an image backbone unless it is the text default.
+ */
+export function backboneFor(modality: 'image' | 'text', current: string, backbones: readonly BackboneInfo[], imageDefault: string): string {
+  const task = backbones.find((b) => b.id === current)?.task ?? (current === DEFAULT_TEXT_BACKBONE ? 'text' : 'image');
+  if (task === modality) return current;
+  return modality === 'text' ? DEFAULT_TEXT_BACKBONE : imageDefault;
 }
 
 /** The default export folder for a dataset at `root` (workspace-relative). */
@@ -223,8 +253,35 @@ export function withThumbs(state: Pick<PanelState, 'dataset' | 'result'>, thumb:
   const ds = state.dataset;
   const res = state.result;
   return {
-    dataset: ds && { ...ds, classes: ds.classes.map((c) => ({ ...c, thumb: c.example && thumb(c.example) })) },
-    result: res && { ...res, mistakes: res.mistakes.map((m) => ({ ...m, thumb: thumb(m.path) })) },
+    dataset: ds && (ds.modality === 'text' ? ds : { ...ds, classes: ds.classes.map((c) => ({ ...c, thumb: c.example && thumb(c.example) })) }),
+    result: res && (res.modality === 'text' ? res : { ...res, mistakes: res.mistakes.map((m) => ({ ...m, thumb: thumb(m.path) })) }),
   };
 }
 
+
+/**
+ * The selection to classify, capped at `maxBytes` of UTF-8 (the engine's size
+ * of one example), cut at a character boundary; `cut` says it was cut, with
+ * the selection's size. Whitespace-only text is left for the engine to refuse.
+ */
+export function capSelection(text: string, maxBytes: number): { text: string; cut?: { bytes: number; maxBytes: number } } {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes <= maxBytes) return { text };
+  // Decoding the first maxBytes drops a split character as U+FFFD at the end: trim that.
+  const head = Buffer.from(text, 'utf8').subarray(0, maxBytes).toString('utf8').replace(/\uFFFD+$/u, '');
+  return { text: head, cut: { bytes, maxBytes } };
+}
+
+/** Which modality a model folder holds: its run.json's `modality`, or its export metadata.json's `headstart.modality`; image when neither says text. */
+export function modelModality(json: unknown): 'image' | 'text' {
+  if (typeof json !== 'object' || json === null) return 'image';
+  const j = json as { modality?: unknown; headstart?: { modality?: unknown } };
+  return j.modality === 'text' || j.headstart?.modality === 'text' ? 'text' : 'image';
+}
+
+/** The quick pick of a text's top classes: each with its probability, and the title naming the winner. */
+export function textPredictionPick(line: { label: string; probability: number; top: Array<{ label: string; probability: number }>; coverage: number }, cut?: { bytes: number; maxBytes: number }): { title: string; items: Array<{ label: string; description: string }> } {
+  const p = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const notes = [`${p(line.coverage)} of its words known`, ...(cut ? [`first ${cut.maxBytes} of ${cut.bytes} bytes`] : [])];
+  return { title: `Selection: ${line.label} (${p(line.probability)}) · ${notes.join(' · ')}`, items: line.top.map((t) => ({ label: t.label, description: p(t.probability) })) };
+}

@@ -89,6 +89,20 @@ export const NUMERIC_OPTIONS = {
 export type NumericOptionName = keyof typeof NUMERIC_OPTIONS;
 
 
+/**
+ * Largest text example Headstart reads, in bytes (100 KB of UTF-8). A support
+ * ticket, a review or an issue is a few KB; a larger file is a document, not
+ * one example, and the average-word model would blur it into one vector.
+ * Larger files and manifest cells are skipped with a reason; the editor's
+ * Classify Selection classifies the first MAX_TEXT_BYTES of a larger selection.
+ */
+export const MAX_TEXT_BYTES = 100_000;
+
+/** The text backbone that ships with the install (core's catalogue); the panel switches to it for a text dataset. */
+export const DEFAULT_TEXT_BACKBONE = 'glove-100d-avg';
+/** Below this share of known words, a text dataset's coverage is called low (another language, code, IDs). */
+export const LOW_COVERAGE = 0.6;
+
 /** Header names a text manifest's text column is found by (CSV / JSONL), in order of preference. */
 export const TEXT_COLUMNS = ['text', 'sentence', 'content', 'body', 'message', 'utterance', 'review'];
 /** Header names its label column is found by. */

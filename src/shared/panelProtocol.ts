@@ -7,7 +7,7 @@
 import { type ExportFormat, HEAD_CHOICES, type HeadChoice, type QuantizeChoice, type SlimChoice } from './choices';
 import type { Phase as EnginePhase } from './events';
 import type { ReplyMessage, RequestMessage } from './messageHandler';
-import type { BackboneInfo, EvalResult, Interval, ModelFigures } from './records';
+import type { BackboneInfo, EvalResult, Interval, LengthStats, ModelFigures, TextCoverage } from './records';
 
 /**
  * The options form. Numbers are validated on both sides. `epochs` and
@@ -40,10 +40,17 @@ export type BackboneChoice = BackboneInfo;
 export interface DatasetPreview {
   root: string;
   total: number;
-  /** `example`: a file of the class; `thumb`: its URL in the webview. */
-  classes: Array<{ label: string; count: number; example?: string; thumb?: string }>;
+  /**
+   * `example`: a file of the class; `thumb`: its URL in the webview (images);
+   * `texts`: a few of its texts, one line each, with their file or `manifest:line` (texts).
+   */
+  classes: Array<{ label: string; count: number; example?: string; thumb?: string; texts?: Array<{ path: string; text: string }> }>;
   skipped: Array<{ path: string; reason: string }>;
   warnings: string[];
+  /** 'text' for labelled texts; absent for images. */
+  modality?: 'text';
+  /** Texts: length statistics and the coverage of the bundled word vectors. */
+  text?: { chars: LengthStats; words: LengthStats; coverage: TextCoverage & { backbone: string } };
 }
 
 export interface EpochPoint {
@@ -85,7 +92,12 @@ export interface SelectionView {
 /** The results the panel shows: the run's test metrics (EvalResult's fields) and what goes with them. */
 export interface ResultView extends Pick<EvalResult, 'accuracy' | 'interval' | 'warning' | 'macroF1' | 'count' | 'labels' | 'perClass' | 'confusion'> {
   runDir: string;
-  mistakes: Array<{ path: string; thumb: string; label: string; predicted: string; probability: number }>;
+  /** Images: `thumb` is the image's URL. Texts: `text` is a one-line excerpt and `thumb` is ''. */
+  mistakes: Array<{ path: string; thumb: string; label: string; predicted: string; probability: number; text?: string }>;
+  /** 'text' for text runs (the baseline is TF-IDF, the counts are texts); absent for images. */
+  modality?: 'text';
+  /** Text runs: the backbone's vocabulary coverage of the run's texts and its tokenizer. */
+  text?: { coverage: TextCoverage; tokenizer: string };
   baseline: { accuracy: number; interval?: Interval; cvAccuracy?: number; wins: boolean; advice?: string; verdict: string };
   /** The cross-validated head choice (absent for --unfreeze runs and tiny datasets). */
   selection?: SelectionView;
@@ -164,6 +176,8 @@ export interface RunSummary {
   accuracy: number;
   backbone: string;
   classes: number;
+  /** 'text' for text runs; absent for images. */
+  modality?: 'text';
 }
 
 /** The engine's phase of the run shown, or 'idle'. */

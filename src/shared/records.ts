@@ -38,6 +38,8 @@ export interface Mistake {
   label: string;
   predicted: string;
   probability: number;
+  /** Text runs: the text, one line, at most 200 characters (the panel shows it instead of a thumbnail). */
+  text?: string;
 }
 
 /** The metrics `eval` prints and `train` nests under `test`. */
@@ -367,13 +369,30 @@ export interface DistillReport {
 /** The reply of `scan`: what the panel previews of a dataset. */
 export interface ScanSummary {
   root: string;
-  kind: 'folders' | 'csv' | 'jsonl';
-  /** Readable images per class. */
+  kind: 'folders' | 'csv' | 'jsonl' | 'text-folders' | 'text-csv' | 'text-jsonl';
+  /** Readable images (texts) per class. */
   counts: Record<string, number>;
-  /** One file per class (for a thumbnail). */
+  /** One file per class (for a thumbnail; a text's file, or `manifest:line`). */
   examples: Record<string, string>;
   skipped: Skipped[];
   total: number;
+  /** 'text' for labelled texts; absent for images. */
+  modality?: 'text';
+  /** Text datasets: lengths, coverage and example texts. */
+  text?: TextScan;
+}
+
+/** Min, median, mean and max of a length. */
+export type LengthStats = TextStats['chars'];
+
+/** What a scan of labelled texts adds: length statistics, vocabulary coverage and a few texts per class. */
+export interface TextScan {
+  chars: LengthStats;
+  words: LengthStats;
+  /** Coverage of the bundled word vectors (`backbone`): the run records its own backbone's. */
+  coverage: TextCoverage & { backbone: string };
+  /** Up to three texts per class: the file (or `manifest:line`) and the text, one line, at most 120 characters. */
+  examples: Record<string, Array<{ path: string; text: string }>>;
 }
 
 /** One classified file: the top class and the top classes with their probability (0..1). */
@@ -387,12 +406,27 @@ export interface Prediction {
 /** A line of `predict`: a prediction, or why the file could not be classified. */
 export type PredictionLine = Prediction | { path: string; error: string };
 
+/** One classified text: `text` is a one-line snippet of it; `coverage` the share of its words with a vector (0..1). */
+export interface TextPrediction {
+  text: string;
+  label: string;
+  probability: number;
+  /** The top classes (at most 5), most probable first. */
+  top: Array<{ label: string; probability: number }>;
+  coverage: number;
+}
+
+/** A text prediction, or why the text could not be classified (empty, over the size cap). */
+export type TextPredictionLine = TextPrediction | { text?: string; error: string };
+
 /** A backbone of the catalogue, and whether it is on this machine. */
 export interface BackboneInfo {
   id: string;
   title: string;
-  /** 'graph' and 'onnx': frozen; 'layers': its top layers can be unfrozen. */
-  format: 'graph' | 'layers' | 'onnx';
+  /** What it embeds; absent: image (replies of early versions). */
+  task?: 'image' | 'text';
+  /** 'graph', 'onnx' and the text kinds: frozen; 'layers': its top layers can be unfrozen. */
+  format: 'graph' | 'layers' | 'onnx' | 'word-average' | 'onnx-encoder';
   featureSize: number;
   /** Square input size in pixels. */
   inputSize: number;

@@ -27,7 +27,7 @@ type Loose<T> = unknown extends T ? true : false;
 expectTrue<Same<{ [M in WorkerMethod]: Loose<ParamsOf<M>> | Loose<ResultOf<M>> }[WorkerMethod], false>>();
 
 test('every request of the map has a jsonrpc definition of the same method, taking one params object', () => {
-  assert.deepEqual([...WORKER_METHODS].sort(), ['backbones', 'distill', 'export', 'predict', 'scan', 'train']);
+  assert.deepEqual([...WORKER_METHODS].sort(), ['backbones', 'distill', 'export', 'modality', 'predict', 'predictText', 'scan', 'train']);
   for (const m of WORKER_METHODS) {
     assert.equal(WORKER_REQUESTS[m].method, m);
     assert.equal(WORKER_REQUESTS[m].numberOfParams, 1);

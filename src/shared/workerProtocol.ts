@@ -10,7 +10,7 @@
 import { NotificationType, ProgressType, RequestType } from 'vscode-jsonrpc';
 import type { BackendChoice, EngineChoice, ExportFormat, HeadChoice, QuantizeChoice } from './choices';
 import type { EngineEvent } from './events';
-import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TrainReport } from './records';
+import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TextPredictionLine, TrainReport } from './records';
 
 /**
  * Options of a training run, as the panel's form gives them. An absent field
@@ -73,6 +73,10 @@ export interface WorkerRequests {
   train: { params: { options: TrainRequestOptions; settings: EngineSettings }; result: TrainReport };
   export: { params: { runDir: string; options: ExportRequestOptions; settings: EngineSettings }; result: ExportReport };
   predict: { params: { modelDir: string; files: string[]; settings: EngineSettings }; result: PredictionLine[] };
+  /** Texts (not files) with a text run or export: one line per text, in order; a text over MAX_TEXT_BYTES or empty gets an error line. */
+  predictText: { params: { modelDir: string; texts: string[]; settings: EngineSettings }; result: TextPredictionLine[] };
+  /** Which modality DATA holds, as `train` would decide it (no files hashed or decoded). */
+  modality: { params: { data: string }; result: 'image' | 'text' };
   scan: { params: { data: string }; result: ScanSummary };
   backbones: { params: { settings: EngineSettings }; result: BackboneInfo[] };
   distill: { params: { runDir: string; student: string; out: string; force?: boolean; protectedRoots?: string[]; settings: EngineSettings }; result: DistillReport };
@@ -103,6 +107,8 @@ export const WORKER_REQUESTS: WorkerRequestTypes = {
   train: new RequestType('train'),
   export: new RequestType('export'),
   predict: new RequestType('predict'),
+  predictText: new RequestType('predictText'),
+  modality: new RequestType('modality'),
   scan: new RequestType('scan'),
   backbones: new RequestType('backbones'),
   distill: new RequestType('distill'),

@@ -7,16 +7,23 @@
 import {
   CATALOGUE,
   HeadstartError,
+  TEXT_CATALOGUE,
   defaultCacheDir,
+  detectModality,
   distillRun,
   exportRun,
   isCached,
   isCancelled,
+  isTextModel,
   predictFiles,
+  predictTexts,
   scanDataset,
+  scanTextDataset,
+  textBackboneCached,
+  textRefusal,
   trainRun,
 } from '../core';
-import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TrainReport } from '../shared/records';
+import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TextPredictionLine, TrainReport } from '../shared/records';
 import type { WorkerError } from '../shared/workerProtocol';
 import type { WorkerHandlers } from './serve';
 
@@ -40,7 +47,25 @@ export const handlers: WorkerHandlers = {
     const r: PredictionLine[] = await predictFiles(modelDir, files, settings, progress);
     return r;
   },
+  async predictText({ modelDir, texts, settings }, progress) {
+    if (!(await isTextModel(modelDir))) throw new HeadstartError('BAD_INPUT', `${modelDir} is not a text model (a run or an export trained on texts): choose a text model, or classify images with it (Explorer → Classify with Headstart Model…)`);
+    // Each text is refused as the dataset reader would (empty, over the size cap); the others are classified.
+    const inputs = texts.map((text) => {
+      const why = textRefusal(text);
+      return why ? { path: '', error: why } : { text: text.trim() };
+    });
+    const lines = await predictTexts(modelDir, inputs, settings, progress);
+    const r: TextPredictionLine[] = lines.map((l) => ('error' in l ? { error: l.error } : { text: l.text, label: l.label, probability: l.probability, top: l.top, coverage: l.coverage }));
+    return r;
+  },
+  async modality({ data }) {
+    return detectModality(data);
+  },
   async scan({ data }, progress) {
+    if ((await detectModality(data)) === 'text') {
+      const r: ScanSummary = await scanTextDataset(data, progress);
+      return r;
+    }
     const s = await scanDataset(data, progress);
     const counts: Record<string, number> = {};
     const examples: Record<string, string> = {};
@@ -57,8 +82,8 @@ export const handlers: WorkerHandlers = {
   },
   async backbones({ settings }) {
     const cacheDir = settings.cacheDir || defaultCacheDir();
-    return Promise.all(
-      CATALOGUE.map(async (e): Promise<BackboneInfo> => ({ id: e.id, title: e.title, format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes })),
-    );
+    const images = CATALOGUE.map(async (e): Promise<BackboneInfo> => ({ id: e.id, title: e.title, task: 'image', format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes }));
+    const texts = TEXT_CATALOGUE.map(async (e): Promise<BackboneInfo> => ({ id: e.id, title: e.title, task: 'text', format: e.kind, featureSize: e.featureSize, inputSize: 0, bundled: e.bundled, cached: e.bundled || (await textBackboneCached(e, cacheDir)), approxBytes: e.approxBytes }));
+    return Promise.all([...images, ...texts]);
   },
 };

@@ -25,6 +25,7 @@ async function makeWorkspace(extra = true) {
   if (extra) {
     await core.makeSampleDataset(path.join(ws, 'shapes-cancel'), { perClass: 40, classes: 3, seed: 2 });
     await core.makeSampleDataset(path.join(ws, 'shapes-crash'), { perClass: 40, classes: 3, seed: 3 });
+    await core.makeTextSample(path.join(ws, 'tickets'), { perClass: 16, seed: 3 });
   }
   return ws;
 }

@@ -13,6 +13,7 @@ const ws = await mkdtemp(path.join(os.tmpdir(), 'headstart-ws-'));
 await core.makeSampleDataset(path.join(ws, 'shapes'), { perClass: 12, classes: 3, seed: 1 });
 await core.makeSampleDataset(path.join(ws, 'shapes-cancel'), { perClass: 40, classes: 3, seed: 2 });
 await core.makeSampleDataset(path.join(ws, 'shapes-crash'), { perClass: 40, classes: 3, seed: 3 });
+await core.makeTextSample(path.join(ws, 'tickets'), { perClass: 16, seed: 3 });
 let code = 0;
 try {
   await runTests({

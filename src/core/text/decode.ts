@@ -1,12 +1,9 @@
 import { createHash } from 'node:crypto';
 
-/**
- * Largest text example Headstart reads, in bytes (100 KB of UTF-8). A support
- * ticket, a review or an issue is a few KB; a larger file is a document, not
- * one example, and the average-word model would blur it into one vector.
- * Larger files and manifest cells are skipped with a reason.
- */
-export const MAX_TEXT_BYTES = 100_000;
+import { MAX_TEXT_BYTES } from '../../shared/options';
+
+/** Largest text example in bytes: one value, in src/shared/options.ts (the editor's Classify Selection caps with it too). */
+export { MAX_TEXT_BYTES };
 
 /** A decoded text, or why its bytes were not read as text. */
 export type Decoded = { ok: true; text: string; encoding: 'utf-8' | 'utf-8-bom' | 'utf-16le' | 'utf-16be' } | { ok: false; reason: string };

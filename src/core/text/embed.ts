@@ -3,9 +3,10 @@ import { throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { VectorCache } from '../data/cache';
 import type { TextEmbedder } from './encoder';
+import { LOW_COVERAGE } from '../../shared/options';
 
-/** Coverage below which a run warns: the texts are mostly words the backbone does not know. */
-export const LOW_COVERAGE = 0.6;
+/** Coverage below which a run warns: the texts are mostly words the backbone does not know (one value, in shared/options; the panel's summary warns with it too). */
+export { LOW_COVERAGE };
 
 /** Vocabulary coverage of a dataset: word tokens with a vector (not [UNK]) over all word tokens. */
 export type Coverage = shared.TextCoverage;

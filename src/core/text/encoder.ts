@@ -290,6 +290,11 @@ async function verifyEncoder(dir: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** Whether a catalogue encoder is downloaded into CACHE (its files record is there; loading verifies the files). */
+export function textBackboneCached(entry: TextBackboneEntry, cacheDir: string): Promise<boolean> {
+  return exists(path.join(cacheDir, 'text-backbones', entry.id, FILES_RECORD));
+}
+
 /**
  * Opens a text backbone: the bundled word-vector model, a catalogue encoder
  * (downloaded into CACHE/text-backbones/ID on first use, verified on every

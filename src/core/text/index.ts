@@ -10,5 +10,6 @@ export * from './onnxGraph';
 export * from './sample';
 export * from './run';
 export * from './predict';
+export * from './scan';
 export * from './export';
 export * from './snippet';

@@ -7,10 +7,13 @@ import { outGuard, prepareOutDir } from '../fsutil';
 import { RUN_VERSION, type RunRecord, type TrainConfig } from '../runFolder';
 import { type BaselineFeatures, type TrainReport, type TrainSet, evaluateStep, fitHeadStep, gather, recordConfig, resolveHeadOptions, splitStep, trainReport, writeRun } from '../train/pipeline';
 import type { VectorSet } from '../train/head';
-import { type TextSample, discoverTextDataset, textStats } from './dataset';
+import { type TextSample, discoverTextDataset, snippet, textStats } from './dataset';
 import { coverageOf, coverageWarning, embedTexts } from './embed';
 import { openTextBackbone } from './encoder';
 import { fitTfidf, transformTfidf } from './tfidf';
+
+/** Characters of a mistake's text kept in run.json. */
+const MISTAKE_SNIPPET = 200;
 
 /** Rows of TF-IDF scaled so a typical present term weighs about 1 (like a standardised feature); keyed by exact-text hash. */
 function tfidfBaseline(samples: Array<SplitSample & { text: string }>): { base: BaselineFeatures; terms: number } {
@@ -90,6 +93,9 @@ export async function trainTextRun(cfg: TrainConfig, progress: Progress = {}): P
     const fitted = await fitHeadStep(ts, noVal, sources, tfidf.base, labels, fsz, head, cfg, undefined, same, fsz, progress, 'text');
     try {
       const { testEval, baseline } = await evaluateStep(fitted, test, samples, tfidf.base, labels, head, cfg, same, fsz, progress, 'text');
+      // The panel shows a text mistake as its words, not a thumbnail: run.json carries a one-line excerpt.
+      const textOf = new Map(samples.map((s) => [s.path, s.text]));
+      testEval.mistakes = testEval.mistakes.map((m) => ({ ...m, text: snippet(textOf.get(m.path) ?? '', MISTAKE_SNIPPET) }));
       const record: RunRecord = {
         version: RUN_VERSION,
         createdAt: new Date().toISOString(),

@@ -36,6 +36,18 @@ async function within(api, p, ms, what) {
   }
 }
 
+/** Resolves with the panel's state once `pred` holds (now or after a change), failing after `ms`. */
+function stateWhere(api, pred, ms, what) {
+  if (pred(api.session.state)) return Promise.resolve(api.session.state);
+  let sub;
+  const p = new Promise((resolve) => {
+    sub = api.session.onDidChange((s) => {
+      if (pred(s)) resolve(s);
+    });
+  });
+  return within(api, p, ms, what).finally(() => sub.dispose());
+}
+
 /** Paths of the files open in editor tabs. */
 function tabPaths() {
   return vscode.window.tabGroups.all.flatMap((g) => g.tabs).map((t) => t.input && t.input.uri && t.input.uri.fsPath).filter(Boolean);
@@ -72,7 +84,7 @@ describe('Headstart in VS Code', () => {
 
   it('registers its commands', async () => {
     const all = await vscode.commands.getCommands(true);
-    for (const c of ['headstart.fineTune', 'headstart.fineTuneFolder', 'headstart.classifyImage', 'headstart.openPanel', 'headstart.cancelTraining', 'headstart.exportModel', 'headstart.showRuns']) {
+    for (const c of ['headstart.fineTune', 'headstart.fineTuneFolder', 'headstart.classifyImage', 'headstart.classifySelection', 'headstart.openPanel', 'headstart.cancelTraining', 'headstart.exportModel', 'headstart.showRuns']) {
       assert.ok(all.includes(c), `${c} registered`);
     }
   });
@@ -304,5 +316,49 @@ describe('Headstart in VS Code', () => {
       api.gate.ask = ask;
       fs.rmSync(outside, { recursive: true, force: true });
     }
+  });
+
+  it('trains on labelled texts through the panel (a text backbone, TF-IDF baseline, texts in the summary) and classifies a selection', async () => {
+    const data = path.join(ws(), 'tickets');
+    await vscode.commands.executeCommand('headstart.fineTuneFolder', vscode.Uri.file(data));
+    // The panel's default backbone is an image one: the run still trains on texts with the bundled word vectors.
+    const outcome = await within(api, vscode.commands.executeCommand('headstart.startTraining'), 120_000, 'the text run');
+    assert.equal(outcome.status, 'done', JSON.stringify(outcome));
+    const record = JSON.parse(fs.readFileSync(path.join(outcome.runDir, 'run.json'), 'utf8'));
+    assert.equal(record.modality, 'text');
+    assert.equal(record.backbone.id, 'glove-100d-avg');
+    assert.match(record.baseline.description, /TF-IDF/);
+    const state = await stateWhere(api, (s) => s.dataset && s.dataset.modality === 'text', 30_000, 'the text dataset summary');
+    assert.equal(state.options.backbone, 'glove-100d-avg');
+    assert.equal(state.result.runDir, outcome.runDir);
+    assert.equal(state.result.modality, 'text');
+    assert.ok(state.result.text.coverage.tokens > 0.8, JSON.stringify(state.result.text));
+    for (const m of state.result.mistakes) assert.ok(m.thumb === '' && typeof m.text === 'string' && m.text.length > 0, JSON.stringify(m));
+    assert.equal(state.dataset.total, 64);
+    assert.ok(state.dataset.text.words.max >= state.dataset.text.words.min);
+    const shown = state.dataset.classes[0].texts[1].path;
+    assert.ok(shown.startsWith(data), shown);
+    await api.postFromWebview({ type: 'openFile', path: shown });
+    assert.ok(tabPaths().includes(shown), tabPaths().join(', '));
+
+    const doc = await vscode.workspace.openTextDocument({ content: 'Hello,\nmy parcel never arrived and tracking is stuck\nThanks.' });
+    const editor = await vscode.window.showTextDocument(doc);
+    editor.selection = new vscode.Selection(1, 0, 1, doc.lineAt(1).text.length);
+    const line = await within(api, vscode.commands.executeCommand('headstart.classifySelection', outcome.runDir), 60_000, 'classify selection');
+    assert.ok(line && !line.error, JSON.stringify(line));
+    assert.equal(line.label, 'shipping');
+    assert.equal(line.top.length, 4);
+    assert.ok(line.top[0].probability >= line.top[1].probability);
+
+    // Through the trust gate like every command.
+    api.gate.simulateUntrusted(true);
+    let seen;
+    try {
+      seen = await refusalsDuring(api, async () => assert.equal(await vscode.commands.executeCommand('headstart.classifySelection', outcome.runDir), undefined));
+    } finally {
+      api.gate.simulateUntrusted(false);
+    }
+    assert.equal(seen.length, 1, seen.join('\n'));
+    assert.match(seen[0], /trust this workspace to classify images or text/);
   });
 });
