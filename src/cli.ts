@@ -56,7 +56,7 @@ import {
 import { type QueueOptions, parseQueueUrl, startWorker } from './core/queue';
 import { gridUsage, parseGrid, promoteTrial, runSweep } from './core/queue/sweep';
 
-const USAGE = `headstart ${VERSION}: transfer learning on a folder of images
+const USAGE = `headstart ${VERSION}: transfer learning on a folder of images or texts
 
 Usage:
   headstart train DATA [--backbone ID|model.onnx|URL] [--head auto|linear|mlp] [--epochs N] [--batch N] [--lr X]
