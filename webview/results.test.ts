@@ -30,6 +30,7 @@ const result: ResultView = {
     baseline: { meanAccuracy: 0.95, stdAccuracy: 0.03 }, baselineWins: true, advice: 'raw pixels (95.0%) beat the backbone; try --unfreeze 1',
   },
   backend: 'wasm',
+  headTrainer: 'onnxruntime',
   engine: 'onnxruntime',
   seconds: 3,
 };

@@ -57,7 +57,7 @@ export function headline(r: ResultView): SafeHtml {
   const b = r.baseline;
   const cv = b.cvAccuracy !== undefined ? html`; cross-validated ${pct(b.cvAccuracy)}${r.selection ? html` against the chosen head's ${pct(r.selection.rows.find((x) => x.chosen)?.meanAccuracy)}` : ''}` : '';
   return html`
-    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} ${nounOf(r.modality)} (${ciText(r.interval)}) · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head on ${r.backend} · ${fixed(r.seconds, 1)} s</span></p>
+    <p class="big" id="test-accuracy">${pct(r.accuracy)} <span class="muted">test accuracy on ${count(r.count)} ${nounOf(r.modality)} (${ciText(r.interval)}) · macro F1 ${fixed(r.macroF1, 3)} · features by ${r.engine}, head trained by ${r.headTrainer} · ${fixed(r.seconds, 1)} s</span></p>
     ${r.warning ? html`<p class="warnings" id="test-warning">⚠ ${r.warning}</p>` : ''}
     <p id="baseline">Baseline (${baselineName(r.modality).label}): test ${accuracyText(b.accuracy, b.interval, r.count)}${cv} — ${b.verdict}.</p>
     ${r.modality === 'text' ? html`<p class="muted" id="text-coverage">Vocabulary of the run's texts: ${coverageText(r.text?.coverage)} · tokenizer: ${r.text?.tokenizer ?? 'not recorded'}</p>` : ''}`;

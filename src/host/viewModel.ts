@@ -43,6 +43,8 @@ export function resultView(runDir: string, r: RunRecord, thumb: Thumb): ResultVi
     },
     selection: r.selection && selectionView(r.selection),
     backend: r.backend,
+    // Runs record what trained the head (ONNX Runtime by default); older runs trained it on the TF.js backend.
+    headTrainer: r.headTrainer ?? `TF.js ${r.backend}`,
     engine: r.engine ?? `tfjs-${r.backend}`,
     seconds: r.timings.totalSeconds,
   };

@@ -102,6 +102,8 @@ export interface ResultView extends Pick<EvalResult, 'accuracy' | 'interval' | '
   /** The cross-validated head choice (absent for --unfreeze runs and tiny datasets). */
   selection?: SelectionView;
   backend: string;
+  /** What trained the head: 'onnxruntime', or the TF.js backend. */
+  headTrainer: string;
   /** What extracted the features: 'onnxruntime' or 'tfjs-<backend>'. */
   engine: string;
   seconds: number;
