@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { headBench } from './headSelect.mjs';
 import { extractBench } from './extract.mjs';
+import { textBench } from './text.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -210,6 +211,18 @@ async function sweepTrials(qdata, cache, url, startProc) {
   fig('queue.sweep.local.meanHeadMsPerImage', local.leaderboard.reduce((a, r) => a + r.headMsPerImage, 0) / local.leaderboard.length);
 }
 
+if (args.has('--only-text')) {
+  try {
+    console.log('# text: generated support tickets (4 intents, templated: favours TF-IDF); bundled glove-100d-avg word vectors');
+    await textBench(core, work, fig, timeCli);
+    await writeFile(path.join(root, 'bench', 'results-text.json'), `${JSON.stringify(results, null, 2)}\n`);
+    console.log('saved bench/results-text.json');
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
 if (args.has('--only-queue')) {
   try {
     await queueSection();
@@ -400,6 +413,8 @@ try {
   await queueSection();
 
   await slimSection(data);
+
+  await textBench(core, work, fig, timeCli);
   }
   await mkdir(path.join(root, 'bench'), { recursive: true });
   // A section run alone keeps the full results file as it was.

@@ -386,7 +386,9 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
       if ('modality' in res && res.modality === 'text') {
         const t = res as TextExportReport;
         out(!!v.json, t, () => [
-          `Exported a ${t.modelFormat} text model (${t.backbone}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.msPerText.toFixed(2)} ms/text.`,
+          `Exported a ${t.modelFormat} text model (${t.backbone}, head ${t.chosen}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.msPerText.toFixed(2)} ms/text.`,
+          `float32 for comparison: ${(t.float32.bytes / 1e6).toFixed(2)} MB (${(t.float32.gzipBytes / 1e6).toFixed(2)} MB gzipped), ${formatAccuracy(t.float32.accuracy, t.float32.interval)}, ${t.float32.msPerImage.toFixed(2)} ms/text; the head alone ${t.head.float32.bytes} → ${t.head.exported.bytes} B, the vocabulary or encoder unchanged (${(t.precision as Record<string, string>).vocabulary}).`,
+          ...t.candidates.map((c) => `  tried ${c.name.padEnd(9)} ${c.bytes} B, agreement with float32 ${(c.agreement * 100).toFixed(1)}% on ${t.choice.images} ${t.choice.split} texts${c.withinBudget ? '' : ' (over --max-drop)'}`),
           ...t.files.map((f) => `  ${f.path.padEnd(28)} ${f.bytes} B`),
           `Try: node ${path.join(path.relative(process.cwd(), t.outDir), 'inference.mjs')} "some text"`,
         ].join('\n'));

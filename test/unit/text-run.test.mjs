@@ -74,15 +74,91 @@ test('train → eval → predict → export tfjs/onnx → inference.mjs in a fre
   assert.match(lines(pb.stdout)[0].error, /NUL|not UTF-8/);
   // Image-only options on a text run: one line each, nothing written.
   for (const [args, re] of [
-    [['export', runDir, '--out', path.join(dir, 'q'), '--quantize', 'uint8'], /--quantize uint8: a text export is float32/],
-    [['export', runDir, '--out', path.join(dir, 's'), '--format', 'onnx', '--slim', 'auto'], /--slim: a text export is float32/],
-    [['export', runDir, '--out', path.join(dir, 'p'), '--prune', '0.5'], /--prune: a text export is float32/],
+    [['export', runDir, '--out', path.join(dir, 's'), '--format', 'onnx', '--slim', 'auto'], /--slim: a text export compresses its head with --quantize only/],
+    [['export', runDir, '--out', path.join(dir, 'p'), '--prune', '0.5'], /--prune: a text export compresses its head with --quantize only/],
+    [['export', runDir, '--out', path.join(dir, 'q'), '--quantize', 'int8'], /--quantize int8 \(static int8 for ONNX Runtime\) needs --format onnx/],
     [['distill', runDir, '--out', path.join(dir, 'd')], /is a text run: distill makes smaller image backbones/],
   ]) {
     const r = await runCli([...args, '--quiet']);
     assert.equal(r.code, 1, args.join(' '));
     assert.match(r.stderr, re);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+test('quantized text exports (float16, uint8; ONNX int8): each loads in a fresh process through inference.mjs and agrees with predict RUN', async (t) => {
+  const { dir, runDir } = await trainSample(t);
+  const want = lines((await runCli(['predict', runDir, ...TEXTS.flatMap((x) => ['--text', x]), '--quiet'])).stdout);
+  for (const [format, quantize] of [['tfjs', 'float16'], ['tfjs', 'uint8'], ['onnx', 'float16'], ['onnx', 'uint8'], ['onnx', 'int8']]) {
+    const out = path.join(dir, `q-${format}-${quantize}`);
+    const ex = await runCli(['export', runDir, '--out', out, '--format', format, '--quantize', quantize, '--json', '--quiet']);
+    assert.equal(ex.code, 0, ex.stderr);
+    const rep = JSON.parse(ex.stdout);
+    const what = `${format} ${quantize}`;
+    assert.equal(rep.chosen, quantize, what);
+    assert.equal(rep.precision.head, quantize, what);
+    assert.match(rep.precision.vocabulary, /int8 rows/, what);
+    assert.ok(rep.head.exported.bytes < rep.head.float32.bytes, `${what}: head ${rep.head.exported.bytes} vs float32 ${rep.head.float32.bytes}`);
+    // The vocabulary is the same in both: the whole model shrinks by exactly what the head does.
+    assert.equal(rep.float32.bytes - rep.exported.bytes, rep.head.float32.bytes - rep.head.exported.bytes, what);
+    for (const v of [rep.float32, rep.exported]) for (const k of ['bytes', 'gzipBytes', 'accuracy', 'msPerImage']) assert.equal(typeof v[k], 'number', `${what} ${k}`);
+    assert.equal(rep.exported.interval.n, rep.testTexts);
+    if (quantize === 'int8') assert.equal(rep.headInt8.calibrationUnit, 'texts');
+    const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...TEXTS], { cwd: out });
+    const got = lines(stdout);
+    const viaCli = lines((await runCli(['predict', out, ...TEXTS.flatMap((x) => ['--text', x]), '--quiet'])).stdout);
+    got.forEach((g, i) => {
+      assert.equal(g.label, want[i].label, `${what}: ${TEXTS[i]}`);
+      // A quantized head moves the probabilities a little; the same files give the same figure in both loaders.
+      assert.ok(Math.abs(g.probability - want[i].probability) < 0.05, `${what}: ${g.probability} vs run ${want[i].probability}`);
+      assert.ok(Math.abs(g.probability - viaCli[i].probability) < 1e-4, `${what}: inference.mjs ${g.probability} vs predict EXPORT ${viaCli[i].probability}`);
+    });
+  }
+  // uint16 has no ONNX Runtime weight format: refused in one line.
+  const u = await runCli(['export', runDir, '--out', path.join(dir, 'u16'), '--format', 'onnx', '--quantize', 'uint16', '--quiet']);
+  assert.equal(u.code, 1);
+  assert.match(u.stderr, /--quantize uint16 has no ONNX Runtime weight format/);
+});
+
+test('text export --quantize auto decides without the test split: the texts embedded during the choice are validation (or calibration: training) texts, never test texts', async (t) => {
+  const { dir, runDir } = await trainSample(t);
+  const record = JSON.parse(await readFile(path.join(runDir, 'run.json'), 'utf8'));
+  const textsOf = async (split) => new Set(await Promise.all(record.samples.filter((s) => s.split === split).map(async (s) => (await readFile(path.join(record.dataset.root, s.rel), 'utf8')).trim())));
+  const choiceSplit = record.samples.some((s) => s.split === 'val') ? 'val' : 'train';
+  const [testTexts, choiceTexts, trainTexts] = [await textsOf('test'), await textsOf(choiceSplit), await textsOf('train')];
+  assert.ok(testTexts.size > 0 && choiceTexts.size > 0);
+  for (const format of ['tfjs', 'onnx']) {
+    // Every text embedded by the bundled vocabulary, between the measurement markers of the export.
+    const log = [];
+    const orig = core.Vocabulary.prototype.embed;
+    core.Vocabulary.prototype.embed = function (text) {
+      log.push({ text: text.trim() });
+      return orig.call(this, text);
+    };
+    let r;
+    try {
+      r = await core.exportRun(runDir, { out: path.join(dir, `auto-${format}`), quantize: 'auto', maxDrop: 1, format, cacheDir }, { onEvent: (e) => e.type === 'progress' && /^texts \(/.test(e.unit ?? '') && e.done === 0 && log.push({ unit: e.unit, total: e.total }) });
+    } finally {
+      core.Vocabulary.prototype.embed = orig;
+    }
+    assert.equal(r.choice.split, choiceSplit, format);
+    assert.equal(r.choice.images, choiceTexts.size, format);
+    const markers = log.filter((l) => l.unit).map((l) => l.unit);
+    assert.deepEqual(markers.filter((u) => u.startsWith('texts (test ')).sort(), [...new Set(['texts (test float32)', `texts (test ${r.chosen})`])].sort(), `${format}: measured on the test split: ${markers}`);
+    for (const c of r.candidates) assert.ok(markers.includes(`texts (choice ${c.name})`), `${format}: ${c.name} judged on the choice texts`);
+    // The choice: from the first choice marker up to the chosen variant's test marker (or the end when float32 is chosen).
+    const first = log.findIndex((l) => l.unit?.startsWith('texts (choice '));
+    const lastTest = log.findIndex((l) => l.unit === `texts (test ${r.chosen})` && r.chosen !== 'float32');
+    const during = log.slice(first, lastTest > first ? lastTest : undefined).filter((l) => l.text !== undefined).map((l) => l.text);
+    assert.ok(during.length >= choiceTexts.size, `${format}: ${during.length} texts embedded during the choice`);
+    for (const tx of choiceTexts) assert.ok(during.includes(tx), `${format}: choice text embedded: ${tx}`);
+    const leaked = during.filter((tx) => testTexts.has(tx));
+    assert.deepEqual(leaked, [], `${format}: test texts embedded during the choice`);
+    for (const tx of during) assert.ok(choiceTexts.has(tx) || trainTexts.has(tx), `${format}: only choice or training (int8 calibration) texts: ${tx}`);
+    if (lastTest > first) assert.ok(log.slice(lastTest).some((l) => l.text !== undefined && testTexts.has(l.text)), `${format}: the chosen variant measured on the test texts after the choice`);
+    assert.ok(r.candidates.length >= 1 && r.candidates.every((c) => typeof c.agreement === 'number'));
+    assert.match(r.choice.rule, /never the test split/);
+    assert.equal(JSON.parse(await readFile(path.join(dir, `auto-${format}`, 'metadata.json'), 'utf8')).headstart.head, r.chosen);
   }
 });
 

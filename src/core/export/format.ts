@@ -8,7 +8,7 @@
 import type { Progress } from '../events';
 import type { LoadedRun } from '../runFolder';
 import type { TestSet } from './common';
-import type { ExportReport, Measurement, ResolvedExportOptions } from './report';
+import type { ExportReport, LabelledSet, Measurement, ResolvedExportOptions } from './report';
 import type { PolicyName } from '../compress/quantize';
 
 /** One variant a format can write: its name in the report, its weight policy, its head sparsity. */
@@ -42,18 +42,22 @@ export interface CardParts {
 /** Fields of the report that only the format knows. */
 export type FormatFields = Pick<ExportReport, 'modelFormat' | 'precision' | 'bytesByDtype' | 'prune' | 'backend' | 'quantization' | 'slimming' | 'latency'>;
 
-/** A format opened on one run, for one export (inside the export's temp folder). */
-export interface FormatSession {
+/** What the loop needs of a format: its candidates, and writing and measuring one variant. */
+export interface VariantSource<S extends LabelledSet> {
   /** Variants to try in order: smallest first under auto, else the one asked for. */
   candidates(): VariantSpec[];
   /** The candidates table always starts with float32 (even when it was not tried). */
   listsReference: boolean;
-  /** The model files of a written variant folder (moved into the export). */
-  modelFiles: string[];
   /** Writes one variant into `dir`. */
   write(v: VariantSpec, dir: string): Promise<void>;
   /** Loads a written variant and runs it over `set`; `label` names the set and variant in progress events. */
-  measure(dir: string, set: TestSet, label: string): Promise<Measurement>;
+  measure(dir: string, set: S, label: string): Promise<Measurement>;
+}
+
+/** A format opened on one run, for one export (inside the export's temp folder). */
+export interface FormatSession extends VariantSource<TestSet> {
+  /** The model files of a written variant folder (moved into the export). */
+  modelFiles: string[];
   /** The format's report fields for the variant chosen (written in `chosenDir`; float32 in `f32Dir`). */
   describe(chosen: VariantSpec, chosenDir: string, f32Dir: string, test: TestSet): Promise<FormatFields>;
   /** The inference script placed beside the model. */

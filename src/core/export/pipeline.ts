@@ -18,8 +18,9 @@ import { type LoadedRun, loadRun } from '../runFolder';
 import { parseSlim } from '../compress/slim';
 import { type TestSet, decodeTestSet, writeExportFiles } from './common';
 import { modelCard } from './card';
-import { type ExportFormat, type FormatSession, type VariantSpec, FLOAT32 } from './format';
-import { type Candidate, type ExportOptions, type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, completeLatency, judge, plain } from './report';
+import type { ExportFormat } from './format';
+import { type ExportOptions, type ExportReport, type ResolvedExportOptions, BUDGET_RULE, completeLatency, plain } from './report';
+import { chooseVariant } from './choose';
 import { FORMAT_CHOICES, QUANTIZE_CHOICES } from '../../shared/options';
 import { tfjsFormat } from './formats/tfjs';
 import { onnxFormat } from './formats/onnx';
@@ -48,45 +49,6 @@ export async function decodeChoiceSet(run: LoadedRun, progress: Progress): Promi
   const set = await decodeTestSet(run, c.items, progress);
   if (!set.images.length) throw new HeadstartError('NO_DATA', `${run.dir} has no readable validation or training images for --quantize auto to decide on; pick --quantize none, float16, uint16 or uint8`);
   return { set, split: c.split, skipped: [...c.skipped, ...set.skipped] };
-}
-
-/** A written variant, its folder and its measurement on the test split. */
-interface Chosen {
-  spec: VariantSpec;
-  dir: string;
-  report: Measurement;
-}
-
-/**
- * The candidate / budget loop: float32 first (test split, and the choice
- * images under auto), then each candidate judged against float32 on the
- * choice images; the first within budget is measured on the test split.
- */
-async function chooseVariant(s: FormatSession, cand: (name: string) => string, test: TestSet, judgeOn: TestSet, opts: ResolvedExportOptions, progress: Progress): Promise<{ chosen: Chosen; f32: Chosen; tried: Candidate[] }> {
-  const auto = opts.quantize === 'auto';
-  const f32Dir = cand(FLOAT32.name);
-  await s.write(FLOAT32, f32Dir);
-  const f32: Chosen = { spec: FLOAT32, dir: f32Dir, report: await s.measure(f32Dir, test, 'test float32') };
-  const f32Judge = auto ? await s.measure(f32Dir, judgeOn, 'choice float32') : f32.report;
-  const tried: Candidate[] = [];
-  const row = (v: VariantSpec, r: Measurement): Candidate & { withinBudget: boolean } => ({ name: v.name, policy: v.policy, sparsity: v.sparsity, bytes: r.bytes, gzipBytes: r.gzipBytes, ...judge(f32Judge, r, judgeOn, auto, opts.maxDrop) });
-  for (const v of s.candidates()) {
-    const isRef = v.name === FLOAT32.name;
-    const dir = isRef ? f32Dir : cand(v.name);
-    if (!isRef) await s.write(v, dir);
-    const rep = isRef ? f32Judge : await s.measure(dir, judgeOn, `${auto ? 'choice' : 'test'} ${v.name}`);
-    const c = row(v, rep);
-    tried.push(c);
-    if (c.withinBudget) {
-      const testRep = !auto ? rep : isRef ? f32.report : await s.measure(dir, test, `test ${v.name}`);
-      if (s.listsReference && !isRef) tried.unshift(row(FLOAT32, f32Judge));
-      return { chosen: { spec: v, dir, report: testRep }, f32, tried };
-    }
-  }
-  // Nothing met the budget: ship float32 and say so.
-  progress.onEvent?.({ type: 'warning', message: `no compressed ${opts.format === 'onnx' ? 'ONNX ' : ''}variant kept float32's predictions on at least ${100 - opts.maxDrop}% of the ${judgeOn.images.length} choice images; exported float32` });
-  if (s.listsReference) tried.unshift(row(FLOAT32, f32Judge));
-  return { chosen: f32, f32, tried };
 }
 
 /**
@@ -118,7 +80,7 @@ export async function exportRun(runDir: string, options: ExportOptions, progress
       const work = path.join(tmp, '.candidates');
       const session = await format.open(run, opts, backend.name, work, progress);
       try {
-        const { chosen, f32, tried } = await chooseVariant(session, (name) => path.join(work, name), test, choice?.set ?? test, opts, progress);
+        const { chosen, f32, tried } = await chooseVariant(session, (name) => path.join(work, name), test, choice?.set ?? test, opts, progress, 'images');
         const fields = await session.describe(chosen.spec, chosen.dir, f32.dir, test);
         for (const f of session.modelFiles) await fs.rename(path.join(chosen.dir, f), path.join(tmp, f));
         await fs.rm(work, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import type { SlimOption, SlimReport } from '../compress/slim';
 import type { Int8Info } from '../onnx/calibrate';
 import type { Int8Speed } from '../onnx/speed';
 import { type Agreement, type Interval, agreementOf } from '../train/metrics';
-import type { Measured, TestSet } from './common';
+import type { Measured } from './common';
 import type { QUANTIZE_CHOICES } from '../../shared/options';
 
 export type Quantize = (typeof QUANTIZE_CHOICES)[number];
@@ -79,8 +79,13 @@ export interface ChoiceInfo {
 /** The budget rule, in words (CLI help, README and report say the same). */
 export const BUDGET_RULE = 'a variant is within --max-drop P when its top-1 prediction differs from float32\'s on at most P% of the choice images (the run\'s validation split, or its training split when it has none; never the test split); each changed prediction can cost at most one correct answer, so its accuracy on those images is at most P points below float32\'s';
 
-/** Judges a candidate against float32 on the same images. */
-export function judge(ref: Pick<Measured, 'predicted'>, rep: Pick<Measured, 'predicted'>, set: TestSet, auto: boolean, maxDrop: number): Agreement & { withinBudget: boolean } {
+/** A set variants are measured on: its items' true classes (images of a TestSet, or texts). */
+export interface LabelledSet {
+  images: ReadonlyArray<{ label: number }>;
+}
+
+/** Judges a candidate against float32 on the same images (or texts). */
+export function judge(ref: Pick<Measured, 'predicted'>, rep: Pick<Measured, 'predicted'>, set: LabelledSet, auto: boolean, maxDrop: number): Agreement & { withinBudget: boolean } {
   const a = agreementOf(ref.predicted, rep.predicted, set.images.map((im) => im.label));
   return { ...a, withinBudget: !auto || (1 - a.agreement) * 100 <= maxDrop + 1e-9 };
 }

@@ -55,30 +55,21 @@ export interface Calibration {
 }
 
 /**
- * Runs the float32 model in ONNX Runtime over the calibration images
- * (decoded exactly as the export's input: 0..255 RGB, centre crop, `size`
- * square) with every tensor of `tensors` as an extra output, and keeps each
- * one's minimum and maximum over all images (ONNX Runtime's MinMax method).
+ * Runs the float32 model in ONNX Runtime over `inputs` (one float tensor
+ * each, fed to the model's first input) with every tensor of `tensors` as an
+ * extra output, and keeps each one's minimum and maximum over all inputs
+ * (ONNX Runtime's MinMax method). `unit` names the inputs in progress events.
  */
-export async function calibrate(floatBytes: Uint8Array, tensors: string[], items: Array<{ path: string }>, size: number, progress: Progress = {}): Promise<Calibration> {
+async function minMaxRanges(floatBytes: Uint8Array, tensors: string[], inputs: AsyncIterable<{ data: Float32Array; dims: number[] }>, total: number, unit: string, progress: Progress): Promise<{ ranges: Map<string, Range>; count: number }> {
   const ort = loadOrt();
   if (!ort) throw new HeadstartError('BACKEND', 'int8 calibration runs the model in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
   const session = await ort.InferenceSession.create(withOutputs(floatBytes, tensors));
   const ranges = new Map<string, Range>(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
-  let images = 0;
-  let skipped = 0;
+  let count = 0;
   try {
-    for (const it of items) {
+    for await (const x of inputs) {
       throwIfAborted(progress.signal);
-      let rgb: Uint8Array;
-      try {
-        rgb = await readAndDecode(it.path, size);
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        skipped++; // an unreadable training image only means one calibration image fewer
-        continue;
-      }
-      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', Float32Array.from(rgb), [1, size, size, 3]) }, tensors);
+      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x.data, x.dims) }, tensors);
       for (const t of tensors) {
         const r = ranges.get(t)!;
         const data = out[t]!.data as Float32Array;
@@ -92,21 +83,43 @@ export async function calibrate(floatBytes: Uint8Array, tensors: string[], items
         r.min = lo;
         r.max = hi;
       }
-      images++;
-      if (images % 8 === 0 || images === items.length) progress.onEvent?.({ type: 'progress', phase: 'export', done: images, total: items.length, unit: 'calibration images (training split)' });
+      count++;
+      if (count % 8 === 0 || count === total) progress.onEvent?.({ type: 'progress', phase: 'export', done: count, total, unit });
     }
   } finally {
     await session.release();
   }
-  if (!images) throw new HeadstartError('NO_DATA', `int8 calibration needs readable training images; none of the ${items.length} tried decoded`);
-  return { ranges, images, skipped };
+  return { ranges, count };
+}
+
+/**
+ * Calibrated ranges over the calibration images, decoded exactly as the
+ * export's input (0..255 RGB, centre crop, `size` square); see minMaxRanges.
+ */
+export async function calibrate(floatBytes: Uint8Array, tensors: string[], items: Array<{ path: string }>, size: number, progress: Progress = {}): Promise<Calibration> {
+  let skipped = 0;
+  async function* images(): AsyncGenerator<{ data: Float32Array; dims: number[] }> {
+    for (const it of items) {
+      try {
+        yield { data: Float32Array.from(await readAndDecode(it.path, size)), dims: [1, size, size, 3] };
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        skipped++; // an unreadable training image only means one calibration image fewer
+      }
+    }
+  }
+  const { ranges, count } = await minMaxRanges(floatBytes, tensors, images(), items.length, 'calibration images (training split)', progress);
+  if (!count) throw new HeadstartError('NO_DATA', `int8 calibration needs readable training images; none of the ${items.length} tried decoded`);
+  return { ranges, images: count, skipped };
 }
 
 /** How an int8 export was made (report.json's `quantization`). */
 export interface Int8Info {
   method: 'static QDQ (ONNX Runtime format)';
-  /** Training images the activation ranges came from (never validation or test images). */
+  /** Training images (or texts, see calibrationUnit) the activation ranges came from (never validation or test ones). */
   calibrationImages: number;
+  /** 'texts' when a text head was calibrated on training texts' embeddings; absent for images. */
+  calibrationUnit?: 'texts';
   calibrationSplit: 'train';
   calibrationSkipped: number;
   rangeMethod: 'minmax';
@@ -132,20 +145,38 @@ export async function quantizeInt8(floatBytes: Uint8Array, record: CalibrationSo
   progress.onEvent?.({ type: 'phase', phase: 'export', message: `calibrating int8 activation ranges on ${items.length} training images` });
   const cal = await calibrate(floatBytes, tensors, items, record.backbone.inputSize, progress);
   const q = quantizeQdq(floatBytes, cal.ranges, { reduceRange: INT8_REDUCE_RANGE });
+  return { bytes: q.bytes, info: int8Info(q.stats, cal.images, cal.skipped) };
+}
+
+function int8Info(stats: QdqStats, calibrated: number, skipped: number): Int8Info {
   return {
-    bytes: q.bytes,
-    info: {
-      method: 'static QDQ (ONNX Runtime format)',
-      calibrationImages: cal.images,
-      calibrationSplit: 'train',
-      calibrationSkipped: cal.skipped,
-      rangeMethod: 'minmax',
-      weights: 'int8 symmetric, per output channel (Conv) / per column (MatMul)',
-      activations: 'uint8 asymmetric, per tensor',
-      reduceRange: INT8_REDUCE_RANGE,
-      stats: q.stats,
-    },
+    method: 'static QDQ (ONNX Runtime format)',
+    calibrationImages: calibrated,
+    calibrationSplit: 'train',
+    calibrationSkipped: skipped,
+    rangeMethod: 'minmax',
+    weights: 'int8 symmetric, per output channel (Conv) / per column (MatMul)',
+    activations: 'uint8 asymmetric, per tensor',
+    reduceRange: INT8_REDUCE_RANGE,
+    stats,
   };
+}
+
+/**
+ * The int8 QDQ model of a float32 ONNX model whose input is a feature vector
+ * (a text head): activation ranges calibrated on `features` (rows of
+ * `featureSize`, from the run's training split: the caller's duty).
+ */
+export async function quantizeInt8Features(floatBytes: Uint8Array, features: Float32Array[], featureSize: number, progress: Progress = {}): Promise<{ bytes: Uint8Array; info: Int8Info }> {
+  if (!features.length) throw new HeadstartError('NO_DATA', 'int8 calibration needs training texts; the run has none left readable: pick --quantize uint8 or float16');
+  const tensors = qdqTensors(floatBytes);
+  progress.onEvent?.({ type: 'phase', phase: 'export', message: `calibrating int8 activation ranges on ${features.length} training texts` });
+  async function* rows(): AsyncGenerator<{ data: Float32Array; dims: number[] }> {
+    for (const f of features) yield { data: f, dims: [1, featureSize] };
+  }
+  const cal = await minMaxRanges(floatBytes, tensors, rows(), features.length, 'calibration texts (training split)', progress);
+  const q = quantizeQdq(floatBytes, cal.ranges, { reduceRange: INT8_REDUCE_RANGE });
+  return { bytes: q.bytes, info: { ...int8Info(q.stats, cal.count, 0), calibrationUnit: 'texts' } };
 }
 
 /** One line for the CLI: int8 against float32, measured in the same process. */

@@ -107,26 +107,45 @@ export async function predictTexts(modelDir: string, inputs: Array<TextInput | {
   return inputs.map((i) => ('error' in i ? i : line(i, labels, probs.subarray(at * k, (at + 1) * k), cov[at++]!)));
 }
 
+/** The vocabulary (vocab/) or encoder (encoder/) a text export folder carries. */
+export async function openExportEmbedder(dir: string, kind: TextEmbedder['kind']): Promise<TextEmbedder> {
+  return kind === 'onnx-encoder' ? await openOnnxEncoder(path.join(dir, 'encoder')) : await openGlove(path.join(dir, 'vocab'));
+}
+
+/** A text model's head, loaded from its files: features [n, d] in, probabilities out. */
+export interface TextHead {
+  run(x: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+/** Loads the head of a text export from `dir`: model.onnx in ONNX Runtime, or model.json + weights with TF.js. */
+export async function openTextHead(dir: string, format: 'tfjs' | 'onnx', d: number, opts: EngineOptions = {}): Promise<TextHead> {
+  if (format === 'onnx') {
+    const ort = loadOrt();
+    if (!ort) throw new HeadstartError('BACKEND', `this export is ONNX and ONNX Runtime is not available here (${ortUnavailableReason()})`);
+    const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), { intraOpNumThreads: opts.workers ?? 1 });
+    return { run: async (x, n) => (await session.run({ features: new ort.Tensor('float32', x, [n, d]) })).probabilities!.data as Float32Array, dispose: () => void session.release() };
+  }
+  await initBackend(opts.backend ?? 'auto');
+  const model = await tf.loadLayersModel(dirLoader(dir));
+  return { run: async (x, n) => tf.tidy(() => (model.predict(tf.tensor2d(x, [n, d])) as tf.Tensor).dataSync() as Float32Array), dispose: () => model.dispose() };
+}
+
 /** A text export folder, loaded: its labels and a classifier of texts. */
 export async function loadTextExport(dir: string, opts: EngineOptions = {}): Promise<{ labels: string[]; classify(texts: string[]): Promise<{ probs: Float32Array; coverage: Array<{ known: number; words: number }> }>; dispose(): void }> {
   const meta = await readJson<TextExportMeta>(path.join(dir, 'metadata.json'), 'export metadata');
   if (meta.headstart?.modality !== 'text') throw new HeadstartError('BAD_INPUT', `${dir} is not a text export (metadata.json); predict images with it instead`);
-  const embedder = meta.headstart.kind === 'onnx-encoder' ? await openOnnxEncoder(path.join(dir, 'encoder')) : await openGlove(path.join(dir, 'vocab'));
+  const embedder = await openExportEmbedder(dir, meta.headstart.kind);
   const d = meta.headstart.featureSize;
-  let run: (x: Float32Array, n: number) => Promise<Float32Array>;
-  let release: () => void;
-  if (meta.headstart.format === 'onnx') {
-    const ort = loadOrt();
-    if (!ort) throw new HeadstartError('BACKEND', `this export is ONNX and ONNX Runtime is not available here (${ortUnavailableReason()})`);
-    const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), { intraOpNumThreads: opts.workers ?? 1 });
-    run = async (x, n) => (await session.run({ features: new ort.Tensor('float32', x, [n, d]) })).probabilities!.data as Float32Array;
-    release = () => void session.release();
-  } else {
-    await initBackend(opts.backend ?? 'auto');
-    const model = await tf.loadLayersModel(dirLoader(dir));
-    run = async (x, n) => tf.tidy(() => (model.predict(tf.tensor2d(x, [n, d])) as tf.Tensor).dataSync() as Float32Array);
-    release = () => model.dispose();
+  let head: TextHead;
+  try {
+    head = await openTextHead(dir, meta.headstart.format, d, opts);
+  } catch (err) {
+    embedder.dispose();
+    throw err;
   }
+  const run = head.run;
+  const release = head.dispose;
   return {
     labels: meta.labels,
     classify: async (texts) => {
@@ -144,6 +163,11 @@ export async function loadTextExport(dir: string, opts: EngineOptions = {}): Pro
 
 /** The test split of a text run (texts re-read from DATA, matched by place and exact content), or another labelled DATA. */
 export async function textEvalItems(run: LoadedRun, data: string | undefined, progress: Progress = {}): Promise<{ items: Array<{ path: string; label: string; text: string }>; skipped: Skipped[] }> {
+  return textSplitItems(run, 'test', data, progress);
+}
+
+/** One split of a text run (texts re-read from its DATA, matched by place and exact content); with `data`, every labelled text of that DATA instead. */
+export async function textSplitItems(run: LoadedRun, split: 'train' | 'val' | 'test', data?: string, progress: Progress = {}): Promise<{ items: Array<{ path: string; label: string; text: string; rel: string }>; skipped: Skipped[] }> {
   const cols = run.record.text?.columns;
   const ds = await discoverTextDataset(data ?? run.record.config.data, { ...progress, textColumn: cols?.text, labelColumn: cols?.label });
   const skipped: Skipped[] = data ? [...ds.skipped] : [];
@@ -153,11 +177,12 @@ export async function textEvalItems(run: LoadedRun, data: string | undefined, pr
     return { items, skipped };
   }
   const byRel = new Map(ds.samples.map((s) => [s.rel, s]));
-  const items: Array<{ path: string; label: string; text: string }> = [];
-  for (const s of run.record.samples.filter((x) => x.split === 'test')) {
+  const items: Array<{ path: string; label: string; text: string; rel: string }> = [];
+  for (const s of run.record.samples.filter((x) => x.split === split)) {
     const now = byRel.get(s.rel);
-    if (!now || now.exact !== s.hash) skipped.push({ path: path.join(run.record.dataset.root, s.rel), reason: now ? 'test text changed since training; left out' : 'test text no longer readable' });
-    else items.push({ path: now.path, label: s.label, text: now.text });
+    const name = split === 'val' ? 'validation' : split === 'train' ? 'training' : 'test';
+    if (!now || now.exact !== s.hash) skipped.push({ path: path.join(run.record.dataset.root, s.rel), reason: now ? `${name} text changed since training; left out` : `${name} text no longer readable` });
+    else items.push({ path: now.path, label: s.label, text: now.text, rel: s.rel });
   }
   return { items, skipped };
 }
