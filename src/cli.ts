@@ -257,6 +257,286 @@ function out(json: boolean, value: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
+/** Parses a command's flags (the common ones too) with node's parseArgs; a bad flag is a one-line error. */
+function parser(args: string[]) {
+  return <T extends Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>>(options: T) => {
+    try {
+      const all = { ...common, ...options };
+      return parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals: true, strict: true });
+    } catch (err) {
+      return bad(`${describeError(err)} (see headstart --help)`);
+    }
+  };
+}
+
+/** `headstart train`. */
+async function cmdTrain(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({
+      backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
+      hidden: { type: 'string' }, dropout: { type: 'string' }, head: { type: 'string' }, l2: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
+      seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
+      patience: { type: 'string' }, ...queueFlags, ...onnxInputFlags, modality: { type: 'string' }, 'text-column': { type: 'string' }, 'label-column': { type: 'string' },
+    });
+    if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
+    if (v.modality !== undefined && v.modality !== 'text' && v.modality !== 'image') bad(`--modality must be text or image (got '${v.modality}')`);
+    if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id, a path to a model.json or a .onnx file, or a URL (got an empty value)');
+    const onnxInput = onnxInputOptions(v);
+    if (onnxInput && !isForeignOnnx(v.backbone ?? DEFAULT_BACKBONE)) bad(`--input-size, --layout, --channel-order, --range, --mean, --std, --output and --pooling apply to an ONNX backbone (--backbone model.onnx or a URL), not to ${v.backbone ?? DEFAULT_BACKBONE}`);
+    const val = num(v.val, 'val');
+    const test = num(v.test, 'test');
+    checkSplit(val, test);
+    const views = num(v.augment, 'augment');
+    const queue = queueOptions(v);
+    const rep = new Reporter(!!v.quiet);
+    const stamp = runStamp();
+    const res = await trainRun(
+      {
+        data: positionals[0]!,
+        backbone: v.backbone,
+        epochs: num(v.epochs, 'epochs'),
+        batchSize: num(v.batch, 'batch'),
+        learningRate: num(v.lr, 'lr'),
+        hiddenUnits: num(v.hidden, 'hidden'),
+        head: v.head as HeadChoice | undefined,
+        l2: num(v.l2, 'l2'),
+        dropout: num(v.dropout, 'dropout'),
+        val,
+        test,
+        seed: num(v.seed, 'seed'),
+        patience: num(v.patience, 'patience'),
+        unfreeze: num(v.unfreeze, 'unfreeze'),
+        augment: v.aug !== undefined ? parseAugmentSpec(v.aug, views ?? NUMERIC_OPTIONS.augment.default) : views !== undefined ? { views } : undefined,
+        out: v.out ?? path.join('.headstart', 'runs', `${stamp}-${v.backbone ?? DEFAULT_BACKBONE}`.replace(/[^\w.-]/g, '_')),
+        force: v.force,
+        queue,
+        modality: v.modality as 'text' | 'image' | undefined,
+        textColumn: v['text-column'],
+        labelColumn: v['label-column'],
+        ...engineOptions(v),
+        ...(onnxInput ? { onnxInput } : {}),
+      },
+      { onEvent: rep.onEvent, signal },
+    );
+    const text = res.modality === 'text';
+    out(!!v.json, res, () => {
+      const lines = [
+        `Test accuracy ${formatAccuracy(res.test.accuracy, res.test.interval)}, macro F1 ${res.test.macroF1.toFixed(3)}${res.selection ? `; cross-validated estimate ${pct(res.selection.meanAccuracy)} ± ${pct(res.selection.stdAccuracy)} (${res.selection.method === 'holdout' ? 'one validation split' : `${res.selection.folds} folds`})` : ''}.`,
+        ...(res.test.warning ? [`Warning: ${res.test.warning}.`] : []),
+        ...(res.selection ? [`Head: ${res.selection.chosen}, chosen among ${res.selection.configurations} by cross-validation: ${res.selection.reason}.`] : []),
+        `${text ? 'TF-IDF' : 'Raw-pixel'} baseline ${formatAccuracy(res.baseline.accuracy, res.baseline.interval)}${res.baseline.cvAccuracy !== undefined ? `, cross-validated ${pct(res.baseline.cvAccuracy)}` : ''}: ${res.baseline.verdict}.`,
+        ...(res.baseline.wins ? [`BASELINE WINS: the backbone's features did worse than ${text ? 'TF-IDF words' : 'raw pixels'} here; see the advice above before exporting.`] : []),
+        ...(res.coverage ? [`Vocabulary coverage ${pct(res.coverage.tokens)} of the words${res.coverage.emptyTexts ? `; ${res.coverage.emptyTexts} texts have no known word` : ''}.`] : []),
+        `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; features by ${res.engine}: ${res.timings.extracted} ${text ? 'texts embedded' : 'images extracted'} at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
+        `Skipped ${res.dataset.skipped.length} files${res.dataset.skipped.length ? ` (${res.dataset.skipped.slice(0, 3).map((s) => `${path.basename(s.path)}: ${s.reason}`).join('; ')}${res.dataset.skipped.length > 3 ? '; …' : ''})` : ''}.`,
+        `Run saved to ${res.runDir}`,
+        `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`,
+      ];
+      return lines.join('\n');
+    });
+    return 0;
+  
+}
+
+/** `headstart eval`. */
+async function cmdEval(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({});
+    if (positionals.length < 1 || positionals.length > 2) bad('eval needs RUN_DIR and optionally DATA');
+    const rep = new Reporter(!!v.quiet);
+    const res = await evalRun(positionals[0]!, positionals[1], engineOptions(v), { onEvent: rep.onEvent, signal });
+    out(!!v.json, res, () => [
+      `Accuracy ${formatAccuracy(res.accuracy, res.interval)} (${res.source}); macro F1 ${res.macroF1.toFixed(3)}`,
+      ...(res.warning ? [`Warning: ${res.warning}.`] : []),
+      ...res.perClass.map((c) => `  ${c.label.padEnd(20)} precision ${c.precision.toFixed(3)}  recall ${c.recall.toFixed(3)}  F1 ${c.f1.toFixed(3)}  (${c.support})`),
+      `Confusion (rows: true, columns: predicted): ${JSON.stringify(res.confusion)}`,
+    ].join('\n'));
+    return 0;
+  
+}
+
+/** `headstart predict`. */
+async function cmdPredict(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({ text: { type: 'string', multiple: true } });
+    const given = ([] as string[]).concat(v.text ?? []);
+    if (positionals.length < 1 || (positionals.length < 2 && !given.length)) bad('predict needs MODEL_DIR and at least one FILE (text models: --text "…" or - for stdin)');
+    const rep = new Reporter(!!v.quiet);
+    if (given.length || positionals.includes('-') || (await isTextModel(positionals[0]!))) {
+      const files = positionals.slice(1).filter((f) => f !== '-');
+      const stdin = positionals.includes('-') ? await readStdinLines() : [];
+      const inputs = [...given.map((text) => ({ text })), ...stdin.map((text) => ({ text })), ...(await readTextInputs(files))];
+      const lines = await predictTexts(positionals[0]!, inputs, engineOptions(v), { onEvent: rep.onEvent, signal });
+      for (const l of lines) process.stdout.write(`${JSON.stringify(l)}\n`);
+      return lines.some((l) => 'error' in l) ? 1 : 0;
+    }
+    const lines = await predictFiles(positionals[0]!, positionals.slice(1), engineOptions(v), { onEvent: rep.onEvent, signal });
+    for (const l of lines) process.stdout.write(`${JSON.stringify(l)}\n`);
+    return lines.some((l) => 'error' in l) ? 1 : 0;
+  
+}
+
+/** `headstart export`. */
+async function cmdExport(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' }, slim: { type: 'string' } });
+    if (positionals.length !== 1) bad('export needs exactly one RUN_DIR');
+    if (!v.out) bad('export needs --out DIR (the export folder to create)');
+    if (v.quantize && !isChoice(QUANTIZE_CHOICES, v.quantize)) bad(`--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${v.quantize}')`);
+    if (v.format && !isChoice(FORMAT_CHOICES, v.format)) bad(`--format must be tfjs or onnx (got '${v.format}')`);
+    const rep = new Reporter(!!v.quiet);
+    const res = await exportRun(
+      positionals[0]!,
+      { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) },
+      { onEvent: rep.onEvent, signal },
+    );
+    if ('modality' in res && res.modality === 'text') {
+      const t = res as TextExportReport;
+      out(!!v.json, t, () => [
+        `Exported a ${t.modelFormat} text model (${t.backbone}, head ${t.chosen}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.msPerText.toFixed(2)} ms/text.`,
+        `float32 for comparison: ${(t.float32.bytes / 1e6).toFixed(2)} MB (${(t.float32.gzipBytes / 1e6).toFixed(2)} MB gzipped), ${formatAccuracy(t.float32.accuracy, t.float32.interval)}, ${t.float32.msPerImage.toFixed(2)} ms/text; the head alone ${t.head.float32.bytes} → ${t.head.exported.bytes} B, the vocabulary or encoder unchanged (${(t.precision as Record<string, string>).vocabulary}).`,
+        ...t.candidates.map((c) => `  tried ${c.name.padEnd(9)} ${c.bytes} B, agreement with float32 ${(c.agreement * 100).toFixed(1)}% on ${t.choice.images} ${t.choice.split} texts${c.withinBudget ? '' : ' (over --max-drop)'}`),
+        ...t.files.map((f) => `  ${f.path.padEnd(28)} ${f.bytes} B`),
+        `Try: node ${path.join(path.relative(process.cwd(), t.outDir), 'inference.mjs')} "some text"`,
+      ].join('\n'));
+      return 0;
+    }
+    out(!!v.json, res, () => {
+      const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
+      const lines = [
+        `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${formatAccuracy(res.exported.accuracy, res.exported.interval)}, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
+        `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
+      ];
+      if (res.slimming) lines.push(...slimTable(res.slimming));
+      if (res.quantization) lines.push(int8Summary(res.quantization));
+      if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+      if (res.quantize === 'auto') {
+        lines.push(`Chosen on ${res.choice.images} ${res.choice.split} images (never the test split): agreement with float32's predictions, accuracy with its 95% interval:`);
+        lines.push(...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  agrees ${pct(c.agreement)}  ${formatAccuracy(c.accuracy, c.accuracyInterval)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
+      }
+      lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
+      return lines.join('\n');
+    });
+    return 0;
+  
+}
+
+/** `headstart worker`. */
+async function cmdWorker(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({ queue: { type: 'string' }, 'data-root': { type: 'string', multiple: true }, concurrency: { type: 'string' }, 'lock-seconds': { type: 'string' } });
+    if (positionals.length) bad('worker takes no positional arguments (see headstart --help)');
+    if (!v.queue) bad('worker needs --queue redis://HOST:PORT');
+    const rep = new Reporter(!!v.quiet);
+    const worker = await startWorker(
+      { queue: v.queue, dataRoots: ([] as string[]).concat(v['data-root'] ?? []), concurrency: num(v.concurrency, 'concurrency'), lockSeconds: num(v['lock-seconds'], 'lock-seconds'), ...engineOptions(v) },
+      rep.onEvent,
+    );
+    // Ctrl-C / SIGTERM: finish the jobs in hand (a second signal exits at once; the queue then hands the job on after its lock expires).
+    await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+    rep.line(`worker ${worker.id}: stopping after the current job`);
+    await worker.close();
+    rep.line(`worker ${worker.id}: stopped`);
+    return 0;
+  
+}
+
+/** `headstart sweep`. */
+async function cmdSweep(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({
+      grid: { type: 'string' }, out: { type: 'string' }, backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' },
+      val: { type: 'string' }, test: { type: 'string' }, seed: { type: 'string' }, patience: { type: 'string' }, dropout: { type: 'string' }, ...queueFlags,
+    });
+    if (positionals.length !== 1) bad('sweep needs exactly one DATA folder or manifest');
+    if (!v.grid) bad(`sweep needs --grid, e.g. --grid "${gridUsage}"`);
+    const rep = new Reporter(!!v.quiet);
+    const res = await runSweep(
+      {
+        grid: parseGrid(v.grid),
+        out: v.out ?? path.join('.headstart', 'sweeps', runStamp()),
+        force: v.force,
+        base: {
+          data: positionals[0]!, backbone: v.backbone, epochs: num(v.epochs, 'epochs'), batchSize: num(v.batch, 'batch'), val: num(v.val, 'val'), test: num(v.test, 'test'),
+          seed: num(v.seed, 'seed'), patience: num(v.patience, 'patience'), dropout: num(v.dropout, 'dropout'), queue: queueOptions(v), ...engineOptions(v),
+        },
+      },
+      { onEvent: rep.onEvent, signal },
+    );
+    out(!!v.json, res, () => res.table);
+    return 0;
+  
+}
+
+/** `headstart promote`. */
+async function cmdPromote(args: string[], _signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({ rank: { type: 'string' }, out: { type: 'string' } });
+    if (positionals.length !== 1) bad('promote needs exactly one SWEEP_DIR');
+    if (!v.out) bad('promote needs --out RUN_DIR (the run folder to create)');
+    const res = await promoteTrial({ sweepDir: positionals[0]!, rank: num(v.rank, 'rank'), out: v.out, force: v.force });
+    out(!!v.json, res, () => `Promoted rank ${res.row.rank} (${Object.entries(res.row.trial).map(([k, x]) => `${k}=${x}`).join(' ')}) to ${res.runDir}\nNext: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`);
+    return 0;
+  
+}
+
+/** `headstart backbones`. */
+async function cmdBackbones(args: string[], _signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v } = parse({});
+    const cacheDir = engineOptions(v).cacheDir ?? defaultCacheDir();
+    const list = await Promise.all(CATALOGUE.map(async (e) => ({ id: e.id, title: e.title, format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes, licence: e.licence, default: e.id === DEFAULT_BACKBONE })));
+    out(!!v.json, list, () => list.map((e) => `${e.id.padEnd(22)} ${e.format.padEnd(6)} ${String(e.featureSize).padStart(4)}-d  ${e.bundled ? 'bundled' : e.cached ? 'cached ' : 'remote '} ${(e.approxBytes / 1e6).toFixed(1).padStart(5)} MB  ${e.title}${e.default ? '  (default)' : ''}`).join('\n'));
+    return 0;
+  
+}
+
+/** `headstart sample`. */
+async function cmdSample(args: string[], _signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({ 'per-class': { type: 'string' }, classes: { type: 'string' }, seed: { type: 'string' }, text: { type: 'boolean' } });
+    if (positionals.length !== 1) bad('sample needs one DIR to write');
+    if (v.text) {
+      const tf = await makeTextSample(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
+      out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(tf).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(tf).flat().length} support tickets (.txt) in ${Object.keys(tf).length} class folders under ${positionals[0]}`);
+      return 0;
+    }
+    const files = await makeSampleDataset(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
+    out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(files).flat().length} images in ${Object.keys(files).length} class folders under ${positionals[0]}`);
+    return 0;
+  
+}
+
+/** `headstart distill`. */
+async function cmdDistill(args: string[], signal: AbortSignal): Promise<number> {
+  const parse = parser(args);
+    const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' }, slim: { type: 'string' }, 'max-drop': { type: 'string' } });
+    if (positionals.length !== 1) bad('distill needs exactly one RUN_DIR (the teacher)');
+    if (v.student !== undefined && !v.student.trim()) bad('--student needs a catalogue id or a path to a model.json (got an empty value)');
+    const rep = new Reporter(!!v.quiet);
+    const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), slim: v.slim === undefined ? undefined : parseSlim(v.slim), maxDrop: num(v['max-drop'], 'max-drop'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
+    out(!!v.json, res, () => {
+      const row = (name: string, m: typeof res.teacher) => `  ${name.padEnd(8)} ${m.backbone.padEnd(20)} ${(m.bytes / 1e6).toFixed(2).padStart(7)} MB  ${pct(m.accuracy).padStart(6)}  ${m.msPerImage.toFixed(1).padStart(6)} ms/image`;
+      return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, ...(res.slimming ? slimTable(res.slimming) : []), row('teacher', res.teacher), row('student', res.student), `Student vs teacher: ${res.ratios.size.toFixed(2)}x smaller, ${res.ratios.speed.toFixed(2)}x faster (${res.measuredIn}).`, `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
+    });
+    return 0;
+  
+}
+
+/** The commands, by name: each parses its own flags and returns the exit code. */
+const COMMANDS: Record<string, (args: string[], signal: AbortSignal) => Promise<number>> = {
+  train: cmdTrain,
+  eval: cmdEval,
+  predict: cmdPredict,
+  export: cmdExport,
+  worker: cmdWorker,
+  sweep: cmdSweep,
+  promote: cmdPromote,
+  backbones: cmdBackbones,
+  sample: cmdSample,
+  distill: cmdDistill,
+};
+
 async function main(argv: string[], signal: AbortSignal): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -267,232 +547,9 @@ async function main(argv: string[], signal: AbortSignal): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const parse = <T extends Record<string, { type: 'string' | 'boolean'; short?: string }>>(options: T) => {
-    try {
-      const all = { ...common, ...options };
-      return parseArgs({ args: joinNegativeValues(rest, all), options: all, allowPositionals: true, strict: true });
-    } catch (err) {
-      return bad(`${describeError(err)} (see headstart --help)`);
-    }
-  };
-  switch (cmd) {
-    case 'train': {
-      const { values: v, positionals } = parse({
-        backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
-        hidden: { type: 'string' }, dropout: { type: 'string' }, head: { type: 'string' }, l2: { type: 'string' }, val: { type: 'string' }, test: { type: 'string' },
-        seed: { type: 'string' }, unfreeze: { type: 'string' }, out: { type: 'string' }, augment: { type: 'string' }, aug: { type: 'string' },
-        patience: { type: 'string' }, ...queueFlags, ...onnxInputFlags, modality: { type: 'string' }, 'text-column': { type: 'string' }, 'label-column': { type: 'string' },
-      });
-      if (positionals.length !== 1) bad('train needs exactly one DATA folder or manifest');
-      if (v.modality !== undefined && v.modality !== 'text' && v.modality !== 'image') bad(`--modality must be text or image (got '${v.modality}')`);
-      if (v.backbone !== undefined && !v.backbone.trim()) bad('--backbone needs a catalogue id, a path to a model.json or a .onnx file, or a URL (got an empty value)');
-      const onnxInput = onnxInputOptions(v);
-      if (onnxInput && !isForeignOnnx(v.backbone ?? DEFAULT_BACKBONE)) bad(`--input-size, --layout, --channel-order, --range, --mean, --std, --output and --pooling apply to an ONNX backbone (--backbone model.onnx or a URL), not to ${v.backbone ?? DEFAULT_BACKBONE}`);
-      const val = num(v.val, 'val');
-      const test = num(v.test, 'test');
-      checkSplit(val, test);
-      const views = num(v.augment, 'augment');
-      const queue = queueOptions(v);
-      const rep = new Reporter(!!v.quiet);
-      const stamp = runStamp();
-      const res = await trainRun(
-        {
-          data: positionals[0]!,
-          backbone: v.backbone,
-          epochs: num(v.epochs, 'epochs'),
-          batchSize: num(v.batch, 'batch'),
-          learningRate: num(v.lr, 'lr'),
-          hiddenUnits: num(v.hidden, 'hidden'),
-          head: v.head as HeadChoice | undefined,
-          l2: num(v.l2, 'l2'),
-          dropout: num(v.dropout, 'dropout'),
-          val,
-          test,
-          seed: num(v.seed, 'seed'),
-          patience: num(v.patience, 'patience'),
-          unfreeze: num(v.unfreeze, 'unfreeze'),
-          augment: v.aug !== undefined ? parseAugmentSpec(v.aug, views ?? NUMERIC_OPTIONS.augment.default) : views !== undefined ? { views } : undefined,
-          out: v.out ?? path.join('.headstart', 'runs', `${stamp}-${v.backbone ?? DEFAULT_BACKBONE}`.replace(/[^\w.-]/g, '_')),
-          force: v.force,
-          queue,
-          modality: v.modality as 'text' | 'image' | undefined,
-          textColumn: v['text-column'],
-          labelColumn: v['label-column'],
-          ...engineOptions(v),
-          ...(onnxInput ? { onnxInput } : {}),
-        },
-        { onEvent: rep.onEvent, signal },
-      );
-      const text = res.modality === 'text';
-      out(!!v.json, res, () => {
-        const lines = [
-          `Test accuracy ${formatAccuracy(res.test.accuracy, res.test.interval)}, macro F1 ${res.test.macroF1.toFixed(3)}${res.selection ? `; cross-validated estimate ${pct(res.selection.meanAccuracy)} ± ${pct(res.selection.stdAccuracy)} (${res.selection.method === 'holdout' ? 'one validation split' : `${res.selection.folds} folds`})` : ''}.`,
-          ...(res.test.warning ? [`Warning: ${res.test.warning}.`] : []),
-          ...(res.selection ? [`Head: ${res.selection.chosen}, chosen among ${res.selection.configurations} by cross-validation: ${res.selection.reason}.`] : []),
-          `${text ? 'TF-IDF' : 'Raw-pixel'} baseline ${formatAccuracy(res.baseline.accuracy, res.baseline.interval)}${res.baseline.cvAccuracy !== undefined ? `, cross-validated ${pct(res.baseline.cvAccuracy)}` : ''}: ${res.baseline.verdict}.`,
-          ...(res.baseline.wins ? [`BASELINE WINS: the backbone's features did worse than ${text ? 'TF-IDF words' : 'raw pixels'} here; see the advice above before exporting.`] : []),
-          ...(res.coverage ? [`Vocabulary coverage ${pct(res.coverage.tokens)} of the words${res.coverage.emptyTexts ? `; ${res.coverage.emptyTexts} texts have no known word` : ''}.`] : []),
-          `Trained ${res.epochs} epochs (best ${res.bestEpoch}) on ${res.backend}; features by ${res.engine}: ${res.timings.extracted} ${text ? 'texts embedded' : 'images extracted'} at ${res.timings.imagesPerSecond.toFixed(1)}/s, ${res.timings.cached} from cache; ${res.timings.totalSeconds.toFixed(1)} s in all.`,
-          `Skipped ${res.dataset.skipped.length} files${res.dataset.skipped.length ? ` (${res.dataset.skipped.slice(0, 3).map((s) => `${path.basename(s.path)}: ${s.reason}`).join('; ')}${res.dataset.skipped.length > 3 ? '; …' : ''})` : ''}.`,
-          `Run saved to ${res.runDir}`,
-          `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`,
-        ];
-        return lines.join('\n');
-      });
-      return 0;
-    }
-    case 'eval': {
-      const { values: v, positionals } = parse({});
-      if (positionals.length < 1 || positionals.length > 2) bad('eval needs RUN_DIR and optionally DATA');
-      const rep = new Reporter(!!v.quiet);
-      const res = await evalRun(positionals[0]!, positionals[1], engineOptions(v), { onEvent: rep.onEvent, signal });
-      out(!!v.json, res, () => [
-        `Accuracy ${formatAccuracy(res.accuracy, res.interval)} (${res.source}); macro F1 ${res.macroF1.toFixed(3)}`,
-        ...(res.warning ? [`Warning: ${res.warning}.`] : []),
-        ...res.perClass.map((c) => `  ${c.label.padEnd(20)} precision ${c.precision.toFixed(3)}  recall ${c.recall.toFixed(3)}  F1 ${c.f1.toFixed(3)}  (${c.support})`),
-        `Confusion (rows: true, columns: predicted): ${JSON.stringify(res.confusion)}`,
-      ].join('\n'));
-      return 0;
-    }
-    case 'predict': {
-      const { values: v, positionals } = parse({ text: { type: 'string', multiple: true } });
-      const given = ([] as string[]).concat(v.text ?? []);
-      if (positionals.length < 1 || (positionals.length < 2 && !given.length)) bad('predict needs MODEL_DIR and at least one FILE (text models: --text "…" or - for stdin)');
-      const rep = new Reporter(!!v.quiet);
-      if (given.length || positionals.includes('-') || (await isTextModel(positionals[0]!))) {
-        const files = positionals.slice(1).filter((f) => f !== '-');
-        const stdin = positionals.includes('-') ? await readStdinLines() : [];
-        const inputs = [...given.map((text) => ({ text })), ...stdin.map((text) => ({ text })), ...(await readTextInputs(files))];
-        const lines = await predictTexts(positionals[0]!, inputs, engineOptions(v), { onEvent: rep.onEvent, signal });
-        for (const l of lines) process.stdout.write(`${JSON.stringify(l)}\n`);
-        return lines.some((l) => 'error' in l) ? 1 : 0;
-      }
-      const lines = await predictFiles(positionals[0]!, positionals.slice(1), engineOptions(v), { onEvent: rep.onEvent, signal });
-      for (const l of lines) process.stdout.write(`${JSON.stringify(l)}\n`);
-      return lines.some((l) => 'error' in l) ? 1 : 0;
-    }
-    case 'export': {
-      const { values: v, positionals } = parse({ out: { type: 'string' }, quantize: { type: 'string' }, prune: { type: 'string' }, 'max-drop': { type: 'string' }, format: { type: 'string' }, slim: { type: 'string' } });
-      if (positionals.length !== 1) bad('export needs exactly one RUN_DIR');
-      if (!v.out) bad('export needs --out DIR (the export folder to create)');
-      if (v.quantize && !isChoice(QUANTIZE_CHOICES, v.quantize)) bad(`--quantize must be one of ${QUANTIZE_CHOICES.join(', ')} (got '${v.quantize}')`);
-      if (v.format && !isChoice(FORMAT_CHOICES, v.format)) bad(`--format must be tfjs or onnx (got '${v.format}')`);
-      const rep = new Reporter(!!v.quiet);
-      const res = await exportRun(
-        positionals[0]!,
-        { out: v.out, quantize: v.quantize as Quantize | undefined, prune: num(v.prune, 'prune'), maxDrop: num(v['max-drop'], 'max-drop'), format: v.format as 'tfjs' | undefined, slim: v.slim === undefined ? undefined : parseSlim(v.slim), force: v.force, ...engineOptions(v) },
-        { onEvent: rep.onEvent, signal },
-      );
-      if ('modality' in res && res.modality === 'text') {
-        const t = res as TextExportReport;
-        out(!!v.json, t, () => [
-          `Exported a ${t.modelFormat} text model (${t.backbone}, head ${t.chosen}) to ${t.outDir}: ${(t.exported.bytes / 1e6).toFixed(2)} MB (${(t.exported.gzipBytes / 1e6).toFixed(2)} MB gzipped), test accuracy ${formatAccuracy(t.exported.accuracy, t.exported.interval)} on ${t.testTexts} texts, ${t.msPerText.toFixed(2)} ms/text.`,
-          `float32 for comparison: ${(t.float32.bytes / 1e6).toFixed(2)} MB (${(t.float32.gzipBytes / 1e6).toFixed(2)} MB gzipped), ${formatAccuracy(t.float32.accuracy, t.float32.interval)}, ${t.float32.msPerImage.toFixed(2)} ms/text; the head alone ${t.head.float32.bytes} → ${t.head.exported.bytes} B, the vocabulary or encoder unchanged (${(t.precision as Record<string, string>).vocabulary}).`,
-          ...t.candidates.map((c) => `  tried ${c.name.padEnd(9)} ${c.bytes} B, agreement with float32 ${(c.agreement * 100).toFixed(1)}% on ${t.choice.images} ${t.choice.split} texts${c.withinBudget ? '' : ' (over --max-drop)'}`),
-          ...t.files.map((f) => `  ${f.path.padEnd(28)} ${f.bytes} B`),
-          `Try: node ${path.join(path.relative(process.cwd(), t.outDir), 'inference.mjs')} "some text"`,
-        ].join('\n'));
-        return 0;
-      }
-      out(!!v.json, res, () => {
-        const mbs = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
-        const lines = [
-          `Exported ${res.modelFormat} (${res.chosen}) to ${res.outDir}: ${mbs(res.exported.bytes)} (${mbs(res.exported.gzipBytes)} gzipped), test accuracy ${formatAccuracy(res.exported.accuracy, res.exported.interval)}, ${res.exported.msPerImage.toFixed(1)} ms/image.`,
-          `float32 for comparison: ${mbs(res.float32.bytes)} (${mbs(res.float32.gzipBytes)} gzipped), ${pct(res.float32.accuracy)}; the export is ${((res.exported.bytes / res.float32.bytes) * 100).toFixed(0)}% of its size.`,
-        ];
-        if (res.slimming) lines.push(...slimTable(res.slimming));
-        if (res.quantization) lines.push(int8Summary(res.quantization));
-        if (res.candidates.length > 1) lines.push('Candidates tried:', ...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  ${pct(c.accuracy)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
-        if (res.quantize === 'auto') {
-          lines.push(`Chosen on ${res.choice.images} ${res.choice.split} images (never the test split): agreement with float32's predictions, accuracy with its 95% interval:`);
-          lines.push(...res.candidates.map((c) => `  ${c.name.padEnd(20)} ${mbs(c.bytes).padStart(9)} ${mbs(c.gzipBytes).padStart(9)} gz  agrees ${pct(c.agreement)}  ${formatAccuracy(c.accuracy, c.accuracyInterval)}  ${c.dropPoints >= 0 ? '-' : '+'}${Math.abs(c.dropPoints).toFixed(1)} pts${c.name === res.chosen ? '  ← chosen' : ''}`));
-        }
-        lines.push(`Try: node ${path.join(path.relative(process.cwd(), res.outDir), 'inference.mjs')} IMAGE`);
-        return lines.join('\n');
-      });
-      return 0;
-    }
-    case 'worker': {
-      const { values: v, positionals } = parse({ queue: { type: 'string' }, 'data-root': { type: 'string', multiple: true }, concurrency: { type: 'string' }, 'lock-seconds': { type: 'string' } });
-      if (positionals.length) bad('worker takes no positional arguments (see headstart --help)');
-      if (!v.queue) bad('worker needs --queue redis://HOST:PORT');
-      const rep = new Reporter(!!v.quiet);
-      const worker = await startWorker(
-        { queue: v.queue, dataRoots: ([] as string[]).concat(v['data-root'] ?? []), concurrency: num(v.concurrency, 'concurrency'), lockSeconds: num(v['lock-seconds'], 'lock-seconds'), ...engineOptions(v) },
-        rep.onEvent,
-      );
-      // Ctrl-C / SIGTERM: finish the jobs in hand (a second signal exits at once; the queue then hands the job on after its lock expires).
-      await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
-      rep.line(`worker ${worker.id}: stopping after the current job`);
-      await worker.close();
-      rep.line(`worker ${worker.id}: stopped`);
-      return 0;
-    }
-    case 'sweep': {
-      const { values: v, positionals } = parse({
-        grid: { type: 'string' }, out: { type: 'string' }, backbone: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' },
-        val: { type: 'string' }, test: { type: 'string' }, seed: { type: 'string' }, patience: { type: 'string' }, dropout: { type: 'string' }, ...queueFlags,
-      });
-      if (positionals.length !== 1) bad('sweep needs exactly one DATA folder or manifest');
-      if (!v.grid) bad(`sweep needs --grid, e.g. --grid "${gridUsage}"`);
-      const rep = new Reporter(!!v.quiet);
-      const res = await runSweep(
-        {
-          grid: parseGrid(v.grid),
-          out: v.out ?? path.join('.headstart', 'sweeps', runStamp()),
-          force: v.force,
-          base: {
-            data: positionals[0]!, backbone: v.backbone, epochs: num(v.epochs, 'epochs'), batchSize: num(v.batch, 'batch'), val: num(v.val, 'val'), test: num(v.test, 'test'),
-            seed: num(v.seed, 'seed'), patience: num(v.patience, 'patience'), dropout: num(v.dropout, 'dropout'), queue: queueOptions(v), ...engineOptions(v),
-          },
-        },
-        { onEvent: rep.onEvent, signal },
-      );
-      out(!!v.json, res, () => res.table);
-      return 0;
-    }
-    case 'promote': {
-      const { values: v, positionals } = parse({ rank: { type: 'string' }, out: { type: 'string' } });
-      if (positionals.length !== 1) bad('promote needs exactly one SWEEP_DIR');
-      if (!v.out) bad('promote needs --out RUN_DIR (the run folder to create)');
-      const res = await promoteTrial({ sweepDir: positionals[0]!, rank: num(v.rank, 'rank'), out: v.out, force: v.force });
-      out(!!v.json, res, () => `Promoted rank ${res.row.rank} (${Object.entries(res.row.trial).map(([k, x]) => `${k}=${x}`).join(' ')}) to ${res.runDir}\nNext: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model`);
-      return 0;
-    }
-    case 'backbones': {
-      const { values: v } = parse({});
-      const cacheDir = engineOptions(v).cacheDir ?? defaultCacheDir();
-      const list = await Promise.all(CATALOGUE.map(async (e) => ({ id: e.id, title: e.title, format: e.format, featureSize: e.featureSize, inputSize: e.inputSize, bundled: e.bundled, cached: await isCached(e, cacheDir), approxBytes: e.approxBytes, licence: e.licence, default: e.id === DEFAULT_BACKBONE })));
-      out(!!v.json, list, () => list.map((e) => `${e.id.padEnd(22)} ${e.format.padEnd(6)} ${String(e.featureSize).padStart(4)}-d  ${e.bundled ? 'bundled' : e.cached ? 'cached ' : 'remote '} ${(e.approxBytes / 1e6).toFixed(1).padStart(5)} MB  ${e.title}${e.default ? '  (default)' : ''}`).join('\n'));
-      return 0;
-    }
-    case 'sample': {
-      const { values: v, positionals } = parse({ 'per-class': { type: 'string' }, classes: { type: 'string' }, seed: { type: 'string' }, text: { type: 'boolean' } });
-      if (positionals.length !== 1) bad('sample needs one DIR to write');
-      if (v.text) {
-        const tf = await makeTextSample(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
-        out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(tf).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(tf).flat().length} support tickets (.txt) in ${Object.keys(tf).length} class folders under ${positionals[0]}`);
-        return 0;
-      }
-      const files = await makeSampleDataset(positionals[0]!, { perClass: num(v['per-class'], 'per-class'), classes: num(v.classes, 'classes'), seed: num(v.seed, 'seed') });
-      out(!!v.json, { dir: path.resolve(positionals[0]!), classes: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, f.length])) }, () => `Wrote ${Object.values(files).flat().length} images in ${Object.keys(files).length} class folders under ${positionals[0]}`);
-      return 0;
-    }
-    case 'distill': {
-      const { values: v, positionals } = parse({ student: { type: 'string' }, out: { type: 'string' }, temperature: { type: 'string' }, alpha: { type: 'string' }, slim: { type: 'string' }, 'max-drop': { type: 'string' } });
-      if (positionals.length !== 1) bad('distill needs exactly one RUN_DIR (the teacher)');
-      if (v.student !== undefined && !v.student.trim()) bad('--student needs a catalogue id or a path to a model.json (got an empty value)');
-      const rep = new Reporter(!!v.quiet);
-      const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), slim: v.slim === undefined ? undefined : parseSlim(v.slim), maxDrop: num(v['max-drop'], 'max-drop'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
-      out(!!v.json, res, () => {
-        const row = (name: string, m: typeof res.teacher) => `  ${name.padEnd(8)} ${m.backbone.padEnd(20)} ${(m.bytes / 1e6).toFixed(2).padStart(7)} MB  ${pct(m.accuracy).padStart(6)}  ${m.msPerImage.toFixed(1).padStart(6)} ms/image`;
-        return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, ...(res.slimming ? slimTable(res.slimming) : []), row('teacher', res.teacher), row('student', res.student), `Student vs teacher: ${res.ratios.size.toFixed(2)}x smaller, ${res.ratios.speed.toFixed(2)}x faster (${res.measuredIn}).`, `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
-      });
-      return 0;
-    }
-    default:
-      return bad(`unknown command '${cmd}' (see headstart --help)`);
-  }
+  const run = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+  if (!run) return bad(`unknown command '${cmd}' (see headstart --help)`);
+  return run(rest, signal);
 }
 
 /** Non-empty lines of stdin (predict -), one text each. */
