@@ -59,8 +59,8 @@ export const MAX_TENSOR_NAME = 512;
 
 const PAIRS: Record<RangeChoice, [number, number]> = { '0-1': [0, 1], '0-255': [0, 255], '-1-1': [-1, 1] };
 
-/** The pair of a range choice. */
-export const rangePair = (c: RangeChoice): [number, number] => [...PAIRS[c]];
+/** The pair of a range choice's text ('0-1' → [0, 1]); undefined for any other text. */
+export const rangePair = (text: string): [number, number] | undefined => (RANGE_CHOICES.includes(text as RangeChoice) ? [...PAIRS[text as RangeChoice]] : undefined);
 
 /** The choice of a [lo, hi] pair; undefined for any other pair. */
 export function rangeChoice(pair: unknown): RangeChoice | undefined {
