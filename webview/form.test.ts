@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_FORM, type FormOptions, validateForm } from '../src/shared/panelProtocol';
-import { NUMERIC_FIELDS, type NumericField, exportChoicesError, exportHint, fieldText, readFormValues, readSlim } from './form';
+import { DEFAULT_FORM, type FormOptions, type OnnxPreprocessingView, validateForm } from '../src/shared/panelProtocol';
+import { NUMERIC_FIELDS, type NumericField, exportChoicesError, exportHint, fieldText, readFormValues, readOnnxEdits, readSlim } from './form';
 
 const base: FormOptions = { ...DEFAULT_FORM, data: '', backbone: 'mobilenet-v2-140' };
 const text = (over: Partial<Record<NumericField, string>> = {}): Record<NumericField, string> => ({ ...(Object.fromEntries(NUMERIC_FIELDS.map((k) => [k, fieldText(DEFAULT_FORM[k])])) as Record<NumericField, string>), ...over });
@@ -74,4 +74,40 @@ test('int8 only with ONNX, slimming with either format but not with head pruning
   assert.ok(Number.isNaN(readSlim('fraction', '') as number), 'an empty fraction is refused, not 0');
   assert.match(exportHint('tfjs'), /slimming is available \(int8 needs the ONNX format\)/);
   assert.match(exportHint('onnx'), /never the test split/);
+});
+
+const VIEW: OnnxPreprocessingView = {
+  backbone: '/ws/m.onnx',
+  pending: false,
+  text: { input: 'pixel_values', size: '224', layout: 'NCHW', channelOrder: 'RGB', range: '0-1', mean: '0.485, 0.456, 0.406', std: '0.229, 0.224, 0.225', output: 'pooler_output', pooling: 'avg' },
+  from: { input: 'model graph', size: 'model graph', layout: 'model graph', channelOrder: 'default', range: 'sidecar m.onnx.json', mean: 'sidecar m.onnx.json', std: 'sidecar m.onnx.json', output: 'set here', pooling: 'default' },
+  edited: ['output'],
+  channels: 3,
+  featureSize: 768,
+  outputs: ['last_hidden_state', 'pooler_output'],
+};
+
+test('ONNX preprocessing fields: only the changed ones (and earlier edits not cleared) become edits, typed', () => {
+  assert.deepEqual(readOnnxEdits(VIEW, {}), { edits: { output: 'pooler_output' }, errors: {} }, 'untouched: the earlier edit stays, nothing else');
+  const r = readOnnxEdits(VIEW, { mean: '0.5,0.5 0.5', range: '-1-1', pooling: 'max', size: ' 224 ', output: '' });
+  assert.deepEqual(r, { edits: { range: [-1, 1], mean: [0.5, 0.5, 0.5], pooling: 'max' }, errors: {} }, 'an emptied field goes back to the model; an unchanged size is no edit');
+  assert.deepEqual(readOnnxEdits(VIEW, { std: '2' }).edits, { std: [2], output: 'pooler_output' }, 'one value for every channel');
+  assert.deepEqual(readOnnxEdits({ ...VIEW, edited: [], text: { ...VIEW.text, size: '' }, refused: 'dynamic size' }, { size: '300' }).edits, { size: 300 }, 'a refused model takes a size');
+});
+
+test('ONNX preprocessing fields out of range are named with the ranges of the options table; the form refuses them too', () => {
+  const errs = (texts: Record<string, string>) => readOnnxEdits({ ...VIEW, edited: [] }, texts).errors;
+  assert.match(errs({ size: '4' }).size ?? '', /whole number of pixels from 8 to 2048/);
+  assert.match(errs({ size: '22.5' }).size ?? '', /whole number/);
+  assert.match(errs({ std: '0, 1, 1' }).std ?? '', /above 0 to 1000/);
+  assert.match(errs({ mean: '1, 2' }).mean ?? '', /1 or 3 numbers from -1000 to 1000/);
+  assert.match(errs({ mean: '1, x, 3' }).mean ?? '', /1 or 3 numbers/);
+  assert.match(errs({ mean: '1e999' }).mean ?? '', /1 or 3 numbers/);
+  assert.match(errs({ range: '0-2' }).range ?? '', /one of 0-1, 0-255, -1-1/);
+  assert.match(errs({ layout: 'CHWN' }).layout ?? '', /NCHW or NHWC/);
+  assert.match(readOnnxEdits({ ...VIEW, channels: 1, edited: [] }, { mean: '0.1, 0.2, 0.3' }).errors.mean ?? '', /^1 number from/, 'a grey model takes one value');
+  assert.deepEqual(errs({ mean: '-3.5', size: '2048' }), {});
+  // The same check in the form's validation (the host's, before training).
+  assert.match(validateForm({ ...base, data: 'd', backbone: '/ws/m.onnx', onnxInput: { std: [0] } }).onnxInput ?? '', /ONNX preprocessing std: 1 or 3 numbers above 0/);
+  assert.deepEqual(validateForm({ ...base, data: 'd', backbone: '/ws/m.onnx', onnxInput: { std: [0.5], size: 96, output: 'y' } }), {});
 });

@@ -3,7 +3,8 @@
  * the export choices' checks. No DOM here: node:test checks it.
  */
 import { HEAD_CHOICES, type HeadChoice, SLIM_MAX_FRACTION, type SlimChoice } from '../src/shared/choices';
-import type { ExportChoices, FormOptions } from '../src/shared/panelProtocol';
+import { type OnnxInputField, type OnnxInputOptions, onnxInputErrors, rangePair } from '../src/shared/onnxInput';
+import type { ExportChoices, FormOptions, OnnxPreprocessingView } from '../src/shared/panelProtocol';
 
 /** The number fields of the options form, in the order shown. */
 export const NUMERIC_FIELDS = ['epochs', 'batchSize', 'learningRate', 'hiddenUnits', 'dropout', 'val', 'test', 'seed', 'unfreeze', 'augment'] as const satisfies ReadonlyArray<keyof FormOptions>;
@@ -60,4 +61,41 @@ export function exportHint(format: string): string {
   return format === 'onnx'
     ? 'ONNX: int8 (calibrated on training images) and backbone slimming are available; auto decides on the validation images, never the test split.'
     : 'TensorFlow.js: backbone slimming is available (int8 needs the ONNX format); auto decides on the validation images, never the test split.';
+}
+
+/** The preprocessing fields the panel lets the user edit (the input's name is shown, not edited). */
+export const ONNX_EDITABLE = ['size', 'layout', 'channelOrder', 'range', 'mean', 'std', 'output', 'pooling'] as const satisfies readonly OnnxInputField[];
+export type OnnxEditable = (typeof ONNX_EDITABLE)[number];
+
+/** A field's text as its typed value (unchecked: a bad text becomes a value onnxInputErrors names). */
+function onnxValue(k: OnnxEditable, text: string): OnnxInputOptions[OnnxEditable] {
+  switch (k) {
+    case 'size':
+      return fieldNumber(text);
+    case 'mean':
+    case 'std':
+      return text.split(/[\s,]+/).filter(Boolean).map(Number);
+    case 'range':
+      return rangePair(text) ?? [Number.NaN, Number.NaN];
+    case 'output':
+      return text.trim();
+    default:
+      return text as OnnxInputOptions[OnnxEditable];
+  }
+}
+
+/**
+ * The preprocessing edits of the panel's fields over the view shown: a field
+ * counts when the user set it before (and did not clear it) or its text now
+ * differs from the value shown; an empty field is left to the model. Returns
+ * the edits and, by field, why one is out of range (the engine's ranges).
+ */
+export function readOnnxEdits(view: OnnxPreprocessingView, texts: Partial<Record<OnnxEditable, string>>): { edits: OnnxInputOptions; errors: Partial<Record<OnnxInputField, string>> } {
+  const edits: OnnxInputOptions = {};
+  for (const k of ONNX_EDITABLE) {
+    const text = (texts[k] ?? view.text[k]).trim();
+    if (text === '' || (!view.edited.includes(k) && text === view.text[k])) continue;
+    (edits as Record<string, unknown>)[k] = onnxValue(k, text);
+  }
+  return { edits, errors: onnxInputErrors(edits, view.channels) };
 }

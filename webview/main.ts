@@ -16,7 +16,8 @@ import { type SafeHtml, count, fixed, html, trusted } from '../src/shared/html';
 import { MessageHandler, type RequestMessage } from '../src/shared/messageHandler';
 import { type ExportChoices, type FormOptions, type FromWebview, type PanelRequests, type PanelState, type ToWebview, validateForm } from '../src/shared/panelProtocol';
 import { lineChart } from './charts';
-import { AUTO_FIELDS, NUMERIC_FIELDS, type NumericField, exportChoicesError, exportHint, fieldText, readFormValues, readSlim } from './form';
+import { AUTO_FIELDS, NUMERIC_FIELDS, ONNX_EDITABLE, type NumericField, type OnnxEditable, exportChoicesError, exportHint, fieldText, readFormValues, readOnnxEdits, readSlim } from './form';
+import { onnxMarkup } from './onnxForm';
 import { baselineVerdict, exportDetails, headline, mb, mistakesSection, pct, selectionTable, textDatasetSummary } from './results';
 
 provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeTextField(), vsCodeDropdown(), vsCodeOption(), vsCodeProgressRing(), vsCodeDivider(), vsCodeBadge());
@@ -57,6 +58,9 @@ const NUMERIC: Array<{ key: NumericField; label: string; hint: string }> = [
 
 let state: PanelState | undefined = vscode.getState();
 let formDirty = false;
+/** An ONNX preprocessing field holds a value out of range (not sent; Start waits for a fix). */
+let onnxInvalid = false;
+
 
 function skeleton(): void {
   setHtml($('app'), html`
@@ -75,6 +79,7 @@ function skeleton(): void {
         <vscode-option value="linear">linear (softmax regression)</vscode-option>
         <vscode-option value="mlp">one hidden layer</vscode-option></vscode-dropdown></div>
     <div class="field-error" id="f-head-err"></div>
+    <div id="onnx-pre" class="onnx-pre" hidden></div>
     <div class="grid">${NUMERIC.map((f) => html`<div><vscode-text-field id="f-${f.key}" data-key="${f.key}" placeholder="${AUTO_FIELDS.has(f.key) ? 'auto' : ''}">${f.label}</vscode-text-field><div class="hint" id="f-${f.key}-hint">${f.hint}</div><div class="field-error" id="f-${f.key}-err"></div></div>`)}</div>
     <div class="row actions"><vscode-button id="start">Start training</vscode-button><vscode-button id="cancel" appearance="secondary" hidden>Cancel</vscode-button></div>
   </section>
@@ -143,6 +148,10 @@ function skeleton(): void {
   for (const id of ['f-data', ...NUMERIC.map((f) => `f-${f.key}`)]) $(id).addEventListener('change', onEdit);
   for (const id of NUMERIC.map((f) => `f-${f.key}`)) $(id).addEventListener('input', () => showErrors(readForm()));
   $('f-backbone').addEventListener('change', onEdit);
+  // The preprocessing fields are drawn anew for each answer of the worker: one listener on their box.
+  $('onnx-pre').addEventListener('change', (ev) => {
+    if ((ev.target as HTMLElement).closest('[data-onnx]')) onOnnxEdit();
+  });
   $('f-head').addEventListener('change', onEdit);
   // One delegated listener for generated content (no inline handlers under the CSP).
   document.body.addEventListener('click', (ev) => {
@@ -161,6 +170,36 @@ function skeleton(): void {
       el.click();
     }
   });
+}
+
+function renderOnnx(s: PanelState): void {
+  const box = $('onnx-pre');
+  const v = s.onnxPreprocessing;
+  box.hidden = !v;
+  // Drawn again only when the view changes, so a field being typed in keeps its text.
+  const key = v ? JSON.stringify([v, s.running]) : '';
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  onnxInvalid = false;
+  setHtml(box, v ? onnxMarkup(v, s.running) : html``);
+}
+
+/** The preprocessing fields' edits: checked here (ranges of the options table); sent only when all are valid. */
+function onOnnxEdit(): void {
+  const v = state?.onnxPreprocessing;
+  if (!v) return;
+  const texts = Object.fromEntries(ONNX_EDITABLE.map((k) => [k, ($(`o-${k}`) as HTMLInputElement).value])) as Record<OnnxEditable, string>;
+  const { edits, errors } = readOnnxEdits(v, texts);
+  for (const k of ONNX_EDITABLE) {
+    $(`o-${k}-err`).textContent = errors[k] ?? '';
+    $(`o-${k}`).toggleAttribute('aria-invalid', !!errors[k]);
+  }
+  onnxInvalid = Object.keys(errors).length > 0;
+  const o: FormOptions = { ...readForm(), onnxInput: Object.keys(edits).length ? edits : undefined };
+  showErrors(o);
+  if (onnxInvalid) return;
+  formDirty = true;
+  send({ type: 'options', options: o });
 }
 
 function readForm(): FormOptions {
@@ -186,13 +225,14 @@ function readExport(): { out: string; choices: ExportChoices } {
 /** Marks invalid fields; returns true when the form is valid. */
 function showErrors(o: FormOptions): boolean {
   const errs = validateForm(o);
-  for (const key of ['data', 'head', ...NUMERIC.map((f) => f.key)] as Array<keyof FormOptions>) {
+  for (const key of ['data', 'head', 'onnxInput', ...NUMERIC.map((f) => f.key)] as Array<keyof FormOptions>) {
     const el = document.getElementById(`f-${key}-err`);
     if (el) el.textContent = errs[key] ?? '';
     document.getElementById(`f-${key}`)?.toggleAttribute('aria-invalid', !!errs[key]);
   }
   const ok = Object.keys(errs).length === 0;
-  $('start').toggleAttribute('disabled', !ok || !!state?.running || state?.trusted === false);
+  // A refused ONNX model cannot train: Start waits for another model or a fix of its preprocessing.
+  $('start').toggleAttribute('disabled', !ok || onnxInvalid || !!state?.onnxPreprocessing?.refused || !!state?.running || state?.trusted === false);
   return ok;
 }
 
@@ -210,7 +250,7 @@ function fillForm(s: PanelState): void {
   // Backbones of the dataset's modality only (texts: the text catalogue), and always the current one;
   // an ONNX model chosen in the wizard ("Choose an ONNX model…") is no catalogue entry: it is offered as it is.
   const modality = s.dataset?.modality ?? 'image';
-  const own = s.backbones.some((b) => b.id === s.options.backbone) ? [] : [{ id: s.options.backbone, title: s.backbones.length ? 'your ONNX model (preprocessing from its sidecar)' : '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }];
+  const own = s.backbones.some((b) => b.id === s.options.backbone) ? [] : [{ id: s.options.backbone, title: s.backbones.length ? 'your ONNX model (preprocessing below)' : '', bundled: true, cached: true, approxBytes: 0, format: '', featureSize: 0 }];
   const offered = [...s.backbones.filter((b) => (b.task ?? 'image') === modality || b.id === s.options.backbone), ...own];
   const ids = offered.map((b) => b.id).join(',');
   if (dd.dataset.ids !== ids) {
@@ -334,6 +374,7 @@ function render(s: PanelState): void {
   state = s;
   vscode.setState(s);
   fillForm(s);
+  renderOnnx(s);
   if (!formDirty) showErrors(s.options);
   else showErrors(readForm());
   const err = $('error');

@@ -109,7 +109,8 @@ export class TrainingPanel extends Disposable {
         return;
       case 'options': {
         const o = await this.gate.form(m.options, this.session.state);
-        if (o) this.session.setOptions(o);
+        // The form comes whole: no preprocessing edits in it clears those kept.
+        if (o) this.session.setOptions({ ...o, onnxInput: o.onnxInput });
         return;
       }
       case 'start': {

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { EngineEvent } from '../shared/events';
 import type { PanelState } from '../shared/panelProtocol';
 import type { RunRecord, ScanSummary } from '../shared/records';
-import { PanelStore, datasetScanned, engineEvent, initialPanelState, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
+import { PanelStore, datasetScanned, engineEvent, initialPanelState, onnxRefusal, onnxResolved, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
 import { resultView } from './viewModel';
 
 const apply = (s: PanelState, patch: Partial<PanelState> | undefined): PanelState => ({ ...s, ...patch });
@@ -123,4 +123,37 @@ test('a scanned text dataset switches an image backbone to the bundled text one 
   const images: ScanSummary = { root: '/ws/shapes', kind: 'folders', counts: { a: 10, b: 10 }, examples: {}, skipped: [], total: 20 };
   s = apply(s, datasetScanned(s, images, thumb, 'mobilenet-v2-100'));
   assert.equal(s.options.backbone, 'mobilenet-v2-100', 'back to the image default of the settings');
+});
+
+test('an ONNX model chosen: its preprocessing is pending until the worker answers; edits make it pending again, keeping the values shown; a stale answer is dropped', () => {
+  let s = initialPanelState('mobilenet-v2-140', true);
+  assert.equal(apply(s, optionsChanged(s, { backbone: 'mobilenet-v2-100' })).onnxPreprocessing, undefined, 'a catalogue backbone has none');
+  s = apply(s, optionsChanged(s, { backbone: '/ws/m.onnx' }));
+  assert.deepEqual([s.onnxPreprocessing?.backbone, s.onnxPreprocessing?.pending], ['/ws/m.onnx', true]);
+  const ok = { ok: true as const, preprocessing: { input: 'x', size: 32, layout: 'NCHW' as const, channels: 3 as const, channelOrder: 'RGB' as const, range: [0, 1] as [number, number], mean: [0, 0, 0], std: [1, 1, 1], output: 'y', pooling: 'avg' as const, featureSize: 4, outputs: ['y'], from: { input: 'graph', size: 'graph', layout: 'graph', channelOrder: 'default', range: 'default', mean: 'default', std: 'default', output: 'graph', pooling: 'default' } as const } };
+  s = apply(s, onnxResolved(s, '/ws/m.onnx', undefined, ok));
+  assert.deepEqual([s.onnxPreprocessing?.pending, s.onnxPreprocessing?.text.size], [false, '32']);
+  // An edit: pending again, the values still shown, the edited field marked.
+  s = apply(s, optionsChanged(s, { onnxInput: { mean: [0.5, 0.5, 0.5] } }));
+  assert.deepEqual([s.onnxPreprocessing?.pending, s.onnxPreprocessing?.text.size, s.onnxPreprocessing?.edited], [true, '32', ['mean']]);
+  assert.equal(onnxResolved(s, '/ws/m.onnx', undefined, ok), undefined, 'the answer for the options before the edit is stale');
+  s = apply(s, onnxResolved(s, '/ws/m.onnx', { mean: [0.5, 0.5, 0.5] }, { ok: true, preprocessing: { ...ok.preprocessing, mean: [0.5, 0.5, 0.5], from: { ...ok.preprocessing.from, mean: 'flag' } } }));
+  assert.deepEqual([s.onnxPreprocessing?.pending, s.onnxPreprocessing?.text.mean, s.onnxPreprocessing?.from.mean], [false, '0.5, 0.5, 0.5', 'set here']);
+  // Unrelated options keep the view as it is (no new request).
+  const same = apply(s, optionsChanged(s, { epochs: 5 }));
+  assert.equal(same.onnxPreprocessing, s.onnxPreprocessing);
+  // Another backbone drops the edits (they were this model's) and the view.
+  const other = apply(s, optionsChanged(s, { backbone: 'mobilenet-v2-140', onnxInput: { mean: [0.5, 0.5, 0.5] } }));
+  assert.deepEqual([other.options.onnxInput, other.onnxPreprocessing], [undefined, undefined]);
+  const second = apply(s, optionsChanged(s, { backbone: '/ws/other.onnx', onnxInput: { mean: [0.5, 0.5, 0.5] } }));
+  assert.deepEqual([second.options.onnxInput, second.onnxPreprocessing?.backbone, second.onnxPreprocessing?.pending, second.onnxPreprocessing?.text.mean], [undefined, '/ws/other.onnx', true, '']);
+});
+
+test('a refused ONNX model stops Start with its reason; another backbone (a text dataset switched it) does not', () => {
+  let s = initialPanelState('mobilenet-v2-140', true);
+  s = apply(s, optionsChanged(s, { backbone: '/ws/m.onnx' }));
+  s = apply(s, onnxResolved(s, '/ws/m.onnx', undefined, { ok: false, reason: "/ws/m.onnx is not an ONNX model (index out of range)" }));
+  assert.equal(onnxRefusal(s, s.options), 'the ONNX model cannot be used: /ws/m.onnx is not an ONNX model (index out of range)');
+  assert.equal(onnxRefusal(s, { ...s.options, backbone: 'glove-100d-avg' }), undefined);
+  assert.equal(onnxRefusal({}, s.options), undefined, 'not known yet: the engine decides');
 });

@@ -6,9 +6,10 @@
  */
 import { Emitter } from 'vscode-jsonrpc';
 import type { EngineEvent } from '../shared/events';
-import { DEFAULT_FORM, type FormOptions, type PanelState, type ResultView, type RunSummary } from '../shared/panelProtocol';
+import { ONNX_INPUT_FIELDS, type OnnxInputOptions, type OnnxPreprocessingResult, isOnnxModelFile } from '../shared/onnxInput';
+import { DEFAULT_FORM, type FormOptions, type OnnxPreprocessingView, type PanelState, type ResultView, type RunSummary } from '../shared/panelProtocol';
 import type { RunRecord, ScanSummary } from '../shared/records';
-import { type Thumb, backboneFor, datasetPreview, exportDefaultFor, formOfRun, resultView } from './viewModel';
+import { type Thumb, backboneFor, datasetPreview, exportDefaultFor, formOfRun, onnxPreprocessingView, resultView } from './viewModel';
 
 export type Patch = Partial<PanelState>;
 
@@ -30,12 +31,49 @@ export function initialPanelState(defaultBackbone: string, trusted: boolean): Pa
   };
 }
 
-/** New form options: a graph backbone has nothing to unfreeze. */
+/** Whether two sets of preprocessing edits are the same (field order and absent fields aside). */
+export function sameEdits(a: OnnxInputOptions | undefined, b: OnnxInputOptions | undefined): boolean {
+  const norm = (e: OnnxInputOptions | undefined) => JSON.stringify(ONNX_INPUT_FIELDS.map((k) => e?.[k] ?? null));
+  return norm(a) === norm(b);
+}
+
+/**
+ * The preprocessing view for the options `next`: none for a catalogue
+ * backbone; the current one while the model and the edits stay; otherwise
+ * pending (the service asks the worker), keeping the values shown of the
+ * same model until the answer comes.
+ */
+function onnxFor(s: PanelState, next: FormOptions): OnnxPreprocessingView | undefined {
+  if (!isOnnxModelFile(next.backbone)) return undefined;
+  const cur = s.onnxPreprocessing;
+  if (cur?.backbone !== next.backbone) return onnxPreprocessingView(next.backbone, undefined, next.onnxInput);
+  if (sameEdits(s.options.onnxInput, next.onnxInput)) return cur;
+  return { ...cur, pending: true, edited: ONNX_INPUT_FIELDS.filter((k) => next.onnxInput?.[k] !== undefined) };
+}
+
+/**
+ * New form options: a graph backbone has nothing to unfreeze; preprocessing
+ * edits belong to the ONNX model they were made for (another backbone drops
+ * them) and a changed model or edit makes its preprocessing pending.
+ */
 export function optionsChanged(s: PanelState, options: Partial<FormOptions>): Patch {
   const next = { ...s.options, ...options };
   const format = s.backbones.find((b) => b.id === next.backbone)?.format;
   if (format !== 'layers') next.unfreeze = 0; // graph and ONNX backbones are frozen
-  return { options: next, unfreezeSupported: format === 'layers' };
+  if (next.backbone !== s.options.backbone || !isOnnxModelFile(next.backbone)) next.onnxInput = undefined;
+  return { options: next, unfreezeSupported: format === 'layers', onnxPreprocessing: onnxFor(s, next) };
+}
+
+/** The worker's answer for `backbone` with `edits`; undefined when the form has moved on since it was asked (a stale answer). */
+export function onnxResolved(s: PanelState, backbone: string, edits: OnnxInputOptions | undefined, result: OnnxPreprocessingResult): Patch | undefined {
+  if (s.options.backbone !== backbone || !sameEdits(s.options.onnxInput, edits)) return undefined;
+  return { onnxPreprocessing: onnxPreprocessingView(backbone, result, edits) };
+}
+
+/** Why a run with `o` cannot start because of its ONNX model (undefined: it can). */
+export function onnxRefusal(s: Pick<PanelState, 'onnxPreprocessing'>, o: FormOptions): string | undefined {
+  const v = s.onnxPreprocessing;
+  return isOnnxModelFile(o.backbone) && v?.backbone === o.backbone && v.refused ? `the ONNX model cannot be used: ${v.refused}` : undefined;
 }
 
 /**
@@ -85,8 +123,10 @@ export function engineEvent(s: PanelState, e: EngineEvent): Patch | undefined {
 
 /** A past run shown in the panel: its options, curves and results. */
 export function runOpened(s: PanelState, runDir: string, r: RunRecord, thumb: Thumb, name: string): Patch {
+  const options = formOfRun(r, s.options);
   return {
-    options: formOfRun(r, s.options),
+    options,
+    onnxPreprocessing: onnxFor(s, options),
     history: r.history,
     totalEpochs: r.config.epochs,
     result: resultView(runDir, r, thumb),

@@ -44,3 +44,36 @@ test('the panel opens the texts it shows and the text mistakes; a manifest text 
   assert.deepEqual(textPlace('/ws/t/a/1.txt'), { file: '/ws/t/a/1.txt' });
   assert.deepEqual(textPlace('/ws/notes:12'), { file: '/ws/notes:12' }, 'only manifests have lines');
 });
+
+test('ONNX preprocessing edits: valid ones are rebuilt from their known fields; hostile types and out-of-range values drop the message', () => {
+  const onnxInput = { size: 96, layout: 'NHWC', channelOrder: 'BGR', range: [0, 255], mean: [127, 127, 127], std: [128], output: 'features', pooling: 'max' };
+  const r = parseFromWebview({ type: 'start', options: { ...form, backbone: '/ws/m.onnx', onnxInput: { ...onnxInput, resize: 'stretch', __proto__: { polluted: 1 } } } });
+  assert.ok(r.ok && r.msg.type === 'start');
+  assert.deepEqual(r.msg.options.onnxInput, onnxInput, 'unknown keys are left behind');
+  const none = parseFromWebview({ type: 'options', options: { ...form, onnxInput: {} } });
+  assert.ok(none.ok && none.msg.type === 'options' && !('onnxInput' in none.msg.options), 'no edits, no field');
+  const hostile: unknown[] = [
+    'mean=1',
+    [1, 2],
+    { size: '96' },
+    { size: 96.5 },
+    { size: 1e9 },
+    { size: Number.NaN },
+    { layout: 'nchw; rm -rf' },
+    { range: [0, 2] },
+    { range: '0-1' },
+    { mean: [1, 2] },
+    { mean: [1, 2, 3, 4] },
+    { mean: Array(100_000).fill(0) },
+    { mean: ['1', 2, 3] },
+    { std: [0] },
+    { std: [-1, 1, 1] },
+    { std: [Infinity] },
+    { output: '' },
+    { output: 'x'.repeat(10_000) },
+    { output: { toString: 'y' } },
+    { pooling: 'sum' },
+    { input: 7 },
+  ];
+  for (const bad of hostile) assert.equal(parseFromWebview({ type: 'start', options: { ...form, onnxInput: bad } }).ok, false, JSON.stringify(bad));
+});

@@ -8,6 +8,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { EXPORT_FORMATS, HEAD_CHOICES, QUANTIZE_CHOICES } from '../shared/choices';
+import { ONNX_INPUT_FIELDS, type OnnxInputOptions, onnxInputErrors } from '../shared/onnxInput';
+import { CHANNEL_ORDER_CHOICES, LAYOUT_CHOICES, POOLING_CHOICES } from '../shared/options';
 import type { ExportChoices, FormOptions, FromWebview, PanelState } from '../shared/panelProtocol';
 
 /** What a command or a panel message does; every one of them needs a trusted workspace. */
@@ -153,13 +155,47 @@ const FORM_NUMBERS = ['epochs', 'batchSize', 'learningRate', 'hiddenUnits', 'dro
 
 const among = <T extends string>(list: readonly T[], v: unknown): v is T => list.includes(v as T);
 
+const numberList = (v: unknown): v is number[] => Array.isArray(v) && v.length <= 3 && v.every(isNum);
+
+/** Each preprocessing field's type (its range is onnxInputErrors'). */
+const ONNX_FIELD_TYPES: Record<keyof OnnxInputOptions, (v: unknown) => boolean> = {
+  input: isStr,
+  size: isNum,
+  layout: (v) => among(LAYOUT_CHOICES, v),
+  channelOrder: (v) => among(CHANNEL_ORDER_CHOICES, v),
+  range: (v) => Array.isArray(v) && v.length === 2 && v.every(isNum),
+  mean: numberList,
+  std: numberList,
+  output: isStr,
+  pooling: (v) => among(POOLING_CHOICES, v),
+};
+
+/**
+ * The preprocessing edits rebuilt from their known fields, each of its type
+ * and within its range (the webview sends only valid edits); `null` for
+ * anything else, so the message is dropped. Unknown keys are left behind.
+ */
+function parseOnnxInput(v: unknown): OnnxInputOptions | undefined | null {
+  if (v === undefined) return undefined;
+  if (!isObj(v)) return null;
+  const o: Record<string, unknown> = {};
+  for (const k of ONNX_INPUT_FIELDS) {
+    if (v[k] === undefined) continue;
+    if (!ONNX_FIELD_TYPES[k](v[k])) return null;
+    o[k] = Array.isArray(v[k]) ? [...(v[k] as number[])] : v[k];
+  }
+  return Object.keys(onnxInputErrors(o)).length ? null : (o as OnnxInputOptions);
+}
+
 /** The form rebuilt from its checked fields; `head` absent (a webview of an earlier version) is auto. */
 function parseForm(v: unknown): FormOptions | undefined {
   // NaN passes isNum on purpose: an empty field is NaN and validateForm names it; null is "auto" (epochs, hidden units).
   if (!isObj(v) || !isStr(v.data) || !isStr(v.backbone) || !FORM_NUMBERS.every((k) => isNum(v[k]) || v[k] === null)) return undefined;
   if (v.head !== undefined && !among(HEAD_CHOICES, v.head)) return undefined;
+  const onnxInput = parseOnnxInput(v.onnxInput);
+  if (onnxInput === null) return undefined;
   const numbers = Object.fromEntries(FORM_NUMBERS.map((k) => [k, v[k]])) as Pick<FormOptions, (typeof FORM_NUMBERS)[number]>;
-  return { ...numbers, data: v.data, backbone: v.backbone, head: v.head ?? 'auto' };
+  return { ...numbers, data: v.data, backbone: v.backbone, head: v.head ?? 'auto', ...(onnxInput && Object.keys(onnxInput).length ? { onnxInput } : {}) };
 }
 
 /** `slim` of the export choices: absent, 'off', 'auto' or a number (its range is the engine's check). */

@@ -61,6 +61,9 @@ const stubHandlers: WorkerHandlers = {
   async modality({ data }) {
     return data.endsWith('.txt') ? 'text' : 'image';
   },
+  async onnxPreprocessing({ backbone }) {
+    return { ok: false, reason: `stub: ${backbone}` };
+  },
   async distill(_p, { signal }) {
     return untilAborted(signal);
   },

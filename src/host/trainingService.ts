@@ -3,12 +3,13 @@ import * as vscode from 'vscode';
 import type { EngineEvent } from '../shared/events';
 import { type ExportView, type FormOptions, type PanelState, type ProgressView, validateForm } from '../shared/panelProtocol';
 import type { DistillReport } from '../shared/records';
+import type { OnnxPreprocessingResult } from '../shared/onnxInput';
 import type { ExportRequestOptions } from '../shared/workerProtocol';
 import { Disposable } from './disposable';
 import { DownloadNotice } from './downloadNotice';
 import type { Gate } from './gate';
 import type { Log } from './log';
-import { PanelStore, datasetScanned, engineEvent, initialPanelState, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
+import { PanelStore, datasetScanned, engineEvent, initialPanelState, onnxRefusal, onnxResolved, optionsChanged, runCancelled, runDone, runFailed, runOpened, runStarted } from './panelState';
 import { listRuns, readRun } from './runs';
 import { engineSettings, readSettings, runsFolder } from './settings';
 import { type TrainerClient, WorkerRequestError } from './trainerClient';
@@ -44,6 +45,8 @@ export class TrainingService extends Disposable {
   private thumb: Thumb = (p) => p;
   private lastProgress = 0;
   private download: DownloadNotice | undefined;
+  /** The model and edits whose preprocessing the worker is resolving. */
+  private onnxAsked: string | undefined;
 
   constructor(private readonly client: TrainerClient, private readonly log: Log, private readonly storage: vscode.Uri, private readonly gate: Gate) {
     super();
@@ -81,6 +84,30 @@ export class TrainingService extends Disposable {
     const dataChanged = options.data !== undefined && options.data !== this.state.options.data;
     this.store.update(optionsChanged(this.state, options));
     if (dataChanged && options.data) void this.preview(options.data);
+    void this.resolveOnnx();
+  }
+
+  /**
+   * Asks the worker for the preprocessing of the ONNX model chosen, with the
+   * panel's edits, when the panel shows it pending (one request per model and
+   * edits at a time; an answer for options changed since is dropped).
+   */
+  private async resolveOnnx(): Promise<void> {
+    const { backbone, onnxInput } = this.state.options;
+    const key = JSON.stringify([backbone, onnxInput ?? null]);
+    if (!this.state.onnxPreprocessing?.pending || this.onnxAsked === key || !this.gate.require('scan')) return;
+    this.onnxAsked = key;
+    let result: OnnxPreprocessingResult;
+    try {
+      result = await this.client.request('onnxPreprocessing', { backbone, ...(onnxInput ? { onnxInput } : {}) });
+    } catch (err) {
+      this.log.error(`could not read the preprocessing of ${backbone}`, err);
+      result = { ok: false, reason: `could not read the model's preprocessing (${message(err)})` };
+    } finally {
+      if (this.onnxAsked === key) this.onnxAsked = undefined;
+    }
+    const patch = onnxResolved(this.state, backbone, onnxInput, result);
+    if (patch) this.store.update(patch);
   }
 
   /** Scans DATA in the worker for the dataset summary (counts, a thumbnail or a few texts per class, skipped files) and fits the backbone to its modality. */
@@ -109,9 +136,7 @@ export class TrainingService extends Disposable {
     const folder = runsFolder();
     const refusal = Object.keys(errs).length
       ? `check the options: ${Object.entries(errs).map(([k, v]) => `${k}: ${v}`).join('; ')}`
-      : !folder
-        ? 'open a folder first: runs are saved in the workspace'
-        : undefined;
+      : (onnxRefusal(this.state, o) ?? (!folder ? 'open a folder first: runs are saved in the workspace' : undefined));
     if (refusal || !folder) {
       const why = refusal ?? 'no runs folder';
       this.store.update({ options: o, error: why });
@@ -192,6 +217,7 @@ export class TrainingService extends Disposable {
       return false;
     }
     this.store.update(runOpened(this.state, runDir, r, this.thumb, path.basename(runDir)));
+    void this.resolveOnnx();
     return true;
   }
 

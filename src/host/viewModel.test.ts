@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import type { ExportReport as CoreExportReport, RunRecord as CoreRunRecord } from '../core';
 import { DEFAULT_FORM, type FormOptions, type PanelState } from '../shared/panelProtocol';
 import type { ExportReport, RunRecord, ScanSummary, Selection } from '../shared/records';
-import { backboneFor, capSelection, datasetPreview, datasetWarnings, exportRequest, exportView, formOfRun, modelModality, newRunDir, progressView, resultView, runStamp, textPredictionPick, trainRequest, withThumbs } from './viewModel';
+import type { OnnxPreprocessingResult } from '../shared/onnxInput';
+import { backboneFor, capSelection, datasetPreview, datasetWarnings, exportRequest, exportView, formOfRun, modelModality, newRunDir, onnxPreprocessingView, progressView, resultView, runStamp, textPredictionPick, trainRequest, withThumbs } from './viewModel';
 
 // Compile-time drift guards (npm run check-types): what the engine writes must fit what the host reads.
 export const runRecordFits = (r: CoreRunRecord): RunRecord => r;
@@ -232,4 +233,37 @@ test('a selection over the size cap is cut at a character boundary and says so; 
   assert.equal(modelModality({ modality: 'text' }), 'text');
   assert.equal(modelModality({ labels: [], headstart: { modality: 'text' } }), 'text');
   for (const j of [{ modality: 'image' }, { labels: [] }, null, 'text', [1]]) assert.equal(modelModality(j), 'image', JSON.stringify(j));
+});
+
+const RESOLVED: OnnxPreprocessingResult = {
+  ok: true,
+  preprocessing: {
+    input: 'pixel_values', size: 224, layout: 'NCHW', channels: 3, channelOrder: 'RGB', range: [0, 1], mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
+    output: 'pooler_output', pooling: 'avg', featureSize: 768, outputs: ['last_hidden_state', 'pooler_output'], sidecar: '/ws/models/dino.onnx.json',
+    from: { input: 'graph', size: 'graph', layout: 'graph', channelOrder: 'default', range: 'sidecar', mean: 'sidecar', std: 'sidecar', output: 'flag', pooling: 'default' },
+  },
+};
+
+test('ONNX preprocessing → the panel\'s fields: values as texts, each source in words (the sidecar by its name), the user\'s edits marked', () => {
+  const v = onnxPreprocessingView('/ws/models/dino.onnx', RESOLVED, { output: 'pooler_output' });
+  assert.deepEqual(v.text, { input: 'pixel_values', size: '224', layout: 'NCHW', channelOrder: 'RGB', range: '0-1', mean: '0.485, 0.456, 0.406', std: '0.229, 0.224, 0.225', output: 'pooler_output', pooling: 'avg' });
+  assert.deepEqual(v.from, { input: 'model graph', size: 'model graph', layout: 'model graph', channelOrder: 'default', range: 'sidecar dino.onnx.json', mean: 'sidecar dino.onnx.json', std: 'sidecar dino.onnx.json', output: 'set here', pooling: 'default' });
+  assert.deepEqual([v.pending, v.refused, v.edited, v.channels, v.featureSize, v.outputs], [false, undefined, ['output'], 3, 768, ['last_hidden_state', 'pooler_output']]);
+  assert.equal(onnxPreprocessingView('/m.onnx', { ok: true, preprocessing: { ...RESOLVED.preprocessing, range: [0, 255] } }).text.range, '0-255');
+});
+
+test('ONNX preprocessing refused or pending: the reason, and the user\'s edits in their fields (a dynamic size to fill in)', () => {
+  const refused = onnxPreprocessingView('/m.onnx', { ok: false, reason: "input 'x' has a dynamic spatial size" }, { size: 300, range: [-1, 1] });
+  assert.equal(refused.refused, "input 'x' has a dynamic spatial size");
+  assert.deepEqual([refused.text.size, refused.text.range, refused.text.mean, refused.from.size, refused.from.mean, refused.outputs], ['300', '-1-1', '', 'set here', '', []]);
+  const pending = onnxPreprocessingView('/m.onnx', undefined);
+  assert.deepEqual([pending.pending, pending.refused, pending.text.size], [true, undefined, '']);
+});
+
+test('the preprocessing edits go to the worker with a .onnx backbone only, and only when there are some', () => {
+  const edits = { mean: [0.5, 0.5, 0.5] };
+  assert.deepEqual(trainRequest({ ...form, backbone: '/ws/m.onnx', onnxInput: edits }, '/o', []).onnxInput, edits);
+  assert.deepEqual(trainRequest({ ...form, backbone: 'onnx:/ws/m.onnx', onnxInput: edits }, '/o', []).onnxInput, edits, 'a past run\'s backbone');
+  assert.ok(!('onnxInput' in trainRequest({ ...form, backbone: 'mobilenet-v2-100', onnxInput: edits }, '/o', [])), 'not for a catalogue backbone');
+  assert.ok(!('onnxInput' in trainRequest({ ...form, backbone: '/ws/m.onnx', onnxInput: {} }, '/o', [])), 'no edits, no field');
 });

@@ -6,7 +6,8 @@
 import { DEFAULT_TEXT_BACKBONE, LOW_COVERAGE, runStamp } from '../shared/options';
 import * as path from 'node:path';
 import type { EngineEvent } from '../shared/events';
-import { DEFAULT_FORM, type DatasetPreview, type ExportChoices, type ExportView, type FormOptions, type PanelState, type ProgressView, type ResultView, type SelectionView } from '../shared/panelProtocol';
+import { ONNX_INPUT_FIELDS, type OnnxInputField, type OnnxInputOptions, type OnnxInputSource, type OnnxPreprocessingResult, isOnnxModelFile, rangeChoice } from '../shared/onnxInput';
+import { DEFAULT_FORM, type DatasetPreview, type ExportChoices, type ExportView, type FormOptions, type OnnxPreprocessingView, type PanelState, type ProgressView, type ResultView, type SelectionView } from '../shared/panelProtocol';
 import type { BackboneInfo, ExportReport, RunRecord, ScanSummary, Selection } from '../shared/records';
 import type { ExportRequestOptions, TrainRequestOptions } from '../shared/workerProtocol';
 
@@ -196,14 +197,52 @@ export function trainRequest(o: FormOptions, out: string, protectedRoots: string
     const v = o[k];
     if (v !== null && v !== DEFAULT_FORM[k]) Object.assign(set, { [k]: v });
   }
+  const onnxInput = isOnnxModelFile(o.backbone) && o.onnxInput && Object.keys(o.onnxInput).length ? o.onnxInput : undefined;
   return {
     data: o.data,
     backbone: o.backbone,
     out,
     ...set,
     ...(o.augment ? { augment: { views: o.augment } } : {}),
+    ...(onnxInput ? { onnxInput } : {}),
     ...(queue ? { queue: { url: queue } } : {}),
     protectedRoots,
+  };
+}
+
+/** One preprocessing value as its field shows it: numbers as typed, lists comma-separated, a range as its choice. */
+function onnxFieldText(k: OnnxInputField, v: unknown): string {
+  if (v === undefined || v === null) return '';
+  if (k === 'range') return rangeChoice(v) ?? '';
+  if (Array.isArray(v)) return v.map(String).join(', ');
+  return String(v);
+}
+
+const SOURCE_WORDS: Record<Exclude<OnnxInputSource, 'sidecar'>, string> = { flag: 'set here', graph: 'model graph', default: 'default' };
+
+/**
+ * The panel's view of a foreign ONNX backbone's preprocessing: the worker's
+ * answer (undefined while it is pending) and the user's edits. A resolved
+ * model shows every value and its source; a refused one its reason, with
+ * the edits in their fields (to fix a dynamic size or an ambiguous layout).
+ */
+export function onnxPreprocessingView(backbone: string, result: OnnxPreprocessingResult | undefined, edits: OnnxInputOptions = {}): OnnxPreprocessingView {
+  const edited = ONNX_INPUT_FIELDS.filter((k) => edits[k] !== undefined);
+  const each = (f: (k: OnnxInputField) => string) => Object.fromEntries(ONNX_INPUT_FIELDS.map((k) => [k, f(k)])) as Record<OnnxInputField, string>;
+  if (!result?.ok) {
+    return { backbone, pending: !result, ...(result ? { refused: result.reason } : {}), text: each((k) => onnxFieldText(k, edits[k])), from: each((k) => (edits[k] !== undefined ? SOURCE_WORDS.flag : '')), edited, outputs: [] };
+  }
+  const p = result.preprocessing;
+  const sidecar = p.sidecar ? `sidecar ${path.basename(p.sidecar)}` : 'sidecar';
+  return {
+    backbone,
+    pending: false,
+    text: each((k) => onnxFieldText(k, p[k])),
+    from: each((k) => (p.from[k] === 'sidecar' ? sidecar : SOURCE_WORDS[p.from[k]] ?? '')),
+    edited,
+    channels: p.channels,
+    featureSize: p.featureSize,
+    outputs: p.outputs,
   };
 }
 
@@ -224,8 +263,10 @@ export function formOfRun(r: RunRecord, current: FormOptions): FormOptions {
   const epochsFixed = !sel || /^fixed/.test(sel.grid?.epochs ?? '');
   // A one-family grid with the head left to auto means --hidden fixed it.
   const hiddenFixed = !sel || ((c.head ?? 'auto') === 'auto' && sel.grid?.heads?.length === 1);
+  // Preprocessing edits belong to the model they were made for; a past run's preprocessing is in its run.json.
+  const { onnxInput: _edits, ...kept } = current;
   return {
-    ...current,
+    ...kept,
     data: c.data,
     backbone: r.backbone.id,
     head: c.head ?? 'auto',

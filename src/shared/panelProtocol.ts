@@ -7,6 +7,7 @@
 import { type ExportFormat, HEAD_CHOICES, type HeadChoice, type QuantizeChoice, type SlimChoice } from './choices';
 import type { Phase as EnginePhase } from './events';
 import type { ReplyMessage, RequestMessage } from './messageHandler';
+import { ONNX_INPUT_FIELDS, type OnnxInputField, type OnnxInputOptions, onnxInputErrors } from './onnxInput';
 import type { BackboneInfo, EvalResult, Interval, LengthStats, ModelFigures, TextCoverage } from './records';
 
 /**
@@ -32,6 +33,32 @@ export interface FormOptions {
   unfreeze: number;
   /** Augmented views per training image (0: none). */
   augment: number;
+  /** A foreign ONNX backbone: the preprocessing fields the user changed (absent: its sidecar and graph decide). */
+  onnxInput?: OnnxInputOptions;
+}
+
+/**
+ * The preprocessing of the foreign ONNX backbone chosen, as the panel shows
+ * it: each field's text (what the engine resolved, or the user's edit where
+ * the model is refused) and where it came from, in words.
+ */
+export interface OnnxPreprocessingView {
+  /** The backbone this view is of. */
+  backbone: string;
+  /** The worker is resolving it. */
+  pending: boolean;
+  /** Why training would refuse the model (one line); absent when it is accepted. */
+  refused?: string;
+  /** Field texts: size '224', layout 'NCHW', range '0-1', mean '0.485, 0.456, 0.406', …; '' where nothing is known. */
+  text: Record<OnnxInputField, string>;
+  /** Where each value came from: 'set here', 'sidecar model.onnx.json', 'model graph', 'default'; '' where nothing is known. */
+  from: Record<OnnxInputField, string>;
+  /** Fields the user set (they stay set until cleared). */
+  edited: OnnxInputField[];
+  /** Resolved models: channels, feature size and the graph's outputs. */
+  channels?: 1 | 3;
+  featureSize?: number;
+  outputs: string[];
 }
 
 /** A backbone the form offers. */
@@ -206,6 +233,8 @@ export interface PanelState {
   notice?: string;
   runs: RunSummary[];
   trusted: boolean;
+  /** The preprocessing of a foreign ONNX backbone (absent for catalogue backbones). */
+  onnxPreprocessing?: OnnxPreprocessingView;
 }
 
 /** The light per-batch progress of the current phase. */
@@ -268,6 +297,9 @@ export function validateForm(o: FormOptions): Partial<Record<keyof FormOptions, 
   if (!Number.isInteger(o.seed)) errs.seed = 'a whole number';
   if (!int(o.unfreeze, 0, 200)) errs.unfreeze = 'a whole number from 0 to 200';
   if (!int(o.augment, 0, 32)) errs.augment = 'a whole number of views from 0 to 32';
+  const onnx = o.onnxInput ? onnxInputErrors(o.onnxInput) : {};
+  const bad = ONNX_INPUT_FIELDS.find((k) => onnx[k]);
+  if (bad) errs.onnxInput = `ONNX preprocessing ${bad}: ${onnx[bad]}`;
   return errs;
 }
 

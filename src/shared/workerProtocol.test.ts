@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { OnnxPreprocessingResult } from './onnxInput';
 import { MessageHandler, type ReplyMessage, type RequestMessage, replyTo } from './messageHandler';
 import { DEFAULT_FORM, type FromWebview, type PanelRequests, type PanelState, type ToWebview } from './panelProtocol';
 import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TrainReport } from './records';
@@ -22,12 +23,13 @@ expectTrue<Same<ResultOf<'predict'>, PredictionLine[]>>();
 expectTrue<Same<ResultOf<'scan'>, ScanSummary>>();
 expectTrue<Same<ResultOf<'backbones'>, BackboneInfo[]>>();
 expectTrue<Same<ResultOf<'distill'>, DistillReport>>();
+expectTrue<Same<ResultOf<'onnxPreprocessing'>, OnnxPreprocessingResult>>();
 // No request's params or result is `unknown` or `any`.
 type Loose<T> = unknown extends T ? true : false;
 expectTrue<Same<{ [M in WorkerMethod]: Loose<ParamsOf<M>> | Loose<ResultOf<M>> }[WorkerMethod], false>>();
 
 test('every request of the map has a jsonrpc definition of the same method, taking one params object', () => {
-  assert.deepEqual([...WORKER_METHODS].sort(), ['backbones', 'distill', 'export', 'modality', 'predict', 'predictText', 'scan', 'train']);
+  assert.deepEqual([...WORKER_METHODS].sort(), ['backbones', 'distill', 'export', 'modality', 'onnxPreprocessing', 'predict', 'predictText', 'scan', 'train']);
   for (const m of WORKER_METHODS) {
     assert.equal(WORKER_REQUESTS[m].method, m);
     assert.equal(WORKER_REQUESTS[m].numberOfParams, 1);

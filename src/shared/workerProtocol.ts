@@ -10,6 +10,7 @@
 import { NotificationType, ProgressType, RequestType } from 'vscode-jsonrpc';
 import type { BackendChoice, EngineChoice, ExportFormat, HeadChoice, QuantizeChoice } from './choices';
 import type { EngineEvent } from './events';
+import type { OnnxInputOptions, OnnxPreprocessingResult } from './onnxInput';
 import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TextPredictionLine, TrainReport } from './records';
 
 /**
@@ -34,6 +35,8 @@ export interface TrainRequestOptions {
   unfreeze?: number;
   /** Augmented views per training image (flip, crop, rotation, brightness, contrast). */
   augment?: { views: number };
+  /** Preprocessing of a foreign ONNX backbone the user fixed (over its sidecar and graph); only for a .onnx backbone. */
+  onnxInput?: OnnxInputOptions;
   /** Spread feature extraction over `headstart worker` processes on this Redis queue (the engine logs it redacted). */
   queue?: { url: string };
   force?: boolean;
@@ -78,6 +81,8 @@ export interface WorkerRequests {
   /** Which modality DATA holds, as `train` would decide it (no files hashed or decoded). */
   modality: { params: { data: string }; result: 'image' | 'text' };
   scan: { params: { data: string }; result: ScanSummary };
+  /** The preprocessing `train` would use for a local .onnx backbone with `onnxInput` over its sidecar and graph (where each value came from), or why the model is refused. */
+  onnxPreprocessing: { params: { backbone: string; onnxInput?: OnnxInputOptions }; result: OnnxPreprocessingResult };
   backbones: { params: { settings: EngineSettings }; result: BackboneInfo[] };
   distill: { params: { runDir: string; student: string; out: string; force?: boolean; protectedRoots?: string[]; settings: EngineSettings }; result: DistillReport };
 }
@@ -110,6 +115,7 @@ export const WORKER_REQUESTS: WorkerRequestTypes = {
   predictText: new RequestType('predictText'),
   modality: new RequestType('modality'),
   scan: new RequestType('scan'),
+  onnxPreprocessing: new RequestType('onnxPreprocessing'),
   backbones: new RequestType('backbones'),
   distill: new RequestType('distill'),
 };

@@ -15,6 +15,8 @@ import {
   isCached,
   isCancelled,
   isTextModel,
+  parseInputFlags,
+  previewForeignOnnx,
   predictFiles,
   predictTexts,
   scanDataset,
@@ -24,6 +26,7 @@ import {
   trainRun,
 } from '../core';
 import type { BackboneInfo, DistillReport, ExportReport, PredictionLine, ScanSummary, TextPredictionLine, TrainReport } from '../shared/records';
+import type { OnnxInputOptions, OnnxPreprocessingResult } from '../shared/onnxInput';
 import type { WorkerError } from '../shared/workerProtocol';
 import type { WorkerHandlers } from './serve';
 
@@ -34,10 +37,29 @@ export function toWorkerError(err: unknown): WorkerError {
   return { message: err instanceof Error ? err.message : String(err), code: 'INTERNAL', stack: err instanceof Error ? err.stack : undefined };
 }
 
+/** The panel's preprocessing fields checked as a sidecar's are (the host checked them too; the engine takes no unchecked input). */
+const checkedOnnxInput = (o: OnnxInputOptions | undefined) => (o === undefined ? undefined : parseInputFlags(o, "the panel's ONNX preprocessing"));
+
 export const handlers: WorkerHandlers = {
   async train({ options, settings }, progress) {
-    const r: TrainReport = await trainRun({ ...options, ...settings }, progress);
+    const onnxInput = checkedOnnxInput(options.onnxInput);
+    const r: TrainReport = await trainRun({ ...options, ...settings, ...(onnxInput ? { onnxInput } : {}) }, progress);
     return r;
+  },
+  async onnxPreprocessing({ backbone, onnxInput }) {
+    try {
+      const p = await previewForeignOnnx(backbone, checkedOnnxInput(onnxInput));
+      const s = p.spec;
+      const r: OnnxPreprocessingResult = {
+        ok: true,
+        preprocessing: { input: s.input, size: s.size, layout: s.layout, channels: s.channels, channelOrder: s.channelOrder, range: s.range, mean: s.mean, std: s.std, output: s.output, pooling: s.pooling, featureSize: p.featureSize, outputs: p.outputs, from: p.from, ...(p.sidecar ? { sidecar: p.sidecar } : {}) },
+      };
+      return r;
+    } catch (err) {
+      // A model training would refuse is an answer for the panel (it shows why); anything else is a failure.
+      if (err instanceof HeadstartError) return { ok: false, reason: err.message };
+      throw err;
+    }
   },
   async export({ runDir, options, settings }, progress) {
     const r: ExportReport = await exportRun(runDir, { ...options, ...settings }, progress);

@@ -3,7 +3,7 @@
 // drives the panel and saves screenshots to test-results/screenshots/.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +18,20 @@ const log = (m) => verbose && console.log(m);
 
 if (!existsSync(codeServerBin)) execFileSync('bash', [path.join(root, 'scripts', 'install-code-server.sh')], { stdio: 'inherit' });
 
+/** A foreign ONNX image model for "Choose an ONNX model…": a tiny TF.js convnet (NHWC 32 px, pooled) through Headstart's converter. */
+async function writeOnnxModel(file) {
+  const { tinyBackbone } = await import('../unit/fixtures.mjs');
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'headstart-byo-'));
+  try {
+    const modelJson = await tinyBackbone(tmp, { size: 32 });
+    const conv = await core.convertTfjsModel(path.dirname(modelJson), { inputName: 'x', outputName: 'y' });
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, conv.bytes);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
 /** A workspace with generated datasets (the suite trains on them). */
 async function makeWorkspace(extra = true) {
   const ws = await mkdtemp(path.join(os.tmpdir(), 'headstart-ws-'));
@@ -26,6 +40,7 @@ async function makeWorkspace(extra = true) {
     await core.makeSampleDataset(path.join(ws, 'shapes-cancel'), { perClass: 40, classes: 3, seed: 2 });
     await core.makeSampleDataset(path.join(ws, 'shapes-crash'), { perClass: 40, classes: 3, seed: 3 });
     await core.makeTextSample(path.join(ws, 'tickets'), { perClass: 16, seed: 3 });
+    await writeOnnxModel(path.join(ws, 'byo', 'tiny.onnx'));
   }
   return ws;
 }

@@ -18,6 +18,7 @@ import { exists, readJson, sha256 } from '../fsutil';
 import { type BackboneEntry, type OnnxInputSpec, findBackbone } from '../backbones/catalogue';
 import { type DownloadOptions, type ResolvedBackbone, REMOTE_ONNX_FILE, resolveRemoteOnnx } from '../backbones/store';
 import { CHANNEL_ORDER_CHOICES, LAYOUT_CHOICES, NUMERIC_OPTIONS, POOLING_CHOICES, RANGE_CHOICES } from '../../shared/options';
+import { ONNX_INPUT_FIELDS, type OnnxInputField, type OnnxInputSource, isOnnxModelFile } from '../../shared/onnxInput';
 import { ONNX_BACKBONE_FILE, ONNX_BACKBONE_META, type OnnxBackboneMeta, writeOnnxBackbone } from './backbone';
 import { OnnxBuilder } from './builder';
 import { loadOrt, ortUnavailableReason } from './engine';
@@ -96,12 +97,12 @@ export function parseInputFlags(raw: unknown, where: string): OnnxInputFlags {
   return f;
 }
 
-/** The sidecar beside a local model, if there is one. */
-async function readSidecar(file: string): Promise<OnnxInputFlags> {
+/** The sidecar beside a local model, if there is one, and its path. */
+async function readSidecar(file: string): Promise<{ flags: OnnxInputFlags; file?: string }> {
   for (const s of sidecarNames(file)) {
-    if (await exists(s)) return parseInputFlags(await readJson<unknown>(s, 'ONNX preprocessing sidecar'), s);
+    if (await exists(s)) return { flags: parseInputFlags(await readJson<unknown>(s, 'ONNX preprocessing sidecar'), s), file: s };
   }
-  return {};
+  return { flags: {} };
 }
 
 /** Reads bytes as an ONNX model; BAD_MODEL naming the file when they are not one. */
@@ -297,19 +298,27 @@ async function probe(bytes: Uint8Array, what: string, feed: string, dims: number
 }
 
 /**
+ * Runs the model once on one zero image as `spec` says and reads the feature
+ * output's shape: a vector [N, D] or a map [N, C, H, W] / [N, H, W, C];
+ * BAD_MODEL naming what was found otherwise.
+ */
+async function probeFeatures(model: onnx.ModelProto, spec: OnnxInputSpec, where: string): Promise<{ rank: 2 | 4; featureSize: number }> {
+  const dims = spec.layout === 'NCHW' ? [1, spec.channels, spec.size, spec.size] : [1, spec.size, spec.size, spec.channels];
+  const raw = await probe(withOutput(model, spec.output), where, spec.input, dims);
+  if (raw.error) throw new HeadstartError('BAD_MODEL', `ONNX Runtime cannot run ${where} on a ${shapeText(dims)} input: ${raw.error}`);
+  const out = raw.dims!;
+  if (out.length !== 2 && out.length !== 4) throw new HeadstartError('BAD_MODEL', `${where}: output '${spec.output}' has shape ${shapeText(out)}, neither a feature vector [N, D] nor a spatial map [N, C, H, W]; name another with --output`);
+  return { rank: out.length as 2 | 4, featureSize: out.length === 2 ? out[1]! : spec.layout === 'NCHW' ? out[1]! : out[3]! };
+}
+
+/**
  * Checks that ONNX Runtime loads and runs the model as `spec` says, reads the
  * feature output's shape (a vector [N, D] or a map [N, C, H, W] / [N, H, W, C]),
  * and wraps it; a model that cannot take two images at once is wrapped with
  * a batch of 1. Returns the wrapped bytes and the feature size.
  */
 export async function buildWrapped(model: onnx.ModelProto, spec: OnnxInputSpec, where: string): Promise<{ bytes: Uint8Array; spec: OnnxInputSpec; featureSize: number }> {
-  const rawDims = (n: number) => (spec.layout === 'NCHW' ? [n, spec.channels, spec.size, spec.size] : [n, spec.size, spec.size, spec.channels]);
-  const raw = await probe(withOutput(model, spec.output), where, spec.input, rawDims(1));
-  if (raw.error) throw new HeadstartError('BAD_MODEL', `ONNX Runtime cannot run ${where} on a ${shapeText(rawDims(1))} input: ${raw.error}`);
-  const out = raw.dims!;
-  const rank = out.length;
-  if (rank !== 2 && rank !== 4) throw new HeadstartError('BAD_MODEL', `${where}: output '${spec.output}' has shape ${shapeText(out)}, neither a feature vector [N, D] nor a spatial map [N, C, H, W]; name another with --output`);
-  const featureSize = rank === 2 ? out[1]! : spec.layout === 'NCHW' ? out[1]! : out[3]!;
+  const { rank, featureSize } = await probeFeatures(model, spec, where);
   const copy = () => onnx.ModelProto.decode(onnx.ModelProto.encode(model).finish());
   let bytes = wrapForeign(copy(), spec, rank);
   const two = await probe(bytes, `${where} (wrapped)`, IMAGE, [2, spec.size, spec.size, 3]);
@@ -333,6 +342,8 @@ interface ForeignSource {
   licence: string;
   /** Preprocessing the source itself knows (sidecar, catalogue). */
   known: OnnxInputFlags;
+  /** The sidecar file `known` was read from (a local model's). */
+  sidecar?: string;
 }
 
 async function localSource(file: string): Promise<ForeignSource> {
@@ -346,7 +357,8 @@ async function localSource(file: string): Promise<ForeignSource> {
     if (err instanceof HeadstartError) throw err;
     throw new HeadstartError('NOT_FOUND', `cannot read ONNX model ${file} (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`, { cause: err });
   }
-  return { bytes, id: `onnx:${abs}`, title: `ONNX model ${path.basename(abs)}`, source: abs, licence: 'as given by its owner', known: await readSidecar(abs) };
+  const sidecar = await readSidecar(abs);
+  return { bytes, id: `onnx:${abs}`, title: `ONNX model ${path.basename(abs)}`, source: abs, licence: 'as given by its owner', known: sidecar.flags, ...(sidecar.file ? { sidecar: sidecar.file } : {}) };
 }
 
 async function remoteSource(idOrUrl: string, cacheDir: string, opts: DownloadOptions): Promise<ForeignSource> {
@@ -383,8 +395,7 @@ export async function resolveForeignOnnx(idOrPath: string, cacheDir: string, fla
   const src = isRemote ? await remoteSource(idOrPath, cacheDir, progress) : await localSource(idOrPath.replace(/^onnx:/, ''));
   const modelHash = sha256(src.bytes);
   const model = decodeOnnx(src.bytes, src.source);
-  const given = { ...src.known, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) } as OnnxInputFlags;
-  const { spec, assumed } = resolveInputSpec(model, given, src.source);
+  const { spec, assumed } = resolveInputSpec(model, { ...src.known, ...definedFlags(flags) }, src.source);
   if (assumed) progress.onEvent?.({ type: 'warning', message: `no preprocessing given for ${src.source}: assuming inputs in [0,1] without mean/std; give --range/--mean/--std or a sidecar ${path.basename(sidecarNames('model.onnx')[0]!)} if the model expects otherwise` });
   const dir = path.join(cacheDir, 'onnx', `byo-${modelHash.slice(0, 16)}-${sha256(JSON.stringify(spec)).slice(0, 12)}-w${WRAP_VERSION}`);
   let entry: BackboneEntry | undefined;
@@ -416,6 +427,38 @@ export async function resolveForeignOnnx(idOrPath: string, cacheDir: string, fla
     await writeOnnxBackbone(dir, w.bytes, { entry });
   }
   return { entry, dir, modelHash };
+}
+
+const definedFlags = (flags: OnnxInputFlags): OnnxInputFlags => Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as OnnxInputFlags;
+
+/** A local foreign model's preprocessing as training would resolve it, where each value came from, and its feature size. */
+export interface ForeignPreview {
+  spec: OnnxInputSpec;
+  from: Record<OnnxInputField, OnnxInputSource>;
+  featureSize: number;
+  /** The graph's outputs. */
+  outputs: string[];
+  /** The sidecar read, if any. */
+  sidecar?: string;
+}
+
+/**
+ * What `train --backbone FILE` with `flags` would feed a local .onnx model
+ * (flags over its sidecar over its graph over the defaults), checked by
+ * running it once in ONNX Runtime; nothing is written. Throws the same
+ * one-line HeadstartError training would for a model it refuses.
+ */
+export async function previewForeignOnnx(file: string, flags: OnnxInputFlags = {}): Promise<ForeignPreview> {
+  if (/^https?:\/\//i.test(file) || !isOnnxModelFile(file)) throw new HeadstartError('BAD_INPUT', `${file} is not a local .onnx file; the preprocessing is read from a model file`);
+  const abs = path.resolve(file.replace(/^onnx:/, ''));
+  const src = await localSource(abs);
+  const given = definedFlags(flags);
+  const model = decodeOnnx(src.bytes, src.source);
+  const { spec } = resolveInputSpec(model, { ...src.known, ...given }, src.source);
+  const { featureSize } = await probeFeatures(model, spec, src.source);
+  const detected: Record<OnnxInputField, OnnxInputSource> = { input: 'graph', size: 'graph', layout: 'graph', output: 'graph', channelOrder: spec.channels === 1 ? 'graph' : 'default', range: 'default', mean: 'default', std: 'default', pooling: 'default' };
+  const from = Object.fromEntries(ONNX_INPUT_FIELDS.map((k) => [k, given[k] !== undefined ? 'flag' : src.known[k] !== undefined ? 'sidecar' : detected[k]])) as Record<OnnxInputField, OnnxInputSource>;
+  return { spec, from, featureSize, outputs: (model.graph!.output ?? []).map((o) => o.name!), ...(src.sidecar ? { sidecar: src.sidecar } : {}) };
 }
 
 /** The preprocessing flags of `train` as typed (strings), checked; messages name the flag. */

@@ -361,4 +361,35 @@ describe('Headstart in VS Code', () => {
     assert.equal(seen.length, 1, seen.join('\n'));
     assert.match(seen[0], /trust this workspace to classify images or text/);
   });
+
+  it('trains on an ONNX model chosen in the workspace: its preprocessing shown, the mean changed in the panel, recorded in run.json', async function () {
+    const model = path.join(ws(), 'byo', 'tiny.onnx');
+    if (!fs.existsSync(model)) this.skip(); // the runner writes it (runCodeServer.mjs); the Electron runner does not
+    // "Choose an ONNX model…" in the wizard: the picked file passes the gate (inside the workspace only), then the panel keeps it.
+    const outside = await refusalsDuring(api, async () => assert.equal(await api.gate.backbonePath(path.join(os.tmpdir(), 'elsewhere.onnx'), api.session.state.backbones), undefined));
+    assert.match(outside[0], /outside .*choose an ONNX model inside the workspace/);
+    const backbone = await api.gate.backbonePath(model, api.session.state.backbones);
+    assert.equal(backbone, fs.realpathSync(model));
+    api.session.setOptions({ data: path.join(ws(), 'shapes'), backbone });
+    await vscode.commands.executeCommand('headstart.openPanel');
+    let s = await stateWhere(api, (x) => x.onnxPreprocessing && !x.onnxPreprocessing.pending, 60_000, 'the preprocessing of the ONNX model');
+    const v = s.onnxPreprocessing;
+    assert.equal(v.refused, undefined, v.refused);
+    assert.deepEqual([v.text.input, v.text.size, v.text.layout, v.text.range, v.text.mean, v.featureSize], ['x', '32', 'NHWC', '0-1', '0, 0, 0', 16]);
+    assert.deepEqual([v.from.size, v.from.layout, v.from.mean], ['model graph', 'model graph', 'default']);
+    // The webview sends the changed mean (what its form posts); the preprocessing is resolved again with it.
+    await api.postFromWebview({ type: 'options', options: { ...s.options, onnxInput: { mean: [0.5, 0.5, 0.5] } } });
+    s = await stateWhere(api, (x) => x.onnxPreprocessing && !x.onnxPreprocessing.pending && x.onnxPreprocessing.from.mean === 'set here', 60_000, 'the edited preprocessing');
+    assert.equal(s.onnxPreprocessing.text.mean, '0.5, 0.5, 0.5');
+    // A hostile edit is dropped by the host's policy; the edit made stays.
+    await api.postFromWebview({ type: 'options', options: { ...s.options, onnxInput: { std: [0], output: '<img src=x onerror=alert(1)>' } } });
+    assert.deepEqual(api.session.state.options.onnxInput, { mean: [0.5, 0.5, 0.5] });
+    api.session.setOptions({ epochs: 5 });
+    const outcome = await within(api, vscode.commands.executeCommand('headstart.startTraining'), 120_000, 'the ONNX-backbone run');
+    assert.equal(outcome.status, 'done', JSON.stringify(outcome));
+    const record = JSON.parse(fs.readFileSync(path.join(outcome.runDir, 'run.json'), 'utf8'));
+    assert.equal(record.backbone.id, `onnx:${fs.realpathSync(model)}`);
+    assert.deepEqual(record.backbone.onnxInput.mean, [0.5, 0.5, 0.5]);
+    assert.deepEqual([record.backbone.onnxInput.layout, record.backbone.onnxInput.size, record.backbone.onnxInput.std], ['NHWC', 32, [1, 1, 1]]);
+  });
 });
