@@ -14,6 +14,20 @@ import { tinyEncoder } from './textFixtures.mjs';
 const run = promisify(execFile);
 const TEXTS = ['my parcel never arrived and tracking is stuck', 'I was billed twice for my subscription', 'the app crashes when I open settings', 'I cannot sign in to my account'];
 const lines = (s) => s.trim().split('\n').map((l) => JSON.parse(l));
+const pct = (x) => `${(x * 100).toFixed(1)}%`;
+
+/** The export's model card: written by export/card.ts, it names the licence, the test count with the interval, and the variant. */
+async function checkCard(out, rep, licence, what) {
+  const card = await readFile(path.join(out, 'README.md'), 'utf8');
+  assert.match(card, /^# Text classifier/, what);
+  assert.ok(card.includes(licence), `${what}: the backbone licence`);
+  assert.ok(card.includes(`## Metrics (test split, ${rep.testTexts} texts)`), `${what}: the test count`);
+  const iv = rep.exported.interval;
+  assert.ok(card.includes(`**${pct(rep.exported.accuracy)}** (95% CI ${pct(iv.low)}–${pct(iv.high)}, n = ${iv.n};`), `${what}: accuracy with its interval and n`);
+  assert.ok(card.includes(`Variant \`${rep.chosen}\``) && card.includes(`| this export (\`${rep.chosen}\`) | ${rep.exported.bytes} | ${rep.exported.gzipBytes} |`), `${what}: the chosen variant and its bytes`);
+  assert.ok(card.includes('node inference.mjs "'), `${what}: how to run it`);
+  return card;
+}
 
 async function trainSample(t, extra = []) {
   const dir = await repoTempDir(t);
@@ -50,6 +64,12 @@ test('train → eval → predict → export tfjs/onnx → inference.mjs in a fre
     const rep = JSON.parse(ex.stdout);
     assert.equal(rep.exported.accuracy, report.test.accuracy);
     for (const k of ['bytes', 'gzipBytes', 'accuracy', 'msPerImage']) assert.equal(typeof rep.float32[k], 'number');
+    const card = await checkCard(out, rep, 'GloVe 6B 100-d vectors', format);
+    assert.ok(card.includes('MIT') && card.includes('PDDL'), `${format}: package and vector licences`);
+    assert.match(card, /Baseline: logistic regression on TF-IDF of \d+ words/, format);
+    assert.match(card, /Vocabulary coverage of `glove-100d-avg`: \d+\.\d% of the word tokens/, format);
+    assert.match(card, /English word vectors/, format);
+    assert.equal(card.includes('onnxruntime') && card.includes('"features"'), format === 'onnx', `${format}: Python with onnxruntime on features for ONNX only`);
     // The stock loaders in a fresh Node process, through the generated script.
     const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...TEXTS], { cwd: out });
     const got = lines(stdout);
@@ -104,6 +124,8 @@ test('quantized text exports (float16, uint8; ONNX int8): each loads in a fresh 
     for (const v of [rep.float32, rep.exported]) for (const k of ['bytes', 'gzipBytes', 'accuracy', 'msPerImage']) assert.equal(typeof v[k], 'number', `${what} ${k}`);
     assert.equal(rep.exported.interval.n, rep.testTexts);
     if (quantize === 'int8') assert.equal(rep.headInt8.calibrationUnit, 'texts');
+    const card = await checkCard(out, rep, 'PDDL', what);
+    assert.ok(card.includes(`| ${quantize} (this file) |`), `${what}: the variants table marks the file`);
     const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...TEXTS], { cwd: out });
     const got = lines(stdout);
     const viaCli = lines((await runCli(['predict', out, ...TEXTS.flatMap((x) => ['--text', x]), '--quiet'])).stdout);
@@ -202,6 +224,8 @@ test('an ONNX encoder folder (model.onnx + tokenizer.json made by code) as the t
   const out = path.join(dir, 'exp');
   const ex = await runCli(['export', path.join(dir, 'r1'), '--out', out, '--format', 'onnx', '--quiet', '--cache', cache]);
   assert.equal(ex.code, 0, ex.stderr);
+  const card = await checkCard(out, JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')), `its licence is as recorded when the run was trained (${rec.backbone.licence})`, 'local encoder');
+  assert.match(card, /tokenizing, running the encoder and pooling are in `inference.mjs`/);
   const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...texts], { cwd: out });
   lines(stdout).forEach((g, i) => {
     assert.equal(g.label, want[i].label);

@@ -1,5 +1,5 @@
 /**
- * The one model-card writer (README.md of an export folder): the data, the
+ * The one model-card writer (README.md of an export folder, image or text): the data, the
  * metrics measured after the choice, the variants tried, the int8 and
  * slimming sections when the report has them, and the format's own parts
  * (files, how to load it) from its plug-in.
@@ -7,6 +7,9 @@
 import type { LoadedRun } from '../runFolder';
 import type { CardParts } from './format';
 import { BUDGET_RULE, type ExportReport, type RuntimeLatency, type VariantReport } from './report';
+import type { TextExportReport } from '../text/export';
+import type { LengthStats } from '../../shared/records';
+import { LOW_COVERAGE } from '../../shared/options';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -65,30 +68,79 @@ Test split, batch 1; the first image of each timing is a warm-up and not counted
 `;
 }
 
-/** The model card of an export. */
+/** A length statistic: whole numbers as they are, others to one decimal. */
+const num = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+
+/** The data section's text part: length statistics, vocabulary coverage and the tokenizer. */
+function textDataCard(run: LoadedRun): string {
+  const t = run.record.text;
+  if (!t) return '';
+  const row = (name: string, s: LengthStats) => `| ${name} | ${num(s.min)} | ${num(s.median)} | ${num(s.mean)} | ${num(s.max)} |`;
+  const c = t.coverage;
+  return `
+Lengths of the ${run.record.dataset.total} texts:
+
+| | min | median | mean | max |
+|---|---|---|---|---|
+${row('characters', t.stats.chars)}
+${row('words', t.stats.words)}
+
+Vocabulary coverage of \`${run.record.backbone.id}\`: ${pct(c.tokens)} of the word tokens are known (mean per text ${pct(c.meanPerText)}); ${c.emptyTexts} texts have no known word${c.tokens < LOW_COVERAGE ? ` (below ${pct(LOW_COVERAGE)}: see Known limits)` : ''}.
+
+Tokenizer: ${t.tokenizer}.
+`;
+}
+
+/** A text export's size and speed table: the whole model and the head alone, ms per text, accuracy with its interval. */
+function textSizeSpeedCard(r: TextExportReport): string {
+  const acc = (v: VariantReport) => `${pct(v.accuracy)} (${pct(v.interval.low)}–${pct(v.interval.high)})`;
+  const where = r.format === 'onnx' ? 'ONNX Runtime' : `TF.js (${r.backend})`;
+  return `## Size and speed
+Bytes count the whole model (head + ${r.files.some((f) => f.path.startsWith('encoder/')) ? 'encoder' : 'vocabulary'}); ms per text is one text at a time (tokenize, embed, head) in ${where}, the mean over at most 50 test texts after one warm-up.
+
+| model | bytes | gzipped | head bytes | head gzipped | ms / text | accuracy (95% CI) |
+|---|---|---|---|---|---|---|
+| this export (\`${r.chosen}\`) | ${r.exported.bytes} | ${r.exported.gzipBytes} | ${r.head.exported.bytes} | ${r.head.exported.gzipBytes} | ${r.exported.msPerImage.toFixed(2)} | ${acc(r.exported)} |
+| float32 | ${r.float32.bytes} | ${r.float32.gzipBytes} | ${r.head.float32.bytes} | ${r.head.float32.gzipBytes} | ${r.float32.msPerImage.toFixed(2)} | ${acc(r.float32)} |
+
+`;
+}
+
+/** The Known limits lines every card has: what the data covers, the closed set of classes. */
+function commonLimits(run: LoadedRun, unit: string): string[] {
+  const r = run.record;
+  const unlike = r.modality === 'text' ? 'texts unlike them (topic, wording, length, language)' : 'images unlike them (lighting, framing, cameras)';
+  return [`Trained on ${r.dataset.total} ${unit}; accuracy on ${unlike} will be lower.`, `The classifier always answers one of its ${r.labels.length} classes; it has no "none of these" class unless you trained one.`];
+}
+
+/**
+ * The model card of an export, image or text (run.record.modality): a text
+ * report is the pipeline's with the text fields beside it (TextExportReport),
+ * and its card adds lengths, vocabulary coverage, the tokenizer, the TF-IDF
+ * baseline and a size table with the head alone and ms per text.
+ */
 export function modelCard(run: LoadedRun, report: ExportReport, parts: CardParts): string {
   const r = run.record;
+  const text = r.modality === 'text' ? (report as TextExportReport) : undefined;
+  const unit = text ? 'texts' : 'images';
   const counts = r.labels.map((l) => `| ${l} | ${r.dataset.counts[l]?.train ?? 0} | ${r.dataset.counts[l]?.val ?? 0} | ${r.dataset.counts[l]?.test ?? 0} |`).join('\n');
   const perClass = r.test.perClass.map((c) => `| ${c.label} | ${c.precision.toFixed(3)} | ${c.recall.toFixed(3)} | ${c.f1.toFixed(3)} |`).join('\n');
-  const limits = [
-    `Trained on ${r.dataset.total} images; accuracy on images unlike them (lighting, framing, cameras) will be lower.`,
-    `The classifier always answers one of its ${r.labels.length} classes; it has no "none of these" class unless you trained one.`,
-    ...parts.limits,
-    ...r.dataset.warnings,
-  ];
-  return `# Image classifier${parts.titleSuffix}: ${r.labels.join(', ')}
+  const limits = [...commonLimits(run, unit), ...parts.limits, ...r.dataset.warnings];
+  const n = report.exported.interval.n;
+  const baseline = text ? ` Baseline: ${r.baseline.description}, ${pct(r.baseline.accuracy)} (95% CI ${pct(r.baseline.interval.low)}–${pct(r.baseline.interval.high)}, n = ${r.baseline.interval.n}).` : '';
+  return `# ${text ? 'Text' : 'Image'} classifier${parts.titleSuffix}: ${r.labels.join(', ')}
 
 Made with Headstart on ${r.createdAt.slice(0, 10)}: ${parts.madeOf}
 
 ## Data
-${r.dataset.total} images from \`${r.dataset.root}\`, ${r.labels.length} classes, split ${Math.round((1 - r.config.val - r.config.test) * 100)}/${Math.round(r.config.val * 100)}/${Math.round(r.config.test * 100)} (seed ${r.config.seed}).
+${r.dataset.total} ${unit} from \`${r.dataset.root}\`, ${r.labels.length} classes, split ${Math.round((1 - r.config.val - r.config.test) * 100)}/${Math.round(r.config.val * 100)}/${Math.round(r.config.test * 100)} (seed ${r.config.seed}).
 
 | class | train | val | test |
 |---|---|---|---|
 ${counts}
-
-## Metrics (test split, ${report.testImages} images)
-Accuracy of this export: **${pct(report.exported.accuracy)}** (95% CI ${pct(report.exported.interval.low)}–${pct(report.exported.interval.high)}; float32: ${pct(report.float32.accuracy)}). ${r.baseline.verdict} (baseline ${pct(r.baseline.accuracy)}). ${parts.measuredIn}
+${textDataCard(run)}
+## Metrics (test split, ${report.testImages} ${unit})
+Accuracy of this export: **${pct(report.exported.accuracy)}** (95% CI ${pct(report.exported.interval.low)}–${pct(report.exported.interval.high)}${text ? `, n = ${n}` : ''}; float32: ${pct(report.float32.accuracy)}). ${r.baseline.verdict}${text ? `.${baseline}` : ` (baseline ${pct(r.baseline.accuracy)}).`} ${parts.measuredIn}
 
 | class | precision | recall | F1 |
 |---|---|---|---|
@@ -97,20 +149,20 @@ ${perClass}
 ## Compression
 Variant \`${report.chosen}\` (asked: --quantize ${report.quantize}${report.quantize === 'auto' ? `, within ${report.maxDropPoints} points of float32` : ''}). ${parts.weights}
 
-Judged on ${report.choice.images} ${report.choice.split} images${report.quantize === 'auto' ? ` (${BUDGET_RULE})` : ''}; the test figure above was measured after the choice.
+${text && report.quantize !== 'auto' ? `No choice: --quantize ${report.quantize} asked for this variant, measured on the test split.` : `Judged on ${report.choice.images} ${report.choice.split} ${unit}${report.quantize === 'auto' ? ` (${text ? report.choice.rule : BUDGET_RULE})` : ''}; the test figure above was measured after the choice.`}
 
 | variant | bytes | gzipped | agreement with float32 | accuracy (95% CI) |
 |---|---|---|---|---|
 ${report.candidates.map((c) => `| ${c.name}${c.name === report.chosen ? ' (this file)' : ''} | ${c.bytes} | ${c.gzipBytes} | ${pct(c.agreement)} | ${pct(c.accuracy)} (${pct(c.accuracyInterval.low)}–${pct(c.accuracyInterval.high)}) |`).join('\n')}
 
-${sizeSpeedCard(report)}${int8Card(report)}${slimCard(report)}## Files
+${text ? textSizeSpeedCard(text) : sizeSpeedCard(report)}${int8Card(report)}${slimCard(report)}## Files
 ${parts.files}
 
 ## Load it
 ${parts.loadIt}
 
 ## Backbone and licence
-${r.backbone.title} — ${r.backbone.licence}. Source: ${r.backbone.source}.
+${r.backbone.title} — ${r.backbone.licence}. Source: ${r.backbone.source}.${parts.backboneNote ? `\n\n${parts.backboneNote}` : ''}
 
 ## Known limits
 ${limits.map((w) => `- ${w}`).join('\n')}

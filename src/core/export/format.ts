@@ -37,6 +37,8 @@ export interface CardParts {
   loadIt: string;
   /** Extra lines of Known limits. */
   limits: string[];
+  /** A paragraph after the backbone's recorded licence (text backbones: where the vectors come from). */
+  backboneNote?: string;
 }
 
 /** Fields of the report that only the format knows. */

@@ -6,6 +6,7 @@ import type { Progress } from '../events';
 import { type OutGuard, writeOutDir } from '../fsutil';
 import { sizeOf } from '../export/common';
 import { chooseVariant } from '../export/choose';
+import { modelCard } from '../export/card';
 import { type VariantSource, type VariantSpec } from '../export/format';
 import { type ExportReport, type Measurement, type ResolvedExportOptions, BUDGET_RULE, plain } from '../export/report';
 import { CHOICE_MAX } from '../evaluate';
@@ -21,6 +22,7 @@ import { VOCAB_FILES } from './vocab';
 import { ENCODER_SIDECAR, type TextEmbedder } from './encoder';
 import { openExportEmbedder, openTextHead, textSplitItems } from './predict';
 import { textSnippet } from './snippet';
+import { textCardParts } from './cardParts';
 
 /** The export report of a text run: the pipeline's report, with the text parts beside it. */
 export interface TextExportReport extends ExportReport {
@@ -200,7 +202,8 @@ async function copyBackbone(run: LoadedRun, tmp: string): Promise<string[]> {
  * --quantize asks for, or under auto the smallest within --max-drop by the
  * pipeline's budget rule on the validation (else training) texts; the
  * backbone's vocabulary or encoder as it is; labels.json, metadata.json,
- * inference.mjs (tokenizes, embeds, runs the head) and report.json. Every
+ * inference.mjs (tokenizes, embeds, runs the head), report.json and the
+ * model card (README.md, export/card.ts). Every
  * variant is measured from its written files; the test split only for
  * float32 and the variant chosen, after the choice.
  */
@@ -265,6 +268,7 @@ export async function exportTextRun(run: LoadedRun, opts: ResolvedExportOptions,
     };
     throwIfAborted(progress.signal);
     await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 2));
+    await fs.writeFile(path.join(tmp, 'README.md'), modelCard(run, report, textCardParts(run, report)));
     return report;
   });
 }
