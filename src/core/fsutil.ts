@@ -3,6 +3,7 @@ import { createReadStream, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readRegularFile } from './data/files';
 import { HeadstartError } from './errors';
 
 /** sha256 of a file's bytes, hex. */
@@ -215,13 +216,23 @@ async function realInput(p: string): Promise<string> {
   return r.exists && !r.isDir ? path.dirname(r.real) : r.real;
 }
 
+/** Largest marker / legacy record read when judging a folder (a run.json of a large dataset fits). */
+const MAX_RECORD_BYTES = 256 << 20;
+
+/** A folder's marker: a regular file opened without blocking (a FIFO named like it cannot hang the check). */
+async function readMarker(dir: string): Promise<{ kind?: unknown; host?: unknown }> {
+  return JSON.parse((await readRegularFile(path.join(dir, OUT_MARKER), 64 << 10)).toString('utf8')) as { kind?: unknown; host?: unknown };
+}
+
 /** Why Headstart may not replace this existing folder, or undefined when it may (it carries the marker of `kind`, or is a legacy output of that kind). */
 async function notOurs(dir: string, kind: OutKind): Promise<string | undefined> {
   let marker: { kind?: unknown } | undefined;
-  try {
-    marker = JSON.parse(await fs.readFile(path.join(dir, OUT_MARKER), 'utf8')) as { kind?: unknown };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return `its ${OUT_MARKER} is unreadable`;
+  if (await exists(path.join(dir, OUT_MARKER))) {
+    try {
+      marker = await readMarker(dir);
+    } catch (err) {
+      return `its ${OUT_MARKER} is unreadable (${describeErrno(err)})`;
+    }
   }
   if (marker) return marker.kind === kind ? undefined : `it is a Headstart ${String(marker.kind)} folder, not a ${kind} folder`;
   // Outputs of versions before the marker: accepted only when they hold nothing but what Headstart writes, so nothing of the user's can go with them.
@@ -230,7 +241,7 @@ async function notOurs(dir: string, kind: OutKind): Promise<string | undefined> 
   // Sweep folders carried the marker from their first version with a guard: none is legacy.
   if (kind !== 'sweep' && names.includes(shape) && names.every((n) => OUT_ENTRIES[kind].includes(n))) {
     try {
-      const j = JSON.parse(await fs.readFile(path.join(dir, shape), 'utf8')) as Record<string, unknown>;
+      const j = JSON.parse((await readRegularFile(path.join(dir, shape), MAX_RECORD_BYTES)).toString('utf8')) as Record<string, unknown>;
       const ok = kind === 'run' ? typeof j.version === 'number' && Array.isArray(j.labels) && Array.isArray(j.samples) : typeof j.outDir === 'string' && typeof j.exported === 'object' && typeof j.float32 === 'object';
       if (ok) return undefined;
     } catch (err) {
@@ -286,7 +297,8 @@ export async function checkOutDir(target: string, guard: OutGuard): Promise<stri
 
 /** Writes Headstart's marker of `kind` into a folder. */
 async function writeMarker(dir: string, kind: OutKind): Promise<void> {
-  await fs.writeFile(path.join(dir, OUT_MARKER), `${JSON.stringify({ app: 'headstart', kind, version: OUT_MARKER_VERSION })}\n`);
+  // The host tells a stale-temp sweep on a shared folder (NFS, a bind mount) whose PID this is.
+  await fs.writeFile(path.join(dir, OUT_MARKER), `${JSON.stringify({ app: 'headstart', kind, version: OUT_MARKER_VERSION, host: os.hostname() })}\n`);
 }
 
 /**
@@ -347,6 +359,8 @@ export async function removeStaleTemps(target: string): Promise<string[]> {
     if (!st.isDirectory()) continue;
     const entries = await fs.readdir(dir);
     if (entries.length && !entries.includes(OUT_MARKER)) continue; // not ours: leave it
+    // A temp of another machine on a shared folder: its PID says nothing here.
+    if (!m[3] && entries.length && (await markerHost(dir)) !== os.hostname()) continue;
     if (m[3] && !(await exists(path.join(parent, m[1]!)))) {
       await fs.rename(dir, path.join(parent, m[1]!));
       continue;
@@ -355,6 +369,17 @@ export async function removeStaleTemps(target: string): Promise<string[]> {
     removed.push(name);
   }
   return removed;
+}
+
+/** The host a temp folder's marker names ('' when it names none or cannot be read). */
+async function markerHost(dir: string): Promise<string> {
+  try {
+    const h = (await readMarker(dir)).host;
+    return typeof h === 'string' ? h : '';
+  } catch (err) {
+    void err; // unreadable: treated as another machine's, so it is left alone
+    return '';
+  }
 }
 
 /** The start of every command that writes an output folder: stale temps beside it go, then the folder is checked. */

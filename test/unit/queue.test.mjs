@@ -6,7 +6,7 @@
 // outside --data-root is refused; Redis stopped mid-run is a one-line error
 // and a rerun resumes. Nothing talks to a host other than 127.0.0.1.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -270,6 +270,27 @@ test('a job naming a path outside --data-root (directly or through a link) is re
     const again = await queue.getJob(job.id);
     assert.equal(again.attemptsMade, 1, `${c.name}: refused at once, no retries`);
   }
+  // The backbone a job names: catalogue ids and absolute files under the roots only (no URL, no relative path,
+  // no `onnx:` path outside), refused before anything is opened or fetched.
+  const inRoot = [{ path: path.join(rootDir, 'red', 'red-0.png'), hash }];
+  const bcases = [
+    { name: 'backbone onnx: outside', backbone: `onnx:${path.join(dir, 'tiny', 'model.onnx')}`, re: /refused: backbone onnx:\S+ is outside this worker's --data-root/ },
+    { name: 'backbone url', backbone: 'http://127.0.0.1:9/m.onnx', re: /refused: backbone http:\S+ is neither a catalogue id nor an absolute path/ },
+    { name: 'backbone relative', backbone: 'm.onnx', re: /refused: backbone m\.onnx is neither a catalogue id nor an absolute path/ },
+  ];
+  for (const c of bcases) {
+    const job = await queue.add('extract', { ...base, backbone: c.backbone, items: inRoot }, { jobId: `brefuse-${c.name.replace(/\W+/g, '-')}-${Date.now()}`, attempts: 3 });
+    await assert.rejects(job.waitUntilFinished(events, 30_000), c.re, c.name);
+    assert.equal((await queue.getJob(job.id)).attemptsMade, 1, `${c.name}: refused at once, no retries`);
+  }
+  const huge = await queue.add('extract', { ...base, maxPixels: 2 ** 32, items: inRoot }, { jobId: `maxpixels-${Date.now()}` });
+  await assert.rejects(huge.waitUntilFinished(events, 30_000), /malformed job: job maxPixels must be a positive number up to/);
+  // A FIFO named in a job fails its item instead of blocking the worker's open() for good.
+  const fifo = path.join(rootDir, 'red', 'pipe.png');
+  execFileSync('mkfifo', [fifo]);
+  const piped = await queue.add('extract', { ...base, items: [{ path: fifo, hash }] }, { jobId: `fifo-${Date.now()}`, attempts: 1 });
+  const settled = await piped.waitUntilFinished(events, 30_000).then(() => 'completed', (err) => String(err?.message ?? err));
+  assert.doesNotMatch(settled, /timed out|timeout/i, 'the job settles: the FIFO does not hang the worker');
   const malformed = await queue.add('extract', { items: 'nope' }, { jobId: `malformed-${Date.now()}` });
   await assert.rejects(malformed.waitUntilFinished(events, 30_000), /malformed job/);
   // Experiment jobs: DATA outside the root, directly or through a link inside it; fields a trial does not take.

@@ -115,7 +115,7 @@ test('--force replaces an earlier run (marker or legacy shape) but not a legacy-
   const s = await setup(t);
   const out = path.join(s.dir, 'runs2', 'again');
   await core.trainRun(fastTrain(s.backbone, s.data, out, s.cache, { epochs: 2 }));
-  assert.deepEqual(JSON.parse(await readFile(path.join(out, '.headstart.json'), 'utf8')), { app: 'headstart', kind: 'run', version: 1 });
+  assert.deepEqual(JSON.parse(await readFile(path.join(out, '.headstart.json'), 'utf8')), { app: 'headstart', kind: 'run', version: 1, host: os.hostname() });
   const again = await core.trainRun(fastTrain(s.backbone, s.data, out, s.cache, { epochs: 2, force: true, seed: 5 }));
   assert.equal(again.runDir, out);
   assert.equal(JSON.parse(await readFile(path.join(out, 'run.json'), 'utf8')).config.seed, 5, 'replaced');
@@ -165,7 +165,7 @@ test('stale temp folders of a killed command are removed at the next start; a li
   const parent = path.join(s.dir, 'stale');
   await mkdir(parent);
   const dead = await deadPid();
-  const marker = JSON.stringify({ app: 'headstart', kind: 'run', version: 1 });
+  const marker = JSON.stringify({ app: 'headstart', kind: 'run', version: 1, host: os.hostname() });
   const make = async (name, files) => {
     await mkdir(path.join(parent, name));
     for (const [f, text] of Object.entries(files)) await writeFile(path.join(parent, name, f), text);
@@ -174,14 +174,16 @@ test('stale temp folders of a killed command are removed at the next start; a li
   await make(`.empty.tmp-${dead}-00000000`, {});
   await make(`.live.tmp-${process.pid}-1234abcd`, { '.headstart.json': marker });
   await make(`.foreign.tmp-${dead}-deadbeef`, { 'thesis.tex': 'not ours' });
+  // A temp of another machine on a shared folder: its PID means nothing here, so it stays.
+  await make(`.remote.tmp-${dead}-0e0e0e0e`, { '.headstart.json': JSON.stringify({ app: 'headstart', kind: 'run', version: 1, host: `not-${os.hostname()}` }) });
   // Killed between the two renames of --force: the previous run sits in .NAME.tmp-PID-HEX.old.
   await make(`.prev.tmp-${dead}-cafe0001.old`, { '.headstart.json': marker, 'run.json': '{"kept":true}' });
   const res = await core.trainRun(fastTrain(s.backbone, s.data, path.join(parent, 'new'), s.cache, { epochs: 2 }));
   assert.equal(res.runDir, path.join(parent, 'new'));
-  assert.deepEqual((await readdir(parent)).sort(), [`.foreign.tmp-${dead}-deadbeef`, `.live.tmp-${process.pid}-1234abcd`, 'new', 'prev']);
+  assert.deepEqual((await readdir(parent)).sort(), [`.foreign.tmp-${dead}-deadbeef`, `.live.tmp-${process.pid}-1234abcd`, `.remote.tmp-${dead}-0e0e0e0e`, 'new', 'prev']);
   assert.equal(await readFile(path.join(parent, 'prev', 'run.json'), 'utf8'), '{"kept":true}');
   // export cleans beside its folder too.
-  await make(`.model.tmp-${dead}-0000beef`, { '.headstart.json': JSON.stringify({ app: 'headstart', kind: 'export', version: 1 }) });
+  await make(`.model.tmp-${dead}-0000beef`, { '.headstart.json': JSON.stringify({ app: 'headstart', kind: 'export', version: 1, host: os.hostname() }) });
   const r = await runCli(['export', s.runDir, '--out', path.join(parent, 'model')], { env: s.env });
   assert.equal(r.code, 0, r.stderr);
   assert.ok(!(await readdir(parent)).includes(`.model.tmp-${dead}-0000beef`));

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import IORedis from 'ioredis';
 import type { ExtractItem, ExtractResult } from '../data/extract';
+import { findBackbone } from '../backbones/catalogue';
 import type { OpenedBackbone } from '../engine';
 import { CancelledError, HeadstartError, describeError } from '../errors';
 import type { Phase, Progress } from '../events';
@@ -232,6 +233,22 @@ export async function runJobs<D, R extends { worker: string }>(target: QueueTarg
 }
 
 /**
+ * The backbone as a job names it: a catalogue id as it is, a model file by its
+ * absolute path (keeping an `onnx:` prefix), so every worker opens the same
+ * file under its --data-root. A URL is refused here: every worker would
+ * download it, and workers refuse to fetch from the network for a job.
+ */
+export function jobBackboneId(id: string): string {
+  if (findBackbone(id)) return id;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(id)) {
+    throw new HeadstartError('BAD_INPUT', `--queue takes a catalogue backbone or a model file the workers can read, not a URL (${id.replace(/[?#].*$/, '')}): download the model into a folder under the workers' --data-root and pass its path`);
+  }
+  const m = /^(local|onnx):(.+)$/.exec(id);
+  if (m) return m[1] === 'onnx' ? `onnx:${path.resolve(m[2]!)}` : path.resolve(m[2]!);
+  return /[\\/]|\.(json|onnx)$/i.test(id) ? path.resolve(id) : id;
+}
+
+/**
  * Wraps an opened backbone so that its extract() first spreads the images that
  * are not cached over the queue's workers, waits for them, then reads
  * everything through the cache as a local run would (anything still missing,
@@ -243,7 +260,7 @@ export function queuedBackbone(opened: OpenedBackbone, backbone: string, opts: Q
   // Shards of whole batches: a worker then forms the batches a local run would.
   const shardSize = Math.ceil((opts.shardSize ?? DEFAULT_SHARD_SIZE) / batchSize) * batchSize;
   const engine = opened.engine === 'onnxruntime' ? 'onnx' : 'tfjs';
-  const id = backbone.startsWith('local:') ? path.resolve(backbone.slice('local:'.length)) : /[\\/]|\.json$/.test(backbone) ? path.resolve(backbone) : backbone;
+  const id = jobBackboneId(backbone);
   const extract = async (items: ExtractItem[], progress: Progress = {}): Promise<ExtractResult> => {
     const missing = await missingItems(opened, items);
     if (!missing.length) return opened.extract(items, progress);

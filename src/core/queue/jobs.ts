@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_PIXELS } from '../data/decode';
 import type { AugmentView } from '../data/augment';
 import type { Skipped } from '../data/dataset';
 import type { ExtractItem } from '../data/extract';
@@ -76,7 +77,7 @@ export function checkExtractJob(d: unknown): string | undefined {
   if (o.engine !== 'onnx' && o.engine !== 'tfjs') return `job engine must be onnx or tfjs (got ${JSON.stringify(o.engine)})`;
   if (typeof o.key !== 'string' || !/^[0-9a-f]{8,64}$/.test(o.key)) return 'job has no valid cache key';
   if (!Number.isInteger(o.batchSize) || o.batchSize! < 1 || o.batchSize! > 1024) return 'job batchSize must be a whole number from 1 to 1024';
-  if (o.maxPixels !== undefined && !(isNum(o.maxPixels) && o.maxPixels > 0)) return 'job maxPixels must be a positive number';
+  if (o.maxPixels !== undefined && !(isNum(o.maxPixels) && o.maxPixels > 0 && o.maxPixels <= DEFAULT_MAX_PIXELS)) return `job maxPixels must be a positive number up to ${DEFAULT_MAX_PIXELS}`;
   if (o.cut !== undefined && !(o.cut && typeof o.cut.featureNode === 'string' && typeof o.cut.pool === 'boolean')) return 'job cut is malformed';
   if (!Array.isArray(o.items) || o.items.length === 0) return 'job has no items';
   for (const it of o.items) {

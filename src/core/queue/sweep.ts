@@ -9,7 +9,7 @@ import { OUT_MARKER, type OutOptions, outGuard, prepareOutDir, readJson, sha256,
 import { type TrainConfig, readRunRecord } from '../runFolder';
 import { accuracyInterval } from '../train/metrics';
 import { EXPERIMENT_QUEUE, parseQueueUrl } from './connection';
-import { type JobKind, type QueueOptions, Tally, queuedBackbone, runJobs } from './coordinator';
+import { type JobKind, type QueueOptions, Tally, jobBackboneId, queuedBackbone, runJobs } from './coordinator';
 import { type TrialJobData, type TrialJobResult, runTrial, trialJobId, trialSettings, unpackFolder } from './trial';
 
 /** The settings a grid can vary, by the name used in --grid. */
@@ -179,8 +179,6 @@ const TRIAL_KIND: JobKind<TrialJobResult> = {
 };
 
 /** A backbone id as every machine reads it: a local model path made absolute, a catalogue id as it is. */
-const absoluteBackbone = (id: string): string => (id.startsWith('local:') ? path.resolve(id.slice('local:'.length)) : /[\\/]|\.json$/.test(id) ? path.resolve(id) : id);
-
 /**
  * Trains every trial on the queue's workers: scans DATA, spreads the
  * extraction of every backbone the grid names (extraction jobs, first),
@@ -197,7 +195,7 @@ async function queuedTrials(tmp: string, grid: Trial[], base: Omit<TrainConfig, 
   // Extraction first, once per backbone, with the batches the first trial on it would use locally.
   const keys = new Map<string, { key: string; engine: 'onnx' | 'tfjs' }>();
   for (const cfg of configs) {
-    const id = absoluteBackbone(cfg.backbone ?? DEFAULT_BACKBONE);
+    const id = jobBackboneId(cfg.backbone ?? DEFAULT_BACKBONE);
     if (keys.has(id)) continue;
     throwIfAborted(progress.signal);
     const opened = await openBackbone(id, { ...cfg, cut: undefined }, progress);
@@ -209,7 +207,7 @@ async function queuedTrials(tmp: string, grid: Trial[], base: Omit<TrainConfig, 
     }
   }
   const jobs = configs.map((cfg, i) => {
-    const id = absoluteBackbone(cfg.backbone ?? DEFAULT_BACKBONE);
+    const id = jobBackboneId(cfg.backbone ?? DEFAULT_BACKBONE);
     const settings = trialSettings({ ...cfg, data: path.resolve(cfg.data), backbone: id });
     const d: TrialJobData = { trial: i + 1, settings, ...keys.get(id)!, dataDigest };
     return { id: trialJobId(d), data: d };

@@ -3,11 +3,11 @@ import * as path from 'node:path';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { type Skipped, discoverDataset } from '../data/dataset';
 import type { ExtractItem } from '../data/extract';
-import { DEFAULT_BACKBONE } from '../backbones/catalogue';
+import { DEFAULT_BACKBONE, findBackbone } from '../backbones/catalogue';
 import { type EngineOptions, type OpenedBackbone, openBackbone } from '../engine';
 import { HeadstartError, describeError } from '../errors';
 import type { EventSink } from '../events';
-import { sha256File } from '../fsutil';
+import { UnreadableFileError, hashRegularFile } from '../data/files';
 import { EXPERIMENT_QUEUE, EXTRACT_QUEUE, QUEUE_PREFIX, parseQueueUrl } from './connection';
 import { type ExtractJobData, type JobProgress, type ExtractJobResult, checkExtractJob } from './jobs';
 import { placeOf, resolveRoots } from './roots';
@@ -48,9 +48,11 @@ async function admit(items: ExtractItem[], roots: string[]): Promise<{ ok: Extra
     if (!it.view) {
       let hash: string;
       try {
-        hash = await sha256File(it.path);
+        // Regular files only, opened without blocking and under the size cap: a FIFO or a giant named in a job fails its item.
+        hash = await hashRegularFile(it.path);
       } catch (err) {
-        failed.push({ path: it.path, reason: `cannot read file on worker (${(err as NodeJS.ErrnoException).code ?? describeError(err)})` });
+        const why = err instanceof UnreadableFileError ? err.message : ((err as NodeJS.ErrnoException).code ?? describeError(err));
+        failed.push({ path: it.path, reason: `cannot read file on worker (${why})` });
         continue;
       }
       if (hash !== it.hash) {
@@ -61,6 +63,19 @@ async function admit(items: ExtractItem[], roots: string[]): Promise<{ ok: Extra
     ok.push(it);
   }
   return { ok, failed };
+}
+
+/**
+ * A job's backbone is a catalogue id, or a model file under the roots given by
+ * its absolute path (an ONNX file may carry the `onnx:` prefix): nothing
+ * relative, no URL (a job must not make a worker fetch from the network), and
+ * nothing outside --data-root, before anything is opened.
+ */
+async function admitBackbone(backbone: string, roots: string[]): Promise<void> {
+  if (findBackbone(backbone)) return;
+  const file = backbone.replace(/^(onnx|local):/, '');
+  if (!path.isAbsolute(file)) throw new UnrecoverableError(`refused: backbone ${backbone} is neither a catalogue id nor an absolute path under this worker's --data-root`);
+  if ((await placeOf(file, roots)).where !== 'inside') throw new UnrecoverableError(`refused: backbone ${backbone} is outside this worker's --data-root (${roots.join(', ')})`);
 }
 
 /**
@@ -99,9 +114,7 @@ export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () =
   const opened = new Map<string, Promise<OpenedBackbone>>();
 
   const backboneFor = async (d: Pick<ExtractJobData, 'backbone' | 'engine' | 'key' | 'cut' | 'batchSize' | 'maxPixels'>): Promise<OpenedBackbone> => {
-    if (path.isAbsolute(d.backbone) && (await placeOf(d.backbone, roots)).where !== 'inside') {
-      throw new UnrecoverableError(`refused: backbone ${d.backbone} is outside this worker's --data-root`);
-    }
+    await admitBackbone(d.backbone, roots);
     const k = JSON.stringify([d.backbone, d.engine, d.cut ?? null, d.batchSize, d.maxPixels ?? null]);
     let p = opened.get(k);
     if (!p) {
@@ -145,8 +158,6 @@ export async function startWorker(opts: WorkerOptions, onEvent: EventSink = () =
     const d = job.data;
     await admitTrial(d, roots);
     const backbone = d.settings.backbone ?? DEFAULT_BACKBONE;
-    const local = /[\\/]|\.json$/.test(backbone);
-    if (local && !path.isAbsolute(backbone)) throw new UnrecoverableError(`refused: backbone ${backbone} is a relative path`);
     // The key check: this worker's model files and version give the features the coordinator cached.
     await backboneFor({ backbone, engine: d.engine, key: d.key, batchSize: d.settings.batchSize ?? 16, maxPixels: d.settings.maxPixels });
     await job.updateProgress({ done: 0, total: 1, worker: id } satisfies JobProgress);
