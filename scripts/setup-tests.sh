@@ -23,8 +23,10 @@ chromium_bin >/dev/null || need_pkgs+=(chromium)
 have_cmd redis-server || need_pkgs+=(redis-server)
 if ! code_server_ok; then
   have_cmd rg || need_pkgs+=(ripgrep)
-  # libkrb5-dev: code-server's kerberos module builds from source against it.
+  # libkrb5-dev: code-server's kerberos module builds from source against it (node-gyp: a compiler, make, python3).
   { have_cmd krb5-config || [ -f /usr/include/gssapi/gssapi.h ]; } || need_pkgs+=(libkrb5-dev)
+  { have_cmd g++ && have_cmd make; } || need_pkgs+=(build-essential)
+  have_cmd python3 || need_pkgs+=(python3)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -219,6 +219,21 @@ test('item 7: BMP files get reasons a user can act on, and BMP variants decode r
   bpp.writeUInt16LE(48, 28);
   await assert.rejects(core.decodeImage(bpp, 16), { message: /unsupported BMP variant \(48 bits per pixel\)/ });
 
+  // An RLE8 bomb: 1,086 bytes claiming 8000x8000 (bmp-js would allocate ~450 MB and decode synchronously).
+  const rle = Buffer.alloc(14 + 40 + 1024 + 2);
+  rle.write('BM', 0);
+  rle.writeUInt32LE(rle.length, 2);
+  rle.writeUInt32LE(14 + 40 + 1024, 10);
+  rle.writeUInt32LE(40, 14);
+  rle.writeUInt32LE(8000, 18);
+  rle.writeInt32LE(8000, 22);
+  rle.writeUInt16LE(1, 26);
+  rle.writeUInt16LE(8, 28);
+  rle.writeUInt32LE(1, 30); // BI_RLE8
+  rle.writeUInt8(1, rle.length - 1); // 0,1: end of bitmap
+  const t0 = Date.now();
+  await assert.rejects(core.decodeImage(rle, 16), { message: /^run-length-encoded BMP of 8000x8000 is over the 16-megapixel limit for that variant; re-save it as PNG or JPEG$/ });
+  assert.ok(Date.now() - t0 < 2000, 'refused from the header');
   // A 32-bit BMP with a V5 header and BGRA bit fields (what most tools write): bmp-js alone misreads its channels.
   const w = 10;
   const h = 10;

@@ -141,6 +141,9 @@ const BMP_COMPRESSION: Record<number, string> = { 4: 'JPEG-compressed', 5: 'PNG-
  * the header size). Throws DecodeError naming the variant or the damage;
  * returns the buffer to decode and its size.
  */
+/** Largest run-length-encoded BMP decoded (bmp-js holds it in memory: about 7 bytes a pixel). */
+export const BMP_RLE_MAX_PIXELS = 16_000_000;
+
 function normaliseBmp(buf: Buffer, maxPixels: number): { data: Buffer; width: number; height: number } {
   if (buf.length < 54) throw new DecodeError('truncated or damaged image (the BMP header ends early)', 'bmp');
   const headerSize = buf.readUInt32LE(BMP.headerSize);
@@ -154,6 +157,9 @@ function normaliseBmp(buf: Buffer, maxPixels: number): { data: Buffer; width: nu
   if (buf.readUInt16LE(BMP.planes) !== 1) throw new DecodeError('damaged BMP image (its header says more than one plane)', 'bmp');
   if (![1, 4, 8, 16, 24, 32].includes(bpp)) throw new DecodeError(`unsupported BMP variant (${bpp} bits per pixel); re-save it as PNG or JPEG`, 'bmp');
   const rle = (compression === 1 && bpp === 8) || (compression === 2 && bpp === 4);
+  // RLE data can claim any size in a few bytes (runs of 255 pixels, delta escapes that skip rows), and bmp-js
+  // decodes it synchronously in memory, beyond sharp's timeout: cap it well below the general limit.
+  if (rle && width * height > BMP_RLE_MAX_PIXELS) throw new DecodeError(`run-length-encoded BMP of ${width}x${height} is over the ${BMP_RLE_MAX_PIXELS / 1e6}-megapixel limit for that variant; re-save it as PNG or JPEG`, 'bmp');
   let masks: Buffer | undefined;
   if (compression === 3 && (bpp === 16 || bpp === 32)) {
     // Bit fields: right after the first 40 bytes of the DIB header (inside it from V2 on).
