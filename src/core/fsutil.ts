@@ -95,7 +95,12 @@ export async function writeDirAtomic<T>(
     if (opts.overwrite && (await exists(target))) {
       const old = `${tmp}.old`;
       await fs.rename(target, old);
-      await fs.rename(tmp, target);
+      try {
+        await fs.rename(tmp, target);
+      } catch (err) {
+        await fs.rename(old, target); // the previous output goes back where it was
+        throw err;
+      }
       await fs.rm(old, { recursive: true, force: true });
     } else {
       await fs.rename(tmp, target);
