@@ -2,11 +2,11 @@
 // bad input exits 1 with a one-line reason, and Ctrl-C (SIGINT) during
 // extraction or training exits 130 with no half-written output folder.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { cliPath, core, root, runCli, tempDir } from './helpers.mjs';
+import { core, runCli, tempDir, interruptWhen } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
 
 /** The last stderr line is the reason; exactly one line starts with "headstart: ". */
@@ -106,27 +106,6 @@ test('bad input exits 1 with a one-line reason naming the problem', async (t) =>
   assert.match(ok.stdout, /Run saved to/);
   assertOneLineReason(await runCli(['train', data, '--backbone', backbone, '--out', out, '--workers', '1'], { env }), /already exists.*--force/, 'existing --out');
 });
-
-/**
- * Spawns the CLI, sends SIGINT as soon as stderr shows `waitFor`, and
- * resolves {code, stderr} when it exits.
- */
-function interruptWhen(args, waitFor, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let sent = false;
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-      if (!sent && waitFor.test(stderr)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr, sent }));
-  });
-}
 
 async function assertNothingLeft(out) {
   const parent = path.dirname(out);

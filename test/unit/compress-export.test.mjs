@@ -7,11 +7,11 @@
 // test in this file.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile, cp } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile, cp } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli, tf } from './helpers.mjs';
+import { core, root, runCli, tf, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
 import { engineRows, maxAbsDiff, probsInChild } from './exportProbe.mjs';
 
@@ -23,10 +23,7 @@ const run = promisify(execFile);
 // weight on 256 levels: 5e-2 (a few per cent of probability on these small networks).
 const TOL = { none: 1e-4, float16: 1e-2, uint16: 1e-2, uint8: 5e-2 };
 
-const base = path.join(root, 'test-results', 'tmp');
-await mkdir(base, { recursive: true });
-const dir = await mkdtemp(path.join(base, 'compress-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await fileRepoTempDir('compress-');
 const cacheDir = path.join(dir, 'cache');
 const runDir = path.join(dir, 'run');
 const backbone = await tinyBackbone(path.join(dir, 'tiny'), { size: 32 });

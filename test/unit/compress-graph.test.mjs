@@ -6,11 +6,11 @@
 // One small trained run (3 classes x 8 generated images) serves every export.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, tf } from './helpers.mjs';
+import { core, root, tf, fileRepoTempDir } from './helpers.mjs';
 import { engineRows, maxAbsDiff, probsInChild } from './exportProbe.mjs';
 
 const run = promisify(execFile);
@@ -22,10 +22,7 @@ const run = promisify(execFile);
 // source grid exactly, only the head is re-quantized: 5e-2.
 const TOL = { none: 1e-4, float16: 1e-2, uint16: 1e-2, uint8: 5e-2 };
 
-const base = path.join(root, 'test-results', 'tmp');
-await mkdir(base, { recursive: true });
-const dir = await mkdtemp(path.join(base, 'compress-graph-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await fileRepoTempDir('compress-graph-');
 const cacheDir = path.join(dir, 'cache');
 const runDir = path.join(dir, 'run');
 await core.makeSampleDataset(path.join(dir, 'data'), { classes: 3, perClass: 8, size: 128, seed: 7 });

@@ -1,7 +1,9 @@
 // Shared helpers of the unit tests: the built engine (dist/core.js), temp
 // folders, and datasets made by code. Nothing here fakes the engine.
 import { createRequire } from 'node:module';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { after } from 'node:test';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,11 +25,40 @@ export async function tempDir(t, prefix = 'headstart-test-') {
 
 /** A temp folder inside the repository (so exported scripts resolve node_modules). */
 export async function repoTempDir(t) {
-  const base = path.join(root, 'test-results', 'tmp');
-  await (await import('node:fs/promises')).mkdir(base, { recursive: true });
-  const dir = await mkdtemp(path.join(base, 'case-'));
+  const dir = await mkdtemp(path.join(await repoTempBase(), 'case-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+async function repoTempBase() {
+  const base = path.join(root, 'test-results', 'tmp');
+  await mkdir(base, { recursive: true });
+  return base;
+}
+
+/** A temp folder inside the repository for a whole test file, removed when the file's tests end. */
+export async function fileRepoTempDir(prefix) {
+  const dir = await mkdtemp(path.join(await repoTempBase(), prefix));
+  after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Spawns the CLI and sends SIGINT once stderr matches `waitFor`; resolves {code, signal, stderr, sent}. */
+export function interruptWhen(args, waitFor, env = {}, cwd = root) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let sent = false;
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+      if (!sent && waitFor.test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve({ code, signal, stderr, sent }));
+  });
 }
 
 /** One shared embedding / backbone cache for the test run (keeps tests fast, like a user's cache). */

@@ -10,11 +10,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli } from './helpers.mjs';
+import { core, root, runCli, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
 
 const require = createRequire(import.meta.url);
@@ -24,10 +24,7 @@ const { onnx } = require('onnx-proto');
 const run = promisify(execFile);
 
 // Inside the repository: the generated inference.mjs resolves onnxruntime-node and sharp from its node_modules.
-const base = path.join(root, 'test-results', 'tmp');
-await mkdir(base, { recursive: true });
-const dir = await mkdtemp(path.join(base, 'int8-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await fileRepoTempDir('int8-');
 const cacheDir = path.join(dir, 'cache');
 
 const backbone = await tinyBackbone(path.join(dir, 'bb'), { size: 32, filters: [8, 16] });

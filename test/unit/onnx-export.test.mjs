@@ -8,11 +8,11 @@
 // exits; `headstart predict EXPORT_DIR` reads an ONNX export.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli } from './helpers.mjs';
+import { core, root, runCli, fileRepoTempDir } from './helpers.mjs';
 import { engineRows, maxAbsDiff } from './exportProbe.mjs';
 
 const run = promisify(execFile);
@@ -24,10 +24,7 @@ const run = promisify(execFile);
 // int8 (auto may choose it): activations 8-bit too: 0.35 (0.17 measured on 24 generated images).
 const TOL = { none: 1e-4, float16: 1e-2, uint8: 5e-2, int8: 0.35 };
 
-const base = path.join(root, 'test-results', 'tmp');
-await mkdir(base, { recursive: true });
-const dir = await mkdtemp(path.join(base, 'onnx-export-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await fileRepoTempDir('onnx-export-');
 const cacheDir = path.join(dir, 'cache');
 const runDir = path.join(dir, 'run');
 await core.makeSampleDataset(path.join(dir, 'data'), { classes: 3, perClass: 8, size: 128, seed: 7 });

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { cliPath, core, root, runCli, tempDir } from './helpers.mjs';
+import { core, root, runCli, tempDir, interruptWhen } from './helpers.mjs';
 import { colourDataset, fastTrain, tinyBackbone } from './fixtures.mjs';
 
 const require = createRequire(import.meta.url);
@@ -203,24 +203,6 @@ test('the host\'s run list never shows temp folders', async (t) => {
   const { listRuns } = require(file);
   assert.deepEqual((await listRuns(runs)).map((r) => r.name), ['r1']);
 });
-
-/** Spawns the CLI and sends SIGINT once stderr matches `waitFor`; resolves {code, signal, stderr, sent}. */
-function interruptWhen(args, waitFor, env, cwd) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let sent = false;
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-      if (!sent && waitFor.test(stderr)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr, sent }));
-  });
-}
 
 test('SIGINT during ONNX Runtime extraction exits 130 with no output folder, every time (3 runs)', async (t) => {
   if (!core.loadOrt()) {

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli, tf } from './helpers.mjs';
+import { core, root, runCli, tf, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset } from './fixtures.mjs';
 import { mobileNetV2Like } from './slimFixture.mjs';
 
@@ -21,10 +21,7 @@ const { onnx } = require('onnx-proto');
 const run = promisify(execFile);
 
 // Inside the repository: the generated inference.mjs resolves @tensorflow/tfjs, onnxruntime-node and sharp from its node_modules.
-const base = path.join(root, 'test-results', 'tmp');
-await mkdir(base, { recursive: true });
-const dir = await mkdtemp(path.join(base, 'slim-tfjs-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await fileRepoTempDir('slim-tfjs-');
 const cacheDir = path.join(dir, 'cache');
 await core.initBackend();
 
