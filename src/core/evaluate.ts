@@ -5,7 +5,7 @@ import type { Progress } from './events';
 import type { Skipped } from './data/dataset';
 import type { SplitName } from './data/split';
 import { scanDataset } from './data/scan';
-import { sha256File } from './fsutil';
+import { readFailure, sha256File } from './fsutil';
 import { type EvalResult, evaluatePredictions } from './train/metrics';
 import { type LoadedRun, loadRun, openRunBackbone, runProbs } from './runFolder';
 import { evalTextRun } from './text/predict';
@@ -31,7 +31,7 @@ export async function splitItems(run: LoadedRun, split: SplitName): Promise<{ it
     try {
       items.push({ path: p, label: s.label, hash: await sha256File(p) });
     } catch (err) {
-      skipped.push({ path: p, reason: `${split} image no longer readable (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+      skipped.push({ path: p, reason: `${split} image no longer readable: ${readFailure(err)}` });
     }
   }
   return { items, skipped };

@@ -1,16 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readRegularFile } from './data/files';
+import { UnreadableFileError, hashRegularFile, readRegularFile } from './data/files';
 import { HeadstartError } from './errors';
 
-/** sha256 of a file's bytes, hex. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+/**
+ * sha256 of a file's bytes, hex: a regular file within the size cap, opened
+ * without blocking (a FIFO or device is refused with UnreadableFileError, it
+ * cannot hang the caller).
+ */
+export function sha256File(file: string, signal?: AbortSignal): Promise<string> {
+  return hashRegularFile(file, signal);
+}
+
+/** The reason a file could not be read, for a skip list. */
+export function readFailure(err: unknown): string {
+  return err instanceof UnreadableFileError ? err.message : `cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
 }
 
 export function sha256(data: string | Uint8Array): string {

@@ -7,7 +7,7 @@ import type { Progress } from './events';
 import { DecodeError, readAndDecode } from './data/decode';
 import { loadExportedModel } from './export/fullModel';
 import { loadOrt, ortUnavailableReason } from './onnx/engine';
-import { exists, readJson, sha256File } from './fsutil';
+import { exists, readFailure, readJson, sha256File } from './fsutil';
 import { loadRun, openRunBackbone, runProbs } from './runFolder';
 import type { Prediction, PredictionLine as PredictLine } from '../shared/records';
 
@@ -52,7 +52,7 @@ export async function predictFiles(modelDir: string, files: string[], opts: Engi
           try {
             items.push({ path: f, hash: await sha256File(f) });
           } catch (err) {
-            lines.push({ path: f, error: `cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+            lines.push({ path: f, error: readFailure(err) });
           }
         }
         const ex = await opened.extract(items, progress);

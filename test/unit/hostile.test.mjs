@@ -349,3 +349,13 @@ test('item 11: a JSONL label must be a string or a number; others are skipped na
   ]);
   assert.ok(!d.samples.some((s) => s.label === '[object Object]'));
 });
+
+test('item 5: hashing a file for eval or predict refuses a FIFO at once instead of waiting for a writer', { skip: !hasMkfifo() && 'no mkfifo' }, async (t) => {
+  const dir = await tempDir(t);
+  const fifo = path.join(dir, 'photo.jpg');
+  execFileSync('mkfifo', [fifo]);
+  const t0 = Date.now();
+  await assert.rejects(core.sha256File(fifo), /FIFO|pipe/i);
+  assert.ok(Date.now() - t0 < 2000, 'refused without blocking');
+  assert.match(core.readFailure(await core.sha256File(fifo).catch((e) => e)), /FIFO|pipe/i);
+});
