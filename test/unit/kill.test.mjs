@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { cliPath, core, tempDir } from './helpers.mjs';
@@ -43,7 +44,7 @@ async function assertWholeOrAbsent(out, kind) {
   const st = await stat(out).catch(() => undefined);
   if (!st) return 'absent';
   const names = await readdir(out);
-  assert.deepEqual(JSON.parse(await readFile(path.join(out, '.headstart.json'), 'utf8')), { app: 'headstart', kind, version: 1 }, `${out} carries its marker`);
+  assert.deepEqual(JSON.parse(await readFile(path.join(out, '.headstart.json'), 'utf8')), { app: 'headstart', kind, version: 1, host: os.hostname() }, `${out} carries its marker`);
   const must = kind === 'run' ? ['run.json', 'head'] : ['model.json', 'weights.bin', 'report.json', 'labels.json'];
   for (const f of must) assert.ok(names.includes(f), `${out} is complete (${f})`);
   JSON.parse(await readFile(path.join(out, kind === 'run' ? 'run.json' : 'report.json'), 'utf8'));
