@@ -50,16 +50,21 @@ async function converterVsTorch(core, work, fig, rounds) {
   const ort = core.loadOrt();
   const rb = await core.resolveBackbone('mobilenet-v2-100', path.join(work, 'cache-models'));
   const ours = await core.ensureOnnxBackbone(rb, path.join(work, 'cache-models'));
-  const opts = { intraOpNumThreads: 2, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
+  const opts = core.ortSessionOptions(2);
   const B = 32;
   const S = 224;
+  // What the extractor runs: the converter's graph with its pixel prefix split off (NCHW on the
+  // network's range, like the PyTorch export); and, for the record, the whole graph (0..255 NHWC in).
+  const model = await core.extractionModel(ours);
+  if (!model.prefix) throw new Error('the converter graph has no pixel prefix to split off: bench/extract.mjs expects one');
+  const nchw = () => new Float32Array(B * 3 * S * S).map(() => Math.random() * 2 - 1);
   const sides = [
-    // The converter's graph takes 0..255 NHWC pixels (normalisation inside); the export takes NCHW.
-    { name: 'converter', session: await ort.InferenceSession.create(ours, opts), x: new ort.Tensor('float32', new Float32Array(B * S * S * 3).map(() => Math.random() * 255), [B, S, S, 3]), t: [] },
-    { name: 'pytorchExport', session: await ort.InferenceSession.create(ref.file, opts), x: new ort.Tensor('float32', new Float32Array(B * S * S * 3).map(() => Math.random()), [B, 3, S, S]), t: [] },
+    { name: 'converter', session: await ort.InferenceSession.create(model.bytes, opts), feed: { [model.prefix.inputName]: new ort.Tensor('float32', nchw(), [B, 3, S, S]) }, t: [] },
+    { name: 'pytorchExport', session: await ort.InferenceSession.create(ref.file, opts), feed: { image: new ort.Tensor('float32', nchw(), [B, 3, S, S]) }, t: [] },
+    { name: 'converterWithPixelOps', session: await ort.InferenceSession.create(ours, opts), feed: { image: new ort.Tensor('float32', new Float32Array(B * S * S * 3).map(() => Math.random() * 255), [B, S, S, 3]) }, t: [] },
   ];
-  for (const s of sides) await s.session.run({ image: s.x }); // warm up
-  for (let r = 0; r < rounds; r++) for (const s of sides) s.t.push(await timed(() => s.session.run({ image: s.x })));
+  for (const s of sides) await s.session.run(s.feed); // warm up
+  for (let r = 0; r < rounds; r++) for (const s of sides) s.t.push(await timed(() => s.session.run(s.feed)));
   console.log(`# converter vs PyTorch export: MobileNetV2 1.0 224, batch ${B}, ONNX Runtime 2 threads, ${rounds} alternating rounds, medians`);
   for (const s of sides) {
     fig(`extract.mnv2_100.${s.name}.imagesPerSecond`, B / median(s.t.map((x) => x.wall)));

@@ -34,6 +34,7 @@ export * from './compress/quantize';
 export * from './compress/prune';
 export * from './onnx/convert';
 export * from './onnx/engine';
+export * from './onnx/pixelInput';
 export * from './onnx/compress';
 export * from './onnx/qdq';
 export * from './onnx/calibrate';

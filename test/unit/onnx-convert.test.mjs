@@ -101,6 +101,40 @@ test('bundled backbones: the ONNX conversion gives the TF.js extractor features 
   }
 });
 
+test('extraction graph: the pixel prefix (x * scale + offset, NHWC → NCHW) is split off and done in one pass by the extractor, with the same features', async (t) => {
+  const cacheDir = await tempDir(t);
+  for (const id of ['mobilenet-v2-140', 'mobilenet-v2-100']) {
+    const b = await core.resolveBackbone(id, cacheDir);
+    const size = b.entry.inputSize;
+    const file = await core.ensureOnnxBackbone(b, cacheDir);
+    const full = new Uint8Array(await readFile(file));
+    const split = await core.extractionModel(file);
+    assert.ok(split.prefix, `${id}: the converter's prefix is found`);
+    const [lo, hi] = b.entry.inputRange;
+    assert.ok(Math.abs(split.prefix.scale - (hi - lo) / 255) < 1e-7 && Math.abs(split.prefix.offset - lo) < 1e-7, `${id}: scale and offset read back from the graph`);
+    const g = checkStructure(`${id} stripped`, split.bytes).graph;
+    assert.equal(g.input.length, 1);
+    assert.deepEqual(g.input[0].type.tensorType.shape.dim.slice(1).map((d) => Number(d.dimValue)), [3, size, size], `${id}: NCHW input`);
+    assert.notEqual(g.node[0].opType, 'Transpose', `${id}: no layout op left at the top`);
+    assert.equal(onnx.ModelProto.decode(full).graph.node.length - 3, g.node.length, `${id}: exactly the three prefix nodes went`);
+    const n = 2;
+    const px = randomPixels(n, size, 5);
+    const ref = await runOnnx(full, px, [n, size, size, 3]);
+    const direct = await runOnnx(split.bytes, core.toNchw(px, n, size, split.prefix.scale, split.prefix.offset), [n, 3, size, size], split.prefix.inputName);
+    assertClose(t, `${id} stripped graph on toNchw pixels vs the whole graph`, direct.data, ref.data);
+    const ex = await core.loadOnnxExtractor(file, size, 1);
+    try {
+      assertClose(t, `${id} loadOnnxExtractor (NHWC 0..255 in) vs the whole graph`, await ex.extract(px.slice(), n), ref.data);
+    } finally {
+      await ex.close();
+    }
+  }
+  // A graph without the prefix (no normalisation: Transpose first) runs as it is.
+  const b = await core.resolveBackbone('mobilenet-v2-100', cacheDir);
+  const bare = await core.convertTfjsModel(b.dir, { ...backboneOptions(b.entry), normalise: undefined });
+  assert.equal(core.splitPixelPrefix(bare.bytes), undefined, 'no Mul/Add prefix: nothing is split off');
+});
+
 // ---- layers models built by code ---------------------------------------------------------
 
 let seedCounter = 100;

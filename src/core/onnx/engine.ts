@@ -6,6 +6,7 @@ import { exists, sha256, writeFileAtomic } from '../fsutil';
 import { CONVERTER_VERSION, convertTfjsModel } from './convert';
 import type { FeatureExtractor } from '../backbones/extractor';
 import { ONNX_BACKBONE_FILE } from './backbone';
+import { type PixelPrefix, splitPixelPrefix, toNchw } from './pixelInput';
 import type { ResolvedBackbone } from '../backbones/store';
 
 type Ort = typeof import('onnxruntime-node');
@@ -54,20 +55,38 @@ export async function ensureOnnxBackbone(b: ResolvedBackbone, cacheDir: string):
   return file;
 }
 
-/** A feature extractor on ONNX Runtime (CPU). `run()` blocks its thread: use it in a worker thread. */
-export async function loadOnnxExtractor(onnxPath: string, inputSize: number, threads = defaultOrtThreads()): Promise<FeatureExtractor> {
-  const ort = loadOrt();
-  if (!ort) throw new HeadstartError('BACKEND', `ONNX Runtime is not available here (${ortError}); use --engine tfjs`);
-  const session = await ort.InferenceSession.create(onnxPath, {
+/** Session options of every extraction session (and the benchmark's, so both sides run alike). */
+export function ortSessionOptions(threads: number): import('onnxruntime-node').InferenceSession.SessionOptions {
+  return {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     // Spinning threads fight any other job for the cores; sleeping ones do not.
     extra: { session: { intra_op: { allow_spinning: '0' } } },
-  });
+  };
+}
+
+/**
+ * The model an extractor runs for an ONNX backbone file: with the converter's
+ * pixel prefix split off (the extractor lays the pixels out as NCHW on the
+ * network's range itself), or the file as it is (a foreign model).
+ */
+export async function extractionModel(onnxPath: string): Promise<{ bytes: Uint8Array; prefix?: PixelPrefix }> {
+  const bytes = new Uint8Array(await fs.readFile(onnxPath));
+  return splitPixelPrefix(bytes) ?? { bytes };
+}
+
+/** A feature extractor on ONNX Runtime (CPU). `run()` blocks its thread: use it in a worker thread. */
+export async function loadOnnxExtractor(onnxPath: string, inputSize: number, threads = defaultOrtThreads()): Promise<FeatureExtractor> {
+  const ort = loadOrt();
+  if (!ort) throw new HeadstartError('BACKEND', `ONNX Runtime is not available here (${ortError}); use --engine tfjs`);
+  const model = await extractionModel(onnxPath);
+  const session = await ort.InferenceSession.create(model.bytes, ortSessionOptions(threads));
+  const pre = model.prefix;
   const runBatch = async (pixels: Float32Array, n: number): Promise<Float32Array> => {
-    const out = await session.run({ image: new ort.Tensor('float32', pixels, [n, inputSize, inputSize, 3]) });
+    const x = pre ? new ort.Tensor('float32', toNchw(pixels, n, inputSize, pre.scale, pre.offset), [n, 3, inputSize, inputSize]) : new ort.Tensor('float32', pixels, [n, inputSize, inputSize, 3]);
+    const out = await session.run({ [pre?.inputName ?? 'image']: x });
     return out.features!.data as Float32Array;
   };
   // A foreign model whose graph fixes the batch to 1 is wrapped with a [1, …] input: feed it one image at a time.
