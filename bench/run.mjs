@@ -350,6 +350,7 @@ try {
       fig('exportOnnx.int8.gzipSizeRatio', r.exported.gzipBytes / r.float32.gzipBytes);
       fig('exportOnnx.int8.speedupBatch1.2threads', q.speed.batch1Speedup);
       fig('exportOnnx.int8.speedupBatch32.2threads', q.speed.batch32Speedup);
+      fig('exportOnnx.int8.cpuSpeedupBatch32.2threads', q.speed.batch32CpuSpeedup);
     }
   }
 

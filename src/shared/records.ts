@@ -275,6 +275,8 @@ export interface OnnxSpeed {
   /** Milliseconds per single image (batch 1). */
   batch1Ms: number;
   batch32ImagesPerSecond: number;
+  /** Process CPU ms per image at batch 32 (absent in reports before 0.2.1). */
+  batch32CpuMs?: number;
 }
 
 /** report.json's `quantization` of an int8 ONNX export (core carries more fields). */
@@ -284,7 +286,7 @@ export interface Int8Report {
   calibrationImages: number;
   calibrationSplit: string;
   calibrationSkipped: number;
-  speed: { threads: number; float32: OnnxSpeed; int8: OnnxSpeed; batch1Speedup: number; batch32Speedup: number };
+  speed: { threads: number; float32: OnnxSpeed; int8: OnnxSpeed; batch1Speedup: number; batch32Speedup: number; batch32CpuSpeedup?: number };
 }
 
 /** One row of report.json's `slimming.steps`. */

@@ -8,6 +8,12 @@ export interface OnnxSpeed {
   batch1Ms: number;
   /** Images per second at batch 32, best of the repetitions. */
   batch32ImagesPerSecond: number;
+  /**
+   * Process CPU milliseconds per image at batch 32, least of the repetitions:
+   * what the model costs the machine, which other jobs on a shared machine
+   * move far less than they move the wall clock.
+   */
+  batch32CpuMs: number;
 }
 
 /** Two models timed side by side (`base` is the reference, float32). */
@@ -19,6 +25,14 @@ export interface SpeedComparison {
   /** base.batch1Ms / other.batch1Ms: above 1 means `other` is faster. */
   batch1Speedup: number;
   batch32Speedup: number;
+  /** base.batch32CpuMs / other.batch32CpuMs: the speed-up on an idle machine with these threads. */
+  batch32CpuSpeedup: number;
+}
+
+/** Process CPU milliseconds (user + system: ONNX Runtime's threads included). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 /**
@@ -37,7 +51,7 @@ export async function compareOnnxSpeed(baseFile: string, otherFile: string, imag
   const big = new ort.Tensor('float32', batch, [32, size, size, 3]);
   const opts = { intraOpNumThreads: threads, interOpNumThreads: 1 };
   const sessions = [await ort.InferenceSession.create(baseFile, opts), await ort.InferenceSession.create(otherFile, opts)];
-  const best: OnnxSpeed[] = sessions.map(() => ({ batch1Ms: Infinity, batch32ImagesPerSecond: 0 }));
+  const best: OnnxSpeed[] = sessions.map(() => ({ batch1Ms: Infinity, batch32ImagesPerSecond: 0, batch32CpuMs: Infinity }));
   try {
     for (const s of sessions) await s.run({ [s.inputNames[0]!]: one[0]! }); // warm-up: kernels, buffers
     for (let r = 0; r < repetitions; r++)
@@ -49,14 +63,16 @@ export async function compareOnnxSpeed(baseFile: string, otherFile: string, imag
         for (let k = 0; k < n; k++) await s.run({ [name]: one[k]! });
         best[i]!.batch1Ms = Math.min(best[i]!.batch1Ms, (performance.now() - t) / n);
         t = performance.now();
+        const c = cpuMs();
         await s.run({ [name]: big });
+        best[i]!.batch32CpuMs = Math.min(best[i]!.batch32CpuMs, (cpuMs() - c) / 32);
         best[i]!.batch32ImagesPerSecond = Math.max(best[i]!.batch32ImagesPerSecond, 32000 / (performance.now() - t));
       }
   } finally {
     for (const s of sessions) await s.release();
   }
   const [base, other] = best as [OnnxSpeed, OnnxSpeed];
-  return { threads, repetitions, base, other, batch1Speedup: base.batch1Ms / other.batch1Ms, batch32Speedup: other.batch32ImagesPerSecond / base.batch32ImagesPerSecond };
+  return { threads, repetitions, base, other, batch1Speedup: base.batch1Ms / other.batch1Ms, batch32Speedup: other.batch32ImagesPerSecond / base.batch32ImagesPerSecond, batch32CpuSpeedup: base.batch32CpuMs / other.batch32CpuMs };
 }
 
 /** int8 against float32 (report.json's `quantization.speed`). */
@@ -68,4 +84,6 @@ export interface Int8Speed {
   batch1Speedup: number;
   /** int8 batch-32 images/s / float32 batch-32 images/s. */
   batch32Speedup: number;
+  /** float32 / int8 CPU ms per image at batch 32. */
+  batch32CpuSpeedup: number;
 }

@@ -29,7 +29,7 @@ const MODEL_FILE = 'model.onnx';
 async function int8Speed(f32File: string, int8File: string, run: LoadedRun, test: TestSet, progress: Progress): Promise<Int8Speed> {
   progress.onEvent?.({ type: 'phase', phase: 'export', message: 'timing int8 against float32 in ONNX Runtime (2 threads, batch 1 and batch 32)' });
   const c = await compareOnnxSpeed(f32File, int8File, test.images.slice(0, 32).map((im) => im.rgb), run.record.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
-  return { threads: c.threads, float32: c.base, int8: c.other, batch1Speedup: c.batch1Speedup, batch32Speedup: c.batch32Speedup };
+  return { threads: c.threads, float32: c.base, int8: c.other, batch1Speedup: c.batch1Speedup, batch32Speedup: c.batch32Speedup, batch32CpuSpeedup: c.batch32CpuSpeedup };
 }
 
 function onnxSnippet(): string {
