@@ -45,7 +45,12 @@ async function slimSection(data) {
     fig(`${k}.msPerImage2t`, st.msPerImage);
     fig(`${k}.speedup`, st.speedup);
     fig(`${k}.valAccuracy`, st.valAccuracy);
+    fig(`${k}.oofAccuracy`, st.oofAccuracy);
+    fig(`${k}.agreement`, st.agreement);
+    fig(`${k}.withinBudget`, st.withinBudget);
   }
+  // Judged on the validation images plus the training images out of fold (never test images).
+  fig('slim.judged', { validationImages: s.validationImages, oofTrainImages: s.oofTrainImages, folds: s.folds, budgetPoints: s.budgetPoints });
   fig('slim.chosenFraction', s.chosen);
   fig('slim.export.seconds', ex.seconds);
   fig('slim.export.chosen', ex.json.chosen);
@@ -71,6 +76,14 @@ async function slimSection(data) {
   for (const who of ['teacher', 'student']) for (const key of ['bytes', 'accuracy', 'msPerImage']) fig(`slim.distill.${who}.${key}`, d.json[who][key]);
   fig('slim.distill.sizeRatio', d.json.ratios.size);
   fig('slim.distill.speedRatio', d.json.ratios.speed);
+  fig('slim.distill.judged', { validationImages: d.json.slimming.validationImages, oofTrainImages: d.json.slimming.oofTrainImages, budgetPoints: d.json.slimming.budgetPoints });
+  for (const st of d.json.slimming.steps) fig(`slim.distill.step${Math.round(st.fraction * 100)}`, { valAccuracy: st.valAccuracy, oofAccuracy: st.oofAccuracy, agreement: st.agreement, speedup: st.speedup, withinBudget: st.withinBudget });
+  // Test accuracy of teacher and student with their 95% intervals (same test split).
+  const readTest = async (dir) => JSON.parse(await (await import('node:fs/promises')).readFile(path.join(dir, 'run.json'), 'utf8')).test;
+  for (const [who, dir] of [['teacher', runDir], ['student', d.json.runDir]]) {
+    const t = await readTest(dir);
+    fig(`slim.distill.${who}.test`, { accuracy: t.accuracy, low: t.interval?.low, high: t.interval?.high, images: t.count });
+  }
 }
 
 function timeCli(argv, env = {}) {

@@ -83,6 +83,8 @@ test('int8: calibration images and the speed-up; auto: where it decided; slimmin
   assert.equal((s.match(/<svg /g) ?? []).length, 2, 'accuracy and ms/image curves');
   assert.equal((s.match(/<polyline /g) ?? []).length, 2);
   assert.match(s, />25%<\/text>/, 'steps labelled on the x axis');
+  assert.match(s, /budget 1\.0 points on 8 validation images\)/, 'a report of an earlier version: validation images only');
+  assert.match(slimmingSection({ ...exported, slimming: { ...exported.slimming!, oofTrainImages: 40 } }).value, /on 8 validation images \+ 40 training images out of fold\)/, 'the out-of-fold training images are counted');
   assert.doesNotMatch(s, /<script|on\w+=/i);
 });
 

@@ -151,7 +151,7 @@ export function slimmingSection(e: ExportView): SafeHtml {
     (x) => html`<tr class="${x.fraction === s.chosen ? 'chosen' : ''}"><th scope="row">${fixed(num(x.fraction) * 100, 0)}%${x.fraction === s.chosen ? ' ✓' : ''}</th><td>${count(x.hiddenKept)} / ${count(x.hiddenTotal)}</td><td>${mb(x.bytes)}</td><td>${fixed(x.msPerImage, 1)}</td><td>${fixed(x.speedup, 2)}×</td><td>${pct(x.valAccuracy)}</td><td>${fixed(x.dropPoints, 1)}${x.withinBudget ? '' : ' ✗'}</td></tr>`,
   );
   const chosen = num(s.chosen) > 0 ? html`chose ${fixed(num(s.chosen) * 100, 0)}% removed` : html`no step met the budget: the backbone is unslimmed`;
-  return html`<div id="slimming"><table class="metrics"><caption>Backbone slimming (asked: ${typeof s.asked === 'number' ? fixed(s.asked, 2) : s.asked}; ${chosen}; budget ${fixed(s.budgetPoints, 1)} points on ${count(s.validationImages)} validation images)</caption>
+  return html`<div id="slimming"><table class="metrics"><caption>Backbone slimming (asked: ${typeof s.asked === 'number' ? fixed(s.asked, 2) : s.asked}; ${chosen}; budget ${fixed(s.budgetPoints, 1)} points on ${count(s.validationImages)} validation images${s.oofTrainImages ? html` + ${count(s.oofTrainImages)} training images out of fold` : html``})</caption>
     <tr><th>removed</th><th>hidden channels</th><th>size</th><th>ms / image</th><th>speed-up</th><th>val accuracy</th><th>drop (points)</th></tr>${rows}</table>
     <div class="charts">${stepChart('Validation accuracy by step', [{ name: 'val accuracy', cls: 's-val', values: s.steps.map((x) => num(x.valAccuracy)) }], steps, 'hidden channels removed', 1, true)}${stepChart(
       `Backbone ms / image (${count(s.threads)} threads)`,

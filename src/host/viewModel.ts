@@ -88,6 +88,7 @@ function slimmingView(sl: NonNullable<ExportReport['slimming']>): ExportView['sl
     chosen: sl.chosen,
     budgetPoints: sl.budgetPoints,
     validationImages: sl.validationImages,
+    oofTrainImages: sl.oofTrainImages,
     threads: sl.threads,
     steps: sl.steps.map((x) => ({ fraction: x.fraction, hiddenKept: x.hiddenKept, hiddenTotal: x.hiddenTotal, bytes: x.bytes, msPerImage: x.msPerImage, speedup: x.speedup, valAccuracy: x.valAccuracy, dropPoints: x.dropPoints, withinBudget: x.withinBudget })),
   };

@@ -155,6 +155,8 @@ export interface SlimmingView {
   chosen: number;
   budgetPoints: number;
   validationImages: number;
+  /** Training images judged out of fold (absent in reports of earlier versions). */
+  oofTrainImages?: number;
   threads: number;
   steps: Array<{ fraction: number; hiddenKept: number; hiddenTotal: number; bytes: number; msPerImage: number; speedup: number; valAccuracy: number; dropPoints: number; withinBudget: boolean }>;
 }

@@ -302,9 +302,13 @@ export interface SlimStep {
   speedup: number;
   /** Accuracy of the refit head on the validation split (0..1). */
   valAccuracy: number;
-  /** Points below the unslimmed model on the validation split. */
+  /** Points below the unslimmed reference on the validation split. */
   dropPoints: number;
-  /** Within the budget rule: top-1 agreement with the unslimmed model on the choice images. */
+  /** Accuracy on the training images, each predicted by a head fit on the other folds (0..1; absent in reports of earlier versions). */
+  oofAccuracy?: number;
+  /** Points below the unslimmed reference over all judged images (validation + out-of-fold training); the disagreements bound it. */
+  judgedDropPoints?: number;
+  /** Within the budget rule: top-1 agreement with the unslimmed reference on the judged images. */
   withinBudget: boolean;
   agreement?: number;
 }
@@ -317,8 +321,15 @@ export interface SlimReport {
   rankImages: number;
   blocks: number;
   budgetPoints: number;
-  /** Head refits train on the training split and are judged on the validation split. */
+  /**
+   * Judged images: the validation split (a head refit on the training split)
+   * plus the training images out of fold (`folds` heads, each fit on the other
+   * folds); never test images. The unslimmed reference is refit the same way.
+   */
   validationImages: number;
+  /** Training images judged out of fold (absent in reports of earlier versions: they judged on validation images only). */
+  oofTrainImages?: number;
+  folds?: number;
   threads: number;
   steps: SlimStep[];
   /** Fraction of the chosen step (0: none met the budget; the backbone is unslimmed). */

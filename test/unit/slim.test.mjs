@@ -134,6 +134,17 @@ test('ranking reads training images only; slimming never reads a test image', as
     assert.deepEqual(count(files('test')), [], 'slimming (ranking, re-extraction, refit, judging) read no test image');
     assert.ok(count(files('val')).length > 0, 'steps are judged on validation images');
     assert.equal(res.report.rankSplit, 'train');
+    // Judged: every validation image and every training image (out of fold), no test image.
+    const hashes = (split) => record.samples.filter((s) => s.split === split).map((s) => s.hash).sort();
+    assert.deepEqual([...res.judged].sort(), [...hashes('train'), ...hashes('val')].sort(), 'judged = training ∪ validation images');
+    assert.equal(res.report.validationImages, hashes('val').length);
+    assert.equal(res.report.oofTrainImages, hashes('train').length, 'the training images are judged out of fold (the old search judged the validation images only)');
+    assert.ok(res.report.validationImages + res.report.oofTrainImages > res.report.validationImages);
+    const step = res.report.steps[1];
+    const n = res.judged.length;
+    assert.ok(Math.abs(step.agreement * n - Math.round(step.agreement * n)) < 1e-9, `agreement ${step.agreement} is a share of the ${n} judged images`);
+    assert.ok(step.oofAccuracy >= 0 && step.oofAccuracy <= 1 && res.report.steps[0].oofAccuracy >= 0, 'out-of-fold accuracy per step, the unslimmed reference included');
+    assert.ok((1 - step.agreement) * 100 >= step.judgedDropPoints - 1e-9, 'disagreements bound the drop over the judged images');
   } finally {
     fsp.open = openOrig;
     loaded.head.dispose();
@@ -144,7 +155,7 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   const out = path.join(dir, 'export-slim');
   const r = await runCli(['export', runDir, '--out', out, '--format', 'onnx', '--slim', 'auto', '--max-drop', '100', '--quantize', 'int8', '--cache', cacheDir, '--workers', '1']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /Slimming \(auto, top-1 kept on at least 0% of the validation images; ranked on \d+ training images, judged on \d+ validation images/);
+  assert.match(r.stdout, /Slimming \(auto, top-1 kept on at least 0% of the judged images; ranked on \d+ training images, judged on \d+ validation images and \d+ training images out of fold \(5 folds\)/);
   assert.match(r.stdout, /70%.*← chosen/, 'with a budget of 100 points every step passes: the last is chosen');
   const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
   const s = rep.slimming;
@@ -155,7 +166,8 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
     if (i) assert.ok(x.bytes < s.steps[i - 1].bytes && x.hiddenKept < s.steps[i - 1].hiddenKept, 'each step is smaller');
     // The budget rule is the export's: agreement with the unslimmed model's top-1, which bounds the accuracy drop.
     assert.ok(x.agreement >= 0 && x.agreement <= 1, `step ${x.fraction} reports its agreement`);
-    assert.ok((1 - x.agreement) * 100 >= x.dropPoints - 1e-9, `disagreements bound the drop at step ${x.fraction}`);
+    assert.ok((1 - x.agreement) * 100 >= x.judgedDropPoints - 1e-9, `disagreements bound the drop over the judged images at step ${x.fraction}`);
+    assert.ok(x.oofAccuracy >= 0 && x.oofAccuracy <= 1, `step ${x.fraction} reports its out-of-fold accuracy`);
   }
   assert.equal(rep.chosen, 'int8', 'the slimmed model was quantized after slimming');
   t.diagnostic(`steps: ${s.steps.map((x) => `${x.fraction}: ${x.bytes} B, ${x.msPerImage.toFixed(2)} ms (${x.speedup.toFixed(2)}x), val ${x.valAccuracy.toFixed(3)}`).join('; ')}; exported int8 ${rep.exported.bytes} B`);
@@ -220,6 +232,41 @@ test('cancelled slimming leaves no export folder and no temp folder behind', asy
   );
   assert.ok(sawStep, 'cancelled during a slimming step');
   assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('cancelled') || f.startsWith('.cancelled')), [], 'nothing left');
+});
+
+test('out-of-fold judging: no training image is predicted by a head that trained on it', async () => {
+  // One-hot features with random labels: a head memorises the rows it trained on
+  // (each row has its own input weight) and can only guess on rows it never saw.
+  const n = 60;
+  const k = 3;
+  const rng = new core.Rng(7);
+  const x = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) x[i * n + i] = 1;
+  const y = Int32Array.from({ length: n }, () => Math.floor(rng.next() * k));
+  const set = { x, y, hashes: Array.from({ length: n }, (_, i) => `h${i}`) };
+  const config = { ...record.config, epochs: 60, patience: 0, hiddenUnits: 0, l2: 0, learningRate: 0.1, batchSize: 8, balanceClasses: false };
+  const empty = { x: new Float32Array(0), y: new Int32Array(0) };
+  const fold = core.stratifiedFolds(y, core.SLIM_FOLDS, 1);
+  const oof = await core.outOfFoldTop1(set, fold, empty, n, k, config);
+  const inSample = await core.fitHead(set, set, n, k, config);
+  inSample.model.dispose();
+  const oofAcc = oof.filter((c, i) => c === y[i]).length / n;
+  assert.ok(inSample.valAccuracy > 0.9, `a head predicting its own training rows is near perfect here (${inSample.valAccuracy}): the check can fail`);
+  assert.ok(oofAcc < 0.6, `out-of-fold predictions are guesses on these rows (${oofAcc}), not memory`);
+  assert.ok(oof.every((c) => c >= 0 && c < k), 'every row is predicted');
+});
+
+test('cancelling while the reference is judged stops the search with `cancelled`', async () => {
+  const loaded = await core.loadRun(runDir);
+  const ac = new AbortController();
+  try {
+    await assert.rejects(
+      core.slimSearch(loaded, { slim: 'auto', maxDrop: 100, work: path.join(dir, 'work-cancel'), cacheDir, workers: 1 }, { signal: ac.signal, onEvent: (e) => e.type === 'phase' && /judging the unslimmed backbone/.test(e.message) && ac.abort() }),
+      (err) => core.isCancelled(err),
+    );
+  } finally {
+    loaded.head.dispose();
+  }
 });
 
 test('slimming steps are judged by the export budget rule (agreement with the unslimmed model), not by the validation accuracy', () => {

@@ -17,15 +17,23 @@ import { calibrationItems } from '../onnx/calibrate';
 import { convertTfjsModel } from '../onnx/convert';
 import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenStats } from '../onnx/slim';
 import { compareOnnxSpeed } from '../onnx/speed';
-import { type LoadedRun, type RunRecord, openRunBackbone, runProbs } from '../runFolder';
-import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, trainHead } from '../train/head';
-import { agreementOf } from '../train/metrics';
+import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
+import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, predictRows, trainHead } from '../train/head';
+import { FOLDS, stratifiedFolds } from '../train/select';
 
 /** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */
 export const SLIM_STEPS = [0.25, 0.4, 0.55, 0.7] as const;
 
 /** Training images whose activations rank the channels, at most (balanced across classes). */
 export const SLIM_RANK_IMAGES = 64;
+
+/**
+ * Folds of the out-of-fold judging: each training image is predicted by a
+ * head fit on the other folds, so a step is judged on the validation images
+ * plus every training image, none of them seen by the head that predicts it
+ * (the head choice's stratified folds, select.ts).
+ */
+export const SLIM_FOLDS = FOLDS;
 
 /**
  * ONNX Runtime's x86 kernels run convolutions on blocks of 8 channels
@@ -47,8 +55,10 @@ export function parseSlim(v: unknown): SlimOption {
 
 /** One row of the slimming table (report.json `slimming.steps`; plain data in src/shared/records.ts). */
 export interface SlimStep extends shared.SlimStep {
-  /** Fraction of the choice images whose top-1 class equals the unslimmed model's (the budget rule). */
+  /** Fraction of the judged images (validation + out-of-fold training) whose top-1 class equals the unslimmed reference's (the budget rule). */
   agreement: number;
+  oofAccuracy: number;
+  judgedDropPoints: number;
 }
 
 /** report.json's `slimming`. */
@@ -56,6 +66,8 @@ export interface SlimReport extends Omit<shared.SlimReport, 'steps' | 'asked'> {
   asked: SlimOption;
   /** Training images the ranking ran on (never validation or test images). */
   rankSplit: 'train';
+  oofTrainImages: number;
+  folds: number;
   steps: SlimStep[];
 }
 
@@ -163,15 +175,127 @@ export async function rankingImages(record: RunRecord, progress: Progress): Prom
   return out;
 }
 
+/** Labelled feature rows with the content hash of each row's image. */
+export interface HashedSet extends VectorSet {
+  hashes: string[];
+}
+
 /** Feature rows of the train / validation splits for one backbone, labelled by class index; soft targets for the training rows. */
-function rows(record: RunRecord, features: Map<string, Float32Array>, split: 'train' | 'val', dim: number, soft?: Map<string, Float32Array>): VectorSet {
+function rows(record: RunRecord, features: Map<string, Float32Array>, split: 'train' | 'val', dim: number, soft?: Map<string, Float32Array>): HashedSet {
   const sel = record.samples.filter((s) => s.split === split && features.has(s.hash) && (!soft || split !== 'train' || soft.has(s.hash)));
   const x = new Float32Array(sel.length * dim);
   sel.forEach((s, i) => x.set(features.get(s.hash)!, i * dim));
   const k = record.labels.length;
   const softRows = soft && split === 'train' ? new Float32Array(sel.length * k) : undefined;
   if (softRows) sel.forEach((s, i) => softRows.set(soft!.get(s.hash)!, i * k));
-  return { x, y: Int32Array.from(sel.map((s) => record.labels.indexOf(s.label))), soft: softRows };
+  return { x, y: Int32Array.from(sel.map((s) => record.labels.indexOf(s.label))), soft: softRows, hashes: sel.map((s) => s.hash) };
+}
+
+/** The rows of `set` at `at`, in that order. */
+function pick(set: HashedSet, at: number[], dim: number, k: number): HashedSet {
+  const x = new Float32Array(at.length * dim);
+  at.forEach((r, i) => x.set(set.x.subarray(r * dim, (r + 1) * dim), i * dim));
+  const soft = set.soft && new Float32Array(at.length * k);
+  if (soft) at.forEach((r, i) => soft.set(set.soft!.subarray(r * k, (r + 1) * k), i * k));
+  return { x, y: Int32Array.from(at, (r) => set.y[r]!), soft, hashes: at.map((r) => set.hashes[r]!) };
+}
+
+/** Fold of each training image (by content hash): stratified by label, seeded by the run's seed, the same for every step. */
+export function trainFolds(record: RunRecord): Map<string, number> {
+  const train = record.samples.filter((s) => s.split === 'train');
+  const fold = stratifiedFolds(Int32Array.from(train, (s) => record.labels.indexOf(s.label)), SLIM_FOLDS, record.config.seed);
+  return new Map(train.map((s, i) => [s.hash, fold[i]!]));
+}
+
+/**
+ * Out-of-fold top-1 class of each row of `train`: for each fold, a head fit
+ * (fitHead, early stopping on `earlyStop`) on the rows of the other folds
+ * predicts the fold's rows, so no row is predicted by a head that trained on
+ * it. `fold[r]` is row r's fold (0..SLIM_FOLDS-1). Cancellation is checked
+ * between fits (and inside each, per batch).
+ */
+export async function outOfFoldTop1(train: HashedSet, fold: ArrayLike<number>, earlyStop: VectorSet, dim: number, k: number, config: RunRecord['config'], progress: Progress = {}, distill?: DistillOptions): Promise<Int32Array> {
+  const top1 = new Int32Array(train.y.length).fill(-1);
+  const all = Array.from(train.y.keys());
+  for (let f = 0; f < SLIM_FOLDS; f++) {
+    throwIfAborted(progress.signal);
+    const held = all.filter((r) => fold[r] === f);
+    if (!held.length) continue; // fewer training images than folds
+    const fit = await fitHead(pick(train, all.filter((r) => fold[r] !== f), dim, k), earlyStop, dim, k, config, progress, distill);
+    try {
+      const pred = argmaxRows(predictRows(fit.model, pick(train, held, dim, k).x, dim, k), k);
+      held.forEach((r, i) => (top1[r] = pred[i]!));
+    } finally {
+      fit.model.dispose();
+    }
+  }
+  return top1;
+}
+
+/** One backbone's features judged the slimming way. */
+interface Judgement {
+  /** The head fit on the whole training split (early stopping on validation): a step's own head (the caller disposes it). */
+  head: tf.Sequential;
+  /** Top-1 class of each judged image, by content hash: validation images from `head`, training images out of fold. */
+  top1: Map<string, number>;
+  /** True class of each judged image, by content hash. */
+  truth: Map<string, number>;
+  valImages: number;
+  oofImages: number;
+  valAccuracy: number;
+  oofAccuracy: number;
+}
+
+/**
+ * Judges one backbone's features: a head on the training split scored on the
+ * validation split (as the export judges), and out-of-fold heads on the
+ * training images, so one validation image is not several points of the
+ * budget. Test images are never part of it.
+ */
+async function judgeFeatures(record: RunRecord, features: Map<string, Float32Array>, dim: number, folds: Map<string, number>, progress: Progress, distill?: SlimSearchOptions['distill']): Promise<Judgement> {
+  const k = record.labels.length;
+  const train = rows(record, features, 'train', dim, distill?.soft);
+  const val = rows(record, features, 'val', dim);
+  const fit = await fitHead(train, val, dim, k, record.config, progress, distill?.options);
+  try {
+    const oof = await outOfFoldTop1(train, train.hashes.map((h) => folds.get(h)!), val, dim, k, record.config, progress, distill?.options);
+    const valTop1 = argmaxRows(fit.valProbs, k);
+    const top1 = new Map<string, number>([...val.hashes.map((h, i): [string, number] => [h, valTop1[i]!]), ...train.hashes.map((h, i): [string, number] => [h, oof[i]!])]);
+    const truth = new Map<string, number>([...val.hashes.map((h, i): [string, number] => [h, val.y[i]!]), ...train.hashes.map((h, i): [string, number] => [h, train.y[i]!])]);
+    return { head: fit.model, top1, truth, valImages: val.y.length, oofImages: train.y.length, valAccuracy: fit.valAccuracy, oofAccuracy: shareEqual(oof, train.y) };
+  } catch (err) {
+    fit.model.dispose();
+    throw err;
+  }
+}
+
+/** Share of positions where `a` and `b` hold the same class (NaN when empty). */
+function shareEqual(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let same = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] === b[i]) same++;
+  return a.length ? same / a.length : NaN;
+}
+
+/**
+ * A step against the unslimmed reference over the images both judged:
+ * agreement of top-1 classes (the budget rule) and the accuracy drop in
+ * points (which the disagreements bound).
+ */
+function compareJudged(ref: Judgement, step: Judgement): { agreement: number; dropPoints: number; images: number } {
+  let same = 0;
+  let refRight = 0;
+  let right = 0;
+  let n = 0;
+  for (const [h, c] of step.top1) {
+    const r = ref.top1.get(h);
+    if (r === undefined) continue; // an image only one backbone could read is not judged
+    const t = step.truth.get(h)!;
+    n++;
+    if (c === r) same++;
+    if (c === t) right++;
+    if (r === t) refRight++;
+  }
+  return { agreement: n ? same / n : 1, dropPoints: n ? ((refRight - right) / n) * 100 : 0, images: n };
 }
 
 export interface SlimSearchOptions extends EngineOptions {
@@ -232,6 +356,88 @@ export interface SlimResult {
   baseFile: string;
   /** Training images used for ranking and timing. */
   images: Uint8Array[];
+  /** Content hashes of the images every step was judged on (validation + out-of-fold training). */
+  judged: string[];
+}
+
+/** Scratch state of one slimming step. */
+interface StepResult {
+  step: SlimStep;
+  dir: string;
+  head: tf.Sequential;
+  bytes: Uint8Array;
+  keep: number[][];
+  batch1BaseMs: number;
+}
+
+/** Context shared by the steps of one search. */
+interface SearchContext {
+  run: LoadedRun;
+  opts: SlimSearchOptions;
+  parent: ResolvedBackbone;
+  baseFile: string;
+  baseBytes: Uint8Array;
+  scores: Float32Array[];
+  images: Uint8Array[];
+  items: Array<{ path: string; hash: string }>;
+  folds: Map<string, number>;
+  ref: Judgement;
+}
+
+/**
+ * One step: remove `fraction` of each block's hidden channels, re-extract the
+ * train / validation features with the slimmed backbone, refit and judge the
+ * head, and time the backbone against the unslimmed one.
+ */
+async function slimStep(c: SearchContext, fraction: number, progress: Progress): Promise<StepResult> {
+  const rec = c.run.record;
+  const pct = Math.round(fraction * 100);
+  const plan = keepPlan(c.scores, fraction);
+  const slimBytes = slimOnnx(c.baseBytes, plan);
+  const dir = path.join(c.opts.work, `slim-${pct}`);
+  const hiddenTotal = c.scores.reduce((a, s) => a + s.length, 0);
+  const meta: OnnxBackboneMeta = {
+    entry: { ...c.parent.entry, id: `${c.parent.entry.id.replace(/^local:.*[\\/]/, 'local-')}-slim${pct}`, title: `${c.parent.entry.title}, slimmed for this task (${pct}% of hidden channels removed)`, format: 'onnx', featureNode: 'features', pool: false, bundled: false, approxBytes: slimBytes.length },
+    slim: { parent: c.parent.entry.id, parentHash: c.parent.modelHash, fraction, hiddenChannels: c.scores.map((s) => s.length), keptChannels: plan.map((p) => p.length) },
+  };
+  await writeOnnxBackbone(dir, slimBytes, meta);
+  const sOpened = await openBackbone(dir, { ...c.opts, engine: 'onnx' }, progress);
+  let judged: Judgement;
+  try {
+    const ex = await sOpened.extract(c.items, progress);
+    judged = await judgeFeatures(rec, ex.features, sOpened.backbone.entry.featureSize, c.folds, progress, c.opts.distill);
+  } finally {
+    sOpened.dispose();
+  }
+  try {
+    const model = appendHead(slimBytes, headLayers(judged.head));
+    const speed = await compareOnnxSpeed(c.baseFile, path.join(dir, ONNX_BACKBONE_FILE), c.images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
+    const cmp = compareJudged(c.ref, judged);
+    const withinBudget = c.opts.slim !== 'auto' || slimWithinBudget(cmp.agreement, c.opts.maxDrop);
+    const step: SlimStep = { fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: judged.valAccuracy, dropPoints: (c.ref.valAccuracy - judged.valAccuracy) * 100, oofAccuracy: judged.oofAccuracy, judgedDropPoints: cmp.dropPoints, agreement: cmp.agreement, withinBudget };
+    return { step, dir, head: judged.head, bytes: model, keep: plan, batch1BaseMs: speed.base.batch1Ms };
+  } catch (err) {
+    judged.head.dispose();
+    throw err;
+  }
+}
+
+/** The unslimmed backbone: its ONNX file and its features judged the way every step is (the reference of the budget rule). */
+async function unslimmedReference(run: LoadedRun, opts: SlimSearchOptions, items: SearchContext['items'], folds: Map<string, number>, progress: Progress): Promise<{ parent: ResolvedBackbone; baseFile: string; ref: Judgement }> {
+  const rec = run.record;
+  const opened = await openRunBackbone(run, opts, progress);
+  try {
+    const ex = await opened.extract(items, progress);
+    if (!rec.samples.some((s) => s.split === 'val' && ex.features.has(s.hash))) throw new HeadstartError('NO_DATA', `${run.dir} has no validation images: slimming judges each step on the validation split (train with --val above 0)`);
+    progress.onEvent?.({ type: 'phase', phase: 'export', message: `slimming: judging the unslimmed backbone (a head on the training split, and ${SLIM_FOLDS} out-of-fold heads on the training images)` });
+    // The run's own head saw the validation images when it was cross-validated: the reference is refit exactly as each step will be.
+    const ref = await judgeFeatures(rec, ex.features, rec.backbone.featureSize, folds, progress, opts.distill);
+    ref.head.dispose();
+    const baseFile = await ensureOnnxBackbone(opened.backbone, opts.cacheDir ?? opened.cacheDir);
+    return { parent: opened.backbone, baseFile, ref };
+  } finally {
+    opened.dispose();
+  }
 }
 
 /**
@@ -239,98 +445,65 @@ export interface SlimResult {
  * training images, then per step remove a fraction of each block's hidden
  * channels, re-extract the train / validation features with the slimmed
  * backbone (through the engine and its cache), refit the head on the training
- * split, and judge it on the validation split. `auto` keeps going while the
- * validation accuracy stays within `maxDrop` points of the unslimmed model
- * and stops at the first step past it.
+ * split, and judge it on the validation images plus every training image
+ * predicted out of fold (SLIM_FOLDS heads, each fit on the other folds), never
+ * on test images. The unslimmed backbone is judged the same way and is the
+ * reference. `auto` keeps going while a step's top-1 agrees with the
+ * reference on at least 100 - maxDrop % of the judged images and stops at the
+ * first step past it.
  */
 export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progress: Progress = {}): Promise<SlimResult> {
   const rec = run.record;
   if (rec.unfreeze) throw new HeadstartError('BAD_INPUT', `${run.dir} fine-tuned its backbone's top layers (--unfreeze); slimming applies to frozen backbones: train without --unfreeze`);
   if (!loadOrt()) throw new HeadstartError('BACKEND', '--slim runs the backbone in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
   const emit = progress.onEvent ?? (() => undefined);
-  const k = rec.labels.length;
-  const steps: SlimStep[] = [];
-  const fractions = opts.slim === 'auto' ? [...SLIM_STEPS] : [opts.slim];
   const items = rec.samples.filter((s) => s.split === 'train' || s.split === 'val').map((s) => ({ path: path.join(rec.dataset.root, s.rel), hash: s.hash }));
-  // The unslimmed model: the run's own head on its own validation features.
-  const opened = await openRunBackbone(run, opts, progress);
-  let parent: ResolvedBackbone;
-  let baseVal: VectorSet;
-  try {
-    parent = opened.backbone;
-    const ex = await opened.extract(items, progress);
-    baseVal = rows(rec, ex.features, 'val', rec.backbone.featureSize);
-  } finally {
-    opened.dispose();
-  }
-  if (!baseVal.y.length) throw new HeadstartError('NO_DATA', `${run.dir} has no validation images: slimming judges each step on the validation split (train with --val above 0)`);
-  const baseProbs = runProbs(run, baseVal.x);
-  const baseAcc = accuracyOf(baseProbs, baseVal.y, k);
-  const basePred = argmaxRows(baseProbs, k);
-  const baseFile = await ensureOnnxBackbone(parent, opts.cacheDir ?? opened.cacheDir);
+  const folds = trainFolds(rec);
+  const { parent, baseFile, ref } = await unslimmedReference(run, opts, items, folds, progress);
   const baseBytes = new Uint8Array(await fs.readFile(baseFile));
   emit({ type: 'phase', phase: 'export', message: `slimming: ranking hidden channels on up to ${SLIM_RANK_IMAGES} training images` });
   const images = await rankingImages(rec, progress);
   const scores = await rankHidden(baseBytes, images, rec.backbone.inputSize, progress);
-  const hiddenTotal = scores.reduce((a, s) => a + s.length, 0);
-  const baseModel = appendHead(baseBytes, headLayers(run.head));
-  const baseGz = gzipSync(baseModel, { level: 9 }).length;
-  let chosen: { fraction: number; dir: string; head: tf.Sequential; bytes: Uint8Array; keep: number[][] } | undefined;
+  const ctx: SearchContext = { run, opts, parent, baseFile, baseBytes, scores, images, items, folds, ref };
+  const steps: SlimStep[] = [];
+  let chosen: StepResult | undefined;
   let baseMs = NaN;
   try {
-    for (const fraction of fractions) {
+    for (const fraction of opts.slim === 'auto' ? [...SLIM_STEPS] : [opts.slim]) {
       throwIfAborted(progress.signal);
-      const pct = Math.round(fraction * 100);
-      emit({ type: 'phase', phase: 'export', message: `slimming: removing ${pct}% of each block's hidden channels, re-extracting and refitting the head` });
-      const plan = keepPlan(scores, fraction);
-      const slimBytes = slimOnnx(baseBytes, plan);
-      const dir = path.join(opts.work, `slim-${pct}`);
-      const meta: OnnxBackboneMeta = {
-        entry: { ...parent.entry, id: `${parent.entry.id.replace(/^local:.*[\\/]/, 'local-')}-slim${pct}`, title: `${parent.entry.title}, slimmed for this task (${pct}% of hidden channels removed)`, format: 'onnx', featureNode: 'features', pool: false, bundled: false, approxBytes: slimBytes.length },
-        slim: { parent: parent.entry.id, parentHash: parent.modelHash, fraction, hiddenChannels: scores.map((s) => s.length), keptChannels: plan.map((p) => p.length) },
-      };
-      await writeOnnxBackbone(dir, slimBytes, meta);
-      const sOpened = await openBackbone(dir, { ...opts, engine: 'onnx' }, progress);
-      let fit: Awaited<ReturnType<typeof fitHead>>;
-      try {
-        const ex = await sOpened.extract(items, progress);
-        const dim = sOpened.backbone.entry.featureSize;
-        fit = await fitHead(rows(rec, ex.features, 'train', dim, opts.distill?.soft), rows(rec, ex.features, 'val', dim), dim, k, rec.config, progress, opts.distill?.options);
-      } finally {
-        sOpened.dispose();
-      }
-      const model = appendHead(slimBytes, headLayers(fit.model));
-      const speed = await compareOnnxSpeed(baseFile, path.join(dir, ONNX_BACKBONE_FILE), images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
-      baseMs = Math.min(Number.isNaN(baseMs) ? Infinity : baseMs, speed.base.batch1Ms);
-      const dropPoints = (baseAcc - fit.valAccuracy) * 100;
-      const agreement = agreementOf(basePred, argmaxRows(fit.valProbs, k), baseVal.y).agreement;
-      const withinBudget = opts.slim !== 'auto' || slimWithinBudget(agreement, opts.maxDrop);
-      steps.push({ fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: fit.valAccuracy, dropPoints, agreement, withinBudget });
-      if (!withinBudget) {
-        fit.model.dispose();
+      emit({ type: 'phase', phase: 'export', message: `slimming: removing ${Math.round(fraction * 100)}% of each block's hidden channels, re-extracting, refitting the head and ${SLIM_FOLDS} out-of-fold heads` });
+      const r = await slimStep(ctx, fraction, progress);
+      baseMs = Math.min(Number.isNaN(baseMs) ? Infinity : baseMs, r.batch1BaseMs);
+      steps.push(r.step);
+      if (!r.step.withinBudget) {
+        r.head.dispose();
         break; // each step removes more: past the budget, the next would be too
       }
       chosen?.head.dispose();
-      chosen = { fraction, dir, head: fit.model, bytes: model, keep: plan };
+      chosen = r;
     }
   } catch (err) {
     chosen?.head.dispose();
     throw err;
   }
-  steps.unshift({ fraction: 0, hiddenKept: hiddenTotal, hiddenTotal, bytes: baseModel.length, gzipBytes: baseGz, msPerImage: baseMs, speedup: 1, valAccuracy: baseAcc, dropPoints: 0, agreement: 1, withinBudget: true });
-  if (!chosen) emit({ type: 'warning', message: `no slimming step kept the unslimmed model's predictions on at least ${100 - opts.maxDrop}% of the ${baseVal.y.length} validation images; the backbone stays unslimmed` });
+  const hiddenTotal = scores.reduce((a, s) => a + s.length, 0);
+  const baseModel = appendHead(baseBytes, headLayers(run.head));
+  steps.unshift({ fraction: 0, hiddenKept: hiddenTotal, hiddenTotal, bytes: baseModel.length, gzipBytes: gzipSync(baseModel, { level: 9 }).length, msPerImage: baseMs, speedup: 1, valAccuracy: ref.valAccuracy, dropPoints: 0, oofAccuracy: ref.oofAccuracy, judgedDropPoints: 0, agreement: 1, withinBudget: true });
+  if (!chosen) emit({ type: 'warning', message: `no slimming step kept the unslimmed model's predictions on at least ${100 - opts.maxDrop}% of the ${ref.top1.size} judged images (${ref.valImages} validation, ${ref.oofImages} training out of fold); the backbone stays unslimmed` });
   return {
     report: {
-      method: 'structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; head refit per step',
+      method: `structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; head refit per step, judged on the validation images and on the training images out of fold (${SLIM_FOLDS} folds), against the unslimmed backbone judged the same way`,
       asked: opts.slim,
       rankImages: images.length,
       rankSplit: 'train',
       blocks: scores.length,
       budgetPoints: opts.maxDrop,
-      validationImages: baseVal.y.length,
+      validationImages: ref.valImages,
+      oofTrainImages: ref.oofImages,
+      folds: SLIM_FOLDS,
       threads: 2,
       steps,
-      chosen: chosen?.fraction ?? 0,
+      chosen: chosen?.step.fraction ?? 0,
     },
     backboneDir: chosen?.dir,
     keep: chosen?.keep,
@@ -338,15 +511,17 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
     modelBytes: chosen?.bytes,
     baseFile,
     images,
+    judged: [...ref.top1.keys()],
   };
 }
 
 /**
  * The export's budget rule (export/report BUDGET_RULE) applied to a slimming
  * step: within --max-drop P when its top-1 class differs from the unslimmed
- * model's on at most P% of the validation images. It bounds the accuracy
- * drop on those images by P points, and it is the rule --quantize auto uses,
- * so slimming and quantization are judged alike.
+ * reference's on at most P% of the judged images (validation + out-of-fold
+ * training). It bounds the accuracy drop on those images by P points, and it
+ * is the rule --quantize auto uses, so slimming and quantization are judged
+ * alike.
  */
 export function slimWithinBudget(agreement: number, maxDrop: number): boolean {
   return (1 - agreement) * 100 <= maxDrop + 1e-9;
@@ -363,22 +538,12 @@ function argmaxRows(probs: Float32Array, k: number): Int32Array {
   return out;
 }
 
-function accuracyOf(probs: Float32Array, y: Int32Array, k: number): number {
-  let ok = 0;
-  for (let i = 0; i < y.length; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (probs[i * k + j]! > probs[i * k + best]!) best = j;
-    if (best === y[i]) ok++;
-  }
-  return y.length ? ok / y.length : NaN;
-}
-
 /** The slimming table for the CLI and the model card. */
 export function slimTable(r: SlimReport): string[] {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   return [
-    `Slimming (${r.asked === 'auto' ? `auto, top-1 kept on at least ${100 - r.budgetPoints}% of the validation images` : `asked ${Math.round(r.asked * 100)}%`}; ranked on ${r.rankImages} training images, judged on ${r.validationImages} validation images; ONNX Runtime ${r.threads} threads, batch 1):`,
-    '  removed   hidden kept        bytes    gzipped   ms/image  speed-up  val acc   drop',
-    ...r.steps.map((s) => `  ${`${Math.round(s.fraction * 100)}%`.padStart(7)}   ${`${s.hiddenKept}/${s.hiddenTotal}`.padEnd(12)} ${String(s.bytes).padStart(10)} ${String(s.gzipBytes).padStart(10)} ${s.msPerImage.toFixed(1).padStart(10)} ${`${s.speedup.toFixed(2)}x`.padStart(9)} ${pct(s.valAccuracy).padStart(8)} ${s.dropPoints.toFixed(1).padStart(6)}${s.fraction === r.chosen ? '  ← chosen' : s.withinBudget ? '' : '  (over budget)'}`),
+    `Slimming (${r.asked === 'auto' ? `auto, top-1 kept on at least ${100 - r.budgetPoints}% of the judged images` : `asked ${Math.round(r.asked * 100)}%`}; ranked on ${r.rankImages} training images, judged on ${r.validationImages} validation images and ${r.oofTrainImages} training images out of fold (${r.folds} folds); ONNX Runtime ${r.threads} threads, batch 1):`,
+    '  removed   hidden kept        bytes    gzipped   ms/image  speed-up  val acc   drop  oof acc  agree',
+    ...r.steps.map((s) => `  ${`${Math.round(s.fraction * 100)}%`.padStart(7)}   ${`${s.hiddenKept}/${s.hiddenTotal}`.padEnd(12)} ${String(s.bytes).padStart(10)} ${String(s.gzipBytes).padStart(10)} ${s.msPerImage.toFixed(1).padStart(10)} ${`${s.speedup.toFixed(2)}x`.padStart(9)} ${pct(s.valAccuracy).padStart(8)} ${s.dropPoints.toFixed(1).padStart(6)} ${pct(s.oofAccuracy).padStart(8)} ${pct(s.agreement).padStart(6)}${s.fraction === r.chosen ? '  ← chosen' : s.withinBudget ? '' : '  (over budget)'}`),
   ];
 }

@@ -39,7 +39,7 @@ function slimCard(r: ExportReport): string {
   const s = r.slimming;
   if (!s) return '';
   return `## Slimmed backbone
-${s.chosen ? `${Math.round(s.chosen * 100)}% of the hidden channels of each of its ${s.blocks} inverted-residual blocks removed` : 'No slimming step met the budget: the backbone is unslimmed'} (asked: ${s.asked}; budget ${s.budgetPoints} points on ${s.validationImages} validation images). Channels ranked on ${s.rankImages} **training** images by mean activation x project-weight norm; the head was refit on the slimmed features at each step. Bytes are the float32 model before any quantization; ms per image is the backbone at batch 1 on ${s.threads} ONNX Runtime threads, timed alternating with the unslimmed one.
+${s.chosen ? `${Math.round(s.chosen * 100)}% of the hidden channels of each of its ${s.blocks} inverted-residual blocks removed` : 'No slimming step met the budget: the backbone is unslimmed'} (asked: ${s.asked}; budget ${s.budgetPoints} points of top-1 agreement with the unslimmed backbone on ${s.validationImages} validation images${s.oofTrainImages ? ` and ${s.oofTrainImages} training images predicted out of fold (${s.folds} folds; never test images)` : ''}). Channels ranked on ${s.rankImages} **training** images by mean activation x project-weight norm; the head was refit on the slimmed features at each step. Bytes are the float32 model before any quantization; ms per image is the backbone at batch 1 on ${s.threads} ONNX Runtime threads, timed alternating with the unslimmed one.
 
 | removed | hidden channels kept | bytes | gzipped | ms / image | speed-up | validation accuracy |
 |---|---|---|---|---|---|---|

@@ -190,7 +190,8 @@ function studentOut(teacher: LoadedRun, cfg: DistillConfig, studentId: string): 
  * `distill --student slim`: the teacher's backbone slimmed for this task
  * (structured channel removal, ranked on training images), with a head
  * trained on the teacher's soft outputs; the slimming step is the largest
- * whose validation accuracy stays within `maxDrop` points of the teacher.
+ * whose top-1 agrees with the unslimmed backbone's on at least 100 - `maxDrop` %
+ * of the judged images (validation + training out of fold; slimSearch).
  * The slimmed backbone is stored in the student's RUN_DIR (`backbone/`) and
  * runs in ONNX Runtime; teacher and student are both measured as ONNX models.
  */
@@ -210,7 +211,7 @@ async function distillSlim(teacher: LoadedRun, cfg: DistillConfig, temperature: 
     const soft = new Map<string, Float32Array>([...tEx.features].map(([h, f]) => [h, runProbs(teacher, f)]));
     const res = await slimSearch(teacher, { ...cfg, slim: cfg.slim ?? 'auto', maxDrop, work, distill: { soft, options: { temperature, alpha } } }, progress);
     head = res.head;
-    if (!res.backboneDir || !head || !res.modelBytes) throw new HeadstartError('NO_DATA', `no slimming step kept the student within ${maxDrop} points of the teacher on the validation split; raise --max-drop or keep the teacher`);
+    if (!res.backboneDir || !head || !res.modelBytes) throw new HeadstartError('NO_DATA', `no slimming step kept the student within ${maxDrop} points of the unslimmed backbone (top-1 agreement on ${res.report.validationImages} validation and ${res.report.oofTrainImages} out-of-fold training images; the first step, ${Math.round((res.report.steps[1]?.fraction ?? 0) * 100)}% removed, agreed on ${((res.report.steps[1]?.agreement ?? 0) * 100).toFixed(1)}%); raise --max-drop or keep the teacher`);
     // Test metrics of the student: its own backbone on the test split.
     const sOpened = await openBackbone(res.backboneDir, { ...cfg, engine: 'onnx' }, progress);
     let testEval: ReturnType<typeof evaluatePredictions>;
