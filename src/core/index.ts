@@ -32,6 +32,7 @@ export * from './export/report';
 export * from './export/pipeline';
 export * from './compress/quantize';
 export * from './compress/prune';
+export * from './compress/sparsify';
 export * from './onnx/convert';
 export * from './onnx/engine';
 export * from './onnx/compress';
