@@ -33,6 +33,8 @@ export * from './export/pipeline';
 export * from './compress/quantize';
 export * from './compress/prune';
 export * from './compress/sparsify';
+export { ONNX_AUTO_SPARSITIES, onnxCandidates } from './export/formats/onnx';
+export { TFJS_AUTO_SPARSITIES } from './export/formats/tfjs';
 export * from './onnx/convert';
 export * from './onnx/engine';
 export * from './onnx/compress';

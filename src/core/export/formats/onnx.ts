@@ -32,7 +32,7 @@ const MODEL_FILE = 'model.onnx';
  * first. Measured on the default run (MobileNetV2 1.4, bench data), without
  * fine-tuning the backbone: see bench/prune.mjs and the README.
  */
-export const ONNX_AUTO_SPARSITIES = [0.5, 0.3] as const;
+export const ONNX_AUTO_SPARSITIES = [0.3, 0.2] as const;
 
 /** A variant's name: its weights, and `-sparseNN` when its kernels were pruned. */
 const variantName = (w: OnnxVariant, sparsity: number): string => `${w}${sparsity ? `-sparse${Math.round(sparsity * 100)}` : ''}`;

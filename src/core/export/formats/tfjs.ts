@@ -89,7 +89,7 @@ async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progres
  * backbone here), so it stays where the backbone keeps its predictions;
  * picked from measurement (bench/prune.mjs, README).
  */
-export const TFJS_AUTO_SPARSITIES = [0.5, 0.3] as const;
+export const TFJS_AUTO_SPARSITIES = [0.3, 0.2] as const;
 
 /** Sparsities to try: auto also tries TFJS_AUTO_SPARSITIES (never less than asked), largest first. */
 function sparsitiesOf(opts: ResolvedExportOptions): number[] {
