@@ -126,7 +126,7 @@ test('export --prune 0.5: kernels half zeros, smaller gzip, accuracy holds; --qu
   assert.equal(pruned.exported.bytes, pruned.float32.bytes, 'zeros are stored densely: raw size unchanged');
   assert.ok(pruned.exported.gzipBytes < pruned.float32.gzipBytes, `gzip ${pruned.exported.gzipBytes} vs ${pruned.float32.gzipBytes}`);
   assert.ok(pruned.exported.accuracy >= pruned.float32.accuracy - 0.2, `pruned accuracy ${pruned.exported.accuracy} vs ${pruned.float32.accuracy}`);
-  assert.match(await readFile(path.join(exportsDir, 'pruned', 'README.md'), 'utf8'), /Head pruned to head_hidden 50%/);
+  assert.match(await readFile(path.join(exportsDir, 'pruned', 'README.md'), 'utf8'), /Pruned to 50% zeros per kernel: head .*\(head head_hidden 50%/);
 
   // --quantize auto --max-drop 5 through the CLI.
   const cli = await runCli(['export', runDir, '--out', path.join(exportsDir, 'auto'), '--quantize', 'auto', '--max-drop', '5', '--workers', '1', '--json'], { env: { HEADSTART_CACHE_DIR: cacheDir } });
