@@ -64,6 +64,7 @@ async function slimSection(data) {
     fig(`slim.${name}.gzipOverFloat32Gzip`, r.exported.gzipBytes / r.float32.gzipBytes);
     fig(`slim.${name}.testAccuracy`, { exported: r.exported.accuracy, float32: r.float32.accuracy, testImages: r.testImages });
   }
+  await (await import('./prune.mjs')).pruneBench({ work, runDir, cache, fig, timeCli });
   let d;
   try {
     d = timeCli(['distill', runDir, '--student', 'slim', '--out', path.join(work, 'student-slim'), '--cache', cache]);

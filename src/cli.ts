@@ -74,6 +74,7 @@ Usage:
                   [--max-drop POINTS] [--format tfjs|onnx] [--slim auto|FRACTION] [--force]
                                          int8: ONNX only, static QDQ calibrated on training images
                                          --slim: removes backbone channels this task does not use (ONNX and TF.js)
+                                         --prune S: zeros the smallest S of each backbone conv / dense kernel and of the head (gzip shrinks)
   headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
                                          a compact student trained on the teacher's soft outputs
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]

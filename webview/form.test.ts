@@ -57,11 +57,12 @@ test('export choices: a folder, sparsity below 1, a budget of 0–100 points, an
   assert.match(exportChoicesError('m', { ...ok, prune: Number.NaN }), /sparsity/);
   assert.match(exportChoicesError('m', { ...ok, maxDrop: 101 }), /max drop/);
   assert.match(exportChoicesError('m', { ...ok, format: 'onnx', prune: 0, quantize: 'uint16' }), /ONNX exports store/);
-  assert.match(exportChoicesError('m', { ...ok, format: 'onnx' }), /applies to TensorFlow.js/);
+  assert.equal(exportChoicesError('m', { ...ok, format: 'onnx' }), '', 'ONNX exports take a sparsity too');
 });
 
 test('int8 only with ONNX, slimming with either format but not with head pruning, and the form says why; slim is off, auto or a fraction in (0, 0.9]', () => {
   const onnx = { format: 'onnx', quantize: 'int8', prune: 0, maxDrop: 1 } as const;
+  assert.equal(exportChoicesError('m', { ...onnx, prune: 0.3 }), '', 'ONNX exports take a sparsity (backbone and head kernels)');
   assert.equal(exportChoicesError('m', onnx), '');
   assert.match(exportChoicesError('m', { ...onnx, format: 'tfjs' }), /int8 is static quantization for ONNX Runtime: pick the ONNX format/);
   assert.equal(exportChoicesError('m', { ...onnx, slim: 'auto' }), '');

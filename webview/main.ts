@@ -108,7 +108,7 @@ function skeleton(): void {
         <vscode-option value="auto">auto (ONNX)</vscode-option>
         <vscode-option value="fraction">fraction (ONNX)</vscode-option></vscode-dropdown></div>
       <vscode-text-field id="e-slim-frac" size="6" value="0.25" disabled>Fraction removed</vscode-text-field>
-      <vscode-text-field id="e-prune" size="6" value="0">Head sparsity</vscode-text-field>
+      <vscode-text-field id="e-prune" size="6" value="0">Sparsity (head + backbone kernels)</vscode-text-field>
       <vscode-text-field id="e-drop" size="6" value="1">Max drop (points)</vscode-text-field>
       <vscode-button id="e-go">Export</vscode-button></div>
     <div class="hint" id="e-hint"></div>

@@ -126,7 +126,7 @@ test('export --prune 0.5: kernels half zeros, smaller gzip, accuracy holds; --qu
   assert.equal(pruned.exported.bytes, pruned.float32.bytes, 'zeros are stored densely: raw size unchanged');
   assert.ok(pruned.exported.gzipBytes < pruned.float32.gzipBytes, `gzip ${pruned.exported.gzipBytes} vs ${pruned.float32.gzipBytes}`);
   assert.ok(pruned.exported.accuracy >= pruned.float32.accuracy - 0.2, `pruned accuracy ${pruned.exported.accuracy} vs ${pruned.float32.accuracy}`);
-  assert.match(await readFile(path.join(exportsDir, 'pruned', 'README.md'), 'utf8'), /Head pruned to head_hidden 50%/);
+  assert.match(await readFile(path.join(exportsDir, 'pruned', 'README.md'), 'utf8'), /Pruned to 50% zeros per kernel: head .*\(head head_hidden 50%/);
 
   // --quantize auto --max-drop 5 through the CLI.
   const cli = await runCli(['export', runDir, '--out', path.join(exportsDir, 'auto'), '--quantize', 'auto', '--max-drop', '5', '--workers', '1', '--json'], { env: { HEADSTART_CACHE_DIR: cacheDir } });
@@ -139,7 +139,7 @@ test('export --prune 0.5: kernels half zeros, smaller gzip, accuracy holds; --qu
     assert.equal(r.quantize, 'auto');
     assert.equal(r.maxDropPoints, maxDrop);
     assert.ok(r.candidates.length >= 1);
-    const order = ['uint8', 'mixedLight', 'mixed', 'float16'].flatMap((p) => ['-sparse80', '-sparse50', ''].map((s) => p + s));
+    const order = ['uint8', 'mixedLight', 'mixed', 'float16'].flatMap((p) => [...core.TFJS_AUTO_SPARSITIES.map((x) => `-sparse${Math.round(x * 100)}`), ''].map((s) => p + s));
     assert.deepEqual(r.candidates.map((c) => c.name), order.slice(0, r.candidates.length), 'tried in the documented order, stopping at the first within budget');
     for (const c of r.candidates) {
       for (const k of ['bytes', 'gzipBytes', 'accuracy', 'dropPoints', 'agreement']) assert.equal(typeof c[k], 'number', `${c.name}.${k}`);
@@ -283,4 +283,36 @@ test('export --quantize auto decides without the test split: candidates run on v
   const lastChoice = units.map((u) => u.includes('(choice ')).lastIndexOf(true);
   if (r.chosen !== 'float32') assert.ok(units.indexOf(`images (test ${r.chosen})`) > lastChoice);
   assert.match(await readFile(path.join(exportsDir, 'auto-noleak', 'README.md'), 'utf8'), /never the test split/);
+});
+
+test('export --prune 0.5 on a backbone with a large convolution: the backbone kernel is pruned too (exact zeros in the stored weights), the first convolution stays dense; the report lists both', async (t) => {
+  const big = path.join(dir, 'big');
+  const bb = await tinyBackbone(path.join(big, 'bb'), { size: 32, filters: [8, 64] }); // 3x3x8x64 = 4608 weights: above the 4096 floor
+  const rd = path.join(big, 'run');
+  await core.trainRun({ data: path.join(dir, 'data'), backbone: bb, out: rd, cacheDir, workers: 1, epochs: 8, batchSize: 8, hiddenUnits: 16, val: 0.2, test: 0.3, seed: 3 });
+  const out = path.join(big, 'pruned');
+  const r = await core.exportRun(rd, { out, prune: 0.5, quantize: 'uint8', cacheDir, workers: 1 });
+  assert.equal(r.chosen, 'uint8-sparse50');
+  const m = await tf.loadLayersModel(core.dirLoader(out));
+  try {
+    const convs = m.layers.filter((l) => l.getClassName() === 'Conv2D');
+    assert.equal(convs.length, 2);
+    const zerosOf = (l) => {
+      const k = l.getWeights()[0].dataSync();
+      return k.filter((v) => v === 0).length / k.length;
+    };
+    const name = `${convs[1].name}/kernel`;
+    assert.ok(Math.abs(r.prune.perLayer[name] - 0.5) < 1e-3, `${name} in the report: ${JSON.stringify(r.prune.perLayer)}`);
+    assert.ok(Math.abs(zerosOf(convs[1]) - 0.5) < 1e-3, `stored uint8 kernel: ${zerosOf(convs[1])} exact zeros`);
+    assert.equal(r.prune.perLayer[`${convs[0].name}/kernel`], undefined, 'the first convolution is not pruned');
+    assert.ok(zerosOf(convs[0]) < 0.05, 'the first convolution stays dense');
+    for (const l of ['head_hidden', 'head_output']) assert.ok(Math.abs(r.prune.perLayer[l] - 0.5) <= 0.02, `${l}: ${r.prune.perLayer[l]}`);
+    assert.ok(r.prune.overall > 0.4 && r.prune.overall < 0.5, `overall ${r.prune.overall}`);
+  } finally {
+    m.dispose();
+  }
+  const plain = await core.exportRun(rd, { out: path.join(big, 'plain'), quantize: 'uint8', cacheDir, workers: 1 });
+  t.diagnostic(`uint8 gzip: pruned ${r.exported.gzipBytes} B vs dense ${plain.exported.gzipBytes} B; accuracy ${r.exported.accuracy} vs ${plain.exported.accuracy}`);
+  assert.ok(r.exported.gzipBytes < plain.exported.gzipBytes, 'pruned zeros shrink the gzipped weights');
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /Pruned to 50% zeros per kernel: head .* and backbone convolution kernels/);
 });

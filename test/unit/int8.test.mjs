@@ -154,6 +154,25 @@ test('int8 export in a fresh process (inference.mjs) agrees with headstart predi
   assert.ok(agree >= 0.9, `labels agree on ${agree}`);
 });
 
+test('ONNX --quantize auto: sparse int8 candidates first; every candidate judged on the validation images, the test split only for float32 and the chosen variant', async () => {
+  const events = [];
+  const out = path.join(dir, 'auto-noleak');
+  const r = await core.exportRun(runDir, { out, format: 'onnx', quantize: 'auto', maxDrop: 0, cacheDir, workers: 1 }, { onEvent: (e) => events.push(e) });
+  const expected = ['float32', ...core.onnxCandidates({ quantize: 'auto', prune: 0 }).map((c) => c.name)];
+  assert.deepEqual(expected.slice(1, 1 + core.ONNX_AUTO_SPARSITIES.length), core.ONNX_AUTO_SPARSITIES.map((s) => `int8-sparse${Math.round(s * 100)}`), 'sparse int8 is tried first');
+  assert.deepEqual(r.candidates.map((c) => c.name), expected.slice(0, r.candidates.length), 'tried in order, up to the first within budget');
+  // measureVariant reports progress per image set and variant: `images (onnx <set> <variant>)`.
+  const sets = new Map();
+  for (const e of events) if (e.type === 'progress' && e.phase === 'export' && /^images \(onnx /.test(e.unit ?? '')) sets.set(e.unit, e.total);
+  const onTest = [...sets.keys()].filter((u) => /\(onnx test /.test(u)).sort();
+  assert.deepEqual(onTest, [...new Set(['images (onnx test float32)', `images (onnx test ${r.chosen})`])].sort(), `measured on the test split: ${onTest}`);
+  for (const c of r.candidates) assert.equal(sets.get(`images (onnx choice ${c.name})`), files('val').length, `${c.name} judged on the validation images`);
+  const units = events.filter((e) => e.type === 'progress' && /^images \(onnx /.test(e.unit ?? '')).map((e) => e.unit);
+  if (r.chosen !== 'float32') assert.ok(units.indexOf(`images (onnx test ${r.chosen})`) > units.map((u) => u.includes(' choice ')).lastIndexOf(true), 'the test figure comes after the choice');
+  assert.equal(r.choice.split, 'val');
+  assert.equal(r.prune.target, r.candidates.find((c) => c.name === r.chosen).sparsity);
+});
+
 test('a cancelled int8 export (during calibration) leaves nothing behind', async () => {
   const parent = path.join(dir, 'cancel');
   await mkdir(parent);

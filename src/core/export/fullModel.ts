@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GraphNode, GraphTopology } from '../backbones/bundled';
 import { inputNodeName } from '../backbones/bundled';
 import { type Policy, POLICIES, type RoledEntry, type WeightDtype, type WeightRole, applyPolicy } from '../compress/quantize';
+import { type SparsityReport, sparsifyEntries } from '../compress/sparsify';
 import { HeadstartError } from '../errors';
 import { readJson } from '../fsutil';
 import type { LoadedRun } from '../runFolder';
@@ -221,16 +222,24 @@ export interface WrittenModel {
   policy: Policy;
   /** Largest reconstruction MSE among quantized weights, relative to their variance. */
   worstRelativeError: number;
+  /** Zero fraction of each backbone kernel magnitude-pruned (`backboneSparsity` above 0) by weight name, and of every kernel weight overall. */
+  sparsity: SparsityReport;
 }
 
 /**
  * Writes the full model (backbone + head, 0..255 pixels in, probabilities
  * out) into `outDir`, each weight stored at the precision `policy` gives its
  * role. `head` replaces the run's head (a pruned one, say).
+ * `backboneSparsity` magnitude-prunes the backbone's convolution kernels
+ * (sparsify.ts) before they are stored: zeros stay exact at every storage
+ * precision whose grid holds zero (Headstart's uint8 / uint16 grids do, and
+ * so do the TF.js converter's, which the bundled backbones were made with),
+ * so the gzipped files shrink.
  */
-export async function writeFullModel(run: LoadedRun, outDir: string, policy: Policy = POLICIES.float32, head: tf.LayersModel = run.head): Promise<WrittenModel> {
+export async function writeFullModel(run: LoadedRun, outDir: string, policy: Policy = POLICIES.float32, head: tf.LayersModel = run.head, backboneSparsity = 0): Promise<WrittenModel> {
   if (run.record.backbone.format === 'onnx') throw new HeadstartError('BAD_INPUT', `${run.dir} runs ${run.record.backbone.onnxInput ? `the ONNX backbone ${run.record.backbone.source}` : 'a slimmed ONNX backbone'}, which has no TF.js form (Headstart does not convert ONNX to TF.js); export it with --format onnx (backbone + head in one model.onnx, quantized with --quantize int8, uint8 or float16)`);
   const built = run.record.backbone.format === 'graph' ? await buildGraphModel(run, head) : await buildLayersModel(run, head);
+  const sparsity = sparsifyEntries(built.weights, backboneSparsity);
   const { entries, choices } = applyPolicy(built.weights, policy);
   await writeModelDir(outDir, built.json, entries);
   const bytesByDtype: Record<string, number> = {};
@@ -250,7 +259,7 @@ export async function writeFullModel(run: LoadedRun, outDir: string, policy: Pol
     vr /= w.values.length;
     if (vr > 0) worst = Math.max(worst, c.mse / vr);
   }
-  return { modelFormat: built.format, bytesByDtype, policy, worstRelativeError: worst };
+  return { modelFormat: built.format, bytesByDtype, policy, worstRelativeError: worst, sparsity };
 }
 
 /** Loads an exported model folder with the stock TF.js loaders. */

@@ -21,7 +21,7 @@ export interface ExportOptions extends EngineOptions, OutOptions {
   out: string;
   /** Weight storage: none (float32), float16, uint16, uint8, or auto (smallest within --max-drop). Default none. */
   quantize?: Quantize;
-  /** Target sparsity of the head's kernels, in [0, 1). Default 0 (auto also tries 0.5 and 0.8). */
+  /** Target sparsity of the model's kernels (head, and the backbone's convolution kernels), in [0, 1). Default 0 (auto also tries sparser variants). */
   prune?: number;
   /** Accuracy budget of --quantize auto, in points below float32 (default 1). */
   maxDrop?: number;
@@ -99,8 +99,8 @@ export interface ExportReport {
   precision: Policy | Record<string, string>;
   /** Bytes of weights per storage dtype in the export. */
   bytesByDtype: Record<string, number>;
-  /** Head sparsity asked for / achieved per dense layer. */
-  prune: { target: number; perLayer: Record<string, number> };
+  /** Sparsity asked for / achieved per pruned kernel; `overall`: exact zeros over every kernel weight; `scope`: which kernels were pruned. */
+  prune: { target: number; perLayer: Record<string, number>; overall?: number; scope?: string };
   maxDropPoints: number;
   candidates: Candidate[];
   chosen: string;

@@ -16,14 +16,38 @@ import { accuracyInterval } from '../../train/metrics';
 import { runAsOnnx, slimSearch } from '../../compress/slim';
 import { type Int8Info, quantizeInt8 } from '../../onnx/calibrate';
 import { type OnnxWeights, compressOnnx } from '../../onnx/compress';
+import { SPARSIFY_MIN_WEIGHTS, type SparsityReport, sparsifyOnnx } from '../../compress/sparsify';
 import { type Int8Speed, compareOnnxSpeed } from '../../onnx/speed';
 import { type TestSet, measureVariant, sizeOf } from '../common';
 import type { ExportFormat, FormatSession, VariantSpec } from '../format';
+import type { ResolvedExportOptions } from '../report';
 
 /** An ONNX variant: weight storage, or int8 (static QDQ: int8 weights and uint8 activations). */
 type OnnxVariant = OnnxWeights | 'int8';
 
 const MODEL_FILE = 'model.onnx';
+
+/**
+ * Sparsities --quantize auto tries with int8 before dense int8, largest
+ * first. Measured on the default run (MobileNetV2 1.4, bench data), without
+ * fine-tuning the backbone: see bench/prune.mjs and the README.
+ */
+export const ONNX_AUTO_SPARSITIES = [0.3, 0.2] as const;
+
+/** A variant's name: its weights, and `-sparseNN` when its kernels were pruned. */
+const variantName = (w: OnnxVariant, sparsity: number): string => `${w}${sparsity ? `-sparse${Math.round(sparsity * 100)}` : ''}`;
+
+/**
+ * Candidates in order. auto: int8 at each sparsity of ONNX_AUTO_SPARSITIES
+ * not below --prune, then int8, uint8 and float16 at --prune; otherwise the
+ * storage asked for at --prune.
+ */
+export function onnxCandidates(opts: Pick<ResolvedExportOptions, 'quantize' | 'prune'>): VariantSpec[] {
+  const at = (w: OnnxVariant, sparsity: number): VariantSpec => ({ name: variantName(w, sparsity), policy: w, sparsity });
+  if (opts.quantize !== 'auto') return [at(opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxVariant), opts.prune)];
+  const sparse = ONNX_AUTO_SPARSITIES.filter((s) => s > opts.prune).map((s) => at('int8', s));
+  return [...sparse, ...(['int8', 'uint8', 'float16'] as const).map((w) => at(w, opts.prune))];
+}
 
 /** int8 against float32 in ONNX Runtime, 2 threads, same process and pixels (at most 32 test images). */
 async function int8Speed(f32File: string, int8File: string, run: LoadedRun, test: TestSet, progress: Progress): Promise<Int8Speed> {
@@ -64,16 +88,17 @@ function foreignMadeOf(title: string, source: string, licence: string, p: OnnxIn
 }
 
 /** Weight storage of the chosen variant, in words (model card). */
-function weightsLine(chosen: string): string {
+function weightsLine(chosen: string, prune: { target: number; perLayer: Record<string, number>; overall?: number }): string {
+  const sparse = prune.target ? ` Magnitude-pruned (no fine-tuning of the backbone): ${Object.keys(prune.perLayer).length} convolution / dense kernels at ${(prune.target * 100).toFixed(0)}% zeros each (the first convolution, depthwise kernels and kernels under ${SPARSIFY_MIN_WEIGHTS} weights stay dense): ${((prune.overall ?? 0) * 100).toFixed(1)}% of all kernel weights are zero; the zeros are stored densely, so they shrink the gzipped file, not the raw one.` : '';
+  chosen = chosen.replace(/-sparse\d+$/, '');
   const what = chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32';
-  return `Weights: ${what}${chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.`;
+  return `Weights: ${what}${chosen === 'int8' ? '' : '; biases and BatchNorm vectors stay float32'}.${sparse}`;
 }
 
 export const onnxFormat: ExportFormat = {
   check(opts) {
     if (!loadOrt()) throw new HeadstartError('BACKEND', '--format onnx measures the export in ONNX Runtime, which is not available here (onnxruntime-node did not load); use --format tfjs');
     if (opts.quantize === 'uint16') throw new HeadstartError('BAD_INPUT', '--quantize uint16 has no ONNX Runtime weight format; use uint8, float16, none or auto with --format onnx');
-    if (opts.prune) throw new HeadstartError('BAD_INPUT', '--prune applies to --format tfjs in this version');
   },
   phaseMessage: (n) => `converting the full model to ONNX and measuring it on ${n} test images`,
   async open(run, opts, backendName, work, progress): Promise<FormatSession> {
@@ -81,25 +106,33 @@ export const onnxFormat: ExportFormat = {
     const slim = opts.slim === undefined ? undefined : await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
     const floatBytes = slim?.modelBytes ?? (await runAsOnnx(run, work));
     slim?.head?.dispose();
-    let int8: Int8Info | undefined;
+    const int8 = new Map<string, Int8Info>();
+    // The float32 model pruned to each sparsity, made once and shared by its variants (int8 calibrates on it).
+    const sparse = new Map<number, SparsityReport & { bytes: Uint8Array }>();
+    const pruned = (s: number) => {
+      if (!sparse.has(s)) {
+        progress.onEvent?.({ type: 'phase', phase: 'export', message: `magnitude-pruning the model's convolution and dense kernels to ${Math.round(s * 100)}% zeros` });
+        sparse.set(s, sparsifyOnnx(floatBytes, s));
+      }
+      return sparse.get(s)!;
+    };
     const ort = loadOrt()!;
     const size = run.record.backbone.inputSize;
     const rec = run.record;
     return {
       listsReference: true,
       modelFiles: [MODEL_FILE],
-      candidates(): VariantSpec[] {
-        const order: OnnxVariant[] = opts.quantize === 'auto' ? ['int8', 'uint8', 'float16'] : [opts.quantize === 'none' ? 'float32' : (opts.quantize as OnnxVariant)];
-        return order.map((w) => ({ name: w, policy: w, sparsity: 0 }));
-      },
+      candidates: () => onnxCandidates(opts),
       async write(v, dir) {
         await fs.mkdir(dir, { recursive: true });
         const file = path.join(dir, MODEL_FILE);
-        if (v.name === 'int8') {
-          const q = await quantizeInt8(floatBytes, rec, progress);
-          int8 = q.info;
+        // Pruning comes first: int8 calibrates its activation ranges on the pruned float model.
+        const source = v.sparsity ? pruned(v.sparsity).bytes : floatBytes;
+        if (v.policy === 'int8') {
+          const q = await quantizeInt8(source, rec, progress);
+          int8.set(v.name, q.info);
           await fs.writeFile(file, q.bytes);
-        } else await fs.writeFile(file, compressOnnx(floatBytes, v.name as OnnxWeights).bytes);
+        } else await fs.writeFile(file, compressOnnx(source, v.policy as OnnxWeights).bytes);
       },
       async measure(dir, set, label) {
         const session = await ort.InferenceSession.create(path.join(dir, MODEL_FILE), { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
@@ -111,12 +144,13 @@ export const onnxFormat: ExportFormat = {
         }
       },
       async describe(chosen, chosenDir, f32Dir, test) {
-        const quantization = chosen.name === 'int8' && int8 ? { ...int8, speed: await int8Speed(path.join(f32Dir, MODEL_FILE), path.join(chosenDir, MODEL_FILE), run, test, progress) } : undefined;
+        const info = int8.get(chosen.name);
+        const quantization = info ? { ...info, speed: await int8Speed(path.join(f32Dir, MODEL_FILE), path.join(chosenDir, MODEL_FILE), run, test, progress) } : undefined;
         return {
           modelFormat: 'onnx',
-          precision: { kernels: chosen.name, vectors: chosen.name === 'int8' ? 'int32 (Conv biases), float32' : 'float32', source: rec.backbone.format === 'graph' ? 'graph-model' : rec.backbone.format === 'layers' ? 'layers-model' : 'onnx' },
+          precision: { kernels: chosen.policy, vectors: chosen.policy === 'int8' ? 'int32 (Conv biases), float32' : 'float32', source: rec.backbone.format === 'graph' ? 'graph-model' : rec.backbone.format === 'layers' ? 'layers-model' : 'onnx' },
           bytesByDtype: {},
-          prune: { target: 0, perLayer: {} },
+          prune: chosen.sparsity ? { target: chosen.sparsity, perLayer: sparse.get(chosen.sparsity)!.perLayer, overall: sparse.get(chosen.sparsity)!.overall, scope: 'backbone and head: convolution (group 1, not the first) and dense kernels' } : { target: 0, perLayer: {} },
           backend: `onnxruntime (tfjs ${backendName} for conversion)`,
           ...(quantization ? { quantization } : {}),
           ...(slim ? { slimming: slim.report } : {}),
@@ -129,7 +163,7 @@ export const onnxFormat: ExportFormat = {
           titleSuffix: ' (ONNX)',
           madeOf: rec.backbone.onnxInput ? foreignMadeOf(rec.backbone.title, rec.backbone.source, rec.backbone.licence, rec.backbone.onnxInput) : `${rec.backbone.title} (frozen) with a trained dense head, converted to ONNX (opset 13) by Headstart's converter.`,
           measuredIn: `Measured in ONNX Runtime: ${r.exported.msPerImage.toFixed(1)} ms per image on one thread.`,
-          weights: weightsLine(r.chosen),
+          weights: weightsLine(r.chosen, r.prune),
           files: `\`model.onnx\` (input \`image\`: float32 [N, ${s}, ${s}, 3], RGB 0..255, centre-crop to a square then resize; output \`probabilities\`: [N, ${rec.labels.length}] in the order of \`labels.json\`), \`labels.json\`, \`metadata.json\`, \`report.json\`, \`inference.mjs\`.`,
           loadIt: `Node: \`npm install onnxruntime-node sharp\`, then \`node inference.mjs photo.jpg\`.
 

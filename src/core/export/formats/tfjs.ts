@@ -13,6 +13,7 @@ import { type LoadedRun, openRunBackbone, toHeadInput } from '../../runFolder';
 import type { VectorSet } from '../../train/head';
 import { type PolicyName, POLICIES } from '../../compress/quantize';
 import { pruneHead } from '../../compress/prune';
+import { SPARSIFY_MIN_WEIGHTS } from '../../compress/sparsify';
 import { type SlimResult, slimPlanOf, slimSearch } from '../../compress/slim';
 import { slimmedTfjsRun } from '../../compress/slimTfjs';
 import { accuracyInterval } from '../../train/metrics';
@@ -81,16 +82,28 @@ async function runVectors(run: LoadedRun, opts: EngineOptions, progress: Progres
   }
 }
 
-/** Sparsities to try: auto also tries 0.8 and 0.5 (never less than asked), largest first; none with --slim (its head is refit on slimmed features, which head pruning does not see). */
+/**
+ * Sparsities --quantize auto tries per policy, largest first, before the
+ * dense variant. A variant's sparsity prunes the head (fine-tuned) and the
+ * backbone's convolution kernels (magnitude only: no gradients through the
+ * backbone here), so it stays where the backbone keeps its predictions;
+ * picked from measurement (bench/prune.mjs, README).
+ */
+export const TFJS_AUTO_SPARSITIES = [0.3, 0.2] as const;
+
+/** Sparsities to try: auto also tries TFJS_AUTO_SPARSITIES (never less than asked), largest first. */
 function sparsitiesOf(opts: ResolvedExportOptions): number[] {
-  if (opts.slim !== undefined) return [0];
-  return opts.quantize === 'auto' ? [...new Set([opts.prune, 0.8, 0.5, 0].filter((x) => x >= opts.prune))].sort((a, b) => b - a) : [opts.prune];
+  return opts.quantize === 'auto' ? [...new Set([opts.prune, ...TFJS_AUTO_SPARSITIES, 0].filter((x) => x >= opts.prune))].sort((a, b) => b - a) : [opts.prune];
 }
 
-/** Prunes the head to each sparsity above 0; the run's own head stands for 0. */
+/**
+ * Prunes the head to each sparsity above 0; the run's own head stands for 0.
+ * None with --slim: its head is refit on the slimmed features, which the
+ * head pruning's cached vectors are not (its sparse variants prune the backbone only).
+ */
 async function prunedHeads(run: LoadedRun, opts: ResolvedExportOptions, progress: Progress): Promise<Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>> {
   const heads = new Map<number, { head: tf.LayersModel; perLayer: Record<string, number> }>([[0, { head: run.head, perLayer: {} }]]);
-  const sparse = sparsitiesOf(opts).filter((x) => x > 0);
+  const sparse = opts.slim === undefined ? sparsitiesOf(opts).filter((x) => x > 0) : [];
   if (!sparse.length) return heads;
   progress.onEvent?.({ type: 'phase', phase: 'export', message: 'pruning the head' });
   const vec = await runVectors(run, opts, progress);
@@ -127,6 +140,12 @@ async function slimmedSource(run: LoadedRun, opts: ResolvedExportOptions, work: 
   }
 }
 
+/** The head's pruned layers as 'name NN%' (the backbone's are many: counted, not listed). */
+function prunedHeadLine(perLayer: Record<string, number>): string {
+  const head = Object.entries(perLayer).filter(([l]) => !l.includes('/'));
+  return head.length ? `head ${head.map(([l, x]) => `${l} ${(x * 100).toFixed(0)}%`).join(', ')}` : 'backbone only';
+}
+
 export const tfjsFormat: ExportFormat = {
   check(opts) {
     // int8 was refused before (it needs ONNX).
@@ -148,7 +167,7 @@ export const tfjsFormat: ExportFormat = {
         return pairs.map((p) => ({ ...p, name: name(p.policy, p.sparsity) }));
       },
       async write(v, dir) {
-        written.set(v.name, await writeFullModel(run, dir, POLICIES[v.policy as PolicyName], heads.get(v.sparsity)!.head));
+        written.set(v.name, await writeFullModel(run, dir, POLICIES[v.policy as PolicyName], (heads.get(v.sparsity) ?? heads.get(0)!).head, v.sparsity));
       },
       async measure(dir, set, label) {
         const model = await loadExportedModel(dir);
@@ -166,7 +185,7 @@ export const tfjsFormat: ExportFormat = {
         return {
           // The pipeline fills in the test-split TF.js figure.
           latency: { tfjs: { msPerImage: null }, onnxRuntime },
-          modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: heads.get(chosen.sparsity)?.perLayer ?? {} }, backend: backendName, ...(slim ? { slimming: slim.report } : {}),
+          modelFormat: w.modelFormat, precision: w.policy, bytesByDtype: w.bytesByDtype, prune: { target: chosen.sparsity, perLayer: { ...w.sparsity.perLayer, ...heads.get(chosen.sparsity)?.perLayer }, overall: w.sparsity.overall, scope: chosen.sparsity ? `${heads.has(chosen.sparsity) ? 'head (gradual magnitude pruning, fine-tuned) and ' : ''}backbone convolution kernels (magnitude, not fine-tuned; not the first convolution, depthwise kernels or kernels under ${SPARSIFY_MIN_WEIGHTS} weights)` : 'none' }, backend: backendName, ...(slim ? { slimming: slim.report } : {}),
         };
       },
       snippet: () => nodeSnippet(),
@@ -175,7 +194,7 @@ export const tfjsFormat: ExportFormat = {
           titleSuffix: '',
           madeOf: `a ${run.record.backbone.title} backbone (frozen) with a trained dense head.`,
           measuredIn: `Latency here: ${r.exported.msPerImage.toFixed(1)} ms per image (${r.backend} backend).`,
-          weights: `Weights by storage: ${Object.entries(r.bytesByDtype).map(([d, b]) => `${d} ${b} B`).join(', ')}. Precision by role: ${Object.entries(r.precision).map(([k, v]) => `${k} ${v}`).join(', ')}.${r.prune.target ? ` Head pruned to ${Object.entries(r.prune.perLayer).map(([l, x]) => `${l} ${(x * 100).toFixed(0)}%`).join(', ')} zeros (gradual magnitude pruning, fine-tuned).` : ''}`,
+          weights: `Weights by storage: ${Object.entries(r.bytesByDtype).map(([d, b]) => `${d} ${b} B`).join(', ')}. Precision by role: ${Object.entries(r.precision).map(([k, v]) => `${k} ${v}`).join(', ')}.${r.prune.target ? ` Pruned to ${(r.prune.target * 100).toFixed(0)}% zeros per kernel: ${r.prune.scope}; ${Object.keys(r.prune.perLayer).length} kernels (${prunedHeadLine(r.prune.perLayer)}); ${((r.prune.overall ?? 0) * 100).toFixed(1)}% of all kernel weights are zero, stored densely (the gzipped file shrinks, the raw one does not).` : ''}`,
           files: `- \`model.json\` + \`weights.bin\`: TensorFlow.js ${r.modelFormat}, ${r.exported.bytes} bytes (${r.exported.gzipBytes} gzipped) — float32 would be ${r.float32.bytes} bytes (${r.float32.gzipBytes} gzipped).
 - \`labels.json\`, \`metadata.json\` (Teachable Machine's keys: \`labels\`, \`imageSize\`, …), \`report.json\`, \`inference.mjs\`.
 
