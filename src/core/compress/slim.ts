@@ -527,6 +527,17 @@ export function slimWithinBudget(agreement: number, maxDrop: number): boolean {
   return (1 - agreement) * 100 <= maxDrop + 1e-9;
 }
 
+/**
+ * Points of the budget a slimming result used: the chosen step's
+ * disagreement with the unslimmed model on the judged images (0 when no step
+ * was chosen). Disagreements of two steps add up at most, so the export's
+ * later candidates are judged against what is left of --max-drop.
+ */
+export function slimBudgetSpent(r: SlimReport | undefined): number {
+  const step = r?.chosen ? r.steps.find((s) => s.fraction === r.chosen) : undefined;
+  return step ? (1 - step.agreement) * 100 : 0;
+}
+
 /** Top-1 class of each row of probabilities. */
 function argmaxRows(probs: Float32Array, k: number): Int32Array {
   const out = new Int32Array(probs.length / k);

@@ -153,7 +153,7 @@ ${perClass}
 ## Compression
 Variant \`${report.chosen}\` (asked: --quantize ${report.quantize}${report.quantize === 'auto' ? `, within ${report.maxDropPoints} points of float32` : ''}). ${parts.weights}
 
-${text && report.quantize !== 'auto' ? `No choice: --quantize ${report.quantize} asked for this variant, measured on the test split.` : `Judged on ${report.choice.images} ${report.choice.split} ${unit}${report.quantize === 'auto' ? ` (${text ? report.choice.rule : BUDGET_RULE})` : ''}; the test figure above was measured after the choice.`}
+${text && report.quantize !== 'auto' ? `No choice: --quantize ${report.quantize} asked for this variant, measured on the test split.` : `Judged on ${report.choice.images} ${report.choice.split} ${unit}${report.quantize === 'auto' ? ` (${text ? report.choice.rule : BUDGET_RULE})` : ''}; the test figure above was measured after the choice.${report.choice.budgetNote ? ` Budget: ${report.choice.budgetNote}.` : ''}`}
 
 | variant | bytes | gzipped | agreement with float32 | accuracy (95% CI) |
 |---|---|---|---|---|

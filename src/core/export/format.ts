@@ -68,6 +68,12 @@ export interface FormatSession extends VariantSource<TestSet> {
   card(report: ExportReport): CardParts;
   /** Frees what open() made (pruned heads). */
   dispose(): void;
+  /**
+   * Points of --max-drop the format's own lossy step already used before the
+   * candidates (slimming: its disagreement with the unslimmed model); the
+   * candidates get what is left, so the two steps together stay within it.
+   */
+  budgetSpent?: number;
 }
 
 /** A model format the pipeline can export to. */

@@ -80,7 +80,9 @@ export async function exportRun(runDir: string, options: ExportOptions, progress
       const work = path.join(tmp, '.candidates');
       const session = await format.open(run, opts, backend.name, work, progress);
       try {
-        const { chosen, f32, tried } = await chooseVariant(session, (name) => path.join(work, name), test, choice?.set ?? test, opts, progress, 'images');
+        // A lossy step of the format's own (slimming) used part of the budget: the candidates get the rest.
+        const budget = Math.max(0, opts.maxDrop - (session.budgetSpent ?? 0));
+        const { chosen, f32, tried } = await chooseVariant(session, (name) => path.join(work, name), test, choice?.set ?? test, { ...opts, maxDrop: budget }, progress, 'images');
         const fields = await session.describe(chosen.spec, chosen.dir, f32.dir, test);
         for (const f of session.modelFiles) await fs.rename(path.join(chosen.dir, f), path.join(tmp, f));
         await fs.rm(work, { recursive: true, force: true });
@@ -96,7 +98,7 @@ export async function exportRun(runDir: string, options: ExportOptions, progress
           maxDropPoints: opts.maxDrop,
           candidates: tried,
           chosen: chosen.spec.name,
-          choice: choice ? { split: choice.split, images: choice.set.images.length, rule: BUDGET_RULE } : { split: 'test', images: test.images.length, rule: 'no choice: the variant asked for, measured on the test split' },
+          choice: choice ? { split: choice.split, images: choice.set.images.length, rule: BUDGET_RULE, ...(budget < opts.maxDrop ? { budgetPoints: budget, budgetNote: `slimming used ${(opts.maxDrop - budget).toFixed(2)} of the ${opts.maxDrop} points; the candidates were judged against the remaining ${budget.toFixed(2)}` } : {}) } : { split: 'test', images: test.images.length, rule: 'no choice: the variant asked for, measured on the test split' },
           testImages: test.images.length,
           engineAccuracy: run.record.test.accuracy,
           float32: plain(f32.report),

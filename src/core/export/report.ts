@@ -74,6 +74,9 @@ export interface ChoiceInfo {
   split: 'val' | 'train' | 'test';
   images: number;
   rule: string;
+  /** --max-drop left to the candidates after slimming used part of it (absent: all of it). */
+  budgetPoints?: number;
+  budgetNote?: string;
 }
 
 /** The budget rule, in words (CLI help, README and report say the same). */

@@ -13,7 +13,7 @@ import { HeadstartError } from '../../errors';
 import type { Progress } from '../../events';
 import type { LoadedRun } from '../../runFolder';
 import { accuracyInterval } from '../../train/metrics';
-import { runAsOnnx, slimSearch } from '../../compress/slim';
+import { runAsOnnx, slimBudgetSpent, slimSearch } from '../../compress/slim';
 import { type Int8Info, quantizeInt8 } from '../../onnx/calibrate';
 import { type OnnxWeights, compressOnnx } from '../../onnx/compress';
 import { SPARSIFY_MIN_WEIGHTS, type SparsityReport, sparsifyOnnx } from '../../compress/sparsify';
@@ -121,6 +121,7 @@ export const onnxFormat: ExportFormat = {
     const rec = run.record;
     return {
       listsReference: true,
+      budgetSpent: slimBudgetSpent(slim?.report),
       modelFiles: [MODEL_FILE],
       candidates: () => onnxCandidates(opts),
       async write(v, dir) {

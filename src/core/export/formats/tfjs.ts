@@ -14,7 +14,7 @@ import type { VectorSet } from '../../train/head';
 import { type PolicyName, POLICIES } from '../../compress/quantize';
 import { pruneHead } from '../../compress/prune';
 import { SPARSIFY_MIN_WEIGHTS } from '../../compress/sparsify';
-import { type SlimResult, slimPlanOf, slimSearch } from '../../compress/slim';
+import { type SlimResult, slimBudgetSpent, slimPlanOf, slimSearch } from '../../compress/slim';
 import { slimmedTfjsRun } from '../../compress/slimTfjs';
 import { accuracyInterval } from '../../train/metrics';
 import { type WrittenModel, loadExportedModel, writeFullModel } from '../fullModel';
@@ -159,6 +159,7 @@ export const tfjsFormat: ExportFormat = {
     const size = run.record.backbone.inputSize;
     return {
       listsReference: false,
+      budgetSpent: slimBudgetSpent(slim?.report),
       modelFiles: ['model.json', 'weights.bin'],
       candidates(): VariantSpec[] {
         const name = (policy: PolicyName, sparsity: number) => `${policy}${sparsity ? `-sparse${Math.round(sparsity * 100)}` : ''}`;
