@@ -230,7 +230,9 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   assert.match(r.stdout, /70%.*← chosen/, 'with a budget of 100 points every step passes: the last is chosen');
   const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
   const s = rep.slimming;
-  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.25, 0.4, 0.55, 0.7]);
+  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.1, 0.25, 0.4, 0.55, 0.7]);
+  assert.ok(s.steps.slice(1).every((x) => x.reconstructed > 0 && x.reconstructSeconds >= 0), 'every step reconstructs its project convs and says how long it took');
+  assert.match(s.method, /least squares/);
   assert.equal(s.chosen, 0.7);
   for (const [i, x] of s.steps.entries()) {
     assert.ok(x.msPerImage > 0 && x.valAccuracy >= 0 && x.valAccuracy <= 1 && x.gzipBytes < x.bytes, JSON.stringify(x));
@@ -243,6 +245,7 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   assert.equal(rep.chosen, 'int8', 'the slimmed model was quantized after slimming');
   t.diagnostic(`steps: ${s.steps.map((x) => `${x.fraction}: ${x.bytes} B, ${x.msPerImage.toFixed(2)} ms (${x.speedup.toFixed(2)}x), val ${x.valAccuracy.toFixed(3)}`).join('; ')}; exported int8 ${rep.exported.bytes} B`);
   assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /## Slimmed backbone[\s\S]*\| 70% \(this file\) \|/);
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /project convolution was refit by least squares/);
   // A fresh process (the export's own inference script) gives the accuracy the report states.
   const tests = files('test');
   const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...tests], { cwd: out });

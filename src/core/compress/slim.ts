@@ -22,8 +22,8 @@ import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, predictRows, trainHead } from '../train/head';
 import { FOLDS, stratifiedFolds } from '../train/select';
 
-/** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */
-export const SLIM_STEPS = [0.25, 0.4, 0.55, 0.7] as const;
+/** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more; 10% first, so the export's 1-point budget has a step to take). */
+export const SLIM_STEPS = [0.1, 0.25, 0.4, 0.55, 0.7] as const;
 
 /** Training images whose activations rank the channels, at most (balanced across classes). */
 export const SLIM_RANK_IMAGES = 64;
