@@ -177,9 +177,10 @@ const STAT_BATCH = 8;
  * `plan` (reconstruct.ts; undefined where a block is cut without it), with
  * an output shift wherever the conv has a bias or a BatchNorm after it.
  */
-export function reconstructPlan(bytes: Uint8Array, moments: HiddenMoments[], plan: number[][]): Array<ProjectWeights | undefined> {
+export function reconstructPlan(bytes: Uint8Array, moments: HiddenMoments[], plan: number[][], signal?: AbortSignal): Array<ProjectWeights | undefined> {
   const graph = onnx.ModelProto.decode(bytes).graph!;
   return findSlimBlocks(graph).map((b, i) => {
+    throwIfAborted(signal); // a wide block takes about a second: cancellation is honoured between blocks
     const conv = projectConvOf(graph, b);
     return conv && reconstructProject(moments[i]!, conv, plan[i]!, b.projectBias || b.projectBn !== undefined);
   });
@@ -439,7 +440,7 @@ async function slimStep(c: SearchContext, fraction: number, progress: Progress):
   const pct = Math.round(fraction * 100);
   const plan = keepPlan(c.scores, fraction);
   const t0 = performance.now();
-  const project = reconstructPlan(c.baseBytes, c.moments, plan);
+  const project = reconstructPlan(c.baseBytes, c.moments, plan, progress.signal);
   const reconstructSeconds = (performance.now() - t0) / 1000;
   const slimBytes = slimOnnx(c.baseBytes, plan, project);
   const dir = path.join(c.opts.work, `slim-${pct}`);
