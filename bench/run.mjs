@@ -48,6 +48,7 @@ async function slimSection(data) {
     fig(`${k}.oofAccuracy`, st.oofAccuracy);
     fig(`${k}.agreement`, st.agreement);
     fig(`${k}.withinBudget`, st.withinBudget);
+    fig(`${k}.reconstructSeconds`, st.reconstructSeconds ?? 0);
   }
   // Judged on the validation images plus the training images out of fold (never test images).
   fig('slim.judged', { validationImages: s.validationImages, oofTrainImages: s.oofTrainImages, folds: s.folds, budgetPoints: s.budgetPoints });

@@ -114,6 +114,30 @@ async function checkBackbone(t, src, conv, { size, fraction, output, onnxScale }
   assert.ok(dOnnx < 1e-3, `slimmed TF.js = slimmed ONNX within 1e-3 (got ${dOnnx})`);
   assert.ok(moved > 1e-3, 'the zeroed channels mattered (the comparison can fail)');
   assert.ok((await bytes(slimDir)) < (await bytes(src)) * (1 - fraction / 2), 'the slimmed weights are smaller');
+  // Reconstructed project weights (random ones here: any must land in the same place) carried into TF.js.
+  const project = randomProject(conv.bytes, keep, 13);
+  const recDir = path.join(dir, `rec-${path.basename(src)}`);
+  await core.writeSlimTfjsModel(src, recDir, core.slimPlanOf(conv.bytes, keep, project));
+  const rec = await runTfjs(recDir, x, shape, output);
+  const onnxRec = await runOnnx(core.slimOnnx(conv.bytes, keep, project), px, shape);
+  const dRec = maxDiff(rec, onnxRec);
+  const recMoved = maxDiff(rec, slim);
+  t.diagnostic(`with new project weights: TF.js vs ONNX ${dRec.toExponential(2)}; the new weights moved features by ${recMoved.toFixed(3)}`);
+  assert.ok(dRec < 1e-3, `TF.js with reconstructed project weights = ONNX with them within 1e-3 (got ${dRec})`);
+  assert.ok(recMoved > 1e-3, 'the new project weights changed the TF.js model (the comparison can fail)');
+}
+
+/** Random project weights for the kept channels of a converted backbone (kernel [O, K], output shift [O]). */
+function randomProject(bytes, keep, seed) {
+  const rng = new core.Rng(seed);
+  const graph = onnx.ModelProto.decode(bytes).graph;
+  return core.findSlimBlocks(graph).map((b, i) => {
+    const conv = core.projectConvOf(graph, b);
+    if (!conv || keep[i].length === b.channels) return undefined;
+    const k = keep[i].length;
+    const kernel = Float32Array.from({ length: conv.outputs * k }, (_, x) => conv.w[Math.floor(x / k) * b.channels + keep[i][x % k]] * (0.5 + rng.next()));
+    return { kernel, shift: Float32Array.from({ length: conv.outputs }, () => (rng.next() - 0.5) * 0.2) };
+  });
 }
 
 test('TF.js slimming of a MobileNetV2-shaped layers model = zeroed channels = slimmed ONNX', async (t) => {
@@ -157,6 +181,7 @@ test('export --format tfjs --slim: smaller, stock loader in a fresh process, agr
   assert.equal((await runCli(['export', runDir, '--out', plain, '--cache', cacheDir, '--workers', '1'])).code, 0);
   const plainRep = JSON.parse(await readFile(path.join(plain, 'report.json'), 'utf8'));
   assert.equal(tj.rep.slimming.chosen, 0.5);
+  assert.ok(tj.rep.slimming.steps[1].reconstructed > 0, 'the step reconstructed project convs: the TF.js export must carry their weights to agree with ONNX');
   assert.match(tj.stdout, /Slimming \(asked 50%/);
   assert.ok(tj.rep.exported.bytes < plainRep.exported.bytes * 0.85, `slimmed TF.js export is smaller (${tj.rep.exported.bytes} vs ${plainRep.exported.bytes})`);
   // Fresh processes: the exports' own inference scripts (TF.js: the stock loader; ONNX Runtime).

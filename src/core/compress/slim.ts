@@ -15,14 +15,15 @@ import type { Progress } from '../events';
 import { headDense, writeFullModel } from '../export/fullModel';
 import { calibrationItems } from '../onnx/calibrate';
 import { convertTfjsModel } from '../onnx/convert';
-import { type DenseLayer, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenStats } from '../onnx/slim';
+import { type DenseLayer, type ProjectWeights, appendHead, findSlimBlocks, projectNorms, slimOnnx, withHiddenGram, withHiddenStats } from '../onnx/slim';
+import { HiddenMoments, RECONSTRUCT_RIDGE, projectConvOf, reconstructProject } from './reconstruct';
 import { compareOnnxSpeed } from '../onnx/speed';
 import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
 import { type DistillOptions, type HeadOptions, type VectorSet, HEAD_DEFAULTS, evaluateSet, predictRows, trainHead } from '../train/head';
 import { FOLDS, stratifiedFolds } from '../train/select';
 
-/** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more). */
-export const SLIM_STEPS = [0.25, 0.4, 0.55, 0.7] as const;
+/** Fractions of hidden channels `--slim auto` removes, tried in order (each step removes more; 10% first, so the export's 1-point budget has a step to take). */
+export const SLIM_STEPS = [0.1, 0.25, 0.4, 0.55, 0.7] as const;
 
 /** Training images whose activations rank the channels, at most (balanced across classes). */
 export const SLIM_RANK_IMAGES = 64;
@@ -59,6 +60,10 @@ export interface SlimStep extends shared.SlimStep {
   agreement: number;
   oofAccuracy: number;
   judgedDropPoints: number;
+  /** Blocks whose project conv got least-squares weights (reconstruct.ts); the rest were cut as they were. */
+  reconstructed?: number;
+  /** Seconds the reconstruction of this step took (normal equations, Cholesky, Float64 in JS). */
+  reconstructSeconds?: number;
 }
 
 /** report.json's `slimming`. */
@@ -111,41 +116,74 @@ export function runBackboneDir(run: LoadedRun): string {
   return path.resolve(run.dir, run.record.backbone.dir);
 }
 
+/** What one forward pass over the ranking images gives per block. */
+export interface HiddenStatistics {
+  /** Rank of each hidden channel (higher matters more). */
+  scores: Float32Array[];
+  /** Second moments of each block's hidden layer (for reconstruct.ts). */
+  moments: HiddenMoments[];
+}
+
 /**
- * Ranks every block's hidden channels: mean |activation| of the activated
- * depthwise output over the given (training) images, times the L2 norm of the
- * project conv's weights reading that channel: a channel that is quiet on the
- * user's data or barely read by the next layer matters least. Forward passes
- * only, in ONNX Runtime.
+ * One forward pass in ONNX Runtime over the given (training) images, per
+ * block: each hidden channel's score (mean |activation| of the activated
+ * depthwise output times the L2 norm of the project conv's weights reading
+ * it: a channel that is quiet on the user's data or barely read by the next
+ * layer matters least) and the hidden layer's second moments (for the
+ * least-squares reconstruction of the project conv).
  */
-export async function rankHidden(bytes: Uint8Array, images: Uint8Array[], size: number, progress: Progress = {}): Promise<Float32Array[]> {
+export async function hiddenStatistics(bytes: Uint8Array, images: Uint8Array[], size: number, progress: Progress = {}): Promise<HiddenStatistics> {
   const ort = loadOrt();
   if (!ort) throw new HeadstartError('BACKEND', 'slimming ranks channels in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
   const graph = onnx.ModelProto.decode(bytes).graph!;
   const blocks = findSlimBlocks(graph);
   if (!blocks.length) throw new HeadstartError('BAD_MODEL', 'the backbone has no slimmable blocks (expand conv → activation → depthwise conv → activation → project conv, as in MobileNetV2)');
   const stats = withHiddenStats(bytes, blocks);
-  const session = await ort.InferenceSession.create(stats.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
+  const gram = withHiddenGram(stats.bytes, blocks);
+  const session = await ort.InferenceSession.create(gram.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
   const sums = blocks.map((b) => new Float64Array(b.channels));
+  const moments = blocks.map((b) => new HiddenMoments(b.channels));
+  const fetch = [...stats.outputs, ...gram.outputs.flatMap((o) => [o.gram, o.sum, o.shape])];
   try {
     const px = size * size * 3;
-    for (let i = 0; i < images.length; i += 8) {
+    for (let i = 0; i < images.length; i += STAT_BATCH) {
       throwIfAborted(progress.signal);
-      const batch = images.slice(i, i + 8);
+      const batch = images.slice(i, i + STAT_BATCH);
       const x = new Float32Array(batch.length * px);
       batch.forEach((im, j) => x.set(im, j * px));
-      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, stats.outputs);
+      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, fetch);
       stats.outputs.forEach((o, b) => {
         const v = out[o]!.data as Float32Array;
         for (let c = 0; c < v.length; c++) sums[b]![c]! += v[c]! * batch.length;
       });
-      progress.onEvent?.({ type: 'progress', phase: 'export', done: Math.min(i + 8, images.length), total: images.length, unit: 'ranking images (training split)' });
+      gram.outputs.forEach((o, b) => {
+        const shape = Array.from(out[o.shape]!.data as BigInt64Array, Number);
+        moments[b]!.add(out[o.gram]!.data as Float32Array, out[o.sum]!.data as Float32Array, shape[0]! * shape[2]! * shape[3]!);
+      });
+      progress.onEvent?.({ type: 'progress', phase: 'export', done: Math.min(i + STAT_BATCH, images.length), total: images.length, unit: 'ranking images (training split)' });
     }
   } finally {
     await session.release();
   }
   const norms = projectNorms(graph, blocks);
-  return sums.map((s, b) => Float32Array.from(s, (v, c) => (v / images.length) * norms[b]![c]!));
+  return { scores: sums.map((s, b) => Float32Array.from(s, (v, c) => (v / images.length) * norms[b]![c]!)), moments };
+}
+
+/** Images per forward pass of hiddenStatistics (its Gram outputs grow with the batch's positions). */
+const STAT_BATCH = 8;
+
+/**
+ * Least-squares project weights for every block that loses channels under
+ * `plan` (reconstruct.ts; undefined where a block is cut without it), with
+ * an output shift wherever the conv has a bias or a BatchNorm after it.
+ */
+export function reconstructPlan(bytes: Uint8Array, moments: HiddenMoments[], plan: number[][], signal?: AbortSignal): Array<ProjectWeights | undefined> {
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  return findSlimBlocks(graph).map((b, i) => {
+    throwIfAborted(signal); // a wide block takes about a second: cancellation is honoured between blocks
+    const conv = projectConvOf(graph, b);
+    return conv && reconstructProject(moments[i]!, conv, plan[i]!, b.projectBias || b.projectBn !== undefined);
+  });
 }
 
 /** Channels each block keeps when `fraction` of them go: the highest-ranked, rounded up to a multiple of 8, in index order. */
@@ -319,10 +357,14 @@ export interface SlimPlanBlock {
   depthwise: string;
   depthwiseBn?: string;
   project: string;
+  /** The BatchNormalization layer after the project conv (Keras' unfused form), which takes a reconstruction's output shift when the conv has no bias. */
+  projectBn?: string;
   /** Hidden channels before slimming. */
   channels: number;
   /** Kept hidden channel indices, sorted. */
   keep: number[];
+  /** Least-squares project weights for the kept channels (ONNX layout: kernel [O, K]); absent: the original columns are cut. */
+  weights?: ProjectWeights;
 }
 
 /** The TF.js node or Keras layer an ONNX node was converted from: the converter names it `SOURCE/OpType` (plus `_N` when taken). */
@@ -333,19 +375,21 @@ function sourceName(onnxName: string | null | undefined): string {
 }
 
 /** A keep plan (per block of findSlimBlocks on `bytes`) by source node names. */
-export function slimPlanOf(bytes: Uint8Array, keep: number[][]): SlimPlanBlock[] {
+export function slimPlanOf(bytes: Uint8Array, keep: number[][], project: Array<ProjectWeights | undefined> = []): SlimPlanBlock[] {
   const graph = onnx.ModelProto.decode(bytes).graph!;
   const nodes = graph.node ?? [];
   const blocks = findSlimBlocks(graph);
   if (blocks.length !== keep.length) throw new HeadstartError('INTERNAL', `slimming plan has ${keep.length} blocks, the model ${blocks.length}`);
   const name = (i: number | undefined) => (i === undefined ? undefined : sourceName(nodes[i]!.name));
-  return blocks.map((b, i) => ({ expand: name(b.expand)!, expandBn: name(b.expandBn), depthwise: name(b.depthwise)!, depthwiseBn: name(b.depthwiseBn), project: name(b.project)!, channels: b.channels, keep: keep[i]! }));
+  return blocks.map((b, i) => ({ expand: name(b.expand)!, expandBn: name(b.expandBn), depthwise: name(b.depthwise)!, depthwiseBn: name(b.depthwiseBn), project: name(b.project)!, projectBn: name(b.projectBn), channels: b.channels, keep: keep[i]!, weights: project[i] }));
 }
 
 export interface SlimResult {
   report: SlimReport;
   /** The chosen step's kept hidden channels per block of findSlimBlocks on `baseFile` (undefined: no step chosen); slimPlanOf names them. */
   keep?: number[][];
+  /** The chosen step's reconstructed project weights per block (undefined entries: cut without reconstruction); slimPlanOf carries them to TF.js. */
+  project?: Array<ProjectWeights | undefined>;
   /** The chosen step's ONNX backbone folder (undefined: no step chosen, the backbone stays as it was). */
   backboneDir?: string;
   /** The chosen step's refit head (the caller disposes it). */
@@ -367,6 +411,7 @@ interface StepResult {
   head: tf.Sequential;
   bytes: Uint8Array;
   keep: number[][];
+  project: Array<ProjectWeights | undefined>;
   batch1BaseMs: number;
 }
 
@@ -378,6 +423,7 @@ interface SearchContext {
   baseFile: string;
   baseBytes: Uint8Array;
   scores: Float32Array[];
+  moments: HiddenMoments[];
   images: Uint8Array[];
   items: Array<{ path: string; hash: string }>;
   folds: Map<string, number>;
@@ -393,7 +439,10 @@ async function slimStep(c: SearchContext, fraction: number, progress: Progress):
   const rec = c.run.record;
   const pct = Math.round(fraction * 100);
   const plan = keepPlan(c.scores, fraction);
-  const slimBytes = slimOnnx(c.baseBytes, plan);
+  const t0 = performance.now();
+  const project = reconstructPlan(c.baseBytes, c.moments, plan, progress.signal);
+  const reconstructSeconds = (performance.now() - t0) / 1000;
+  const slimBytes = slimOnnx(c.baseBytes, plan, project);
   const dir = path.join(c.opts.work, `slim-${pct}`);
   const hiddenTotal = c.scores.reduce((a, s) => a + s.length, 0);
   const meta: OnnxBackboneMeta = {
@@ -414,8 +463,8 @@ async function slimStep(c: SearchContext, fraction: number, progress: Progress):
     const speed = await compareOnnxSpeed(c.baseFile, path.join(dir, ONNX_BACKBONE_FILE), c.images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
     const cmp = compareJudged(c.ref, judged);
     const withinBudget = c.opts.slim !== 'auto' || slimWithinBudget(cmp.agreement, c.opts.maxDrop);
-    const step: SlimStep = { fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: judged.valAccuracy, dropPoints: (c.ref.valAccuracy - judged.valAccuracy) * 100, oofAccuracy: judged.oofAccuracy, judgedDropPoints: cmp.dropPoints, agreement: cmp.agreement, withinBudget };
-    return { step, dir, head: judged.head, bytes: model, keep: plan, batch1BaseMs: speed.base.batch1Ms };
+    const step: SlimStep = { fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: judged.valAccuracy, dropPoints: (c.ref.valAccuracy - judged.valAccuracy) * 100, oofAccuracy: judged.oofAccuracy, judgedDropPoints: cmp.dropPoints, agreement: cmp.agreement, withinBudget, reconstructed: project.filter(Boolean).length, reconstructSeconds };
+    return { step, dir, head: judged.head, bytes: model, keep: plan, project, batch1BaseMs: speed.base.batch1Ms };
   } catch (err) {
     judged.head.dispose();
     throw err;
@@ -463,8 +512,8 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
   const baseBytes = new Uint8Array(await fs.readFile(baseFile));
   emit({ type: 'phase', phase: 'export', message: `slimming: ranking hidden channels on up to ${SLIM_RANK_IMAGES} training images` });
   const images = await rankingImages(rec, progress);
-  const scores = await rankHidden(baseBytes, images, rec.backbone.inputSize, progress);
-  const ctx: SearchContext = { run, opts, parent, baseFile, baseBytes, scores, images, items, folds, ref };
+  const { scores, moments } = await hiddenStatistics(baseBytes, images, rec.backbone.inputSize, progress);
+  const ctx: SearchContext = { run, opts, parent, baseFile, baseBytes, scores, moments, images, items, folds, ref };
   const steps: SlimStep[] = [];
   let chosen: StepResult | undefined;
   let baseMs = NaN;
@@ -492,7 +541,7 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
   if (!chosen) emit({ type: 'warning', message: `no slimming step kept the unslimmed model's predictions on at least ${100 - opts.maxDrop}% of the ${ref.top1.size} judged images (${ref.valImages} validation, ${ref.oofImages} training out of fold); the backbone stays unslimmed` });
   return {
     report: {
-      method: `structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; head refit per step, judged on the validation images and on the training images out of fold (${SLIM_FOLDS} folds), against the unslimmed backbone judged the same way`,
+      method: `structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; the project conv of each slimmed block refit by least squares (ridge ${RECONSTRUCT_RIDGE} x mean second moment, with an output shift) to reproduce the unslimmed block's output on the same training images; head refit per step, judged on the validation images and on the training images out of fold (${SLIM_FOLDS} folds), against the unslimmed backbone judged the same way`,
       asked: opts.slim,
       rankImages: images.length,
       rankSplit: 'train',
@@ -507,6 +556,7 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
     },
     backboneDir: chosen?.dir,
     keep: chosen?.keep,
+    project: chosen?.project,
     head: chosen?.head,
     modelBytes: chosen?.bytes,
     baseFile,

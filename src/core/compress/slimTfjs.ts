@@ -7,13 +7,17 @@
  * project conv's input channels; a layers model (Keras MobileNetV2) the same
  * on its Conv2D / BatchNormalization / DepthwiseConv2D weights, with the
  * expand conv's `filters` rewritten. Weights are sliced in their stored
- * form, so a quantized source weight keeps its grid bit for bit.
+ * form, so a quantized source weight keeps its grid bit for bit, except the
+ * project convs the search reconstructed by least squares (plan `weights`):
+ * their kernels (and the bias or BatchNorm mean taking the output shift)
+ * are written as float32, and an export's --quantize quantizes them afresh
+ * like any float weight.
  */
 import type { GraphNode, GraphTopology } from '../backbones/bundled';
 import { inputNodeName } from '../backbones/bundled';
 import { HeadstartError } from '../errors';
 import type { LoadedRun } from '../runFolder';
-import { type WeightEntry, readModelDir, writeModelDir } from '../tfjsio';
+import { type WeightEntry, decodeEntries, floatEntry, readModelDir, writeModelDir } from '../tfjsio';
 import type { SlimPlanBlock } from './slim';
 
 const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
@@ -47,6 +51,46 @@ class Weights {
     this.byName.set(name, s);
     return s.spec.shape;
   }
+  /** A weight's values as float32 (dequantized). */
+  values(name: string): Float32Array {
+    const e = this.byName.get(name);
+    if (!e) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} is missing`);
+    const t = decodeEntries([e])[name]!;
+    try {
+      return Float32Array.from(t.dataSync());
+    } finally {
+      t.dispose();
+    }
+  }
+  /** Replaces a weight by float32 values of the same shape. */
+  setFloat(name: string, values: Float32Array): void {
+    const e = this.byName.get(name)!;
+    if (values.length !== prod(e.spec.shape)) throw new HeadstartError('INTERNAL', `slimming the TF.js model: ${values.length} values for ${name} of shape [${e.spec.shape.join(', ')}]`);
+    this.byName.set(name, floatEntry(name, e.spec.shape, values));
+  }
+  /** Writes a block's reconstructed project kernel (ONNX [O, K] into TF.js [1, 1, K, O]) over the cut one. */
+  projectKernel(name: string, b: SlimPlanBlock): void {
+    const k = b.keep.length;
+    const src = b.weights!.kernel;
+    const out = src.length / k;
+    const v = new Float32Array(src.length);
+    for (let o = 0; o < out; o++) for (let j = 0; j < k; j++) v[j * out + o] = src[o * k + j]!;
+    this.setFloat(name, v);
+  }
+  /** Adds `sign` x the block's output shift to a [O] weight (a bias, or a BatchNorm mean with sign -1). */
+  shift(name: string, b: SlimPlanBlock, sign: number): void {
+    const shift = b.weights!.shift!;
+    this.setFloat(name, this.values(name).map((x, o) => x + sign * shift[o]!));
+  }
+}
+
+/** A graph model's project conv gets the reconstructed kernel, and the output shift in its fused bias. */
+function reconstructedGraphProject(p: GraphNode, w: Weights, b: SlimPlanBlock): void {
+  const ins = (p.input ?? []).filter((r) => !r.startsWith('^')).map(inputNodeName);
+  w.projectKernel(ins[1]!, b);
+  if (!b.weights!.shift) return;
+  if (!ins[2] || !w.has(ins[2])) throw new HeadstartError('BAD_MODEL', `slimming the TF.js graph model: ${b.project} has no fused bias to take the reconstruction's output shift; export with --format onnx --slim`);
+  w.shift(ins[2], b, 1);
 }
 
 /** Graph model: slices the fused convolutions' Const weights (and their declared shapes). */
@@ -80,6 +124,7 @@ function slimGraph(topo: GraphTopology, w: Weights, plan: SlimPlanBlock[]): void
     cutConst(d, 1, 2, b); // depthwise filter [kh, kw, hidden, 1]
     cutConst(d, 2, 0, b);
     cutConst(p, 1, 2, b); // project filter [1, 1, hidden, out]
+    if (b.weights) reconstructedGraphProject(p, w, b);
   }
 }
 
@@ -87,6 +132,15 @@ interface KerasLayer {
   name?: string;
   class_name: string;
   config: Record<string, unknown>;
+}
+
+/** A layers model's project Conv2D gets the reconstructed kernel, and the output shift in its bias or out of the BatchNorm after it. */
+function reconstructedLayersProject(w: Weights, b: SlimPlanBlock): void {
+  w.projectKernel(`${b.project}/kernel`, b);
+  if (!b.weights!.shift) return;
+  if (w.has(`${b.project}/bias`)) w.shift(`${b.project}/bias`, b, 1);
+  else if (b.projectBn && w.has(`${b.projectBn}/moving_mean`)) w.shift(`${b.projectBn}/moving_mean`, b, -1); // BN reads x - mean
+  else throw new HeadstartError('BAD_MODEL', `slimming the TF.js layers model: ${b.project} has no bias and no BatchNorm after it to take the reconstruction's output shift; export with --format onnx --slim`);
 }
 
 /** Layers model: slices the Keras layers' weights and rewrites the expand conv's `filters`. */
@@ -119,6 +173,7 @@ function slimLayers(topology: unknown, w: Weights, plan: SlimPlanBlock[]): void 
     }
     layer(b.project, 'Conv2D');
     w.cut(`${b.project}/kernel`, 2, b);
+    if (b.weights) reconstructedLayersProject(w, b);
   }
 }
 

@@ -22,6 +22,12 @@ export interface SlimBlock {
   channels: number;
   /** The activated depthwise output (what the project conv reads): ranking statistics are taken here. */
   hidden: string;
+  /** The project conv has a bias input (a fused BatchNorm): a reconstruction's output shift goes there. */
+  projectBias: boolean;
+  /** A BatchNormalization read only from the project conv (Keras' unfused form): without a conv bias, the shift goes into its mean. */
+  projectBn?: number;
+  /** Spatial taps of the project conv's kernel (1 for the 1x1 convs of MobileNetV2: only those are reconstructed). */
+  projectTaps: number;
 }
 
 interface Index {
@@ -122,7 +128,11 @@ export function findSlimBlocks(graph: onnx.IGraphProto): SlimBlock[] {
     const hidden = g.nodes[fwd.act]!.output![0]!;
     const proj = only(g, hidden);
     if (proj === undefined || !isPlainConv(g, g.nodes[proj]) || dimsOf(g.inits.get(g.nodes[proj]!.input![1]!))[1] !== c) return;
-    blocks.push({ expand: p, expandBn, depthwise: d, depthwiseBn: fwd.bn, project: proj, channels: c, hidden });
+    const pNode = g.nodes[proj]!;
+    const after = only(g, pNode.output![0]!);
+    const projectBn = after !== undefined && isBn(g, g.nodes[after]) && g.nodes[after]!.input![0] === pNode.output![0] ? after : undefined;
+    const projectTaps = dimsOf(g.inits.get(pNode.input![1]!)).slice(2).reduce((a, x) => a * x, 1);
+    blocks.push({ expand: p, expandBn, depthwise: d, depthwiseBn: fwd.bn, project: proj, channels: c, hidden, projectBias: (pNode.input ?? []).length >= 3 && !!pNode.input![2], projectBn, projectTaps });
   });
   return blocks;
 }
@@ -157,11 +167,23 @@ export function projectNorms(graph: onnx.IGraphProto, blocks: SlimBlock[]): Floa
 }
 
 /**
+ * New project conv weights of one slimmed block (a least-squares
+ * reconstruction, compress/reconstruct.ts): `kernel` [O, K] replaces the
+ * kept columns, `shift` [O] is added to the conv's output (into its bias, or
+ * subtracted from the mean of the BatchNorm that follows it).
+ */
+export interface ProjectWeights {
+  kernel: Float32Array;
+  shift?: Float32Array;
+}
+
+/**
  * The model with only the hidden channels `keep[i]` (sorted indices) of each
  * block `i` of findSlimBlocks: expand conv rows (weights, bias, BatchNorm),
- * depthwise rows and group, project conv columns. Everything else unchanged.
+ * depthwise rows and group, project conv columns (or `project[i]`'s
+ * reconstructed weights). Everything else unchanged.
  */
-export function slimOnnx(bytes: Uint8Array, keep: number[][]): Uint8Array {
+export function slimOnnx(bytes: Uint8Array, keep: number[][], project: Array<ProjectWeights | undefined> = []): Uint8Array {
   const model = onnx.ModelProto.decode(bytes);
   const graph = model.graph!;
   const blocks = findSlimBlocks(graph);
@@ -188,9 +210,29 @@ export function slimOnnx(bytes: Uint8Array, keep: number[][]): Uint8Array {
     dw.attribute!.find((a) => a.name === 'group')!.i = keepNow.length;
     const pw = g.inits.get(g.nodes[b.project]!.input![1]!)!;
     const s = sliceAxis(floatValues(pw), dimsOf(pw), 1, keepNow);
-    setFloat(pw, s.values, s.dims);
+    setFloat(pw, project[i] ? checkedKernel(project[i]!.kernel, s.dims, i) : s.values, s.dims);
+    const shift = project[i]?.shift;
+    if (shift) shiftOutput(g, b, shift, i);
   });
   return onnx.ModelProto.encode(model).finish();
+}
+
+function checkedKernel(kernel: Float32Array, dims: number[], block: number): Float32Array {
+  if (kernel.length !== dims.reduce((a, x) => a * x, 1)) throw new HeadstartError('INTERNAL', `block ${block}: reconstructed project kernel has ${kernel.length} values, the slimmed conv [${dims.join(', ')}]`);
+  return kernel;
+}
+
+/** Adds `shift` to a block's project conv output: into the conv's bias, or out of the following BatchNorm's mean. */
+function shiftOutput(g: Index, b: SlimBlock, shift: Float32Array, block: number): void {
+  const add = (name: string, sign: number) => {
+    const t = g.inits.get(name)!;
+    const v = floatValues(t);
+    if (v.length !== shift.length) throw new HeadstartError('INTERNAL', `block ${block}: output shift has ${shift.length} values, ${name} ${v.length}`);
+    setFloat(t, v.map((x, o) => x + sign * shift[o]!), dimsOf(t));
+  };
+  if (b.projectBias) add(g.nodes[b.project]!.input![2]!, 1);
+  else if (b.projectBn !== undefined) add(g.nodes[b.projectBn]!.input![3]!, -1); // BN reads x - mean: x + shift - mean = x - (mean - shift)
+  else throw new HeadstartError('INTERNAL', `block ${block}: the project conv has no bias and no BatchNorm to take an output shift`);
 }
 
 /**
@@ -208,6 +250,55 @@ export function withHiddenStats(bytes: Uint8Array, blocks: SlimBlock[]): { bytes
     graph.node!.push({ opType: 'ReduceMean', input: [abs], output: [out], name: `${out}/ReduceMean`, attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 2, 3] }, { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] });
     graph.output!.push({ name: out, type: { tensorType: { elemType: T.FLOAT } } });
     return out;
+  });
+  return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
+}
+
+/** Output names of one block's hidden-layer moments (withHiddenGram). */
+export interface GramOutputs {
+  /** [C, C]: sum over the batch and spatial positions of h h^T. */
+  gram: string;
+  /** [C]: sum of each hidden channel over the batch and spatial positions. */
+  sum: string;
+  /** int64 [4]: the hidden tensor's shape (N, C, H, W), for the count of positions. */
+  shape: string;
+}
+
+/**
+ * A copy of the model that also outputs, per block, the second moments of its
+ * hidden layer (what the project conv reads): Reshape to [N, C, H*W], MatMul
+ * with its transpose, summed over the batch; plus per-channel sums and the
+ * shape. Enough for a least-squares reconstruction of the project conv from
+ * any subset of channels (compress/reconstruct.ts) without keeping the
+ * activations.
+ */
+export function withHiddenGram(bytes: Uint8Array, blocks: SlimBlock[]): { bytes: Uint8Array; outputs: GramOutputs[] } {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const opset = Number(model.opsetImport?.find((o) => !o.domain)?.version ?? 13);
+  const ints = onnx.AttributeProto.AttributeType.INTS;
+  const int64 = (name: string, v: number[]) => graph.initializer!.push({ name, dims: [v.length], dataType: T.INT64, int64Data: v });
+  const node = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []) => graph.node!.push({ opType, input, output: [output], name: `${output}/${opType}`, attribute });
+  // ReduceSum takes its axes as an input from opset 13 on, as an attribute before.
+  const reduceSum = (x: string, axes: number[], out: string) => {
+    const keep = { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 };
+    if (opset >= 13) {
+      int64(`${out}/axes`, axes);
+      node('ReduceSum', [x, `${out}/axes`], out, [keep]);
+    } else node('ReduceSum', [x], out, [{ name: 'axes', type: ints, ints: axes }, keep]);
+  };
+  const outputs = blocks.map((b, i) => {
+    const p = `slim/gram/${i}`;
+    int64(`${p}/to3d`, [0, b.channels, -1]);
+    node('Reshape', [b.hidden, `${p}/to3d`], `${p}/h3`);
+    node('Transpose', [`${p}/h3`], `${p}/h3t`, [{ name: 'perm', type: ints, ints: [0, 2, 1] }]);
+    node('MatMul', [`${p}/h3`, `${p}/h3t`], `${p}/outer`);
+    const o: GramOutputs = { gram: `${p}/gram`, sum: `${p}/sum`, shape: `${p}/shape` };
+    reduceSum(`${p}/outer`, [0], o.gram);
+    reduceSum(b.hidden, [0, 2, 3], o.sum);
+    node('Shape', [b.hidden], o.shape);
+    graph.output!.push({ name: o.gram, type: { tensorType: { elemType: T.FLOAT } } }, { name: o.sum, type: { tensorType: { elemType: T.FLOAT } } }, { name: o.shape, type: { tensorType: { elemType: T.INT64 } } });
+    return o;
   });
   return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
 }
