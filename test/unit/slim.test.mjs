@@ -260,6 +260,8 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   assert.ok(s.steps.slice(1).every((x) => x.reconstructed > 0 && x.reconstructSeconds >= 0), 'every step reconstructs its project convs and says how long it took');
   assert.match(s.method, /least squares/);
   assert.equal(s.chosen, 0.7);
+  assert.equal(s.allocation, 'sensitivity', 'steps are spread over the blocks by sensitivity by default');
+  assert.ok(s.steps.slice(1).every((x) => x.keptPerBlock.length === s.blocks && x.keptPerBlock.every((k) => k % 8 === 0) && x.featuresKept < x.featuresTotal), 'each step reports its kept channels per block and cuts the features');
   for (const [i, x] of s.steps.entries()) {
     assert.ok(x.msPerImage > 0 && x.valAccuracy >= 0 && x.valAccuracy <= 1 && x.gzipBytes < x.bytes, JSON.stringify(x));
     if (i) assert.ok(x.bytes < s.steps[i - 1].bytes && x.hiddenKept < s.steps[i - 1].hiddenKept, 'each step is smaller');

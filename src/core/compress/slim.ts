@@ -68,6 +68,8 @@ export interface SlimStep extends shared.SlimStep {
   reconstructed?: number;
   /** Seconds the reconstruction of this step took (normal equations, Cholesky, Float64 in JS). */
   reconstructSeconds?: number;
+  /** Speed-up in process CPU time per image at batch 32 (compareOnnxSpeed): what other jobs on a shared machine move far less than the wall clock. */
+  cpuSpeedup?: number;
   /** Hidden channels each block keeps (findSlimBlocks order). */
   keptPerBlock?: number[];
   /** Sensitivity allocation: share of the slimmable cost removed, and the total held-out relative error of this plan and of the uniform plan of the same fraction (slimAllocate.ts). */
@@ -566,7 +568,7 @@ async function slimStep(c: SearchContext, fraction: number, progress: Progress):
     const speed = await compareOnnxSpeed(c.baseFile, path.join(dir, ONNX_BACKBONE_FILE), c.images.slice(0, 8), rec.backbone.inputSize, { threads: 2, repetitions: 3 }, progress);
     const cmp = compareJudged(c.ref, judged);
     const withinBudget = c.opts.slim !== 'auto' || slimWithinBudget(cmp.agreement, c.opts.maxDrop);
-    const step: SlimStep = { fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: judged.valAccuracy, dropPoints: (c.ref.valAccuracy - judged.valAccuracy) * 100, oofAccuracy: judged.oofAccuracy, judgedDropPoints: cmp.dropPoints, agreement: cmp.agreement, withinBudget, reconstructed: project.filter(Boolean).length, reconstructSeconds, keptPerBlock: plan.map((p) => p.length), ...(sensitivity && { sensitivity }), ...(features && { featuresKept: features.length, featuresTotal: c.featureScores!.length }) };
+    const step: SlimStep = { fraction, hiddenKept: plan.reduce((a, p) => a + p.length, 0), hiddenTotal, bytes: model.length, gzipBytes: gzipSync(model, { level: 9 }).length, msPerImage: speed.other.batch1Ms, speedup: speed.batch1Speedup, valAccuracy: judged.valAccuracy, dropPoints: (c.ref.valAccuracy - judged.valAccuracy) * 100, oofAccuracy: judged.oofAccuracy, judgedDropPoints: cmp.dropPoints, agreement: cmp.agreement, withinBudget, reconstructed: project.filter(Boolean).length, reconstructSeconds, cpuSpeedup: speed.batch32CpuSpeedup, keptPerBlock: plan.map((p) => p.length), ...(sensitivity && { sensitivity }), ...(features && { featuresKept: features.length, featuresTotal: c.featureScores!.length }) };
     return { step, dir, head: judged.head, bytes: model, keep: plan, project, features, batch1BaseMs: speed.base.batch1Ms };
   } catch (err) {
     judged.head.dispose();
@@ -730,5 +732,13 @@ export function slimTable(r: SlimReport): string[] {
     `Slimming (${r.asked === 'auto' ? `auto, top-1 kept on at least ${100 - r.budgetPoints}% of the judged images` : `asked ${Math.round(r.asked * 100)}%`}; ranked on ${r.rankImages} training images, judged on ${r.validationImages} validation images and ${r.oofTrainImages} training images out of fold (${r.folds} folds); ONNX Runtime ${r.threads} threads, batch 1):`,
     '  removed   hidden kept        bytes    gzipped   ms/image  speed-up  val acc   drop  oof acc  agree',
     ...r.steps.map((s) => `  ${`${Math.round(s.fraction * 100)}%`.padStart(7)}   ${`${s.hiddenKept}/${s.hiddenTotal}`.padEnd(12)} ${String(s.bytes).padStart(10)} ${String(s.gzipBytes).padStart(10)} ${s.msPerImage.toFixed(1).padStart(10)} ${`${s.speedup.toFixed(2)}x`.padStart(9)} ${pct(s.valAccuracy).padStart(8)} ${s.dropPoints.toFixed(1).padStart(6)} ${pct(s.oofAccuracy).padStart(8)} ${pct(s.agreement).padStart(6)}${s.fraction === r.chosen ? '  ← chosen' : s.withinBudget ? '' : '  (over budget)'}`),
+    ...chosenShape(r),
   ];
+}
+
+/** The chosen step's kept channels per block and features (one line; none without a chosen step). */
+function chosenShape(r: SlimReport): string[] {
+  const s = r.chosen ? r.steps.find((x) => x.fraction === r.chosen) : undefined;
+  if (!s?.keptPerBlock) return [];
+  return [`  chosen step keeps hidden channels per block ${s.keptPerBlock.join(', ')} (${r.allocation === 'sensitivity' ? 'spread by sensitivity' : 'uniform'})${s.featuresKept ? `; ${s.featuresKept} of ${s.featuresTotal} features` : ''}`];
 }
