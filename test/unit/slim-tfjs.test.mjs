@@ -177,6 +177,30 @@ test('TF.js slimming of the bundled MobileNetV2 1.4 graph model (fused convoluti
   await checkBackbone(t, src, conv, { size: 224, fraction: 0.4, onnxScale: 1 / 255 });
 });
 
+test('features cut out of a layers model with its own classifier past the feature layer (bundled MobileNetV2 1.0): the layers past flatten_1 go, TF.js = ONNX', async (t) => {
+  const src = path.join(root, 'models', 'mobilenet-v2-100');
+  const conv = await core.convertTfjsModel(src, { output: 'flatten_1', outputName: 'features' });
+  const graph = onnx.ModelProto.decode(conv.bytes).graph;
+  const fc = core.findFeatureConv(graph);
+  assert.deepEqual([fc.channels, fc.bn !== undefined], [1280, true], 'Conv_1 → Conv_1_bn → ReLU6 → pooling → NHWC Transpose → Flatten');
+  const rng = new core.Rng(3);
+  const keep = core.keepPlan(core.findSlimBlocks(graph).map((b) => Float32Array.from({ length: b.channels }, () => rng.next())), 0.4);
+  const features = core.keepFeatures(Float32Array.from({ length: 1280 }, () => rng.next()), 0.4);
+  const out = path.join(dir, 'mnv2-100-slim');
+  await core.writeSlimTfjsModel(src, out, core.slimPlanOf(conv.bytes, keep, [], features), 'flatten_1');
+  const json = JSON.parse(await readFile(path.join(out, 'model.json'), 'utf8'));
+  const layers = (json.modelTopology.model_config ?? json.modelTopology).config.layers;
+  assert.equal(layers.at(-1).name, 'flatten_1', 'the source model\'s own classifier is gone');
+  const shape = [2, 224, 224, 3];
+  const x = Float32Array.from({ length: 2 * 224 * 224 * 3 }, () => rng.next());
+  const got = await runTfjs(out, x, shape);
+  const want = await runOnnx(core.slimOnnx(conv.bytes, keep, [], features), x, shape);
+  const d = maxDiff(got, want);
+  t.diagnostic(`${features.length}/1280 features: TF.js vs ONNX ${d.toExponential(2)}`);
+  assert.equal(got.length, 2 * features.length);
+  assert.ok(d < 1e-3, `TF.js = ONNX within 1e-3 (got ${d})`);
+});
+
 test('a plan that does not fit the TF.js model is a one-line BAD_MODEL error', async () => {
   const conv = await core.convertTfjsModel(path.dirname(backbone), { pool: true, outputName: 'features' });
   const { plan } = randomPlan(conv.bytes, 0.5, 5);

@@ -174,6 +174,12 @@ function keepsChannels(g: Index, n: onnx.INodeProto): boolean {
       return true;
     case 'Flatten':
       return attrInt(n, 'axis', 1) === 1; // after global pooling: [N, C, 1, 1] → [N, C]
+    case 'Transpose': {
+      // NCHW → NHWC before a Keras Flatten: channel order is kept when the pooled map is 1x1, which the
+      // caller checks (slimSearch cuts features only when the feature count equals the conv's channels).
+      const perm = (n.attribute?.find((a) => a.name === 'perm')?.ints ?? []).map(Number);
+      return perm.join(',') === '0,2,3,1';
+    }
     case 'ReduceMean':
     case 'Squeeze': {
       const axes = axesOf(g, n);
