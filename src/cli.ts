@@ -76,7 +76,8 @@ Usage:
                                          --slim: removes backbone channels this task does not use (ONNX and TF.js)
                                          --prune S: zeros the smallest S of each backbone conv / dense kernel and of the head (gzip shrinks)
   headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
-                                         a compact student trained on the teacher's soft outputs
+                                         a compact student trained on the teacher's soft outputs; default --student slim
+                                         (the teacher's backbone slimmed within --max-drop, default 5), else mobilenet-v2-100 with a warning
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]
                   [--lock-seconds S]     take extraction and sweep-trial jobs from the queue (see README "Many machines")
   headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [--force] [train options]

@@ -108,12 +108,14 @@ test('slimSearch: sensitivity allocation by default, uniform on request; both re
     assert.ok(s.sensitivity.costRemoved >= 0.5 - 1e-9, `removes half the cost (${s.sensitivity.costRemoved})`);
     assert.ok(s.sensitivity.allocated <= s.sensitivity.uniform + 1e-12, `no worse than uniform on the curves: ${JSON.stringify(s.sensitivity)}`);
     assert.match(sens.report.method, /slimmable cost/);
-    // The features (64-channel final conv) are cut by the step's fraction: a 32-wide head input.
-    assert.deepEqual([s.featuresKept, s.featuresTotal], [32, 64]);
-    assert.equal(sens.features.length, 32);
+    // The features (64-channel final conv) are cut by 1.5x the step's fraction, at most 75%: a 16-wide head input.
+    assert.equal(core.featureFraction(0.5), 0.75);
+    assert.ok(Math.abs(core.featureFraction(0.2) - 0.3) < 1e-12);
+    assert.deepEqual([s.featuresKept, s.featuresTotal], [16, 64]);
+    assert.equal(sens.features.length, 16);
     const meta = JSON.parse(await (await import('node:fs/promises')).readFile(path.join(sens.backboneDir, 'backbone.json'), 'utf8'));
-    assert.equal(meta.entry.featureSize, 32, 'backbone.json records the cut feature size');
-    assert.deepEqual(meta.slim.features, { total: 64, kept: 32 });
+    assert.equal(meta.entry.featureSize, 16, 'backbone.json records the cut feature size');
+    assert.deepEqual(meta.slim.features, { total: 64, kept: 16 });
   } finally {
     loaded.head.dispose();
   }

@@ -256,12 +256,12 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   assert.match(r.stdout, /70%.*← chosen/, 'with a budget of 100 points every step passes: the last is chosen');
   const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
   const s = rep.slimming;
-  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.1, 0.25, 0.4, 0.55, 0.7]);
+  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.7]);
   assert.ok(s.steps.slice(1).every((x) => x.reconstructed > 0 && x.reconstructSeconds >= 0), 'every step reconstructs its project convs and says how long it took');
   assert.match(s.method, /least squares/);
   assert.equal(s.chosen, 0.7);
   assert.equal(s.allocation, 'sensitivity', 'steps are spread over the blocks by sensitivity by default');
-  assert.ok(s.steps.slice(1).every((x) => x.keptPerBlock.length === s.blocks && x.keptPerBlock.every((k) => k % 8 === 0) && x.featuresTotal === 64 && x.featuresKept === core.keptCount(64, x.fraction)), 'each step reports its kept channels per block and cuts the features');
+  assert.ok(s.steps.slice(1).every((x) => x.keptPerBlock.length === s.blocks && x.keptPerBlock.every((k) => k % 8 === 0) && x.featuresTotal === 64 && x.featuresKept === core.keptCount(64, core.featureFraction(x.fraction))), 'each step reports its kept channels per block and cuts the features');
   for (const [i, x] of s.steps.entries()) {
     assert.ok(x.msPerImage > 0 && x.valAccuracy >= 0 && x.valAccuracy <= 1 && x.gzipBytes < x.bytes, JSON.stringify(x));
     if (i) assert.ok(x.bytes < s.steps[i - 1].bytes && x.hiddenKept < s.steps[i - 1].hiddenKept, 'each step is smaller');
