@@ -274,6 +274,7 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   t.diagnostic(`steps: ${s.steps.map((x) => `${x.fraction}: ${x.bytes} B, ${x.msPerImage.toFixed(2)} ms (${x.speedup.toFixed(2)}x), val ${x.valAccuracy.toFixed(3)}`).join('; ')}; exported int8 ${rep.exported.bytes} B`);
   assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /## Slimmed backbone[\s\S]*\| 70% \(this file\) \|/);
   assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /project convolution was refit by least squares/);
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /70% of the slimmable cost .* spread where the held-out block error grows least \(hidden channels kept per block: [\d, ]+\); 16 of its 64 features kept/);
   // A fresh process (the export's own inference script) gives the accuracy the report states.
   const tests = files('test');
   const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...tests], { cwd: out });
