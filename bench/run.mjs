@@ -49,7 +49,13 @@ async function slimSection(data) {
     fig(`${k}.agreement`, st.agreement);
     fig(`${k}.withinBudget`, st.withinBudget);
     fig(`${k}.reconstructSeconds`, st.reconstructSeconds ?? 0);
+    fig(`${k}.cpuSpeedupBatch32`, st.cpuSpeedup ?? 1);
+    if (st.keptPerBlock) fig(`${k}.keptPerBlock`, st.keptPerBlock);
+    if (st.featuresKept) fig(`${k}.features`, `${st.featuresKept}/${st.featuresTotal}`);
+    // The allocation's proxy: total held-out relative block error of this plan and of the uniform plan of the same fraction.
+    if (st.sensitivity) fig(`${k}.sensitivity`, st.sensitivity);
   }
+  fig('slim.allocation', { allocation: s.allocation, sensitivitySeconds: s.sensitivitySeconds });
   // Judged on the validation images plus the training images out of fold (never test images).
   fig('slim.judged', { validationImages: s.validationImages, oofTrainImages: s.oofTrainImages, folds: s.folds, budgetPoints: s.budgetPoints });
   fig('slim.chosenFraction', s.chosen);
@@ -78,8 +84,9 @@ async function slimSection(data) {
   for (const who of ['teacher', 'student']) for (const key of ['bytes', 'accuracy', 'msPerImage']) fig(`slim.distill.${who}.${key}`, d.json[who][key]);
   fig('slim.distill.sizeRatio', d.json.ratios.size);
   fig('slim.distill.speedRatio', d.json.ratios.speed);
+  fig('slim.distill.speedRatioCpuBatch32', d.json.ratios.speedCpuBatch32);
   fig('slim.distill.judged', { validationImages: d.json.slimming.validationImages, oofTrainImages: d.json.slimming.oofTrainImages, budgetPoints: d.json.slimming.budgetPoints });
-  for (const st of d.json.slimming.steps) fig(`slim.distill.step${Math.round(st.fraction * 100)}`, { valAccuracy: st.valAccuracy, oofAccuracy: st.oofAccuracy, agreement: st.agreement, speedup: st.speedup, withinBudget: st.withinBudget });
+  for (const st of d.json.slimming.steps) fig(`slim.distill.step${Math.round(st.fraction * 100)}`, { valAccuracy: st.valAccuracy, oofAccuracy: st.oofAccuracy, agreement: st.agreement, speedup: st.speedup, cpuSpeedup: st.cpuSpeedup, withinBudget: st.withinBudget, keptPerBlock: st.keptPerBlock, featuresKept: st.featuresKept, sensitivity: st.sensitivity });
   // Test accuracy of teacher and student with their 95% intervals (same test split).
   const readTest = async (dir) => JSON.parse(await (await import('node:fs/promises')).readFile(path.join(dir, 'run.json'), 'utf8')).test;
   for (const [who, dir] of [['teacher', runDir], ['student', d.json.runDir]]) {

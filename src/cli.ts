@@ -76,7 +76,8 @@ Usage:
                                          --slim: removes backbone channels this task does not use (ONNX and TF.js)
                                          --prune S: zeros the smallest S of each backbone conv / dense kernel and of the head (gzip shrinks)
   headstart distill RUN_DIR [--student slim|ID] [--slim auto|FRACTION] [--max-drop POINTS] [--out RUN_DIR] [--temperature T] [--alpha A]
-                                         a compact student trained on the teacher's soft outputs
+                                         a compact student trained on the teacher's soft outputs; default --student slim
+                                         (the teacher's backbone slimmed within --max-drop, default 5), else mobilenet-v2-100 with a warning
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]
                   [--lock-seconds S]     take extraction and sweep-trial jobs from the queue (see README "Many machines")
   headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [--force] [train options]
@@ -518,7 +519,7 @@ async function cmdDistill(args: string[], signal: AbortSignal): Promise<number> 
     const res = await distillRun({ runDir: positionals[0]!, student: v.student, out: v.out, temperature: num(v.temperature, 'temperature'), alpha: num(v.alpha, 'alpha'), slim: v.slim === undefined ? undefined : parseSlim(v.slim), maxDrop: num(v['max-drop'], 'max-drop'), force: v.force, ...engineOptions(v) }, { onEvent: rep.onEvent, signal });
     out(!!v.json, res, () => {
       const row = (name: string, m: typeof res.teacher) => `  ${name.padEnd(8)} ${m.backbone.padEnd(20)} ${(m.bytes / 1e6).toFixed(2).padStart(7)} MB  ${pct(m.accuracy).padStart(6)}  ${m.msPerImage.toFixed(1).padStart(6)} ms/image`;
-      return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, ...(res.slimming ? slimTable(res.slimming) : []), row('teacher', res.teacher), row('student', res.student), `Student vs teacher: ${res.ratios.size.toFixed(2)}x smaller, ${res.ratios.speed.toFixed(2)}x faster (${res.measuredIn}).`, `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
+      return [`Distilled (T=${res.temperature}, alpha=${res.alpha}) into ${res.runDir}`, ...(res.slimming ? slimTable(res.slimming) : []), row('teacher', res.teacher), row('student', res.student), `Student vs teacher: ${res.ratios.size.toFixed(2)}x smaller, ${res.ratios.speed.toFixed(2)}x faster (${res.measuredIn}${res.ratios.speedCpuBatch32 ? `; ${res.ratios.speedCpuBatch32.toFixed(2)}x in CPU time per image at batch 32` : ''}).`, `Next: headstart export ${path.relative(process.cwd(), res.runDir) || '.'} --out model --quantize auto`].join('\n');
     });
     return 0;
   

@@ -337,7 +337,7 @@ function renderResults(s: PanelState): void {
       r.modality === 'text'
         ? ''
         : html`<h3>Distill into a smaller backbone</h3>
-    <div class="row"><vscode-dropdown id="d-student">${students.map((b) => html`<vscode-option value="${b.id}">${b.id} (${fixed(num(b.approxBytes) / 1e6, 1)} MB)</vscode-option>`)}</vscode-dropdown>
+    <div class="row"><vscode-dropdown id="d-student"><vscode-option value="slim">slim: this backbone slimmed for the task (default; falls back to mobilenet-v2-100)</vscode-option>${students.map((b) => html`<vscode-option value="${b.id}">${b.id} (${fixed(num(b.approxBytes) / 1e6, 1)} MB)</vscode-option>`)}</vscode-dropdown>
     <vscode-button data-action="distill" appearance="secondary" ${s.running ? trusted('disabled') : ''}>Distill</vscode-button></div>`
     }
     ${

@@ -50,6 +50,7 @@ export * from './queue';
 export * from './queue/sweep';
 export * from './compress/slim';
 export * from './compress/slimTfjs';
+export * from './compress/slimAllocate';
 export * from './compress/reconstruct';
 export * from './onnx/slim';
 export * from './onnx/backbone';

@@ -149,8 +149,8 @@ export class TrainingPanel extends Disposable {
         return;
       }
       case 'distill':
-        // A catalogue id only: the engine would also load a model.json from any path.
-        if (!this.session.state.backbones.some((b) => b.id === m.student)) this.gate.refuse('distill', `'${m.student}' is not a backbone of the catalogue`);
+        // 'slim' (the teacher's backbone slimmed for the task) or a catalogue id only: the engine would also load a model.json from any path.
+        if (m.student !== 'slim' && !this.session.state.backbones.some((b) => b.id === m.student)) this.gate.refuse('distill', `'${m.student}' is not a backbone of the catalogue`);
         else await this.session.distill(m.student);
         return;
       default: {

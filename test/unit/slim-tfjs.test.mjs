@@ -43,7 +43,7 @@ async function zeroedCopy(src, out, plan) {
   const byNode = new Map(graph ? json.modelTopology.node.map((n) => [n.name, n]) : []);
   const projectWeight = (b) => (graph ? byNode.get(b.project).input[1].replace(/:\d+$/, '') : `${b.project}/kernel`);
   const zeroed = new Map();
-  for (const b of plan) {
+  for (const b of plan.blocks) {
     const name = projectWeight(b);
     const t = values[name];
     const [kh, kw, c, o] = t.shape;
@@ -91,7 +91,7 @@ const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]) /
  */
 async function checkBackbone(t, src, conv, { size, fraction, output, onnxScale }) {
   const { keep, plan } = randomPlan(conv.bytes, fraction, 5);
-  assert.ok(keep.some((k, i) => k.length < plan[i].channels), 'channels were removed');
+  assert.ok(keep.some((k, i) => k.length < plan.blocks[i].channels), 'channels were removed');
   const slimDir = path.join(dir, `slim-${path.basename(src)}`);
   await core.writeSlimTfjsModel(src, slimDir, plan);
   const zeroDir = path.join(dir, `zero-${path.basename(src)}`);
@@ -109,7 +109,7 @@ async function checkBackbone(t, src, conv, { size, fraction, output, onnxScale }
   const dOnnx = maxDiff(slim, onnxSlim);
   const moved = maxDiff(full, zero);
   const bytes = async (d) => (await readFile(path.join(d, 'weights.bin'))).length;
-  t.diagnostic(`${plan.length} blocks, ${fraction * 100}% removed: slimmed vs zeroed ${dz.toExponential(2)}, vs slimmed ONNX ${dOnnx.toExponential(2)}; zeroing moved features by ${moved.toFixed(3)}; weights ${await bytes(src)} -> ${await bytes(slimDir)} B`);
+  t.diagnostic(`${plan.blocks.length} blocks, ${fraction * 100}% removed: slimmed vs zeroed ${dz.toExponential(2)}, vs slimmed ONNX ${dOnnx.toExponential(2)}; zeroing moved features by ${moved.toFixed(3)}; weights ${await bytes(src)} -> ${await bytes(slimDir)} B`);
   assert.ok(dz < 1e-4, `slimmed TF.js = zeroed TF.js within 1e-4 (got ${dz})`);
   assert.ok(dOnnx < 1e-3, `slimmed TF.js = slimmed ONNX within 1e-3 (got ${dOnnx})`);
   assert.ok(moved > 1e-3, 'the zeroed channels mattered (the comparison can fail)');
@@ -125,6 +125,24 @@ async function checkBackbone(t, src, conv, { size, fraction, output, onnxScale }
   t.diagnostic(`with new project weights: TF.js vs ONNX ${dRec.toExponential(2)}; the new weights moved features by ${recMoved.toFixed(3)}`);
   assert.ok(dRec < 1e-3, `TF.js with reconstructed project weights = ONNX with them within 1e-3 (got ${dRec})`);
   assert.ok(recMoved > 1e-3, 'the new project weights changed the TF.js model (the comparison can fail)');
+  // The features cut too (random ones): the TF.js features are the columns `features` of the model without the cut, and equal ONNX's.
+  const fc = core.findFeatureConv(onnx.ModelProto.decode(conv.bytes).graph);
+  const frng = new core.Rng(21);
+  const features = core.keepFeatures(Float32Array.from({ length: fc.channels }, () => frng.next()), fraction);
+  const fPlan = core.slimPlanOf(conv.bytes, keep, project, features);
+  assert.deepEqual(fPlan.features.keep, features);
+  const fDir = path.join(dir, `feat-${path.basename(src)}`);
+  await core.writeSlimTfjsModel(src, fDir, fPlan);
+  const feat = await runTfjs(fDir, x, shape, output);
+  assert.equal(feat.length, n * features.length, 'the TF.js model outputs the kept features only');
+  const cols = Float32Array.from({ length: n * features.length }, (_, i) => rec[Math.floor(i / features.length) * fc.channels + features[i % features.length]]);
+  const onnxFeat = await runOnnx(core.slimOnnx(conv.bytes, keep, project, features), px, shape);
+  const dCols = maxDiff(feat, cols);
+  const dFeat = maxDiff(feat, onnxFeat);
+  t.diagnostic(`features cut to ${features.length}/${fc.channels}: vs the uncut model's columns ${dCols.toExponential(2)}, vs ONNX ${dFeat.toExponential(2)}; weights ${await bytes(recDir)} -> ${await bytes(fDir)} B`);
+  assert.ok(dCols < 1e-4, `TF.js with features cut = the kept columns within 1e-4 (got ${dCols})`);
+  assert.ok(dFeat < 1e-3, `TF.js with features cut = ONNX with them within 1e-3 (got ${dFeat})`);
+  assert.ok((await bytes(fDir)) < (await bytes(recDir)), 'cutting the features shrinks the weights');
 }
 
 /** Random project weights for the kept channels of a converted backbone (kernel [O, K], output shift [O]). */
@@ -145,8 +163,11 @@ test('TF.js slimming of a MobileNetV2-shaped layers model = zeroed channels = sl
   await checkBackbone(t, path.dirname(backbone), conv, { size: 32, fraction: 0.5, onnxScale: 1 });
   const json = JSON.parse(await readFile(path.join(dir, 'slim-bb', 'model.json'), 'utf8'));
   const { plan } = randomPlan(conv.bytes, 0.5, 5);
-  const layer = json.modelTopology.config.layers.find((l) => l.name === plan[1].expand);
-  assert.equal(layer.config.filters, plan[1].keep.length, 'the expand conv declares its kept filters');
+  const layer = json.modelTopology.config.layers.find((l) => l.name === plan.blocks[1].expand);
+  assert.equal(layer.config.filters, plan.blocks[1].keep.length, 'the expand conv declares its kept filters');
+  const fJson = JSON.parse(await readFile(path.join(dir, 'feat-bb', 'model.json'), 'utf8'));
+  const fc = core.slimPlanOf(conv.bytes, plan.blocks.map((b) => b.keep), [], [0, 8, 16, 24, 32, 40, 48, 56]).features;
+  assert.equal(fJson.modelTopology.config.layers.find((l) => l.name === fc.conv).config.filters, 32, 'the feature conv declares its kept filters (fraction 0.5 of 64)');
 });
 
 test('TF.js slimming of the bundled MobileNetV2 1.4 graph model (fused convolutions, uint8-stored weights)', async (t) => {
@@ -156,11 +177,36 @@ test('TF.js slimming of the bundled MobileNetV2 1.4 graph model (fused convoluti
   await checkBackbone(t, src, conv, { size: 224, fraction: 0.4, onnxScale: 1 / 255 });
 });
 
+test('features cut out of a layers model with its own classifier past the feature layer (bundled MobileNetV2 1.0): the layers past flatten_1 go, TF.js = ONNX', async (t) => {
+  const src = path.join(root, 'models', 'mobilenet-v2-100');
+  const conv = await core.convertTfjsModel(src, { output: 'flatten_1', outputName: 'features' });
+  const graph = onnx.ModelProto.decode(conv.bytes).graph;
+  const fc = core.findFeatureConv(graph);
+  assert.deepEqual([fc.channels, fc.bn !== undefined], [1280, true], 'Conv_1 → Conv_1_bn → ReLU6 → pooling → NHWC Transpose → Flatten');
+  const rng = new core.Rng(3);
+  const keep = core.keepPlan(core.findSlimBlocks(graph).map((b) => Float32Array.from({ length: b.channels }, () => rng.next())), 0.4);
+  const features = core.keepFeatures(Float32Array.from({ length: 1280 }, () => rng.next()), 0.4);
+  const out = path.join(dir, 'mnv2-100-slim');
+  await core.writeSlimTfjsModel(src, out, core.slimPlanOf(conv.bytes, keep, [], features), 'flatten_1');
+  const json = JSON.parse(await readFile(path.join(out, 'model.json'), 'utf8'));
+  const layers = (json.modelTopology.model_config ?? json.modelTopology).config.layers;
+  assert.equal(layers.at(-1).name, 'flatten_1', 'the source model\'s own classifier is gone');
+  const shape = [2, 224, 224, 3];
+  const x = Float32Array.from({ length: 2 * 224 * 224 * 3 }, () => rng.next());
+  const got = await runTfjs(out, x, shape);
+  const want = await runOnnx(core.slimOnnx(conv.bytes, keep, [], features), x, shape);
+  const d = maxDiff(got, want);
+  t.diagnostic(`${features.length}/1280 features: TF.js vs ONNX ${d.toExponential(2)}`);
+  assert.equal(got.length, 2 * features.length);
+  assert.ok(d < 1e-3, `TF.js = ONNX within 1e-3 (got ${d})`);
+});
+
 test('a plan that does not fit the TF.js model is a one-line BAD_MODEL error', async () => {
   const conv = await core.convertTfjsModel(path.dirname(backbone), { pool: true, outputName: 'features' });
   const { plan } = randomPlan(conv.bytes, 0.5, 5);
-  await assert.rejects(core.writeSlimTfjsModel(path.dirname(backbone), path.join(dir, 'bad'), [{ ...plan[1], channels: plan[1].channels + 8 }]), (e) => e.code === 'BAD_MODEL' && /not \d+ hidden channels/.test(e.message) && !e.message.includes('\n'));
-  await assert.rejects(core.writeSlimTfjsModel(path.dirname(backbone), path.join(dir, 'bad2'), [{ ...plan[1], expand: 'nope' }]), (e) => e.code === 'BAD_MODEL' && /layer nope is missing/.test(e.message));
+  await assert.rejects(core.writeSlimTfjsModel(path.dirname(backbone), path.join(dir, 'bad'), { blocks: [{ ...plan.blocks[1], channels: plan.blocks[1].channels + 8 }] }), (e) => e.code === 'BAD_MODEL' && /not \d+ hidden channels/.test(e.message) && !e.message.includes('\n'));
+  await assert.rejects(core.writeSlimTfjsModel(path.dirname(backbone), path.join(dir, 'bad2'), { blocks: [{ ...plan.blocks[1], expand: 'nope' }] }), (e) => e.code === 'BAD_MODEL' && /layer nope is missing/.test(e.message));
+  await assert.rejects(core.writeSlimTfjsModel(path.dirname(backbone), path.join(dir, 'bad3'), { blocks: [], features: { conv: 'nope', channels: 64, keep: [0] } }), (e) => e.code === 'BAD_MODEL' && /layer nope is missing/.test(e.message));
 });
 
 test('export --format tfjs --slim: smaller, stock loader in a fresh process, agrees with the slimmed ONNX export; uint8 after slimming', async (t) => {

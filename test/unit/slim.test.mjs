@@ -14,7 +14,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli, fileRepoTempDir } from './helpers.mjs';
+import { core, root, runCli, tf, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset } from './fixtures.mjs';
 import { mobileNetV2Like } from './slimFixture.mjs';
 
@@ -97,8 +97,13 @@ function randomProject(bytes, keep, rng) {
   });
 }
 
-/** Checks slimOnnx against zeroing on a converted model: same features within 1e-4, fewer parameters; with `withProject`, also with project weights replaced. */
-async function checkEquivalence(t, bytes, size, fraction, withProject = false) {
+/**
+ * Checks slimOnnx against zeroing on a converted model: same features within
+ * 1e-4, fewer parameters; with `withProject`, also with project weights
+ * replaced; with `withFeatures`, the feature conv's output channels cut too
+ * (random ones): the slimmed features are the zeroed model's columns `keep`.
+ */
+async function checkEquivalence(t, bytes, size, fraction, withProject = false, withFeatures = false) {
   const rng = new core.Rng(11);
   const blocks = core.findSlimBlocks(onnx.ModelProto.decode(bytes).graph);
   // Random scores: the structure must be right for any choice of channels, not only the ranked one.
@@ -106,23 +111,27 @@ async function checkEquivalence(t, bytes, size, fraction, withProject = false) {
   const keep = core.keepPlan(scores, fraction);
   const project = withProject ? randomProject(bytes, keep, rng) : [];
   if (withProject) assert.ok(project.filter(Boolean).length > 0, 'some blocks get new project weights');
-  const slim = core.slimOnnx(bytes, keep, project);
+  const fc = core.findFeatureConv(onnx.ModelProto.decode(bytes).graph);
+  const features = withFeatures ? core.keepFeatures(Float32Array.from({ length: fc.channels }, () => rng.next()), fraction) : undefined;
+  const slim = core.slimOnnx(bytes, keep, project, features);
   assert.deepEqual(core.hiddenChannels(slim), keep.map((k) => k.length), 'each block keeps its planned channels');
   assert.ok(keep.some((k, i) => k.length < blocks[i].channels), 'channels were removed');
   assert.ok(slim.length < bytes.length * (1 - fraction / 2), `slimmed model is smaller (${slim.length} vs ${bytes.length})`);
   const n = 2;
   const x = Float32Array.from({ length: n * size * size * 3 }, () => rng.next() * 255);
-  const want = await runOnnx(zeroRemoved(bytes, keep, project), x, n, size);
+  const zeroed = await runOnnx(zeroRemoved(bytes, keep, project), x, n, size);
   const got = await runOnnx(slim, x, n, size);
   const full = await runOnnx(bytes, x, n, size);
-  assert.equal(got.length, want.length);
+  const cols = features ?? Array.from({ length: fc.channels }, (_, i) => i);
+  if (features) assert.ok(features.length < fc.channels && features.length % 8 === 0, `features cut to a multiple of 8 (${features.length} of ${fc.channels})`);
+  assert.equal(got.length, n * cols.length, 'the features output has the kept features only');
+  // Kept feature j of image r is feature cols[j] of the zeroed full model.
+  const want = Float32Array.from({ length: n * cols.length }, (_, i) => zeroed[Math.floor(i / cols.length) * fc.channels + cols[i % cols.length]]);
   let worst = 0;
   let moved = 0;
-  for (let i = 0; i < got.length; i++) {
-    worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
-    moved = Math.max(moved, Math.abs(full[i] - want[i]));
-  }
-  t.diagnostic(`${blocks.length} blocks, ${fraction * 100}% removed: max relative difference ${worst.toExponential(2)}; zeroing moved features by up to ${moved.toFixed(3)}`);
+  for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+  for (let i = 0; i < full.length; i++) moved = Math.max(moved, Math.abs(full[i] - zeroed[i]));
+  t.diagnostic(`${blocks.length} blocks, ${fraction * 100}% removed${features ? `, ${features.length}/${fc.channels} features kept` : ''}: max relative difference ${worst.toExponential(2)}; zeroing moved features by up to ${moved.toFixed(3)}`);
   assert.ok(worst < 1e-4, `slimmed = zeroed within 1e-4 (got ${worst})`);
   assert.ok(moved > 1e-3, 'the zeroed channels mattered (the comparison can fail)');
 }
@@ -135,6 +144,10 @@ test('slimmed model = full model with the removed hidden channels zeroed: Mobile
   // Reconstructed project weights: the shift goes out of the BatchNorm mean after the bias-free project conv.
   assert.ok(blocks.every((b) => !b.projectBias && b.projectBn !== undefined), 'Keras project convs: no bias, a BatchNorm after');
   await checkEquivalence(t, conv.bytes, 32, 0.5, true);
+  // The feature conv (conv → BatchNorm → ReLU6 → ReduceMean) loses output channels too.
+  const fc = core.findFeatureConv(onnx.ModelProto.decode(conv.bytes).graph);
+  assert.ok(fc && fc.channels === 64 && fc.bn !== undefined, 'the 64-channel feature conv with its BatchNorm');
+  await checkEquivalence(t, conv.bytes, 32, 0.5, true, true);
 });
 
 test('slimmed model = full model with the removed channels zeroed: bundled MobileNetV2 1.4 graph (fused biases)', async (t) => {
@@ -142,6 +155,19 @@ test('slimmed model = full model with the removed channels zeroed: bundled Mobil
   assert.equal(core.findSlimBlocks(onnx.ModelProto.decode(conv.bytes).graph).length, 17, 'all 17 inverted-residual blocks');
   await checkEquivalence(t, conv.bytes, 224, 0.4);
   await checkEquivalence(t, conv.bytes, 224, 0.4, true);
+  const fc = core.findFeatureConv(onnx.ModelProto.decode(conv.bytes).graph);
+  assert.ok(fc && fc.channels === 1792 && fc.bn === undefined, 'Conv_1: 1792 features, BatchNorm fused into its bias');
+  await checkEquivalence(t, conv.bytes, 224, 0.4, true, true);
+});
+
+test('a feature output not read off one conv (a Dense after pooling) is not cut', async () => {
+  const m = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 8, kernelSize: 1 }), tf.layers.globalAveragePooling2d({}), tf.layers.dense({ units: 4 })] });
+  const d = path.join(dir, 'dense-top');
+  await m.save(core.dirSaver(d));
+  m.dispose();
+  const conv = await core.convertTfjsModel(d, { outputName: 'features' });
+  assert.equal(core.findFeatureConv(onnx.ModelProto.decode(conv.bytes).graph), undefined);
+  assert.throws(() => core.slimOnnx(conv.bytes, [], [], [0, 1]), (e) => e.code === 'INTERNAL' && /not read off one conv/.test(e.message));
 });
 
 test('least-squares reconstruction lowers every slimmed block\'s output error against plain cutting, on held-out images (bundled MobileNetV2 1.4)', async (t) => {
@@ -230,10 +256,12 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   assert.match(r.stdout, /70%.*← chosen/, 'with a budget of 100 points every step passes: the last is chosen');
   const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
   const s = rep.slimming;
-  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.1, 0.25, 0.4, 0.55, 0.7]);
+  assert.deepEqual(s.steps.map((x) => x.fraction), [0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.7]);
   assert.ok(s.steps.slice(1).every((x) => x.reconstructed > 0 && x.reconstructSeconds >= 0), 'every step reconstructs its project convs and says how long it took');
   assert.match(s.method, /least squares/);
   assert.equal(s.chosen, 0.7);
+  assert.equal(s.allocation, 'sensitivity', 'steps are spread over the blocks by sensitivity by default');
+  assert.ok(s.steps.slice(1).every((x) => x.keptPerBlock.length === s.blocks && x.keptPerBlock.every((k) => k % 8 === 0) && x.featuresTotal === 64 && x.featuresKept === core.keptCount(64, core.featureFraction(x.fraction))), 'each step reports its kept channels per block and cuts the features');
   for (const [i, x] of s.steps.entries()) {
     assert.ok(x.msPerImage > 0 && x.valAccuracy >= 0 && x.valAccuracy <= 1 && x.gzipBytes < x.bytes, JSON.stringify(x));
     if (i) assert.ok(x.bytes < s.steps[i - 1].bytes && x.hiddenKept < s.steps[i - 1].hiddenKept, 'each step is smaller');
@@ -246,6 +274,7 @@ test('export --format onnx --slim auto --quantize int8: slimming table, smaller 
   t.diagnostic(`steps: ${s.steps.map((x) => `${x.fraction}: ${x.bytes} B, ${x.msPerImage.toFixed(2)} ms (${x.speedup.toFixed(2)}x), val ${x.valAccuracy.toFixed(3)}`).join('; ')}; exported int8 ${rep.exported.bytes} B`);
   assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /## Slimmed backbone[\s\S]*\| 70% \(this file\) \|/);
   assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /project convolution was refit by least squares/);
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /70% of the slimmable cost .* spread where the held-out block error grows least \(hidden channels kept per block: [\d, ]+\); 16 of its 64 features kept/);
   // A fresh process (the export's own inference script) gives the accuracy the report states.
   const tests = files('test');
   const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...tests], { cwd: out });

@@ -18,7 +18,7 @@ import { inputNodeName } from '../backbones/bundled';
 import { HeadstartError } from '../errors';
 import type { LoadedRun } from '../runFolder';
 import { type WeightEntry, decodeEntries, floatEntry, readModelDir, writeModelDir } from '../tfjsio';
-import type { SlimPlanBlock } from './slim';
+import type { SlimPlan, SlimPlanBlock, SlimPlanFeatures } from './slim';
 
 const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
 
@@ -34,7 +34,18 @@ export function sliceEntry(e: WeightEntry, axis: number, keep: number[]): Weight
   return { spec: { ...e.spec, shape: shape.map((d, a) => (a === axis ? keep.length : d)) }, bytes: out };
 }
 
-/** The model's weights by name, sliced in place by `cut`, which checks the axis holds the block's hidden channels. */
+/** Channels to keep on one axis: a block's hidden channels, or the features. */
+interface Cut {
+  channels: number;
+  keep: number[];
+  /** For messages: which block or conv. */
+  label: string;
+}
+
+const blockCut = (b: SlimPlanBlock): Cut => ({ channels: b.channels, keep: b.keep, label: `block of ${b.depthwise}` });
+const featureCut = (f: SlimPlanFeatures): Cut => ({ channels: f.channels, keep: f.keep, label: `features of ${f.conv}` });
+
+/** The model's weights by name, sliced in place by `cut`, which checks the axis holds the block's hidden channels (or the features). */
 class Weights {
   readonly byName: Map<string, WeightEntry>;
   constructor(entries: WeightEntry[]) {
@@ -43,11 +54,11 @@ class Weights {
   has(name: string): boolean {
     return this.byName.has(name);
   }
-  cut(name: string, axis: number, b: SlimPlanBlock): number[] {
+  cut(name: string, axis: number, c: Cut): number[] {
     const e = this.byName.get(name);
-    if (!e) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} (block of ${b.depthwise}) is missing`);
-    if (e.spec.shape[axis] !== b.channels) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} has shape [${e.spec.shape.join(', ')}], not ${b.channels} hidden channels on axis ${axis}; the TF.js backbone is not the one the ONNX search ranked`);
-    const s = sliceEntry(e, axis, b.keep);
+    if (!e) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} (${c.label}) is missing`);
+    if (e.spec.shape[axis] !== c.channels) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} has shape [${e.spec.shape.join(', ')}], not ${c.channels} ${c.label.startsWith('features') ? 'features' : 'hidden channels'} on axis ${axis}; the TF.js backbone is not the one the ONNX search ranked`);
+    const s = sliceEntry(e, axis, c.keep);
     this.byName.set(name, s);
     return s.spec.shape;
   }
@@ -94,7 +105,7 @@ function reconstructedGraphProject(p: GraphNode, w: Weights, b: SlimPlanBlock): 
 }
 
 /** Graph model: slices the fused convolutions' Const weights (and their declared shapes). */
-function slimGraph(topo: GraphTopology, w: Weights, plan: SlimPlanBlock[]): void {
+function slimGraph(topo: GraphTopology, w: Weights, plan: SlimPlan): void {
   const byName = new Map(topo.node.map((n) => [n.name, n]));
   const uses = new Map<string, number>();
   for (const n of topo.node) for (const r of n.input ?? []) uses.set(inputNodeName(r), (uses.get(inputNodeName(r)) ?? 0) + 1);
@@ -104,28 +115,35 @@ function slimGraph(topo: GraphTopology, w: Weights, plan: SlimPlanBlock[]): void
     return n;
   };
   /** Slices the Const input `i` of node `n` (a weight read by this node alone) and rewrites its declared shape. */
-  const cutConst = (n: GraphNode, i: number, axis: number, b: SlimPlanBlock) => {
+  const cutConst = (n: GraphNode, i: number, axis: number, c: Cut) => {
     const ins = (n.input ?? []).filter((r) => !r.startsWith('^'));
     if (!ins[i]) return;
     const name = inputNodeName(ins[i]);
     if (uses.get(name) !== 1) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: weight ${name} is shared by several nodes; slicing it would change another layer`);
-    const shape = w.cut(name, axis, b);
+    const shape = w.cut(name, axis, c);
     const tensor = (byName.get(name)?.attr?.value as { tensor?: { tensorShape?: { dim?: Array<{ size: string }> } } } | undefined)?.tensor;
     if (tensor?.tensorShape?.dim) tensor.tensorShape.dim = shape.map((d) => ({ size: String(d) }));
   };
-  for (const b of plan) {
+  for (const b of plan.blocks) {
     if (b.expandBn || b.depthwiseBn) throw new HeadstartError('BAD_MODEL', `slimming the TF.js graph model: block ${b.depthwise} has an unfused BatchNorm, which the TF.js slimming does not rewrite; export with --format onnx --slim`);
     if (b.keep.length === b.channels) continue;
     const e = node(b.expand, /^(_Fused)?Conv2D$/);
     const d = node(b.depthwise, /^(Fused)?DepthwiseConv2dNative$/);
     const p = node(b.project, /^(_Fused)?Conv2D$/);
-    cutConst(e, 1, 3, b); // filter [kh, kw, in, hidden]
-    cutConst(e, 2, 0, b); // fused bias [hidden]
-    cutConst(d, 1, 2, b); // depthwise filter [kh, kw, hidden, 1]
-    cutConst(d, 2, 0, b);
-    cutConst(p, 1, 2, b); // project filter [1, 1, hidden, out]
+    const c = blockCut(b);
+    cutConst(e, 1, 3, c); // filter [kh, kw, in, hidden]
+    cutConst(e, 2, 0, c); // fused bias [hidden]
+    cutConst(d, 1, 2, c); // depthwise filter [kh, kw, hidden, 1]
+    cutConst(d, 2, 0, c);
+    cutConst(p, 1, 2, c); // project filter [1, 1, hidden, out]
     if (b.weights) reconstructedGraphProject(p, w, b);
   }
+  const f = plan.features;
+  if (!f || f.keep.length === f.channels) return;
+  if (f.bn) throw new HeadstartError('BAD_MODEL', `slimming the TF.js graph model: the feature conv ${f.conv} has an unfused BatchNorm, which the TF.js slimming does not rewrite; export with --format onnx --slim`);
+  const conv = node(f.conv, /^(_Fused)?Conv2D$/);
+  cutConst(conv, 1, 3, featureCut(f)); // filter [1, 1, in, features]
+  cutConst(conv, 2, 0, featureCut(f)); // fused bias [features]
 }
 
 interface KerasLayer {
@@ -144,7 +162,7 @@ function reconstructedLayersProject(w: Weights, b: SlimPlanBlock): void {
 }
 
 /** Layers model: slices the Keras layers' weights and rewrites the expand conv's `filters`. */
-function slimLayers(topology: unknown, w: Weights, plan: SlimPlanBlock[]): void {
+function slimLayers(topology: unknown, w: Weights, plan: SlimPlan, featureNode?: string): void {
   const t = topology as { model_config?: { config?: { layers?: unknown } }; config?: { layers?: unknown } };
   const layers = (t.model_config ?? t).config?.layers;
   if (!Array.isArray(layers)) throw new HeadstartError('BAD_MODEL', 'slimming the TF.js layers model: its topology has no list of layers (a nested or Sequential model); export with --format onnx --slim');
@@ -154,42 +172,78 @@ function slimLayers(topology: unknown, w: Weights, plan: SlimPlanBlock[]): void 
     if (!l || l.class_name !== cls) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: layer ${name} is ${l ? `a ${l.class_name}` : 'missing'}, not the ${cls} the ONNX search found`);
     return l;
   };
-  const bias = (name: string, b: SlimPlanBlock) => w.has(`${name}/bias`) && w.cut(`${name}/bias`, 0, b);
-  for (const b of plan) {
+  const bias = (name: string, c: Cut) => w.has(`${name}/bias`) && w.cut(`${name}/bias`, 0, c);
+  const bnCut = (bn: string, c: Cut) => {
+    layer(bn, 'BatchNormalization');
+    for (const v of ['gamma', 'beta', 'moving_mean', 'moving_variance']) if (w.has(`${bn}/${v}`)) w.cut(`${bn}/${v}`, 0, c);
+  };
+  for (const b of plan.blocks) {
+    const c = blockCut(b);
     if (b.keep.length === b.channels) continue;
     const e = layer(b.expand, 'Conv2D');
     if (Number(e.config.groups ?? 1) !== 1) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: ${b.expand} is a grouped convolution`);
     e.config.filters = b.keep.length;
-    w.cut(`${b.expand}/kernel`, 3, b);
-    bias(b.expand, b);
+    w.cut(`${b.expand}/kernel`, 3, c);
+    bias(b.expand, c);
     const d = layer(b.depthwise, 'DepthwiseConv2D');
     if (Number(d.config.depth_multiplier ?? 1) !== 1) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: ${b.depthwise} has a depth multiplier above 1`);
-    w.cut(`${b.depthwise}/depthwise_kernel`, 2, b);
-    bias(b.depthwise, b);
-    for (const bn of [b.expandBn, b.depthwiseBn]) {
-      if (bn === undefined) continue;
-      layer(bn, 'BatchNormalization');
-      for (const v of ['gamma', 'beta', 'moving_mean', 'moving_variance']) if (w.has(`${bn}/${v}`)) w.cut(`${bn}/${v}`, 0, b);
-    }
+    w.cut(`${b.depthwise}/depthwise_kernel`, 2, c);
+    bias(b.depthwise, c);
+    for (const bn of [b.expandBn, b.depthwiseBn]) if (bn !== undefined) bnCut(bn, c);
     layer(b.project, 'Conv2D');
-    w.cut(`${b.project}/kernel`, 2, b);
+    w.cut(`${b.project}/kernel`, 2, c);
     if (b.weights) reconstructedLayersProject(w, b);
   }
+  const f = plan.features;
+  if (!f || f.keep.length === f.channels) return;
+  const c = featureCut(f);
+  const conv = layer(f.conv, 'Conv2D');
+  conv.config.filters = f.keep.length;
+  w.cut(`${f.conv}/kernel`, 3, c);
+  bias(f.conv, c);
+  if (f.bn) bnCut(f.bn, c);
+  // Layers past the feature layer (a source model's own classifier) would read the cut features: they go.
+  if (featureNode) keepUpTo(t.model_config ?? t, layers as KerasLayer[], featureNode, w);
 }
 
-/** Writes the TF.js model in `srcDir` with each plan block's hidden channels cut to its `keep` into `outDir`. */
-export async function writeSlimTfjsModel(srcDir: string, outDir: string, plan: SlimPlanBlock[]): Promise<void> {
+/** Drops every layer the feature layer does not depend on (and its weights), and makes the feature layer the model's output. */
+function keepUpTo(model: { config?: { layers?: unknown; output_layers?: unknown } }, layers: KerasLayer[], featureNode: string, w: Weights): void {
+  const byName = new Map(layers.map((l) => [l.name ?? String(l.config.name), l]));
+  if (!byName.has(featureNode)) throw new HeadstartError('BAD_MODEL', `slimming the TF.js model: its feature layer ${featureNode} is missing`);
+  const needed = new Set<string>();
+  const visit = (name: string) => {
+    if (needed.has(name)) return;
+    needed.add(name);
+    const l = byName.get(name) as (KerasLayer & { inbound_nodes?: unknown[][] }) | undefined;
+    for (const node of l?.inbound_nodes ?? []) for (const ref of node as unknown[]) if (Array.isArray(ref)) visit(String(ref[0]));
+  };
+  visit(featureNode);
+  const dropped = layers.filter((l) => !needed.has(l.name ?? String(l.config.name))).map((l) => l.name ?? String(l.config.name));
+  if (!dropped.length) return;
+  model.config!.layers = layers.filter((l) => needed.has(l.name ?? String(l.config.name)));
+  model.config!.output_layers = [[featureNode, 0, 0]];
+  for (const name of [...w.byName.keys()]) if (dropped.some((d) => name.startsWith(`${d}/`))) w.byName.delete(name);
+}
+
+/**
+ * Writes the TF.js model in `srcDir` with each plan block's hidden channels
+ * cut to its `keep` (and the features to `plan.features.keep`) into
+ * `outDir`. A layers model whose feature layer `featureNode` is not its
+ * output loses the layers past it when the features are cut.
+ */
+export async function writeSlimTfjsModel(srcDir: string, outDir: string, plan: SlimPlan, featureNode?: string): Promise<void> {
   const { json, entries } = await readModelDir(srcDir);
   const w = new Weights(entries);
   // writeModelDir writes a new manifest over the cloned one.
   const rest = structuredClone(json);
   if (Array.isArray((rest.modelTopology as GraphTopology | undefined)?.node)) slimGraph(rest.modelTopology as GraphTopology, w, plan);
-  else slimLayers(rest.modelTopology, w, plan);
-  await writeModelDir(outDir, rest, entries.map((e) => w.byName.get(e.spec.name)!));
+  else slimLayers(rest.modelTopology, w, plan, featureNode);
+  await writeModelDir(outDir, rest, entries.filter((e) => w.byName.has(e.spec.name)).map((e) => w.byName.get(e.spec.name)!));
 }
 
 /** The run with its TF.js backbone replaced by a slimmed copy written into `dir` (for writeFullModel). */
-export async function slimmedTfjsRun(run: LoadedRun, plan: SlimPlanBlock[], dir: string): Promise<LoadedRun> {
-  await writeSlimTfjsModel(run.record.backbone.dir, dir, plan);
-  return { ...run, record: { ...run.record, backbone: { ...run.record.backbone, dir } } };
+export async function slimmedTfjsRun(run: LoadedRun, plan: SlimPlan, dir: string): Promise<LoadedRun> {
+  await writeSlimTfjsModel(run.record.backbone.dir, dir, plan, run.record.backbone.featureNode);
+  const featureSize = plan.features?.keep.length ?? run.record.backbone.featureSize;
+  return { ...run, record: { ...run.record, backbone: { ...run.record.backbone, dir, featureSize } } };
 }

@@ -39,13 +39,21 @@ function slimCard(r: ExportReport): string {
   const s = r.slimming;
   if (!s) return '';
   return `## Slimmed backbone
-${s.chosen ? `${Math.round(s.chosen * 100)}% of the hidden channels of each of its ${s.blocks} inverted-residual blocks removed` : 'No slimming step met the budget: the backbone is unslimmed'} (asked: ${s.asked}; budget ${s.budgetPoints} points of top-1 agreement with the unslimmed backbone on ${s.validationImages} validation images${s.oofTrainImages ? ` and ${s.oofTrainImages} training images predicted out of fold (${s.folds} folds; never test images)` : ''}). Channels ranked on ${s.rankImages} **training** images by mean activation x project-weight norm; each slimmed block's project convolution was refit by least squares to reproduce the unslimmed block's output on the same training images (its weights are float32, not the source's quantization grid); the head was refit on the slimmed features at each step. Bytes are the float32 model before any quantization; ms per image is the backbone at batch 1 on ${s.threads} ONNX Runtime threads, timed alternating with the unslimmed one.
+${s.chosen ? slimChosenLine(s) : 'No slimming step met the budget: the backbone is unslimmed'} (asked: ${s.asked}; budget ${s.budgetPoints} points of top-1 agreement with the unslimmed backbone on ${s.validationImages} validation images${s.oofTrainImages ? ` and ${s.oofTrainImages} training images predicted out of fold (${s.folds} folds; never test images)` : ''}). Channels ranked on ${s.rankImages} **training** images by mean activation x project-weight norm; each slimmed block's project convolution was refit by least squares to reproduce the unslimmed block's output on the same training images (its weights are float32, not the source's quantization grid); the head was refit on the slimmed features at each step. Bytes are the float32 model before any quantization; ms per image is the backbone at batch 1 on ${s.threads} ONNX Runtime threads, timed alternating with the unslimmed one.
 
-| removed | hidden channels kept | bytes | gzipped | ms / image | speed-up | validation accuracy |
-|---|---|---|---|---|---|---|
-${s.steps.map((x) => `| ${Math.round(x.fraction * 100)}%${x.fraction === s.chosen ? ' (this file)' : ''} | ${x.hiddenKept} / ${x.hiddenTotal} | ${x.bytes} | ${x.gzipBytes} | ${x.msPerImage.toFixed(1)} | ${x.speedup.toFixed(2)}x | ${pct(x.valAccuracy)} |`).join('\n')}
+| removed | hidden channels kept | features kept | bytes | gzipped | ms / image | speed-up | validation accuracy |
+|---|---|---|---|---|---|---|---|
+${s.steps.map((x) => `| ${Math.round(x.fraction * 100)}%${x.fraction === s.chosen ? ' (this file)' : ''} | ${x.hiddenKept} / ${x.hiddenTotal} | ${x.featuresKept ? `${x.featuresKept} / ${x.featuresTotal}` : 'all'} | ${x.bytes} | ${x.gzipBytes} | ${x.msPerImage.toFixed(1)} | ${x.speedup.toFixed(2)}x | ${pct(x.valAccuracy)} |`).join('\n')}
 
 `;
+}
+
+/** What the chosen slimming step removed: its share, how it was spread over the blocks, and the features. */
+function slimChosenLine(s: NonNullable<ExportReport['slimming']>): string {
+  const step = s.steps.find((x) => x.fraction === s.chosen);
+  const pctOf = `${Math.round(s.chosen * 100)}%`;
+  const spread = s.allocation === 'sensitivity' ? `${pctOf} of the slimmable cost (an equal blend of the hidden channels' parameters and multiply-adds) removed from its ${s.blocks} inverted-residual blocks, spread where the held-out block error grows least${step?.keptPerBlock ? ` (hidden channels kept per block: ${step.keptPerBlock.join(', ')})` : ''}` : `${pctOf} of the hidden channels of each of its ${s.blocks} inverted-residual blocks removed`;
+  return `${spread}${step?.featuresKept ? `; ${step.featuresKept} of its ${step.featuresTotal} features kept` : ''}`;
 }
 
 /** A latency cell: ms per image and where, or why it was not measured. */

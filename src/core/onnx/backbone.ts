@@ -17,7 +17,15 @@ export const ONNX_BACKBONE_META = 'backbone.json';
 export interface OnnxBackboneMeta {
   entry: BackboneEntry;
   /** How it was made from its parent backbone. */
-  slim?: { parent: string; parentHash: string; fraction: number; hiddenChannels: number[]; keptChannels: number[] };
+  slim?: {
+    parent: string;
+    parentHash: string;
+    fraction: number;
+    hiddenChannels: number[];
+    keptChannels: number[];
+    /** Features (output channels of the final conv) before and after; absent: not cut (entry.featureSize is the parent's). */
+    features?: { total: number; kept: number };
+  };
 }
 
 /** The folder of an ONNX backbone named by a path to the folder, its model.onnx or its backbone.json; undefined for anything else. */

@@ -137,6 +137,82 @@ export function findSlimBlocks(graph: onnx.IGraphProto): SlimBlock[] {
   return blocks;
 }
 
+/**
+ * The conv whose output channels are the backbone's features (MobileNetV2's
+ * final 1x1 conv): Conv (group 1) → [BatchNormalization] → [Relu / Clip] →
+ * ops that keep channel c as feature c (pooling, Squeeze / Flatten over
+ * spatial axes, Identity) → the graph output `features`, each tensor read by
+ * the next node alone. Removing output channel c of the conv (its weight
+ * row, bias and BatchNorm entries) removes feature c and nothing else.
+ */
+export interface FeatureConv {
+  conv: number;
+  bn?: number;
+  /** Output channels of the conv = features. */
+  channels: number;
+}
+
+/** Axes of a ReduceMean / Squeeze node (attribute before opset 13 / 18, input after). */
+function axesOf(g: Index, n: onnx.INodeProto): number[] | undefined {
+  const attr = n.attribute?.find((a) => a.name === 'axes');
+  if (attr) return (attr.ints ?? []).map(Number);
+  const t = n.input?.[1] ? g.inits.get(n.input[1]) : undefined;
+  if (!t) return undefined;
+  return t.int64Data?.length ? t.int64Data.map(Number) : Array.from(new BigInt64Array(Uint8Array.from(t.rawData ?? []).buffer), Number);
+}
+
+/** Nodes between the feature conv and `features` that keep channel c as feature c (NCHW: channels on axis 1). */
+function keepsChannels(g: Index, n: onnx.INodeProto): boolean {
+  switch (n.opType) {
+    case 'Identity':
+    case 'Relu':
+    case 'Clip':
+    case 'GlobalAveragePool':
+    case 'GlobalMaxPool':
+    case 'AveragePool':
+    case 'MaxPool':
+      return true;
+    case 'Flatten':
+      return attrInt(n, 'axis', 1) === 1; // after global pooling: [N, C, 1, 1] → [N, C]
+    case 'Transpose': {
+      // NCHW → NHWC before a Keras Flatten: channel order is kept when the pooled map is 1x1, which the
+      // caller checks (slimSearch cuts features only when the feature count equals the conv's channels).
+      const perm = (n.attribute?.find((a) => a.name === 'perm')?.ints ?? []).map(Number);
+      return perm.join(',') === '0,2,3,1';
+    }
+    case 'ReduceMean':
+    case 'Squeeze': {
+      const axes = axesOf(g, n);
+      return !!axes && axes.length > 0 && axes.every((a) => a >= 2);
+    }
+    default:
+      return false;
+  }
+}
+
+/** The feature conv of a model (findFeatureConv's rules), or undefined when the graph's `features` output is not read off one. */
+export function findFeatureConv(graph: onnx.IGraphProto, featureOutput = 'features'): FeatureConv | undefined {
+  const g = indexGraph(graph);
+  if (!g.outputs.has(featureOutput)) return undefined;
+  let tensor = featureOutput;
+  let bn: number | undefined;
+  for (;;) {
+    const p = g.producer.get(tensor);
+    if (p === undefined) return undefined;
+    const n = g.nodes[p]!;
+    // Every tensor on the way is read by the next node alone (the output itself by nobody).
+    const next = n.output![0]!;
+    if (next !== featureOutput && only(g, next) === undefined) return undefined;
+    if (isPlainConv(g, n)) {
+      const channels = dimsOf(g.inits.get(n.input![1]!))[0]!;
+      return channels >= 2 ? { conv: p, bn, channels } : undefined;
+    }
+    if (n.opType === 'BatchNormalization' && isBn(g, n) && bn === undefined) bn = p;
+    else if (!keepsChannels(g, n)) return undefined;
+    tensor = n.input![0]!;
+  }
+}
+
 /** Rows (axis 0) or columns (axis 1) `keep` of a tensor with the given dims. */
 function sliceAxis(values: Float32Array, dims: number[], axis: 0 | 1, keep: number[]): { values: Float32Array; dims: number[] } {
   const inner = dims.slice(2).reduce((a, b) => a * b, 1);
@@ -181,12 +257,17 @@ export interface ProjectWeights {
  * The model with only the hidden channels `keep[i]` (sorted indices) of each
  * block `i` of findSlimBlocks: expand conv rows (weights, bias, BatchNorm),
  * depthwise rows and group, project conv columns (or `project[i]`'s
- * reconstructed weights). Everything else unchanged.
+ * reconstructed weights); with `features`, only those output channels of
+ * the feature conv (findFeatureConv: its weight rows, bias, BatchNorm), so
+ * the `features` output has features.length values. Everything else unchanged.
  */
-export function slimOnnx(bytes: Uint8Array, keep: number[][], project: Array<ProjectWeights | undefined> = []): Uint8Array {
+export function slimOnnx(bytes: Uint8Array, keep: number[][], project: Array<ProjectWeights | undefined> = [], features?: number[]): Uint8Array {
   const model = onnx.ModelProto.decode(bytes);
   const graph = model.graph!;
   const blocks = findSlimBlocks(graph);
+  // Found before the blocks are cut (the walk reads only node links and the feature conv's own initializers).
+  const feature = features && findFeatureConv(graph);
+  if (features && !feature) throw new HeadstartError('INTERNAL', 'slimming plan cuts features, but the model\'s features are not read off one conv');
   if (blocks.length !== keep.length) throw new HeadstartError('INTERNAL', `slimming plan has ${keep.length} blocks, the model ${blocks.length}`);
   const g = indexGraph(graph);
   let keepNow: number[] = [];
@@ -197,8 +278,7 @@ export function slimOnnx(bytes: Uint8Array, keep: number[][], project: Array<Pro
     setFloat(t, s.values, s.dims);
   };
   blocks.forEach((b, i) => {
-    keepNow = keep[i]!;
-    if (!keepNow.length || keepNow.some((k, j) => k < 0 || k >= b.channels || (j > 0 && k <= keepNow[j - 1]!))) throw new HeadstartError('INTERNAL', `block ${i}: kept channels must be sorted, distinct and below ${b.channels}`);
+    keepNow = checkedKeep(keep[i]!, b.channels, `block ${i}`);
     if (keepNow.length === b.channels) return;
     const e = g.nodes[b.expand]!;
     const dw = g.nodes[b.depthwise]!;
@@ -214,7 +294,19 @@ export function slimOnnx(bytes: Uint8Array, keep: number[][], project: Array<Pro
     const shift = project[i]?.shift;
     if (shift) shiftOutput(g, b, shift, i);
   });
+  if (feature) {
+    keepNow = checkedKeep(features!, feature.channels, 'features');
+    const conv = g.nodes[feature.conv]!;
+    rows(conv.input![1]);
+    rows(conv.input![2]);
+    if (feature.bn !== undefined) for (const x of g.nodes[feature.bn]!.input!.slice(1, 5)) rows(x);
+  }
   return onnx.ModelProto.encode(model).finish();
+}
+
+function checkedKeep(keep: number[], channels: number, what: string): number[] {
+  if (!keep.length || keep.some((k, j) => k < 0 || k >= channels || (j > 0 && k <= keep[j - 1]!))) throw new HeadstartError('INTERNAL', `${what}: kept channels must be sorted, distinct and below ${channels}`);
+  return keep;
 }
 
 function checkedKernel(kernel: Float32Array, dims: number[], block: number): Float32Array {

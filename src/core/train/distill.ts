@@ -17,13 +17,15 @@ import { evaluatePredictions } from './metrics';
 import { resolveOnnxBackbone } from '../onnx/backbone';
 import { type SlimOption, type SlimReport, runAsOnnx, slimSearch } from '../compress/slim';
 import { compareOnnxSpeed } from '../onnx/speed';
+import { loadOrt } from '../onnx/engine';
 
 export interface DistillConfig extends EngineOptions, OutOptions {
   /** The teacher: a RUN_DIR. */
   runDir: string;
   /**
    * Student backbone: 'slim' (the teacher's own backbone slimmed for this task, see compress/slim.ts),
-   * a catalogue id or a model.json; default mobilenet-v2-100, the smallest bundled one.
+   * a catalogue id or a model.json. Default: 'slim', falling back to FALLBACK_STUDENT (with a warning
+   * event) where slimming cannot make one (slimFallbackReason, or no step within the budget).
    */
   student?: string;
   /** --student slim: fraction of hidden channels to remove, or 'auto' (default: the largest step within maxDrop). */
@@ -40,48 +42,87 @@ export interface DistillConfig extends EngineOptions, OutOptions {
 
 export type { ModelFigures } from '../../shared/records';
 
+/** The student when the default slim student cannot be made: the smallest bundled image backbone. */
+export const FALLBACK_STUDENT = 'mobilenet-v2-100';
+
+/** Why a teacher cannot have a slim student before any work is done (undefined: it can try). */
+export function slimFallbackReason(teacher: LoadedRun): string | undefined {
+  const b = teacher.record.backbone;
+  if (!loadOrt()) return 'ONNX Runtime is not available here (onnxruntime-node did not load)';
+  if (b.format === 'onnx') return 'the teacher runs an ONNX backbone, which Headstart does not slim again';
+  if (teacher.record.unfreeze) return 'the teacher fine-tuned its backbone\'s top layers (--unfreeze); slimming applies to frozen backbones';
+  return undefined;
+}
+
+/** Errors of the slim search that the default student falls back from (no slimmable blocks, no step within the budget); anything else (cancellation, bad input) stands. */
+function slimCannot(err: unknown): err is HeadstartError {
+  return err instanceof HeadstartError && (err.code === 'NO_DATA' || err.code === 'BAD_MODEL' || err.code === 'BACKEND');
+}
+
 /** The reply of `distill`: the shared shape plus where and how the figures compare. */
 export interface DistillReport extends shared.DistillReport {
   /** Where the figures were measured: the full TF.js models, or (slim students) both as ONNX in ONNX Runtime, timed alternating. */
   measuredIn: string;
-  /** teacher bytes / student bytes, teacher ms / student ms (above 1: the student is smaller / faster). */
-  ratios: { size: number; speed: number };
+  /** teacher bytes / student bytes, teacher ms / student ms (above 1: the student is smaller / faster); slim students also in process CPU time per image at batch 32 (steadier than the wall clock on a shared machine). */
+  ratios: { size: number; speed: number; speedCpuBatch32?: number };
   /** --student slim: the slimming steps tried. */
   slimming?: SlimReport;
 }
 
-/** Writes a run's full model to a temp folder and measures its size and single-image latency. */
+/** Mean milliseconds of `predictOne` over up to 6 of the run's test images, one at a time (the first is a warm-up). */
+async function msPerTestImage(run: LoadedRun, predictOne: (rgb: Uint8Array) => Promise<void>, progress: Progress): Promise<number> {
+  const size = run.record.backbone.inputSize;
+  const files = run.record.samples.filter((s) => s.split === 'test').slice(0, 6).map((s) => path.join(run.record.dataset.root, s.rel));
+  let ms = 0;
+  let timed = 0;
+  for (const [i, f] of files.entries()) {
+    throwIfAborted(progress.signal);
+    let rgb: Uint8Array;
+    try {
+      rgb = await readAndDecode(f, size);
+    } catch (err) {
+      if (err instanceof DecodeError) continue; // an unreadable test image is one timing fewer
+      throw err;
+    }
+    const t0 = performance.now();
+    await predictOne(rgb);
+    if (i > 0) {
+      ms += performance.now() - t0;
+      timed++;
+    }
+  }
+  return timed ? ms / timed : 0;
+}
+
+/**
+ * Writes a run's full model to a temp folder and measures its size and
+ * single-image latency: float32 TF.js, or float32 ONNX in ONNX Runtime (2
+ * threads) for a run on an ONNX backbone, which has no TF.js form.
+ */
 async function figures(run: LoadedRun, accuracy: number, progress: Progress): Promise<ModelFigures> {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'headstart-distill-'));
+  const size = run.record.backbone.inputSize;
   try {
+    if (run.record.backbone.format === 'onnx') {
+      const bytes = await runAsOnnx(run, tmp);
+      const ort = loadOrt()!;
+      const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
+      try {
+        const ms = await msPerTestImage(run, async (rgb) => void (await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', Float32Array.from(rgb), [1, size, size, 3]) })), progress);
+        return { backbone: run.record.backbone.id, runDir: run.dir, bytes: bytes.length, accuracy, msPerImage: ms };
+      } finally {
+        await session.release();
+      }
+    }
     await writeFullModel(run, tmp);
     const { bytes } = await sizeOf(tmp);
     const model = await loadExportedModel(tmp);
-    const size = run.record.backbone.inputSize;
-    const files = run.record.samples.filter((s) => s.split === 'test').slice(0, 6).map((s) => path.join(run.record.dataset.root, s.rel));
-    let ms = 0;
-    let timed = 0;
     try {
-      for (const [i, f] of files.entries()) {
-        throwIfAborted(progress.signal);
-        let rgb: Uint8Array;
-        try {
-          rgb = await readAndDecode(f, size);
-        } catch (err) {
-          if (err instanceof DecodeError) continue;
-          throw err;
-        }
-        const t0 = performance.now();
-        tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(rgb), [1, size, size, 3])).dataSync());
-        if (i > 0) {
-          ms += performance.now() - t0;
-          timed++;
-        }
-      }
+      const ms = await msPerTestImage(run, async (rgb) => void tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(rgb), [1, size, size, 3])).dataSync()), progress);
+      return { backbone: run.record.backbone.id, runDir: run.dir, bytes, accuracy, msPerImage: ms };
     } finally {
       model.dispose();
     }
-    return { backbone: run.record.backbone.id, runDir: run.dir, bytes, accuracy, msPerImage: timed ? ms / timed : 0 };
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
@@ -102,7 +143,16 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
   let student: LoadedRun | undefined;
   try {
     if (teacher.record.modality === 'text') throw new HeadstartError('BAD_INPUT', `${cfg.runDir} is a text run: distill makes smaller image backbones, and a text model's head on word vectors is already small; export it with headstart export`);
-    const studentId = cfg.student ?? 'mobilenet-v2-100';
+    if (cfg.student === undefined) {
+      // The default: a slim student where one can be made, else the smallest bundled backbone, said in one line.
+      const reason = slimFallbackReason(teacher) ?? (await distillSlim(teacher, cfg, temperature, alpha, progress).catch((err: unknown) => {
+        if (slimCannot(err)) return err.message;
+        throw err;
+      }));
+      if (typeof reason !== 'string') return reason;
+      progress.onEvent?.({ type: 'warning', message: `no slimmed student (${reason}); distilling into ${FALLBACK_STUDENT} instead` });
+    }
+    const studentId = cfg.student ?? FALLBACK_STUDENT;
     if (studentId === 'slim') return await distillSlim(teacher, cfg, temperature, alpha, progress);
     // Before any extraction: neither the teacher run nor its DATA may be the student's folder.
     const guard = outGuard('run', [{ path: teacher.dir, what: 'the teacher run' }, { path: teacher.record.dataset.root, what: "the teacher's DATA" }], cfg);
@@ -167,7 +217,7 @@ export async function distillRun(cfg: DistillConfig, progress: Progress = {}): P
         progress.onEvent?.({ type: 'phase', phase: 'evaluate', message: 'measuring teacher and student' });
         const tf32 = await figures(teacher, rec.test.accuracy, progress);
         const sf32 = await figures(student, testEval.accuracy, progress);
-        return { runDir: out, temperature, alpha, teacher: tf32, student: sf32, measuredIn: 'full float32 TF.js models, this process, 1 image at a time', ratios: { size: tf32.bytes / sf32.bytes, speed: tf32.msPerImage / sf32.msPerImage } };
+        return { runDir: out, temperature, alpha, teacher: tf32, student: sf32, measuredIn: `${rec.backbone.format === 'onnx' ? 'teacher: float32 ONNX in ONNX Runtime (2 threads); student: full float32 TF.js model' : 'full float32 TF.js models'}, this process, 1 image at a time`, ratios: { size: tf32.bytes / sf32.bytes, speed: tf32.msPerImage / sf32.msPerImage } };
       } finally {
         res.model.dispose();
       }
@@ -267,7 +317,7 @@ async function distillSlim(teacher: LoadedRun, cfg: DistillConfig, temperature: 
       teacher: { backbone: rec.backbone.id, runDir: teacher.dir, bytes: tBytes, accuracy: rec.test.accuracy, msPerImage: speed.base.batch1Ms },
       student: { backbone: e.id, runDir: out, bytes: sBytes, accuracy: testEval.accuracy, msPerImage: speed.other.batch1Ms },
       measuredIn: `float32 ONNX models (backbone + head) in ONNX Runtime, ${speed.threads} threads, batch 1, alternating in this process`,
-      ratios: { size: tBytes / sBytes, speed: speed.batch1Speedup },
+      ratios: { size: tBytes / sBytes, speed: speed.batch1Speedup, speedCpuBatch32: speed.batch32CpuSpeedup },
       slimming: res.report,
     };
   } finally {

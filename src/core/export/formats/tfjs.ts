@@ -131,7 +131,7 @@ async function slimmedSource(run: LoadedRun, opts: ResolvedExportOptions, work: 
   const slim = await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
   if (!slim.keep || !slim.head) return { run, slim };
   try {
-    const plan = slimPlanOf(new Uint8Array(await fs.readFile(slim.baseFile)), slim.keep, slim.project);
+    const plan = slimPlanOf(new Uint8Array(await fs.readFile(slim.baseFile)), slim.keep, slim.project, slim.features);
     const slimRun = await slimmedTfjsRun(run, plan, path.join(work, 'slim-tfjs-backbone'));
     return { run: { ...slimRun, head: slim.head }, slim };
   } catch (err) {
