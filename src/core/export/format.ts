@@ -85,3 +85,15 @@ export interface ExportFormat {
   /** Prepares the format's float32 source for `run` (pruned heads; the ONNX conversion or slimmed backbone); `work` is scratch inside the export's temp folder. */
   open(run: LoadedRun, opts: ResolvedExportOptions, backendName: string, work: string, progress: Progress): Promise<FormatSession>;
 }
+
+/**
+ * --max-drop points the slimming search may spend. With `--slim auto` and
+ * `--quantize auto` both lossy steps are the tool's to choose, so slimming
+ * gets half and the candidates are judged against what it leaves (at least
+ * the other half): a 10% slimming step that used the whole budget would
+ * otherwise leave int8 (4x smaller, faster) no room at all. An asked
+ * fraction or an asked weight format gets the whole budget.
+ */
+export function slimmingBudget(opts: Pick<ResolvedExportOptions, 'maxDrop' | 'quantize' | 'slim'>): number {
+  return opts.slim === 'auto' && opts.quantize === 'auto' ? opts.maxDrop / 2 : opts.maxDrop;
+}
