@@ -12,7 +12,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, resolveOnnxBackbone, writeOnnxBackbone } from '../onnx/backbone';
-import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
+import { ensureOnnxBackbone } from '../onnx/engine';
 import { appendHead } from '../onnx/slim';
 import type { ResolvedBackbone } from '../backbones/store';
 import { type EngineOptions, openBackbone } from '../engine';
@@ -21,17 +21,13 @@ import type { Progress } from '../events';
 import { sha256 } from '../fsutil';
 import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
 import type { VectorSet } from '../train/head';
-import { SLIM_RANK_IMAGES, fitHead, headLayers, rankingImages } from './slim';
-import { type SparsityReport, correctPrunedBiases, prunableLayers, sparsifyOnnx, withConvInputMeans } from './sparsify';
+import { fitHead, headLayers } from './slim';
+import { type SparsityReport, sparsifyOnnx } from './sparsify';
 
 /** The float32 ONNX backbone a pruned candidate starts from (0..255 NHWC pixels in, `features` out). */
 export interface PruneSource {
   backbone: ResolvedBackbone;
   bytes: Uint8Array;
-  /** Input channel means of each prunable convolution on training images (bias correction). */
-  means: Map<string, Float32Array>;
-  /** Training images the means were taken on. */
-  meanImages: number;
 }
 
 /** How the head of a pruned candidate was refit (report.json `prune.refit`). */
@@ -61,14 +57,7 @@ export interface PrunedRefit extends SparsityReport {
  */
 export async function pruneSource(run: LoadedRun, slimDir: string | undefined, opts: EngineOptions, progress: Progress): Promise<PruneSource | undefined> {
   if (run.record.unfreeze) return undefined;
-  const src = slimDir ? { backbone: await resolveOnnxBackbone(slimDir), bytes: new Uint8Array(await fs.readFile(path.join(slimDir, ONNX_BACKBONE_FILE))) } : await runBackboneBytes(run, opts, progress);
-  progress.onEvent?.({ type: 'phase', phase: 'export', message: `pruning: measuring the backbone's convolution inputs on up to ${SLIM_RANK_IMAGES} training images (bias correction)` });
-  const images = await rankingImages(run.record, progress);
-  return { ...src, means: await convInputMeans(src.bytes, images, run.record.backbone.inputSize, progress), meanImages: images.length };
-}
-
-/** The run's own backbone as the engine runs it, as ONNX bytes (converted once, cached). */
-async function runBackboneBytes(run: LoadedRun, opts: EngineOptions, progress: Progress): Promise<{ backbone: ResolvedBackbone; bytes: Uint8Array }> {
+  if (slimDir) return { backbone: await resolveOnnxBackbone(slimDir), bytes: new Uint8Array(await fs.readFile(path.join(slimDir, ONNX_BACKBONE_FILE))) };
   const opened = await openRunBackbone(run, opts, progress);
   try {
     const file = await ensureOnnxBackbone(opened.backbone, opts.cacheDir ?? opened.cacheDir);
@@ -76,37 +65,6 @@ async function runBackboneBytes(run: LoadedRun, opts: EngineOptions, progress: P
   } finally {
     opened.dispose();
   }
-}
-
-/** Images per forward pass of convInputMeans. */
-const MEAN_BATCH = 8;
-
-/** Each prunable convolution's input channel means over `images` (decoded training images), in ONNX Runtime. */
-async function convInputMeans(bytes: Uint8Array, images: Uint8Array[], size: number, progress: Progress): Promise<Map<string, Float32Array>> {
-  const ort = loadOrt();
-  if (!ort) throw new HeadstartError('BACKEND', 'pruning measures the backbone in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
-  const probe = withConvInputMeans(bytes, prunableLayers(bytes));
-  const sums = new Map<string, Float64Array>();
-  const session = await ort.InferenceSession.create(probe.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
-  try {
-    const px = size * size * 3;
-    for (let i = 0; i < images.length; i += MEAN_BATCH) {
-      throwIfAborted(progress.signal);
-      const batch = images.slice(i, i + MEAN_BATCH);
-      const x = new Float32Array(batch.length * px);
-      batch.forEach((im, j) => x.set(im, j * px));
-      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, [...probe.outputs.values()]);
-      for (const [layer, name] of probe.outputs) {
-        const v = out[name]!.data as Float32Array;
-        const s = sums.get(layer) ?? new Float64Array(v.length);
-        for (let c = 0; c < v.length; c++) s[c]! += v[c]! * batch.length; // a batch mean, weighted by its size
-        sums.set(layer, s);
-      }
-    }
-  } finally {
-    await session.release();
-  }
-  return new Map([...sums].map(([layer, s]) => [layer, Float32Array.from(s, (v) => v / images.length)]));
 }
 
 /** Feature rows of one split, labelled by class index (images the backbone could not read are left out). */
@@ -131,8 +89,7 @@ export async function pruneWithRefit(run: LoadedRun, source: PruneSource, sparsi
   const pct = Math.round(sparsity * 100);
   const emit = progress.onEvent ?? (() => undefined);
   emit({ type: 'phase', phase: 'export', message: `magnitude-pruning the backbone's convolution kernels to ${pct}% zeros; re-extracting the training and validation images through it to refit the head` });
-  const sparse = sparsifyOnnx(source.bytes, sparsity);
-  const pruned = { ...sparse, bytes: correctPrunedBiases(source.bytes, sparse.bytes, source.means) };
+  const pruned = sparsifyOnnx(source.bytes, sparsity);
   throwIfAborted(progress.signal);
   const parent = source.backbone.entry;
   const meta: OnnxBackboneMeta = { entry: { ...parent, id: `${parent.id.replace(/^local:.*[\\/]/, 'local-')}-sparse${pct}`, title: `${parent.title}, magnitude-pruned to ${pct}% zeros per kernel`, format: 'onnx', featureNode: 'features', pool: false, bundled: false, approxBytes: pruned.bytes.length } };

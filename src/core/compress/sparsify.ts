@@ -147,11 +147,6 @@ export function sparsifyOnnx(bytes: Uint8Array, sparsity: number, opts: Sparsify
   return { bytes: onnx.ModelProto.encode(model).finish(), perLayer, overall: total ? zeros / total : 0, kernelWeights: total };
 }
 
-/** Names of the kernels sparsifyOnnx prunes (ONNX node names), in graph order. */
-export function prunableLayers(bytes: Uint8Array, opts: SparsifyOptions = {}): string[] {
-  return kernels(onnx.ModelProto.decode(bytes).graph!, opts.minWeights ?? SPARSIFY_MIN_WEIGHTS).filter((k) => k.prune).map((k) => k.layer);
-}
-
 /**
  * Magnitude-prunes the TF.js weights of a full model in place: the
  * backbone's convolution kernels (role 'conv': group-1 convolutions other
@@ -180,74 +175,3 @@ export function sparsifyEntries(entries: RoledEntry[], sparsity: number, opts: S
 
 /** TF.js weight roles that are kernels (the denominator of `overall`). */
 const KERNEL_ROLES = new Set<RoledEntry['role']>(['conv', 'depthwise', 'dense', 'head', 'first']);
-
-/** Output name of a pruned convolution's input mean (withConvInputMeans). */
-const meanOutput = (layer: string): string => `sparsify/mean/${layer}`;
-
-/**
- * A copy of a (dense) model that also outputs, for each convolution named in
- * `layers`, the mean of each of its input channels over the batch and the
- * spatial positions (ReduceMean over N, H, W of the NCHW input): output
- * `sparsify/mean/<layer>`, a vector of C values.
- */
-export function withConvInputMeans(bytes: Uint8Array, layers: string[]): { bytes: Uint8Array; outputs: Map<string, string> } {
-  const model = onnx.ModelProto.decode(bytes);
-  const graph = model.graph!;
-  const want = new Set(layers);
-  const outputs = new Map<string, string>();
-  for (const n of [...(graph.node ?? [])]) {
-    const layer = n.name ?? '';
-    if (n.opType !== 'Conv' || !want.has(layer) || outputs.has(layer)) continue;
-    const out = meanOutput(layer);
-    graph.node!.push({ opType: 'ReduceMean', input: [n.input![0]!], output: [out], name: `${out}/ReduceMean`, attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 2, 3] }, { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] });
-    graph.output!.push({ name: out, type: { tensorType: { elemType: T.FLOAT } } });
-    outputs.set(layer, out);
-  }
-  return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
-}
-
-/**
- * Bias correction after pruning (the bias correction of Nagel et al. 2019,
- * "Data-free quantization", applied to pruning's error): the zeroed weights
- * removed, on average, `sum_i w_oi * E[x_i]` from each output channel o, so
- * every channel's mean shifts and the shifts compound through the network.
- * Adding that amount back to the bias keeps each pruned convolution's mean
- * output where the dense one had it. `dense` and `pruned` are the same model
- * before and after sparsifyOnnx; `means` holds each pruned convolution's
- * input channel means on training images (withConvInputMeans on `dense`).
- * Returns the pruned model with corrected biases (a bias is added where a
- * convolution had none).
- */
-export function correctPrunedBiases(dense: Uint8Array, pruned: Uint8Array, means: Map<string, Float32Array>): Uint8Array {
-  const denseInits = new Map((onnx.ModelProto.decode(dense).graph!.initializer ?? []).map((t) => [t.name!, t]));
-  const model = onnx.ModelProto.decode(pruned);
-  const graph = model.graph!;
-  const inits = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
-  for (const n of graph.node ?? []) {
-    const mean = means.get(n.name ?? '');
-    if (n.opType !== 'Conv' || !mean) continue;
-    const w = inits.get(n.input![1]!)!;
-    const [outC, inC, kh = 1, kw = 1] = (w.dims ?? []).map(Number);
-    const wp = floats(w);
-    const wd = floats(denseInits.get(w.name!)!);
-    if (inC !== mean.length || wd.length !== wp.length) throw new HeadstartError('INTERNAL', `bias correction of ${n.name}: ${mean.length} input means for a kernel of ${inC} input channels`);
-    const delta = new Float32Array(outC!);
-    const taps = kh * kw;
-    for (let o = 0; o < outC!; o++) {
-      let s = 0;
-      for (let i = 0; i < inC; i++) for (let k = 0; k < taps; k++) s += (wd[(o * inC + i) * taps + k]! - wp[(o * inC + i) * taps + k]!) * mean[i]!;
-      delta[o] = s;
-    }
-    const biasName = n.input![2];
-    const bias = biasName ? floats(inits.get(biasName)!) : new Float32Array(outC!);
-    const corrected = bias.map((b, o) => b + delta[o]!);
-    const name = biasName || `${w.name}/sparsify_bias`;
-    const t: onnx.ITensorProto = { name, dims: [outC!], dataType: T.FLOAT, rawData: new Uint8Array(corrected.buffer) };
-    if (biasName) Object.assign(inits.get(biasName)!, { rawData: t.rawData, floatData: [] });
-    else {
-      graph.initializer!.push(t);
-      n.input = [n.input![0]!, n.input![1]!, name];
-    }
-  }
-  return onnx.ModelProto.encode(model).finish();
-}
