@@ -90,7 +90,7 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
     assert.equal(accuracyOf(rows), rep.exported.accuracy, `${q}: the report's accuracy is what the file scores`);
     if (q === 'auto') {
       t.diagnostic(`auto: tried ${rep.candidates.map((c) => `${c.name} ${c.bytes} B ${(c.accuracy * 100).toFixed(1)}%`).join(', ')}; chose ${rep.chosen}`);
-      assert.ok(['int8-sparse30', 'int8-sparse20', 'int8', 'uint8', 'float16', 'float32'].includes(rep.chosen), rep.chosen);
+      assert.ok(['float32', ...core.onnxCandidates({ quantize: 'auto', prune: 0 }).map((c) => c.name)].includes(rep.chosen), rep.chosen);
       // Sparse int8 first (largest sparsity first), then dense int8, uint8, float16: the first within budget wins.
       const order = ['float32', ...core.onnxCandidates({ quantize: 'auto', prune: 0 }).map((c) => c.name)];
       assert.deepEqual(rep.candidates.map((c) => c.name), order.slice(0, rep.candidates.length));
@@ -109,8 +109,8 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
         const argmax = (p) => p.indexOf(Math.max(...p));
         const agree = rows.filter((p, i) => argmax(p) === argmax(Array.from(engineProbs[i]))).length / rows.length;
         t.diagnostic(`auto chose int8: top-1 agreement with predict RUN ${(agree * 100).toFixed(0)}% over ${rows.length} test images; max |p_export - p_engine| = ${d.toFixed(3)}`);
-        // Sparse int8 prunes the backbone without fine-tuning: on this run (head trained on 10 images, 5 choice images)
-        // int8-sparse20 was seen to pass the budget on the choice images and agree on 4 of 6 test images.
+        // Sparse int8 prunes the backbone and refits the head on 10 training images, judged on 5 choice images:
+        // the test images may disagree more than dense int8's.
         const floor = rep.chosen === 'int8' ? 0.8 : 0.6;
         assert.ok(agree >= floor, `${rep.chosen} agrees with predict RUN on ${agree} of the test images (floor ${floor})`);
       } else assert.ok(d <= TOL[rep.chosen === 'float32' ? 'none' : rep.chosen], `auto (${rep.chosen}): max probability difference ${d}`);
@@ -135,25 +135,46 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
   assert.deepEqual(viaPredict.map((l) => l.path), testFiles.slice(0, 2));
 });
 
-test('ONNX export --prune 0.5: backbone and head kernels half zeros, smaller gzip, inference.mjs in a fresh process scores what the report says', async (t) => {
+test('ONNX export --prune 0.5: backbone kernels half zeros, head refit on the pruned backbone\'s features, smaller gzip, inference.mjs in a fresh process scores what the report says', async (t) => {
   const out = path.join(dir, 'pruned');
   const r = await runCli(['export', runDir, '--format', 'onnx', '--prune', '0.5', '--out', out, '--cache', cacheDir, '--json', '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   const rep = JSON.parse(r.stdout);
   assert.equal(rep.chosen, 'float32-sparse50');
   assert.equal(rep.prune.target, 0.5);
+  assert.match(rep.prune.scope, /head refit on pruned features/);
   const layers = Object.keys(rep.prune.perLayer);
   // MobileNetV2 1.4: 52 convolutions, 17 of them depthwise, the first one dense: 34 pointwise kernels; those
-  // under 4096 weights stay dense; the head's hidden layer (1792 x 128) is pruned.
+  // under 4096 weights stay dense. The head is not pruned: it is refit on the pruned backbone's features.
   assert.ok(layers.length >= 30, `${layers.length} kernels pruned`);
-  assert.ok(layers.some((l) => /^headstart\/head_/.test(l)), `the head's dense kernel (1792 x 3) is pruned: ${layers.join(', ')}`);
+  assert.ok(!layers.some((l) => /head/.test(l)), `the head is refit, not pruned: ${layers.join(', ')}`);
   for (const [l, x] of Object.entries(rep.prune.perLayer)) assert.ok(Math.abs(x - 0.5) < 1e-3, `${l}: ${x}`);
-  // The file: its kernels' zeros are what the report says.
+
+  // The refit read the pruned backbone's features: its hash is the run's backbone (the engine's cached
+  // conversion) pruned to 50%, and that pruned backbone is what the exported model carries.
+  const convDir = path.join(cacheDir, 'onnx');
+  const [conv] = (await readdir(convDir)).filter((f) => f.startsWith('mobilenet-v2-140') && f.endsWith('.onnx'));
+  const prunedBackbone = core.sparsifyOnnx(new Uint8Array(await readFile(path.join(convDir, conv))), 0.5);
+  assert.equal(rep.prune.refit.backboneHash, core.sha256(prunedBackbone.bytes), 'the head was refit on features of the pruned backbone');
+  assert.equal(rep.prune.refit.trainImages, record.samples.filter((s) => s.split === 'train').length);
+  assert.equal(rep.prune.refit.valImages, record.samples.filter((s) => s.split === 'val').length);
   const model = onnx.ModelProto.decode(await readFile(path.join(out, 'model.onnx')));
   const inits = new Map(model.graph.initializer.map((x) => [x.name, x]));
+  for (const x of onnx.ModelProto.decode(prunedBackbone.bytes).graph.initializer) {
+    assert.ok(Buffer.from(inits.get(x.name)?.rawData ?? []).equals(Buffer.from(x.rawData ?? [])), `${x.name}: the export carries the pruned backbone`);
+  }
+  // The head differs from the run's: it was fit again.
+  const loaded = await core.loadRun(runDir);
+  const runKernel = loaded.head.getWeights()[0].dataSync();
+  loaded.head.dispose();
+  const refitKernel = new Float32Array(Uint8Array.from(inits.get('head/0/kernel').rawData).buffer);
+  assert.equal(refitKernel.length, runKernel.length);
+  assert.ok(refitKernel.some((v, i) => Math.abs(v - runKernel[i]) > 1e-4), 'the exported head is not the run\'s head');
+
+  // The file: its backbone kernels' zeros are what the report says.
   let zeros = 0;
   let total = 0;
-  for (const n of model.graph.node.filter((x) => (x.opType === 'Conv' || x.opType === 'MatMul') && inits.has(x.input[1]))) {
+  for (const n of model.graph.node.filter((x) => x.opType === 'Conv' && inits.has(x.input[1]))) {
     const v = new Float32Array(Uint8Array.from(inits.get(n.input[1]).rawData).buffer);
     const z = v.filter((x) => x === 0).length;
     if (rep.prune.perLayer[n.name] !== undefined) assert.equal(z / v.length, rep.prune.perLayer[n.name], n.name);
@@ -161,14 +182,14 @@ test('ONNX export --prune 0.5: backbone and head kernels half zeros, smaller gzi
     total += v.length;
   }
   assert.ok(Math.abs(zeros / total - rep.prune.overall) < 1e-9, `overall ${rep.prune.overall} vs the file's ${zeros / total}`);
-  assert.equal(rep.exported.bytes, rep.float32.bytes, 'zeros are stored densely: raw size unchanged');
+  assert.ok(Math.abs(rep.exported.bytes - rep.float32.bytes) < 0.01 * rep.float32.bytes, 'zeros are stored densely: raw size about unchanged');
   assert.ok(rep.exported.gzipBytes < 0.9 * rep.float32.gzipBytes, `gzip ${rep.exported.gzipBytes} vs float32 ${rep.float32.gzipBytes}`);
-  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /Magnitude-pruned .* at 50% zeros each/);
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /Magnitude-pruned \(the backbone magnitude-pruned, then the head refit .* at 50% zeros each/);
   // A fresh process loads it and scores what the report says.
   const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...testFiles], { cwd: out, maxBuffer: 16 << 20 });
   const rows = engineRows(stdout.trim().split('\n').map((l) => JSON.parse(l)), labels);
   assert.equal(accuracyOf(rows), rep.exported.accuracy, 'the report\'s accuracy is what the file scores');
-  t.diagnostic(`--prune 0.5: ${layers.length} kernels, ${(rep.prune.overall * 100).toFixed(1)}% of kernel weights zero; gzip ${rep.exported.gzipBytes} vs ${rep.float32.gzipBytes} B; accuracy ${rep.exported.accuracy} vs ${rep.float32.accuracy} on ${rep.testImages} images (no fine-tuning)`);
+  t.diagnostic(`--prune 0.5: ${layers.length} kernels, ${(rep.prune.overall * 100).toFixed(1)}% of backbone kernel weights zero; gzip ${rep.exported.gzipBytes} vs ${rep.float32.gzipBytes} B; accuracy ${rep.exported.accuracy} vs ${rep.float32.accuracy} on ${rep.testImages} images (head refit: val ${rep.prune.refit.valAccuracy})`);
 });
 
 test('ONNX export: --quantize uint16 exits 1 with a one-line reason and leaves no folder', async () => {
