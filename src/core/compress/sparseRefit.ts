@@ -12,7 +12,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, resolveOnnxBackbone, writeOnnxBackbone } from '../onnx/backbone';
-import { ensureOnnxBackbone } from '../onnx/engine';
+import { onnx } from 'onnx-proto';
+import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
 import { appendHead } from '../onnx/slim';
 import type { ResolvedBackbone } from '../backbones/store';
 import { type EngineOptions, openBackbone } from '../engine';
@@ -21,13 +22,18 @@ import type { Progress } from '../events';
 import { sha256 } from '../fsutil';
 import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
 import type { VectorSet } from '../train/head';
-import { fitHead, headLayers } from './slim';
-import { type SparsityReport, sparsifyOnnx } from './sparsify';
+import { SLIM_RANK_IMAGES, fitHead, headLayers, rankingImages } from './slim';
+import { type SparsityReport, prunableKernels, sparsifyOnnx } from './sparsify';
+import { inverseHessianFactor, obsPrune } from './sparseReconstruct';
 
 /** The float32 ONNX backbone a pruned candidate starts from (0..255 NHWC pixels in, `features` out). */
 export interface PruneSource {
   backbone: ResolvedBackbone;
   bytes: Uint8Array;
+  /** Per prunable pointwise convolution (by ONNX node name): the factor of its inverse input second moments (sparseReconstruct.ts). */
+  factors: Map<string, Float64Array>;
+  /** Training images the second moments were measured on. */
+  momentImages: number;
 }
 
 /** How the head of a pruned candidate was refit (report.json `prune.refit`). */
@@ -57,7 +63,20 @@ export interface PrunedRefit extends SparsityReport {
  */
 export async function pruneSource(run: LoadedRun, slimDir: string | undefined, opts: EngineOptions, progress: Progress): Promise<PruneSource | undefined> {
   if (run.record.unfreeze) return undefined;
-  if (slimDir) return { backbone: await resolveOnnxBackbone(slimDir), bytes: new Uint8Array(await fs.readFile(path.join(slimDir, ONNX_BACKBONE_FILE))) };
+  const src = slimDir ? { backbone: await resolveOnnxBackbone(slimDir), bytes: new Uint8Array(await fs.readFile(path.join(slimDir, ONNX_BACKBONE_FILE))) } : await runBackboneBytes(run, opts, progress);
+  progress.onEvent?.({ type: 'phase', phase: 'export', message: `pruning: measuring the inputs of the backbone's pointwise convolutions on up to ${SLIM_RANK_IMAGES} training images (for the reconstruction)` });
+  const images = await rankingImages(run.record, progress);
+  const grams = await inputGrams(src.bytes, images, run.record.backbone.inputSize, progress);
+  const factors = new Map<string, Float64Array>();
+  for (const [layer, g] of grams) {
+    throwIfAborted(progress.signal); // a wide layer takes about a second
+    factors.set(layer, inverseHessianFactor(g.gram, g.channels));
+  }
+  return { ...src, factors, momentImages: images.length };
+}
+
+/** The run's own backbone as the engine runs it, as ONNX bytes (converted once, cached). */
+async function runBackboneBytes(run: LoadedRun, opts: EngineOptions, progress: Progress): Promise<{ backbone: ResolvedBackbone; bytes: Uint8Array }> {
   const opened = await openRunBackbone(run, opts, progress);
   try {
     const file = await ensureOnnxBackbone(opened.backbone, opts.cacheDir ?? opened.cacheDir);
@@ -65,6 +84,68 @@ export async function pruneSource(run: LoadedRun, slimDir: string | undefined, o
   } finally {
     opened.dispose();
   }
+}
+
+/** Images per forward pass of inputGrams. */
+const GRAM_BATCH = 8;
+
+/**
+ * A copy of the model that also outputs, for each named NCHW tensor of C
+ * channels, the sum over the batch and the spatial positions of x x^T
+ * ([C, C]: Reshape to [N, C, P], MatMul with its transpose, ReduceSum over N).
+ */
+function withInputGrams(bytes: Uint8Array, inputs: Array<{ tensor: string; channels: number }>): { bytes: Uint8Array; outputs: string[] } {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const opset = Number(model.opsetImport?.find((o) => !o.domain)?.version ?? 13);
+  const A = onnx.AttributeProto.AttributeType;
+  const int64 = (name: string, v: number[]) => graph.initializer!.push({ name, dims: [v.length], dataType: onnx.TensorProto.DataType.INT64, int64Data: v });
+  const node = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []) => graph.node!.push({ opType, input, output: [output], name: `${output}/${opType}`, attribute });
+  const outputs = inputs.map((x, i) => {
+    const p = `sparsify/gram/${i}`;
+    int64(`${p}/to3d`, [0, x.channels, -1]);
+    node('Reshape', [x.tensor, `${p}/to3d`], `${p}/x3`);
+    node('Transpose', [`${p}/x3`], `${p}/x3t`, [{ name: 'perm', type: A.INTS, ints: [0, 2, 1] }]);
+    node('MatMul', [`${p}/x3`, `${p}/x3t`], `${p}/outer`);
+    const keep = { name: 'keepdims', type: A.INT, i: 0 };
+    // ReduceSum takes its axes as an input from opset 13 on, as an attribute before.
+    if (opset >= 13) {
+      int64(`${p}/axes`, [0]);
+      node('ReduceSum', [`${p}/outer`, `${p}/axes`], `${p}/gram`, [keep]);
+    } else node('ReduceSum', [`${p}/outer`], `${p}/gram`, [{ name: 'axes', type: A.INTS, ints: [0] }, keep]);
+    graph.output!.push({ name: `${p}/gram`, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+    return `${p}/gram`;
+  });
+  return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
+}
+
+/** Input second moments (summed x x^T) of each prunable pointwise convolution over `images` (decoded training images), in ONNX Runtime. */
+async function inputGrams(bytes: Uint8Array, images: Uint8Array[], size: number, progress: Progress): Promise<Map<string, { gram: Float64Array; channels: number }>> {
+  const pointwise = prunableKernels(bytes).filter((k) => k.dims.length === 4 && k.dims[2] === 1 && k.dims[3] === 1);
+  if (!pointwise.length) return new Map(); // nothing to reconstruct (every kernel is small, or none is pointwise)
+  const ort = loadOrt();
+  if (!ort) throw new HeadstartError('BACKEND', 'pruning measures the backbone in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
+  const probe = withInputGrams(bytes, pointwise.map((k) => ({ tensor: k.input, channels: k.dims[1]! })));
+  const sums = pointwise.map((k) => new Float64Array(k.dims[1]! ** 2));
+  const session = await ort.InferenceSession.create(probe.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
+  try {
+    const px = size * size * 3;
+    for (let i = 0; i < images.length; i += GRAM_BATCH) {
+      throwIfAborted(progress.signal);
+      const batch = images.slice(i, i + GRAM_BATCH);
+      const x = new Float32Array(batch.length * px);
+      batch.forEach((im, j) => x.set(im, j * px));
+      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, probe.outputs);
+      probe.outputs.forEach((name, k) => {
+        const v = out[name]!.data as Float32Array;
+        const s = sums[k]!;
+        for (let j = 0; j < v.length; j++) s[j]! += v[j]!;
+      });
+    }
+  } finally {
+    await session.release();
+  }
+  return new Map(pointwise.map((k, i) => [k.layer, { gram: sums[i]!, channels: k.dims[1]! }]));
 }
 
 /** Feature rows of one split, labelled by class index (images the backbone could not read are left out). */
@@ -89,7 +170,13 @@ export async function pruneWithRefit(run: LoadedRun, source: PruneSource, sparsi
   const pct = Math.round(sparsity * 100);
   const emit = progress.onEvent ?? (() => undefined);
   emit({ type: 'phase', phase: 'export', message: `magnitude-pruning the backbone's convolution kernels to ${pct}% zeros; re-extracting the training and validation images through it to refit the head` });
-  const pruned = sparsifyOnnx(source.bytes, sparsity);
+  // Pointwise kernels with measured inputs: the kept weights refit by the OBS update; any other: zeros only.
+  const reconstruct = (layer: string, dense: Float32Array, zeroed: Float32Array) => {
+    const u = source.factors.get(layer);
+    const c = u ? Math.round(Math.sqrt(u.length)) : 0;
+    return u ? obsPrune(dense, zeroed, dense.length / c, c, u) : zeroed;
+  };
+  const pruned = sparsifyOnnx(source.bytes, sparsity, { reconstruct });
   throwIfAborted(progress.signal);
   const parent = source.backbone.entry;
   const meta: OnnxBackboneMeta = { entry: { ...parent, id: `${parent.id.replace(/^local:.*[\\/]/, 'local-')}-sparse${pct}`, title: `${parent.title}, magnitude-pruned to ${pct}% zeros per kernel`, format: 'onnx', featureNode: 'features', pool: false, bundled: false, approxBytes: pruned.bytes.length } };
