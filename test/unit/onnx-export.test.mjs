@@ -43,6 +43,7 @@ async function predictCli(modelDir, files) {
   return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
 }
 
+const floatsOf = (raw) => new Float32Array(Uint8Array.from(raw).buffer);
 const accuracyOf = (rows) => rows.filter((p, i) => p.indexOf(Math.max(...p)) === labels.indexOf(testSamples[i].label)).length / rows.length;
 
 test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh process matches headstart predict RUN; sizes; report; predict on the export', async (t) => {
@@ -137,7 +138,10 @@ test('ONNX export: none / float16 / uint8 / auto — inference.mjs in a fresh pr
 
 test('ONNX export --prune 0.5: backbone kernels half zeros, head refit on the pruned backbone\'s features, smaller gzip, inference.mjs in a fresh process scores what the report says', async (t) => {
   const out = path.join(dir, 'pruned');
-  const r = await runCli(['export', runDir, '--format', 'onnx', '--prune', '0.5', '--out', out, '--cache', cacheDir, '--json', '--quiet']);
+  // A cache of its own: auto's candidates (the first test) may have cached the same pruned backbone's features.
+  const cache = path.join(dir, 'cache-prune');
+  const embeddings = path.join(cache, 'embeddings');
+  const r = await runCli(['export', runDir, '--format', 'onnx', '--prune', '0.5', '--out', out, '--cache', cache, '--json', '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   const rep = JSON.parse(r.stdout);
   assert.equal(rep.chosen, 'float32-sparse50');
@@ -150,19 +154,37 @@ test('ONNX export --prune 0.5: backbone kernels half zeros, head refit on the pr
   assert.ok(!layers.some((l) => /head/.test(l)), `the head is refit, not pruned: ${layers.join(', ')}`);
   for (const [l, x] of Object.entries(rep.prune.perLayer)) assert.ok(Math.abs(x - 0.5) < 1e-3, `${l}: ${x}`);
 
-  // The refit read the pruned backbone's features: its hash is the run's backbone (the engine's cached
-  // conversion) pruned to 50%, and that pruned backbone is what the exported model carries.
-  const convDir = path.join(cacheDir, 'onnx');
-  const [conv] = (await readdir(convDir)).filter((f) => f.startsWith('mobilenet-v2-140') && f.endsWith('.onnx'));
-  const prunedBackbone = core.sparsifyOnnx(new Uint8Array(await readFile(path.join(convDir, conv))), 0.5);
-  assert.equal(rep.prune.refit.backboneHash, core.sha256(prunedBackbone.bytes), 'the head was refit on features of the pruned backbone');
+  // The refit re-extracted the training and validation images (never a test image) through a new backbone:
+  // one new embedding cache key, holding exactly those images' features.
+  const newKeys = (await readdir(embeddings)).filter((k) => !k.startsWith('thumb'));
+  assert.equal(newKeys.length, 1, `one new feature cache: ${newKeys}`);
+  const cached = [];
+  for (const sub of await readdir(path.join(embeddings, newKeys[0]))) for (const f of await readdir(path.join(embeddings, newKeys[0], sub))) cached.push(f.replace(/\.f32$/, ''));
+  assert.deepEqual(cached.sort(), record.samples.filter((s) => s.split !== 'test').map((s) => s.hash).sort(), 'features of the training and validation images only');
+  assert.match(rep.prune.refit.backboneHash, /^[0-9a-f]{64}$/);
   assert.equal(rep.prune.refit.trainImages, record.samples.filter((s) => s.split === 'train').length);
   assert.equal(rep.prune.refit.valImages, record.samples.filter((s) => s.split === 'val').length);
+  // The exported backbone: the run's (the engine's cached conversion) with magnitude pruning's zeros, the kept
+  // weights of the pointwise kernels refit (OBS), every other initializer (biases, depthwise, first conv) as it was.
+  const convDir = path.join(cache, 'onnx');
+  const [conv] = (await readdir(convDir)).filter((f) => f.startsWith('mobilenet-v2-140') && f.endsWith('.onnx'));
+  const zeroed = onnx.ModelProto.decode(core.sparsifyOnnx(new Uint8Array(await readFile(path.join(convDir, conv))), 0.5).bytes).graph;
   const model = onnx.ModelProto.decode(await readFile(path.join(out, 'model.onnx')));
   const inits = new Map(model.graph.initializer.map((x) => [x.name, x]));
-  for (const x of onnx.ModelProto.decode(prunedBackbone.bytes).graph.initializer) {
-    assert.ok(Buffer.from(inits.get(x.name)?.rawData ?? []).equals(Buffer.from(x.rawData ?? [])), `${x.name}: the export carries the pruned backbone`);
+  const prunedKernels = new Set(zeroed.node.filter((n) => rep.prune.perLayer[n.name] !== undefined).map((n) => n.input[1]));
+  let refit = 0;
+  for (const x of zeroed.initializer) {
+    const got = Buffer.from(inits.get(x.name)?.rawData ?? []);
+    if (!prunedKernels.has(x.name)) {
+      assert.ok(got.equals(Buffer.from(x.rawData ?? [])), `${x.name}: unchanged`);
+      continue;
+    }
+    const [a, b] = [floatsOf(got), floatsOf(x.rawData)];
+    assert.ok(a.every((v, i) => (v === 0) === (b[i] === 0)), `${x.name}: magnitude pruning's zeros`);
+    if (a.some((v, i) => v !== b[i])) refit++;
   }
+  assert.equal(refit, rep.prune.refit.reconstructedKernels, 'the kept weights of every reconstructed kernel moved');
+  assert.ok(refit >= 30, `${refit} pointwise kernels reconstructed`);
   // The head differs from the run's: it was fit again.
   const loaded = await core.loadRun(runDir);
   const runKernel = loaded.head.getWeights()[0].dataSync();
@@ -184,7 +206,7 @@ test('ONNX export --prune 0.5: backbone kernels half zeros, head refit on the pr
   assert.ok(Math.abs(zeros / total - rep.prune.overall) < 1e-9, `overall ${rep.prune.overall} vs the file's ${zeros / total}`);
   assert.ok(Math.abs(rep.exported.bytes - rep.float32.bytes) < 0.01 * rep.float32.bytes, 'zeros are stored densely: raw size about unchanged');
   assert.ok(rep.exported.gzipBytes < 0.9 * rep.float32.gzipBytes, `gzip ${rep.exported.gzipBytes} vs float32 ${rep.float32.gzipBytes}`);
-  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /Magnitude-pruned \(the backbone magnitude-pruned, then the head refit .* at 50% zeros each/);
+  assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /Magnitude-pruned \(the backbone magnitude-pruned, the kept weights of \d+ pointwise kernels refit .* then the head refit .* at 50% zeros each/);
   // A fresh process loads it and scores what the report says.
   const { stdout } = await run(process.execPath, [path.join(out, 'inference.mjs'), ...testFiles], { cwd: out, maxBuffer: 16 << 20 });
   const rows = engineRows(stdout.trim().split('\n').map((l) => JSON.parse(l)), labels);

@@ -1,10 +1,12 @@
 /**
  * Magnitude pruning of a run's backbone with a head refit (issue 12): the
  * float32 ONNX backbone (the run's, or a slimmed one) is pruned layer by
- * layer (sparsify.ts), written as an ONNX backbone folder, the run's training
- * and validation images are re-extracted through it (the engine and its
- * embedding cache, keyed by the pruned model's hash), and a head is fit on
- * the training split's pruned features (early stopping on the validation
+ * layer (sparsify.ts), each pointwise kernel's kept weights refit to
+ * reproduce the dense layer's output on training images (the OBS update,
+ * sparseReconstruct.ts), written as an ONNX backbone folder; the run's
+ * training and validation images are re-extracted through it (the engine and
+ * its embedding cache, keyed by the pruned model's hash), and a head is fit
+ * on the training split's pruned features (early stopping on the validation
  * split, as the run's head was). The pruned backbone keeps the ImageNet
  * features it can; the head learns to read what is left. Test images are
  * never read here.
@@ -44,6 +46,10 @@ export interface RefitInfo {
   valImages: number;
   /** The refit head's accuracy on the validation images (its early-stopping set). */
   valAccuracy: number;
+  /** Pointwise kernels whose kept weights were refit by the OBS update (the other pruned kernels: zeros only). */
+  reconstructedKernels: number;
+  /** Training images the reconstruction's input second moments were measured on. */
+  momentImages: number;
   seconds: number;
 }
 
@@ -197,7 +203,7 @@ export async function pruneWithRefit(run: LoadedRun, source: PruneSource, sparsi
   const fit = await fitHead(train, val, dim, rec.labels.length, rec.config, progress);
   try {
     const bytes = appendHead(pruned.bytes, headLayers(fit.model));
-    const refit: RefitInfo = { backboneHash: sha256(pruned.bytes), trainImages: train.y.length, valImages: val.y.length, valAccuracy: fit.valAccuracy, seconds: (performance.now() - t0) / 1000 };
+    const refit: RefitInfo = { backboneHash: sha256(pruned.bytes), trainImages: train.y.length, valImages: val.y.length, valAccuracy: fit.valAccuracy, reconstructedKernels: Object.keys(pruned.perLayer).filter((l) => source.factors.has(l)).length, momentImages: source.momentImages, seconds: (performance.now() - t0) / 1000 };
     return { bytes, perLayer: pruned.perLayer, overall: pruned.overall, kernelWeights: pruned.kernelWeights, refit };
   } finally {
     fit.model.dispose();

@@ -108,7 +108,7 @@ function foreignMadeOf(title: string, source: string, licence: string, p: OnnxIn
 
 /** Weight storage of the chosen variant, in words (model card). */
 function weightsLine(chosen: string, prune: ExportReport['prune']): string {
-  const how = prune.refit ? `the backbone magnitude-pruned, then the head refit on the pruned backbone's features of ${prune.refit.trainImages} training images (validation accuracy ${(prune.refit.valAccuracy * 100).toFixed(1)}%)` : 'no fine-tuning of the backbone';
+  const how = prune.refit ? `the backbone magnitude-pruned, the kept weights of ${prune.refit.reconstructedKernels} pointwise kernels refit to reproduce the dense layers' outputs on ${prune.refit.momentImages} training images, then the head refit on the pruned backbone's features of ${prune.refit.trainImages} training images (validation accuracy ${(prune.refit.valAccuracy * 100).toFixed(1)}%)` : 'no fine-tuning of the backbone';
   const sparse = prune.target ? ` Magnitude-pruned (${how}): ${Object.keys(prune.perLayer).length} convolution${prune.refit ? '' : ' / dense'} kernels at ${(prune.target * 100).toFixed(0)}% zeros each (the first convolution, depthwise kernels and kernels under ${SPARSIFY_MIN_WEIGHTS} weights stay dense): ${((prune.overall ?? 0) * 100).toFixed(1)}% of all ${prune.refit ? 'backbone ' : ''}kernel weights are zero; the zeros are stored densely, so they shrink the gzipped file, not the raw one.` : '';
   chosen = chosen.replace(/-sparse\d+(-asis)?$/, '');
   const what = chosen === 'int8' ? 'int8 per output channel (Conv) / per column (MatMul), symmetric; activations uint8 per tensor; Conv biases int32 (static QDQ: ONNX Runtime runs QLinearConv / QLinearAdd); the normalisation, the head biases and the softmax stay float32' : chosen === 'uint8' ? 'uint8 per-tensor affine (DequantizeLinear), weights only: the arithmetic is float32' : chosen === 'float16' ? 'float16 (Cast to float32 at load)' : 'float32';
@@ -119,7 +119,7 @@ function weightsLine(chosen: string, prune: ExportReport['prune']): string {
 function pruneField(target: number, p: SparsityReport & { refit?: PrunedRefit['refit'] }): ExportReport['prune'] {
   const kernels = 'convolution (group 1, not the first, at least ' + SPARSIFY_MIN_WEIGHTS + ' weights)';
   return p.refit
-    ? { target, perLayer: p.perLayer, overall: p.overall, scope: `backbone: ${kernels} kernels; head refit on pruned features (${p.refit.trainImages} training images)`, refit: p.refit }
+    ? { target, perLayer: p.perLayer, overall: p.overall, scope: `backbone: ${kernels} kernels, the kept weights of ${p.refit.reconstructedKernels} pointwise kernels refit to the dense outputs (OBS update, ${p.refit.momentImages} training images); head refit on pruned features (${p.refit.trainImages} training images)`, refit: p.refit }
     : { target, perLayer: p.perLayer, overall: p.overall, scope: `backbone and head: ${kernels} and dense kernels; the head as trained (no refit)` };
 }
 
