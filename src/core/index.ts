@@ -34,7 +34,7 @@ export * from './compress/quantize';
 export * from './compress/prune';
 export * from './compress/sparsify';
 export { pruneSource, pruneWithRefit } from './compress/sparseRefit';
-export { OBS_DAMPING, inverseHessianFactor, obsPrune } from './compress/sparseReconstruct';
+export { OBS_DAMPING, SNAP_MAX_LEVELS, inverseHessianFactor, obsPrune, snapToLevels } from './compress/sparseReconstruct';
 export { ONNX_AUTO_SPARSE, ONNX_AUTO_SPARSITIES, onnxCandidates } from './export/formats/onnx';
 export { TFJS_AUTO_SPARSITIES } from './export/formats/tfjs';
 export * from './onnx/convert';

@@ -184,3 +184,12 @@ test('obsPrune: same zeros as magnitude pruning, and the kept weights reproduce 
   // Nothing pruned: nothing changes.
   assert.deepEqual(core.obsPrune(w, w, O, C, u), w);
 });
+
+test('snapToLevels: reconstructed weights back on the dense kernel\'s own values, zeros kept, no kept weight zeroed', () => {
+  const dense = Float32Array.from([-0.5, -0.25, 0, 0.25, 0.5, 0.75]);
+  const moved = Float32Array.from([-0.6, -0.2, 0, 0.1, 0.4, 2]);
+  // -0.6 past the range: -0.5; 0.1 is nearer 0 than 0.25 but kept: 0.25; 2 past the range: 0.75.
+  assert.deepEqual(Array.from(core.snapToLevels(moved, dense)), [-0.5, -0.25, 0, 0.25, 0.5, 0.75]);
+  const many = Float32Array.from({ length: core.SNAP_MAX_LEVELS + 1 }, (_, i) => i + 1);
+  assert.equal(core.snapToLevels(moved, many), moved, 'a kernel on more levels than a uint8 source is left as it is');
+});

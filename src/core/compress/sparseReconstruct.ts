@@ -63,3 +63,33 @@ export function obsPrune(dense: Float32Array, pruned: Float32Array, o: number, c
   for (let i = 0; i < out.length; i++) if (pruned[i] === 0) out[i] = 0; // the mask holds exactly
   return out;
 }
+
+/** Most distinct values a kernel may take for snapToLevels to keep them (a uint8-quantized source takes at most 256). */
+export const SNAP_MAX_LEVELS = 256;
+
+/**
+ * Reconstructed weights put back on the dense kernel's own values (its
+ * codebook: the bundled backbones' weights came uint8-quantized, so each
+ * kernel takes at most 256 distinct float32 values), each to the nearest one
+ * (past the range: the end value), exact zeros kept. The weights stay as
+ * compressible as the source's (a float32 export gzips a few distinct values
+ * well; the update's values would gzip like noise), at a rounding error of
+ * half a level; a kept weight never becomes zero. `values` unchanged when `dense` takes more than
+ * SNAP_MAX_LEVELS values.
+ */
+export function snapToLevels(values: Float32Array, dense: Float32Array): Float32Array {
+  // Zero is no level for a kept weight: the mask alone decides which weights are zero.
+  const levels = Float32Array.from(new Set(dense)).filter((v) => v !== 0).sort();
+  if (levels.length > SNAP_MAX_LEVELS || !levels.length) return values;
+  return values.map((v) => {
+    if (v === 0) return 0;
+    let lo = 0;
+    let hi = levels.length - 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (levels[mid]! <= v) lo = mid;
+      else hi = mid;
+    }
+    return Math.abs(v - levels[lo]!) <= Math.abs(levels[hi]! - v) ? levels[lo]! : levels[hi]!;
+  });
+}

@@ -26,7 +26,7 @@ import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
 import type { VectorSet } from '../train/head';
 import { SLIM_RANK_IMAGES, fitHead, headLayers, rankingImages } from './slim';
 import { type SparsityReport, prunableKernels, sparsifyOnnx } from './sparsify';
-import { inverseHessianFactor, obsPrune } from './sparseReconstruct';
+import { inverseHessianFactor, obsPrune, snapToLevels } from './sparseReconstruct';
 
 /** The float32 ONNX backbone a pruned candidate starts from (0..255 NHWC pixels in, `features` out). */
 export interface PruneSource {
@@ -180,7 +180,8 @@ export async function pruneWithRefit(run: LoadedRun, source: PruneSource, sparsi
   const reconstruct = (layer: string, dense: Float32Array, zeroed: Float32Array) => {
     const u = source.factors.get(layer);
     const c = u ? Math.round(Math.sqrt(u.length)) : 0;
-    return u ? obsPrune(dense, zeroed, dense.length / c, c, u) : zeroed;
+    // Back on the source's levels: the update's values would otherwise gzip like noise (float32 exports).
+    return u ? snapToLevels(obsPrune(dense, zeroed, dense.length / c, c, u), dense) : zeroed;
   };
   const pruned = sparsifyOnnx(source.bytes, sparsity, { reconstruct });
   throwIfAborted(progress.signal);
