@@ -1,13 +1,14 @@
 // Pruning figures (issue 12, "compact for real"): what the auto exports of the
 // default run shipped, against float32 (raw and gzipped bytes, accuracy with
 // the test image count), read from the export folders slimSection just wrote;
-// then int8 ONNX at fixed sparsities (--prune S --quantize int8, backbone and
-// head magnitude-pruned, no fine-tuning) to show the size / accuracy curve.
+// then int8 ONNX at fixed sparsities (--prune S --quantize int8: the backbone
+// magnitude-pruned with bias correction, the head refit on the pruned
+// backbone's features) to show the size / accuracy curve.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Sparsities of the int8 curve. */
-const CURVE = [0.2, 0.3, 0.5];
+const CURVE = [0.3, 0.5, 0.7];
 
 /**
  * `work`: the bench's scratch folder, holding `export-onnxAuto` and
@@ -19,7 +20,8 @@ export async function pruneBench({ work, runDir, cache, fig, timeCli }) {
     const r = JSON.parse(await readFile(path.join(work, `export-${name}`, 'report.json'), 'utf8'));
     const k = `prune.${name}`;
     fig(`${k}.chosen`, r.chosen);
-    fig(`${k}.sparsity`, { target: r.prune.target, overallKernelZeros: r.prune.overall ?? 0, prunedKernels: Object.keys(r.prune.perLayer).length });
+    fig(`${k}.sparsity`, { target: r.prune.target, overallKernelZeros: r.prune.overall ?? 0, prunedKernels: Object.keys(r.prune.perLayer).length, refit: r.prune.refit ? { valAccuracy: r.prune.refit.valAccuracy, seconds: r.prune.refit.seconds } : null });
+    fig(`${k}.candidates`, r.candidates.map((c) => `${c.name} agree ${(c.agreement * 100).toFixed(1)}%${c.withinBudget ? ' (within)' : ''}`));
     fig(`${k}.gzipOverFloat32Bytes`, r.exported.gzipBytes / r.float32.bytes);
     fig(`${k}.gzipOverFloat32Gzip`, r.exported.gzipBytes / r.float32.gzipBytes);
     fig(`${k}.accuracy`, { exported: r.exported.accuracy, float32: r.float32.accuracy, testImages: r.testImages, choiceImages: r.choice.images });
@@ -29,6 +31,6 @@ export async function pruneBench({ work, runDir, cache, fig, timeCli }) {
     const k = `prune.int8Sparse${Math.round(s * 100)}`;
     fig(`${k}.gzipOverFloat32Bytes`, r.exported.gzipBytes / r.float32.bytes);
     fig(`${k}.gzipOverFloat32Gzip`, r.exported.gzipBytes / r.float32.gzipBytes);
-    fig(`${k}.accuracy`, { exported: r.exported.accuracy, float32: r.float32.accuracy, testImages: r.testImages, overallKernelZeros: r.prune.overall });
+    fig(`${k}.accuracy`, { exported: r.exported.accuracy, float32: r.float32.accuracy, testImages: r.testImages, overallKernelZeros: r.prune.overall, refitValAccuracy: r.prune.refit?.valAccuracy, valImages: r.prune.refit?.valImages });
   }
 }

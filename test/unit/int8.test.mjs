@@ -159,7 +159,7 @@ test('ONNX --quantize auto: sparse int8 candidates first; every candidate judged
   const out = path.join(dir, 'auto-noleak');
   const r = await core.exportRun(runDir, { out, format: 'onnx', quantize: 'auto', maxDrop: 0, cacheDir, workers: 1 }, { onEvent: (e) => events.push(e) });
   const expected = ['float32', ...core.onnxCandidates({ quantize: 'auto', prune: 0 }).map((c) => c.name)];
-  assert.deepEqual(expected.slice(1, 1 + core.ONNX_AUTO_SPARSITIES.length), core.ONNX_AUTO_SPARSITIES.map((s) => `int8-sparse${Math.round(s * 100)}`), 'sparse int8 is tried first');
+  assert.deepEqual(expected.slice(1, 1 + core.ONNX_AUTO_SPARSE.length), core.ONNX_AUTO_SPARSE.map((c) => `int8-sparse${Math.round(c.sparsity * 100)}${c.refit ? '' : '-asis'}`), 'sparse int8 is tried first');
   assert.deepEqual(r.candidates.map((c) => c.name), expected.slice(0, r.candidates.length), 'tried in order, up to the first within budget');
   // measureVariant reports progress per image set and variant: `images (onnx <set> <variant>)`.
   const sets = new Map();
@@ -171,6 +171,55 @@ test('ONNX --quantize auto: sparse int8 candidates first; every candidate judged
   if (r.chosen !== 'float32') assert.ok(units.indexOf(`images (onnx test ${r.chosen})`) > units.map((u) => u.includes(' choice ')).lastIndexOf(true), 'the test figure comes after the choice');
   assert.equal(r.choice.split, 'val');
   assert.equal(r.prune.target, r.candidates.find((c) => c.name === r.chosen).sparsity);
+});
+
+test('ONNX --quantize auto with pruning: the head refit reads training and validation images, never a test image', async () => {
+  const reads = new Map();
+  const openOrig = fsp.open;
+  // Count every file the export opens (readAndDecode opens each image once through fs/promises.open).
+  fsp.open = function (file, ...rest) {
+    const key = typeof file === 'string' ? path.resolve(file) : String(file);
+    reads.set(key, (reads.get(key) ?? 0) + 1);
+    return openOrig.call(this, file, ...rest);
+  };
+  const phases = [];
+  let r;
+  try {
+    // A fresh cache: the pruned backbones' features are computed, not served from an earlier export's cache.
+    r = await core.exportRun(runDir, { out: path.join(dir, 'auto-refit'), format: 'onnx', quantize: 'auto', maxDrop: 100, cacheDir: path.join(dir, 'cache-refit'), workers: 1 }, { onEvent: (e) => e.type === 'phase' && phases.push(e.message) });
+  } finally {
+    fsp.open = openOrig;
+  }
+  const [train, val, testFiles] = ['train', 'val', 'test'].map(files);
+  const count = (list) => list.map((f) => reads.get(path.resolve(f)) ?? 0);
+  // --max-drop 100: the first candidate (the sparsest int8) is chosen, after one refit.
+  assert.ok(core.ONNX_AUTO_SPARSE[0].refit, 'the sparsest candidate refits the head');
+  assert.equal(r.chosen, `int8-sparse${Math.round(core.ONNX_AUTO_SPARSE[0].sparsity * 100)}`);
+  assert.ok(phases.some((m) => /refitting the head on \d+ training images' pruned features/.test(m)), 'the head was refit');
+  assert.equal(r.prune.refit.trainImages, train.length);
+  assert.equal(r.prune.refit.valImages, val.length);
+  assert.match(r.prune.scope, /head refit on pruned features/);
+  assert.ok(count(train).every((n) => n >= 1), 'the refit re-extracted the training images');
+  assert.ok(count(val).every((n) => n >= 1), 'and the validation images');
+  // Two opens per test image, as without pruning: its content hash and the test measurement's decode.
+  assert.deepEqual(count(testFiles), testFiles.map(() => 2), 'no test image was read for the refit or the choice');
+});
+
+test('a cancelled pruned export (during the head refit) leaves nothing behind', async () => {
+  const parent = path.join(dir, 'cancel-refit');
+  await mkdir(parent);
+  const out = path.join(parent, 'export');
+  const ac = new AbortController();
+  let sawRefit = false;
+  const onEvent = (e) => {
+    if (e.type === 'phase' && /refitting the head/.test(e.message)) {
+      sawRefit = true;
+      ac.abort();
+    }
+  };
+  await assert.rejects(core.exportRun(runDir, { out, format: 'onnx', quantize: 'int8', prune: 0.5, cacheDir, workers: 1 }, { onEvent, signal: ac.signal }), (err) => core.isCancelled(err));
+  assert.ok(sawRefit, 'the cancel came during the refit');
+  assert.deepEqual(await readdir(parent), [], 'no export folder and no temp folder left');
 });
 
 test('a cancelled int8 export (during calibration) leaves nothing behind', async () => {

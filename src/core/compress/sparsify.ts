@@ -24,6 +24,12 @@ export const SPARSIFY_MIN_WEIGHTS = 4096;
 export interface SparsifyOptions {
   /** Kernels with fewer weights stay dense; default SPARSIFY_MIN_WEIGHTS. */
   minWeights?: number;
+  /**
+   * Replaces a pruned kernel's values (ONNX layout) given its dense values and
+   * the magnitude-pruned ones, keeping the zeros (sparseReconstruct.ts: the
+   * kept weights refit to reproduce the layer's output); absent: zeros only.
+   */
+  reconstruct?: (layer: string, dense: Float32Array, pruned: Float32Array) => Float32Array;
 }
 
 /** What sparsifying did: per pruned layer its fraction of exact zeros, and overall. */
@@ -136,7 +142,7 @@ export function sparsifyOnnx(bytes: Uint8Array, sparsity: number, opts: Sparsify
   for (const k of kernels(model.graph!, opts.minWeights ?? SPARSIFY_MIN_WEIGHTS)) {
     let v = floats(k.init);
     if (k.prune && sparsity > 0) {
-      v = magnitudePrune(v, sparsity);
+      v = opts.reconstruct ? opts.reconstruct(k.layer, v, magnitudePrune(v, sparsity)) : magnitudePrune(v, sparsity);
       k.init.rawData = new Uint8Array(v.buffer);
       k.init.floatData = [];
       perLayer[k.layer] = zeroFraction(v);
@@ -145,6 +151,15 @@ export function sparsifyOnnx(bytes: Uint8Array, sparsity: number, opts: Sparsify
     total += v.length;
   }
   return { bytes: onnx.ModelProto.encode(model).finish(), perLayer, overall: total ? zeros / total : 0, kernelWeights: total };
+}
+
+/** The kernels sparsifyOnnx prunes: ONNX node name, the convolution's input tensor and its kernel's dims. */
+export function prunableKernels(bytes: Uint8Array, opts: SparsifyOptions = {}): Array<{ layer: string; input: string; dims: number[] }> {
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  const inputOf = new Map((graph.node ?? []).map((n) => [n.input?.[1] ?? '', n.input?.[0] ?? '']));
+  return kernels(graph, opts.minWeights ?? SPARSIFY_MIN_WEIGHTS)
+    .filter((k) => k.prune)
+    .map((k) => ({ layer: k.layer, input: inputOf.get(k.init.name!)!, dims: (k.init.dims ?? []).map(Number) }));
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Skipped } from '../data/dataset';
 import type { OutOptions } from '../fsutil';
 import type { Policy, PolicyName } from '../compress/quantize';
 import type { SlimOption, SlimReport } from '../compress/slim';
+import type { RefitInfo } from '../compress/sparseRefit';
 import type { Int8Info } from '../onnx/calibrate';
 import type { Int8Speed } from '../onnx/speed';
 import { type Agreement, type Interval, agreementOf } from '../train/metrics';
@@ -102,8 +103,8 @@ export interface ExportReport {
   precision: Policy | Record<string, string>;
   /** Bytes of weights per storage dtype in the export. */
   bytesByDtype: Record<string, number>;
-  /** Sparsity asked for / achieved per pruned kernel; `overall`: exact zeros over every kernel weight; `scope`: which kernels were pruned. */
-  prune: { target: number; perLayer: Record<string, number>; overall?: number; scope?: string };
+  /** Sparsity asked for / achieved per pruned kernel; `overall`: exact zeros over every kernel weight; `scope`: which kernels were pruned; `refit`: how the head was refit on the pruned backbone's features (ONNX). */
+  prune: { target: number; perLayer: Record<string, number>; overall?: number; scope?: string; refit?: RefitInfo };
   maxDropPoints: number;
   candidates: Candidate[];
   chosen: string;
