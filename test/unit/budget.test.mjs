@@ -40,3 +40,17 @@ test('export --slim F --quantize auto: candidates are judged against --max-drop 
   for (const c of rep.candidates) assert.equal(c.withinBudget, (1 - c.agreement) * 100 <= rep.choice.budgetPoints + 1e-9, `${c.name} judged against the remaining budget`);
   assert.match(await readFile(path.join(out, 'README.md'), 'utf8'), /Budget: slimming used/);
 });
+
+test('--slim auto with --quantize auto: slimming is judged against half of --max-drop, the candidates against what it leaves', async () => {
+  const runDir = path.join(dir, 'run');
+  const out = path.join(dir, 'export-auto');
+  const r = await runCli(['export', runDir, '--out', out, '--format', 'onnx', '--slim', 'auto', '--quantize', 'auto', '--max-drop', '40', '--cache', cacheDir, '--workers', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const rep = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
+  assert.equal(rep.slimming.budgetPoints, 20, 'slimming had half of the 40 points');
+  for (const s of rep.slimming.steps) assert.equal(s.withinBudget, (1 - s.agreement) * 100 <= 20 + 1e-9, `step ${s.fraction} judged against 20 points`);
+  const spent = core.slimBudgetSpent(rep.slimming);
+  assert.ok(spent <= 20 + 1e-9);
+  if (spent > 0) assert.ok(Math.abs(rep.choice.budgetPoints - (40 - spent)) < 1e-9, 'the candidates got the rest');
+  else assert.equal(rep.choice.budgetPoints, undefined, 'nothing spent: the candidates had all 40 points');
+});

@@ -190,13 +190,14 @@ export async function pruneWithRefit(run: LoadedRun, source: PruneSource, sparsi
   await writeOnnxBackbone(dir, pruned.bytes, meta);
   const opened = await openBackbone(dir, { ...opts, engine: 'onnx' }, progress);
   let features: Map<string, Float32Array>;
+  // The pruned backbone's own feature size: a slimmed source may have cut its features.
+  const dim = opened.backbone.entry.featureSize;
   try {
     const items = rec.samples.filter((s) => s.split === 'train' || s.split === 'val').map((s) => ({ path: path.join(rec.dataset.root, s.rel), hash: s.hash }));
     features = (await opened.extract(items, progress)).features;
   } finally {
     opened.dispose();
   }
-  const dim = rec.backbone.featureSize;
   const train = splitRows(rec, features, 'train', dim);
   const val = splitRows(rec, features, 'val', dim);
   if (!train.y.length) throw new HeadstartError('NO_DATA', `${run.dir}: none of the training images could be read to refit the head of the pruned backbone`);

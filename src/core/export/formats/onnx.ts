@@ -20,7 +20,7 @@ import { SPARSIFY_MIN_WEIGHTS, type SparsityReport, sparsifyOnnx } from '../../c
 import { type PrunedRefit, pruneSource, pruneWithRefit } from '../../compress/sparseRefit';
 import { type Int8Speed, compareOnnxSpeed } from '../../onnx/speed';
 import { type TestSet, measureVariant, sizeOf } from '../common';
-import type { ExportFormat, FormatSession, VariantSpec } from '../format';
+import { type ExportFormat, type FormatSession, type VariantSpec, slimmingBudget } from '../format';
 import type { ExportReport, ResolvedExportOptions } from '../report';
 
 /** An ONNX variant: weight storage, or int8 (static QDQ: int8 weights and uint8 activations). */
@@ -131,7 +131,7 @@ export const onnxFormat: ExportFormat = {
   phaseMessage: (n) => `converting the full model to ONNX and measuring it on ${n} test images`,
   async open(run, opts, backendName, work, progress): Promise<FormatSession> {
     // --slim: the slimmed backbone + its refit head replace the run's model as the float32 source.
-    const slim = opts.slim === undefined ? undefined : await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
+    const slim = opts.slim === undefined ? undefined : await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: slimmingBudget(opts), work: path.join(work, 'slim') }, progress);
     const floatBytes = slim?.modelBytes ?? (await runAsOnnx(run, work));
     slim?.head?.dispose();
     const int8 = new Map<string, Int8Info>();

@@ -22,7 +22,7 @@ import { browserSnippet, nodeSnippet } from '../snippet';
 import { type TestSet, measureVariant, sizeOf } from '../common';
 import { loadOrt } from '../../onnx/engine';
 import { convertTfjsModel } from '../../onnx/convert';
-import type { ExportFormat, FormatSession, VariantSpec } from '../format';
+import { type ExportFormat, type FormatSession, type VariantSpec, slimmingBudget } from '../format';
 import type { ResolvedExportOptions, RuntimeLatency } from '../report';
 
 /** Test images the ONNX Runtime latency of a TF.js export is timed on, at most. */
@@ -128,7 +128,7 @@ async function slimmedSource(run: LoadedRun, opts: ResolvedExportOptions, work: 
   if (opts.slim === undefined) return { run };
   // Before the search: an ONNX backbone has no TF.js form to cut (writeFullModel says so in full).
   if (run.record.backbone.format === 'onnx') throw new HeadstartError('BAD_INPUT', `${run.dir} runs an ONNX backbone, which has no TF.js form; export it with --format onnx --slim`);
-  const slim = await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: opts.maxDrop, work: path.join(work, 'slim') }, progress);
+  const slim = await slimSearch(run, { ...opts, slim: opts.slim, maxDrop: slimmingBudget(opts), work: path.join(work, 'slim') }, progress);
   if (!slim.keep || !slim.head) return { run, slim };
   try {
     const plan = slimPlanOf(new Uint8Array(await fs.readFile(slim.baseFile)), slim.keep, slim.project, slim.features);
