@@ -22,8 +22,11 @@ export async function pruneBench({ work, runDir, cache, fig, timeCli }) {
     fig(`${k}.chosen`, r.chosen);
     fig(`${k}.sparsity`, { target: r.prune.target, overallKernelZeros: r.prune.overall ?? 0, prunedKernels: Object.keys(r.prune.perLayer).length, refit: r.prune.refit ? { valAccuracy: r.prune.refit.valAccuracy, seconds: r.prune.refit.seconds } : null });
     fig(`${k}.candidates`, r.candidates.map((c) => `${c.name} agree ${(c.agreement * 100).toFixed(1)}%${c.withinBudget ? ' (within)' : ''}`));
-    fig(`${k}.gzipOverFloat32Bytes`, r.exported.gzipBytes / r.float32.bytes);
-    fig(`${k}.gzipOverFloat32Gzip`, r.exported.gzipBytes / r.float32.gzipBytes);
+    // Against the run's own float32 model: with slimming chosen, report.float32 is the slimmed one.
+    const base = r.slimming?.steps?.[0] ?? r.float32;
+    fig(`${k}.slimmed`, r.slimming ? r.slimming.chosen : 'not asked');
+    fig(`${k}.gzipOverFloat32Bytes`, r.exported.gzipBytes / base.bytes);
+    fig(`${k}.gzipOverFloat32Gzip`, r.exported.gzipBytes / base.gzipBytes);
     fig(`${k}.accuracy`, { exported: r.exported.accuracy, float32: r.float32.accuracy, testImages: r.testImages, choiceImages: r.choice.images });
   }
   for (const s of CURVE) {

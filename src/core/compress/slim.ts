@@ -6,7 +6,7 @@ import { onnx } from 'onnx-proto';
 import type * as shared from '../../shared/records';
 import { ensureForeignWrapped } from '../onnx/foreign';
 import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, writeOnnxBackbone } from '../onnx/backbone';
-import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
+import { ensureOnnxBackbone, loadOrt, runImageBatches } from '../onnx/engine';
 import type { ResolvedBackbone } from '../backbones/store';
 import { DecodeError, readAndDecode } from '../data/decode';
 import { type EngineOptions, openBackbone } from '../engine';
@@ -175,35 +175,24 @@ export async function hiddenStatistics(bytes: Uint8Array, images: Uint8Array[], 
   if (!blocks.length) throw new HeadstartError('BAD_MODEL', 'the backbone has no slimmable blocks (expand conv → activation → depthwise conv → activation → project conv, as in MobileNetV2)');
   const stats = withHiddenStats(bytes, blocks);
   const gram = withHiddenGram(stats.bytes, blocks);
-  const session = await ort.InferenceSession.create(gram.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
   const sums = blocks.map((b) => new Float64Array(b.channels));
   const moments = blocks.map((b) => new HiddenMoments(b.channels));
   const halves: HiddenStatistics['halves'] = [blocks.map((b) => new HiddenMoments(b.channels)), blocks.map((b) => new HiddenMoments(b.channels))];
   const halfImages: [number, number] = [0, 0];
   const fetch = [...stats.outputs, ...gram.outputs.flatMap((o) => [o.gram, o.sum, o.shape])];
-  try {
-    const px = size * size * 3;
-    for (let i = 0; i < images.length; i += STAT_BATCH) {
-      throwIfAborted(progress.signal);
-      const batch = images.slice(i, i + STAT_BATCH);
-      const x = new Float32Array(batch.length * px);
-      batch.forEach((im, j) => x.set(im, j * px));
-      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, fetch);
-      stats.outputs.forEach((o, b) => {
-        const v = out[o]!.data as Float32Array;
-        for (let c = 0; c < v.length; c++) sums[b]![c]! += v[c]! * batch.length;
-      });
-      const half = (i / STAT_BATCH) % 2;
-      halfImages[half]! += batch.length;
-      gram.outputs.forEach((o, b) => {
-        const shape = Array.from(out[o.shape]!.data as BigInt64Array, Number);
-        for (const m of [moments[b]!, halves[half]![b]!]) m.add(out[o.gram]!.data as Float32Array, out[o.sum]!.data as Float32Array, shape[0]! * shape[2]! * shape[3]!);
-      });
-      progress.onEvent?.({ type: 'progress', phase: 'export', done: Math.min(i + STAT_BATCH, images.length), total: images.length, unit: 'ranking images (training split)' });
-    }
-  } finally {
-    await session.release();
-  }
+  await runImageBatches(gram.bytes, images, size, STAT_BATCH, fetch, (out, i, n) => {
+    stats.outputs.forEach((o, b) => {
+      const v = out[o]!.data as Float32Array;
+      for (let c = 0; c < v.length; c++) sums[b]![c]! += v[c]! * n;
+    });
+    const half = (i / STAT_BATCH) % 2;
+    halfImages[half]! += n;
+    gram.outputs.forEach((o, b) => {
+      const shape = Array.from(out[o.shape]!.data as BigInt64Array, Number);
+      for (const m of [moments[b]!, halves[half]![b]!]) m.add(out[o.gram]!.data as Float32Array, out[o.sum]!.data as Float32Array, shape[0]! * shape[2]! * shape[3]!);
+    });
+    progress.onEvent?.({ type: 'progress', phase: 'export', done: Math.min(i + n, images.length), total: images.length, unit: 'ranking images (training split)' });
+  }, progress.signal);
   const norms = projectNorms(graph, blocks);
   return { scores: sums.map((s, b) => Float32Array.from(s, (v, c) => (v / images.length) * norms[b]![c]!)), moments, halves, halfImages };
 }

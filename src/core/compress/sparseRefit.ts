@@ -15,7 +15,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type OnnxBackboneMeta, ONNX_BACKBONE_FILE, resolveOnnxBackbone, writeOnnxBackbone } from '../onnx/backbone';
 import { onnx } from 'onnx-proto';
-import { ensureOnnxBackbone, loadOrt } from '../onnx/engine';
+import { ensureOnnxBackbone, loadOrt, runImageBatches } from '../onnx/engine';
 import { appendHead } from '../onnx/slim';
 import type { ResolvedBackbone } from '../backbones/store';
 import { type EngineOptions, openBackbone } from '../engine';
@@ -133,24 +133,13 @@ async function inputGrams(bytes: Uint8Array, images: Uint8Array[], size: number,
   if (!ort) throw new HeadstartError('BACKEND', 'pruning measures the backbone in ONNX Runtime, which is not available here (onnxruntime-node did not load)');
   const probe = withInputGrams(bytes, pointwise.map((k) => ({ tensor: k.input, channels: k.dims[1]! })));
   const sums = pointwise.map((k) => new Float64Array(k.dims[1]! ** 2));
-  const session = await ort.InferenceSession.create(probe.bytes, { intraOpNumThreads: 2, interOpNumThreads: 1 });
-  try {
-    const px = size * size * 3;
-    for (let i = 0; i < images.length; i += GRAM_BATCH) {
-      throwIfAborted(progress.signal);
-      const batch = images.slice(i, i + GRAM_BATCH);
-      const x = new Float32Array(batch.length * px);
-      batch.forEach((im, j) => x.set(im, j * px));
-      const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [batch.length, size, size, 3]) }, probe.outputs);
-      probe.outputs.forEach((name, k) => {
-        const v = out[name]!.data as Float32Array;
-        const s = sums[k]!;
-        for (let j = 0; j < v.length; j++) s[j]! += v[j]!;
-      });
-    }
-  } finally {
-    await session.release();
-  }
+  await runImageBatches(probe.bytes, images, size, GRAM_BATCH, probe.outputs, (out) => {
+    probe.outputs.forEach((name, k) => {
+      const v = out[name]!.data as Float32Array;
+      const s = sums[k]!;
+      for (let j = 0; j < v.length; j++) s[j]! += v[j]!;
+    });
+  }, progress.signal);
   return new Map(pointwise.map((k, i) => [k.layer, { gram: sums[i]!, channels: k.dims[1]! }]));
 }
 

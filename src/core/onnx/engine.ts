@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HeadstartError } from '../errors';
+import { HeadstartError, throwIfAborted } from '../errors';
 import { exists, sha256, writeFileAtomic } from '../fsutil';
 import { CONVERTER_VERSION, convertTfjsModel } from './convert';
 import type { FeatureExtractor } from '../backbones/extractor';
@@ -109,4 +109,29 @@ export async function loadOnnxExtractor(onnxPath: string, inputSize: number, thr
     dispose: () => void session.release(),
     close: () => session.release(),
   };
+}
+
+/**
+ * Runs decoded images (`size` x `size` x 3 RGB bytes, HWC) through a model
+ * whose one input takes 0..255 NHWC pixels, `batch` images per pass, fetching
+ * `fetch` (statistics outputs a probe graph added); `each` gets every pass's
+ * outputs with the index of its first image and its length. Cancellation is
+ * checked before each pass; the session is released however it ends. Callers
+ * check loadOrt() first (with their own reason when it is missing).
+ */
+export async function runImageBatches(model: Uint8Array, images: Uint8Array[], size: number, batch: number, fetch: string[], each: (out: Record<string, { data: unknown }>, start: number, n: number) => void, signal?: AbortSignal): Promise<void> {
+  const ort = loadOrt()!;
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 2, interOpNumThreads: 1 });
+  try {
+    const px = size * size * 3;
+    for (let i = 0; i < images.length; i += batch) {
+      throwIfAborted(signal);
+      const part = images.slice(i, i + batch);
+      const x = new Float32Array(part.length * px);
+      part.forEach((im, j) => x.set(im, j * px));
+      each(await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [part.length, size, size, 3]) }, fetch), i, part.length);
+    }
+  } finally {
+    await session.release();
+  }
 }
