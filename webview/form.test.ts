@@ -68,7 +68,7 @@ test('int8 only with ONNX, slimming with either format but not with head pruning
   assert.equal(exportChoicesError('m', { ...onnx, slim: 'auto' }), '');
   assert.equal(exportChoicesError('m', { ...onnx, slim: 0.9 }), '');
   assert.equal(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'auto' }), '');
-  assert.match(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'auto', prune: 0.5 }), /head sparsity does not apply/);
+  assert.match(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'auto', prune: 0.5 }), /sparsity does not apply on top of it/);
   assert.equal(exportChoicesError('m', { ...onnx, format: 'tfjs', quantize: 'none', slim: 'off' }), '');
   for (const bad of [0, 0.95, -0.1, Number.NaN]) assert.match(exportChoicesError('m', { ...onnx, slim: bad }), /above 0 and at most 0.9/, String(bad));
   assert.deepEqual([readSlim('off', '0.3'), readSlim('auto', ''), readSlim('fraction', '0.3')], ['off', 'auto', 0.3]);

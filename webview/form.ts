@@ -49,7 +49,7 @@ export function exportChoicesError(out: string, c: ExportChoices): string {
   if (!(c.maxDrop >= 0 && c.maxDrop <= 100)) return 'max drop is 0–100 points';
   if (c.quantize === 'int8' && c.format !== 'onnx') return 'int8 is static quantization for ONNX Runtime: pick the ONNX format (for TensorFlow.js, uint8, float16 or auto make it smaller)';
   const slim = c.slim ?? 'off';
-  if (slim !== 'off' && c.format !== 'onnx' && c.prune > 0) return 'slimming refits the head on the slimmed backbone; head sparsity does not apply to it: set head sparsity to 0, or slim off';
+  if (slim !== 'off' && c.format !== 'onnx' && c.prune > 0) return 'slimming refits the head on the slimmed backbone; for TensorFlow.js, sparsity does not apply on top of it: set sparsity to 0, or slim off';
   if (typeof slim === 'number' && !(slim > 0 && slim <= SLIM_MAX_FRACTION)) return `slim fraction: the share of hidden channels to remove, above 0 and at most ${SLIM_MAX_FRACTION}`;
   if (c.format === 'onnx' && c.quantize === 'uint16') return 'ONNX exports store weights as float32, float16, uint8 or int8';
   return '';
