@@ -13,6 +13,23 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 /** The engine as built by `npm run build`. */
 export const core = require(path.join(root, 'dist', 'core.js'));
 export const tf = require('@tensorflow/tfjs');
+
+/**
+ * Counts every file opened through fs/promises.open (the engine's safe open
+ * of images, hashes and markers) until restore(): tests that prove which
+ * splits a step reads use it.
+ */
+export function countOpens() {
+  const fsp = require('node:fs/promises');
+  const reads = new Map();
+  const orig = fsp.open;
+  fsp.open = function (file, ...rest) {
+    const key = path.resolve(String(file));
+    reads.set(key, (reads.get(key) ?? 0) + 1);
+    return orig.call(this, file, ...rest);
+  };
+  return { of: (file) => reads.get(path.resolve(file)) ?? 0, clear: () => reads.clear(), restore: () => void (fsp.open = orig) };
+}
 export const sharp = require('sharp');
 export const cliPath = path.join(root, 'bin', 'headstart.js');
 

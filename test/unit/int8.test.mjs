@@ -14,11 +14,10 @@ import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli, fileRepoTempDir } from './helpers.mjs';
+import { core, countOpens, root, runCli, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset, tinyBackbone } from './fixtures.mjs';
 
 const require = createRequire(import.meta.url);
-const fsp = require('node:fs/promises');
 const ort = require('onnxruntime-node');
 const { onnx } = require('onnx-proto');
 const run = promisify(execFile);
@@ -79,21 +78,15 @@ async function checkQdq(file, t) {
 
 test('int8 export on a small backbone: valid QDQ graph fused by ONNX Runtime; calibration reads training images only; report and card', async (t) => {
   const out = path.join(dir, 'int8');
-  const reads = new Map();
-  const openOrig = fsp.open;
   // Count every file the export opens (readAndDecode opens each image once through fs/promises.open).
-  fsp.open = function (file, ...rest) {
-    const key = typeof file === 'string' ? path.resolve(file) : String(file);
-    reads.set(key, (reads.get(key) ?? 0) + 1);
-    return openOrig.call(this, file, ...rest);
-  };
+  const opens = countOpens();
   let rep;
   try {
     rep = await core.exportRun(runDir, { out, format: 'onnx', quantize: 'int8', cacheDir, workers: 1 });
   } finally {
-    fsp.open = openOrig;
+    opens.restore();
   }
-  const count = (list) => list.map((f) => reads.get(path.resolve(f)) ?? 0);
+  const count = (list) => list.map(opens.of);
   const [train, val, testFiles] = ['train', 'val', 'test'].map(files);
   assert.ok(val.length > 0 && testFiles.length > 0);
   assert.deepEqual(count(val), val.map(() => 0), 'no validation image was read');
@@ -174,24 +167,18 @@ test('ONNX --quantize auto: sparse int8 candidates first; every candidate judged
 });
 
 test('ONNX --quantize auto with pruning: the head refit reads training and validation images, never a test image', async () => {
-  const reads = new Map();
-  const openOrig = fsp.open;
   // Count every file the export opens (readAndDecode opens each image once through fs/promises.open).
-  fsp.open = function (file, ...rest) {
-    const key = typeof file === 'string' ? path.resolve(file) : String(file);
-    reads.set(key, (reads.get(key) ?? 0) + 1);
-    return openOrig.call(this, file, ...rest);
-  };
+  const opens = countOpens();
   const phases = [];
   let r;
   try {
     // A fresh cache: the pruned backbones' features are computed, not served from an earlier export's cache.
     r = await core.exportRun(runDir, { out: path.join(dir, 'auto-refit'), format: 'onnx', quantize: 'auto', maxDrop: 100, cacheDir: path.join(dir, 'cache-refit'), workers: 1 }, { onEvent: (e) => e.type === 'phase' && phases.push(e.message) });
   } finally {
-    fsp.open = openOrig;
+    opens.restore();
   }
   const [train, val, testFiles] = ['train', 'val', 'test'].map(files);
-  const count = (list) => list.map((f) => reads.get(path.resolve(f)) ?? 0);
+  const count = (list) => list.map(opens.of);
   // --max-drop 100: the first candidate (the sparsest int8) is chosen, after one refit.
   assert.ok(core.ONNX_AUTO_SPARSE[0].refit, 'the sparsest candidate refits the head');
   assert.equal(r.chosen, `int8-sparse${Math.round(core.ONNX_AUTO_SPARSE[0].sparsity * 100)}`);

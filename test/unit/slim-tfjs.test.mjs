@@ -13,7 +13,7 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { core, root, runCli, tf, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset } from './fixtures.mjs';
-import { mobileNetV2Like } from './slimFixture.mjs';
+import { mobileNetV2Like, randomProject } from './slimFixture.mjs';
 
 const require = createRequire(import.meta.url);
 const ort = require('onnxruntime-node');
@@ -115,7 +115,7 @@ async function checkBackbone(t, src, conv, { size, fraction, output, onnxScale }
   assert.ok(moved > 1e-3, 'the zeroed channels mattered (the comparison can fail)');
   assert.ok((await bytes(slimDir)) < (await bytes(src)) * (1 - fraction / 2), 'the slimmed weights are smaller');
   // Reconstructed project weights (random ones here: any must land in the same place) carried into TF.js.
-  const project = randomProject(conv.bytes, keep, 13);
+  const project = randomProject(conv.bytes, keep, new core.Rng(13), 0.2);
   const recDir = path.join(dir, `rec-${path.basename(src)}`);
   await core.writeSlimTfjsModel(src, recDir, core.slimPlanOf(conv.bytes, keep, project));
   const rec = await runTfjs(recDir, x, shape, output);
@@ -143,19 +143,6 @@ async function checkBackbone(t, src, conv, { size, fraction, output, onnxScale }
   assert.ok(dCols < 1e-4, `TF.js with features cut = the kept columns within 1e-4 (got ${dCols})`);
   assert.ok(dFeat < 1e-3, `TF.js with features cut = ONNX with them within 1e-3 (got ${dFeat})`);
   assert.ok((await bytes(fDir)) < (await bytes(recDir)), 'cutting the features shrinks the weights');
-}
-
-/** Random project weights for the kept channels of a converted backbone (kernel [O, K], output shift [O]). */
-function randomProject(bytes, keep, seed) {
-  const rng = new core.Rng(seed);
-  const graph = onnx.ModelProto.decode(bytes).graph;
-  return core.findSlimBlocks(graph).map((b, i) => {
-    const conv = core.projectConvOf(graph, b);
-    if (!conv || keep[i].length === b.channels) return undefined;
-    const k = keep[i].length;
-    const kernel = Float32Array.from({ length: conv.outputs * k }, (_, x) => conv.w[Math.floor(x / k) * b.channels + keep[i][x % k]] * (0.5 + rng.next()));
-    return { kernel, shift: Float32Array.from({ length: conv.outputs }, () => (rng.next() - 0.5) * 0.2) };
-  });
 }
 
 test('TF.js slimming of a MobileNetV2-shaped layers model = zeroed channels = slimmed ONNX', async (t) => {

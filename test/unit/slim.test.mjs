@@ -14,12 +14,11 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { core, root, runCli, tf, fileRepoTempDir } from './helpers.mjs';
+import { core, countOpens, root, runCli, tf, fileRepoTempDir } from './helpers.mjs';
 import { colourDataset } from './fixtures.mjs';
-import { mobileNetV2Like } from './slimFixture.mjs';
+import { mobileNetV2Like, randomProject } from './slimFixture.mjs';
 
 const require = createRequire(import.meta.url);
-const fsp = require('node:fs/promises');
 const ort = require('onnxruntime-node');
 const { onnx } = require('onnx-proto');
 const run = promisify(execFile);
@@ -79,22 +78,6 @@ function zeroRemoved(bytes, keep, project = []) {
     put(ex, ev);
   });
   return onnx.ModelProto.encode(model).finish();
-}
-
-/**
- * Random project weights for the kept channels (any weights must land where
- * the zeroed model puts them): the original kept columns scaled by 0.5..1.5,
- * and a random output shift.
- */
-function randomProject(bytes, keep, rng) {
-  const graph = onnx.ModelProto.decode(bytes).graph;
-  return core.findSlimBlocks(graph).map((b, i) => {
-    const conv = core.projectConvOf(graph, b);
-    if (!conv || keep[i].length === b.channels) return undefined;
-    const k = keep[i].length;
-    const kernel = Float32Array.from({ length: conv.outputs * k }, (_, x) => conv.w[Math.floor(x / k) * b.channels + keep[i][x % k]] * (0.5 + rng.next()));
-    return { kernel, shift: Float32Array.from({ length: conv.outputs }, () => rng.next() - 0.5) };
-  });
 }
 
 /**
@@ -210,21 +193,15 @@ test('least-squares reconstruction lowers every slimmed block\'s output error ag
 
 test('ranking reads training images only; slimming never reads a test image', async () => {
   const loaded = await core.loadRun(runDir);
-  const reads = new Map();
-  const openOrig = fsp.open;
-  fsp.open = function (file, ...rest) {
-    const key = path.resolve(String(file));
-    reads.set(key, (reads.get(key) ?? 0) + 1);
-    return openOrig.call(this, file, ...rest);
-  };
-  const count = (list) => list.filter((f) => reads.get(path.resolve(f)));
+  const opens = countOpens();
+  const count = (list) => list.filter((f) => opens.of(f));
   try {
     const images = await core.rankingImages(record, {});
     assert.ok(images.length > 0 && images.length <= files('train').length);
     assert.deepEqual(count(files('val')), [], 'ranking read no validation image');
     assert.deepEqual(count(files('test')), [], 'ranking read no test image');
     assert.ok(count(files('train')).length === images.length, 'ranking read training images');
-    reads.clear();
+    opens.clear();
     // A fresh cache: every step must decode what it extracts.
     const res = await core.slimSearch(loaded, { slim: 0.5, maxDrop: 1, work: path.join(dir, 'work-rank'), cacheDir: path.join(dir, 'cache-rank'), workers: 1 }, {});
     res.head?.dispose();
@@ -243,7 +220,7 @@ test('ranking reads training images only; slimming never reads a test image', as
     assert.ok(step.oofAccuracy >= 0 && step.oofAccuracy <= 1 && res.report.steps[0].oofAccuracy >= 0, 'out-of-fold accuracy per step, the unslimmed reference included');
     assert.ok((1 - step.agreement) * 100 >= step.judgedDropPoints - 1e-9, 'disagreements bound the drop over the judged images');
   } finally {
-    fsp.open = openOrig;
+    opens.restore();
     loaded.head.dispose();
   }
 });

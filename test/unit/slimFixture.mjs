@@ -3,8 +3,11 @@
 // 1x1 feature conv, each conv followed by BatchNormalization (random
 // statistics, so folding errors show) and ReLU6. Seeded; saved as
 // model.json + weights.bin.
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { core, tf } from './helpers.mjs';
+
+const { onnx } = createRequire(import.meta.url)('onnx-proto');
 
 export async function mobileNetV2Like(dir, { size = 32, seed = 7 } = {}) {
   await core.initBackend();
@@ -40,4 +43,21 @@ export async function mobileNetV2Like(dir, { size = 32, seed = 7 } = {}) {
   await model.save(core.dirSaver(dir));
   model.dispose();
   return path.join(dir, 'model.json');
+}
+
+/**
+ * Random project weights for the kept channels of a converted backbone (any
+ * weights must land where the zeroed model puts them): the original kept
+ * columns scaled by 0.5..1.5 (kernel [O, K]) and an output shift [O] drawn
+ * from ±shiftScale/2.
+ */
+export function randomProject(bytes, keep, rng, shiftScale = 1) {
+  const graph = onnx.ModelProto.decode(bytes).graph;
+  return core.findSlimBlocks(graph).map((b, i) => {
+    const conv = core.projectConvOf(graph, b);
+    if (!conv || keep[i].length === b.channels) return undefined;
+    const k = keep[i].length;
+    const kernel = Float32Array.from({ length: conv.outputs * k }, (_, x) => conv.w[Math.floor(x / k) * b.channels + keep[i][x % k]] * (0.5 + rng.next()));
+    return { kernel, shift: Float32Array.from({ length: conv.outputs }, () => (rng.next() - 0.5) * shiftScale) };
+  });
 }
