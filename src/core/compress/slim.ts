@@ -296,7 +296,7 @@ export interface HashedSet extends VectorSet {
 }
 
 /** Feature rows of the train / validation splits for one backbone, labelled by class index; soft targets for the training rows. */
-function rows(record: RunRecord, features: Map<string, Float32Array>, split: 'train' | 'val', dim: number, soft?: Map<string, Float32Array>): HashedSet {
+export function splitRows(record: RunRecord, features: Map<string, Float32Array>, split: 'train' | 'val', dim: number, soft?: Map<string, Float32Array>): HashedSet {
   const sel = record.samples.filter((s) => s.split === split && features.has(s.hash) && (!soft || split !== 'train' || soft.has(s.hash)));
   const x = new Float32Array(sel.length * dim);
   sel.forEach((s, i) => x.set(features.get(s.hash)!, i * dim));
@@ -369,8 +369,8 @@ interface Judgement {
  */
 async function judgeFeatures(record: RunRecord, features: Map<string, Float32Array>, dim: number, folds: Map<string, number>, progress: Progress, distill?: SlimSearchOptions['distill']): Promise<Judgement> {
   const k = record.labels.length;
-  const train = rows(record, features, 'train', dim, distill?.soft);
-  const val = rows(record, features, 'val', dim);
+  const train = splitRows(record, features, 'train', dim, distill?.soft);
+  const val = splitRows(record, features, 'val', dim);
   const fit = await fitHead(train, val, dim, k, record.config, progress, distill?.options);
   try {
     const oof = await outOfFoldTop1(train, train.hashes.map((h) => folds.get(h)!), val, dim, k, record.config, progress, distill?.options);
@@ -596,7 +596,7 @@ async function unslimmedReference(run: LoadedRun, opts: SlimSearchOptions, items
     let scores: Float32Array;
     try {
       // Ranked by the reference head (fit on the training split) over the training images only.
-      scores = featureScores(rows(rec, ex.features, 'train', rec.backbone.featureSize), rec.backbone.featureSize, headLayers(ref.head)[0]!);
+      scores = featureScores(splitRows(rec, ex.features, 'train', rec.backbone.featureSize), rec.backbone.featureSize, headLayers(ref.head)[0]!);
     } finally {
       ref.head.dispose();
     }

@@ -22,9 +22,8 @@ import { type EngineOptions, openBackbone } from '../engine';
 import { HeadstartError, throwIfAborted } from '../errors';
 import type { Progress } from '../events';
 import { sha256 } from '../fsutil';
-import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
-import type { VectorSet } from '../train/head';
-import { SLIM_RANK_IMAGES, fitHead, headLayers, rankingImages } from './slim';
+import { type LoadedRun, openRunBackbone } from '../runFolder';
+import { SLIM_RANK_IMAGES, fitHead, headLayers, rankingImages, splitRows } from './slim';
 import { type SparsityReport, prunableKernels, sparsifyOnnx } from './sparsify';
 import { inverseHessianFactor, obsPrune, snapToLevels } from './sparseReconstruct';
 
@@ -141,14 +140,6 @@ async function inputGrams(bytes: Uint8Array, images: Uint8Array[], size: number,
     });
   }, progress.signal);
   return new Map(pointwise.map((k, i) => [k.layer, { gram: sums[i]!, channels: k.dims[1]! }]));
-}
-
-/** Feature rows of one split, labelled by class index (images the backbone could not read are left out). */
-function splitRows(record: RunRecord, features: Map<string, Float32Array>, split: 'train' | 'val', dim: number): VectorSet {
-  const sel = record.samples.filter((s) => s.split === split && features.has(s.hash));
-  const x = new Float32Array(sel.length * dim);
-  sel.forEach((s, i) => x.set(features.get(s.hash)!, i * dim));
-  return { x, y: Int32Array.from(sel, (s) => record.labels.indexOf(s.label)) };
 }
 
 /**
