@@ -105,8 +105,8 @@ function skeleton(): void {
         <vscode-option value="none">float32 (no compression)</vscode-option></vscode-dropdown></div>
       <div><label for="e-slim">Slim the backbone</label><br><vscode-dropdown id="e-slim">
         <vscode-option value="off">off</vscode-option>
-        <vscode-option value="auto">auto (ONNX)</vscode-option>
-        <vscode-option value="fraction">fraction (ONNX)</vscode-option></vscode-dropdown></div>
+        <vscode-option value="auto">auto (as far as the budget allows)</vscode-option>
+        <vscode-option value="fraction">a fraction I choose</vscode-option></vscode-dropdown></div>
       <vscode-text-field id="e-slim-frac" size="6" value="0.25" disabled>Fraction removed</vscode-text-field>
       <vscode-text-field id="e-prune" size="6" value="0">Sparsity (head + backbone kernels)</vscode-text-field>
       <vscode-text-field id="e-drop" size="6" value="1">Max drop (points)</vscode-text-field>
