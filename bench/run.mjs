@@ -94,6 +94,33 @@ async function slimSection(data) {
     const t = await readTest(dir);
     fig(`slim.distill.${who}.test`, { accuracy: t.accuracy, low: t.interval?.low, high: t.interval?.high, images: t.count });
   }
+  await shippedStudent(data, runDir, d.json.runDir, cache);
+}
+
+/**
+ * The student as a user ships it: `export --format onnx --quantize int8` of
+ * the distilled run, against the teacher's float32 ONNX export. Both whole
+ * exported models (backbone + head, 0..255 NHWC in) are timed alternating in
+ * one process (core.compareOnnxSpeed, 2 threads) on the dataset's images.
+ */
+async function shippedStudent(data, teacherRun, studentRun, cache) {
+  const { readdir } = await import('node:fs/promises');
+  const teacher = timeCli(['export', teacherRun, '--format', 'onnx', '--out', path.join(work, 'ship-teacher-f32'), '--cache', cache]).json;
+  const student = timeCli(['export', studentRun, '--format', 'onnx', '--quantize', 'int8', '--out', path.join(work, 'ship-student-int8'), '--cache', cache]).json;
+  const files = [];
+  for (const c of (await readdir(data)).sort()) for (const f of (await readdir(path.join(data, c))).sort().slice(0, 8)) files.push(path.join(data, c, f));
+  const images = [];
+  for (const f of files) images.push(await core.readAndDecode(f, 224));
+  const s = await core.compareOnnxSpeed(path.join(teacher.outDir, 'model.onnx'), path.join(student.outDir, 'model.onnx'), images, 224);
+  const [t, x] = [teacher.exported, student.exported];
+  console.log('# shipped: the slim student exported as int8 ONNX vs the teacher exported as float32 ONNX (whole models, 2 threads, alternating)');
+  fig('slim.shipped.teacherFloat32', { bytes: t.bytes, gzipBytes: t.gzipBytes, test: { accuracy: t.accuracy, low: t.interval?.low, high: t.interval?.high, images: teacher.testImages } });
+  fig('slim.shipped.studentInt8', { chosen: student.chosen, bytes: x.bytes, gzipBytes: x.gzipBytes, test: { accuracy: x.accuracy, low: x.interval?.low, high: x.interval?.high, images: student.testImages } });
+  fig('slim.shipped.gzipOverTeacherFloat32Bytes', x.gzipBytes / t.bytes);
+  fig('slim.shipped.gzipOverTeacherFloat32Gzip', x.gzipBytes / t.gzipBytes);
+  fig('slim.shipped.speedupBatch1', s.batch1Speedup);
+  fig('slim.shipped.speedupBatch32', s.batch32Speedup);
+  fig('slim.shipped.cpuSpeedupBatch32', s.batch32CpuSpeedup);
 }
 
 function timeCli(argv, env = {}) {
