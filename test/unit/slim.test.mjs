@@ -356,6 +356,16 @@ test('slimming steps are judged by the export budget rule (agreement with the un
   assert.equal(core.slimWithinBudget(1, 0), true);
 });
 
+test('--slim auto goes past one step over the budget and stops after two in a row', () => {
+  assert.equal(core.SLIM_PATIENCE, 2);
+  assert.equal(core.slimSearchGoesOn([false]), true, 'a first step over budget (10% measured 99.3% while 25% measured 100%) does not end the search');
+  assert.equal(core.slimSearchGoesOn([true, false]), true);
+  assert.equal(core.slimSearchGoesOn([true, false, true]), true);
+  assert.equal(core.slimSearchGoesOn([false, false]), false);
+  assert.equal(core.slimSearchGoesOn([true, true, false, false]), false);
+  assert.equal(core.slimSearchGoesOn([true, false, true, false]), true, 'two misses count only in a row');
+});
+
 test('a bad --slim value is a one-line error', async () => {
   const b = await runCli(['export', runDir, '--out', path.join(dir, 'y'), '--format', 'onnx', '--slim', '1.5', '--cache', cacheDir]);
   assert.equal(b.code, 1);
