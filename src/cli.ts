@@ -60,7 +60,7 @@ const USAGE = `headstart ${VERSION}: transfer learning on a folder of images or 
 
 Usage:
   headstart train DATA [--backbone ID|model.onnx|URL] [--head auto|linear|mlp] [--epochs N] [--batch N] [--lr X]
-                  [--hidden N] [--l2 X] [--dropout X] [--val F] [--test F] [--seed N] [--unfreeze N]
+                  [--hidden N] [--l2 X] [--dropout X] [--patience N] [--val F] [--test F] [--seed N] [--unfreeze N]
                   [--augment K] [--aug flip,crop=0.15,rotate=10,brightness=0.2,contrast=0.2]
                   [--workers N] [--engine auto|onnx|tfjs] [--out RUN_DIR] [--force]
                   [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
@@ -80,7 +80,8 @@ Usage:
                                          (the teacher's backbone slimmed within --max-drop, default 5), else mobilenet-v2-100 with a warning
   headstart worker --queue redis://HOST:PORT --data-root DIR [--data-root DIR…] [--concurrency N]
                   [--lock-seconds S]     take extraction and sweep-trial jobs from the queue (see README "Many machines")
-  headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [--force] [train options]
+  headstart sweep DATA --grid "hidden=0,128;lr=0.001,0.01;augment=0,2" [--out DIR] [--force]
+                  [--backbone ID] [--epochs N] [--batch N] [--dropout X] [--patience N] [--val F] [--test F] [--seed N]
                   [--queue redis://HOST:PORT [--shard N] [--queue-timeout S]]
                                          train every combination and write a leaderboard (--queue: on the workers)
   headstart promote SWEEP_DIR [--rank N] --out RUN_DIR [--force]
