@@ -191,6 +191,45 @@ test('least-squares reconstruction lowers every slimmed block\'s output error ag
   assert.ok(dRec < 0.8 * dCut, `reconstructed features are closer to the unslimmed ones (${dRec} vs ${dCut})`);
 });
 
+test('refit on the slimmed network\'s own inputs: equals the reconstruction where nothing upstream changed, and brings the features closer where everything did (bundled MobileNetV2 1.4)', async (t) => {
+  const conv = await core.convertTfjsModel(path.join(root, 'models', 'mobilenet-v2-140'), { outputName: 'features', normalise: { scale: 1 / 255, offset: 0 } });
+  const data = path.join(dir, 'sample-refit');
+  await core.makeSampleDataset(data, { perClass: 10, classes: 4, seed: 5 });
+  const all = [];
+  for (const c of (await readdir(data)).sort()) for (const f of (await readdir(path.join(data, c))).sort()) all.push(await core.readAndDecode(path.join(data, c, f), 224));
+  const fit = all.filter((_, i) => i % 3 !== 0);
+  const held = all.filter((_, i) => i % 3 === 0);
+  const st = await core.hiddenStatistics(conv.bytes, fit, 224);
+  // Only block 5 slimmed: its input is the unslimmed network's, so the refit (cross moments of the two models side by side) must give the first reconstruction's weights.
+  const one = st.scores.map((s, i) => (i === 5 ? core.topChannels(s, core.keptCount(s.length, 0.5)) : Array.from(s, (_, c) => c)));
+  const first = core.reconstructPlan(conv.bytes, st.moments, one);
+  const refit = await core.refitPlan(conv.bytes, fit, 224, one, first);
+  assert.ok(first[5] && refit[5] && refit[5] !== first[5], 'block 5 is reconstructed, then refit');
+  assert.deepEqual(refit.map((p, i) => (i === 5 ? 'refit' : p)), first.map((p, i) => (i === 5 ? 'refit' : p)), 'blocks that keep every channel are left alone');
+  const scale = Math.max(...first[5].kernel.map(Math.abs));
+  const diff = Math.max(...first[5].kernel.map((v, i) => Math.abs(v - refit[5].kernel[i])), ...first[5].shift.map((v, i) => Math.abs(v - refit[5].shift[i])));
+  assert.ok(diff < 2e-3 * scale, `same weights where the input did not change (max difference ${diff} of ${scale})`);
+  // Every block slimmed by half: each block refit in turn on its slimmed input ends closer to the unslimmed features on held-out images.
+  const plan = core.keepPlan(st.scores, 0.5);
+  const project = core.reconstructPlan(conv.bytes, st.moments, plan);
+  const t0 = performance.now();
+  const refitAll = await core.refitPlan(conv.bytes, fit, 224, plan, project);
+  const seconds = (performance.now() - t0) / 1000;
+  const n = held.length;
+  const x = new Float32Array(n * 224 * 224 * 3);
+  held.forEach((im, i) => x.set(im, i * 224 * 224 * 3));
+  const full = await runOnnx(conv.bytes, x, n, 224);
+  const dist = (f) => f.reduce((a, v, i) => a + (v - full[i]) ** 2, 0);
+  const dRec = dist(await runOnnx(core.slimOnnx(conv.bytes, plan, project), x, n, 224));
+  const dRefit = dist(await runOnnx(core.slimOnnx(conv.bytes, plan, refitAll), x, n, 224));
+  t.diagnostic(`${fit.length} fitting / ${n} held-out images, 50% removed: held-out feature error reconstructed ${dRec.toFixed(1)}, refit in order ${dRefit.toFixed(1)} (refit ${seconds.toFixed(1)} s)`);
+  assert.ok(dRefit < 0.8 * dRec, `refit features are closer to the unslimmed ones (${dRefit} vs ${dRec})`);
+  // Cancellation is honoured between blocks.
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(core.refitPlan(conv.bytes, fit, 224, plan, project, ac.signal), (err) => core.isCancelled(err));
+});
+
 test('ranking reads training images only; slimming never reads a test image', async () => {
   const loaded = await core.loadRun(runDir);
   const opens = countOpens();

@@ -162,33 +162,124 @@ export function projectConvOf(graph: onnx.IGraphProto, b: SlimBlock): ProjectCon
  * no positions were seen, or the system is singular (the block is then cut
  * without reconstruction).
  */
-export function reconstructProject(m: HiddenMoments, conv: ProjectConv, keep: number[], intercept: boolean, ridge = RECONSTRUCT_RIDGE + (RECONSTRUCT_RIDGE_PER_UNKNOWN * keep.length) / m.positions): ProjectWeights | undefined {
+export function reconstructProject(m: HiddenMoments, conv: ProjectConv, keep: number[], intercept: boolean, ridge = defaultRidge(keep.length, m.positions)): ProjectWeights | undefined {
   const c = m.channels;
   if (keep.length === c || !(m.positions > 0)) return undefined;
   const n = c + 1;
   const idx = intercept ? [...keep, c] : keep;
   const k = idx.length;
-  const a = new Float64Array(k * k);
-  let trace = 0;
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) a[i * k + j] = m.gram[idx[i]! * n + idx[j]!]!;
-  for (let i = 0; i < keep.length; i++) trace += a[i * k + i]!;
-  const lambda = (ridge * trace) / keep.length;
-  if (!(lambda > 0)) return undefined; // every kept channel is silent on the training images: nothing to fit
-  for (let i = 0; i < keep.length; i++) a[i * k + i]! += lambda; // the intercept is not shrunk
-  const l = cholesky(a, k);
-  if (!l) return undefined;
   const out = conv.outputs;
+  const a = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) a[i * k + j] = m.gram[idx[i]! * n + idx[j]!]!;
   const gt = m.gTheta(conv.w, conv.bias, out);
   const r = new Float64Array(k * out);
   // Without an intercept the bias stays as it is, so the target is W h alone: drop the bias column's share.
-  const biasShare = (i: number, o: number) => (intercept ? 0 : m.gram[idx[i]! * n + c]! * (conv.bias?.[o] ?? 0));
-  const prior = (i: number, o: number) => (i < keep.length ? lambda * conv.w[o * c + keep[i]!]! : 0);
-  for (let i = 0; i < k; i++) for (let o = 0; o < out; o++) r[i * out + o] = gt[idx[i]! * out + o]! - biasShare(i, o) + prior(i, o);
+  for (let i = 0; i < k; i++) for (let o = 0; o < out; o++) r[i * out + o] = gt[idx[i]! * out + o]! - (intercept ? 0 : m.gram[idx[i]! * n + c]! * (conv.bias?.[o] ?? 0));
+  return solveProject(a, r, conv, keep, intercept, ridge);
+}
+
+/** The ridge of a fit of `unknowns` kept channels from `positions` data rows. */
+function defaultRidge(unknowns: number, positions: number): number {
+  return RECONSTRUCT_RIDGE + (RECONSTRUCT_RIDGE_PER_UNKNOWN * unknowns) / positions;
+}
+
+/**
+ * Solves (A + lambda I_kept) Theta'^T = R + lambda W_K^T for the kept
+ * channels' project weights, A and R in place: A [k, k] the second moments
+ * of the inputs (kept channels, then the constant when `intercept`), R
+ * [k, O] their cross moments with the target output. lambda is `ridge` x the
+ * mean of A's kept diagonal; the intercept is not shrunk.
+ */
+function solveProject(a: Float64Array, r: Float64Array, conv: ProjectConv, keep: number[], intercept: boolean, ridge: number): ProjectWeights | undefined {
+  const k = keep.length + (intercept ? 1 : 0);
+  const c = conv.w.length / conv.outputs;
+  const out = conv.outputs;
+  let trace = 0;
+  for (let i = 0; i < keep.length; i++) trace += a[i * k + i]!;
+  const lambda = (ridge * trace) / keep.length;
+  if (!(lambda > 0)) return undefined; // every kept channel is silent on the training images: nothing to fit
+  for (let i = 0; i < keep.length; i++) a[i * k + i]! += lambda;
+  const l = cholesky(a, k);
+  if (!l) return undefined;
+  for (let i = 0; i < keep.length; i++) for (let o = 0; o < out; o++) r[i * out + o]! += lambda * conv.w[o * c + keep[i]!]!;
   choleskySolve(l, k, r, out);
   const kernel = new Float32Array(out * keep.length);
   for (let o = 0; o < out; o++) for (let j = 0; j < keep.length; j++) kernel[o * keep.length + j] = r[j * out + o]!;
   const shift = intercept ? Float32Array.from({ length: out }, (_, o) => r[keep.length * out + o]! - (conv.bias?.[o] ?? 0)) : undefined;
   return { kernel, shift };
+}
+
+/**
+ * Moments between a slimmed model's hidden layer in one block (K kept
+ * channels, z~ = [h~; 1]) and the unslimmed model's (C channels, z = [h; 1])
+ * at the same positions of the same images (onnx/slim.ts withCrossGram):
+ * what a refit needs to reproduce the unslimmed output from the inputs the
+ * slimmed network really gives the block, after every slimmed block before it.
+ */
+export class CrossMoments {
+  /** [K+1, K+1] row-major: sum of z~ z~^T. */
+  readonly gram: Float64Array;
+  /** [K+1, C+1] row-major: sum of z~ z^T. */
+  readonly cross: Float64Array;
+
+  constructor(
+    readonly kept: number,
+    readonly channels: number,
+  ) {
+    this.gram = new Float64Array((kept + 1) ** 2);
+    this.cross = new Float64Array((kept + 1) * (channels + 1));
+  }
+
+  /** Adds one batch: `gram` [K, K], `cross` [K, C], the slimmed and unslimmed channel sums, `count` positions. */
+  add(gram: Float32Array, cross: Float32Array, slimSum: Float32Array, sum: Float32Array, count: number): void {
+    const [k, c] = [this.kept, this.channels];
+    if (gram.length !== k * k || cross.length !== k * c || slimSum.length !== k || sum.length !== c) throw new HeadstartError('INTERNAL', `cross moments: expected ${k} kept of ${c} channels`);
+    const [g, x] = [this.gram, this.cross];
+    for (let i = 0; i < k; i++) {
+      for (let j = 0; j < k; j++) g[i * (k + 1) + j]! += gram[i * k + j]!;
+      for (let j = 0; j < c; j++) x[i * (c + 1) + j]! += cross[i * c + j]!;
+      g[i * (k + 1) + k]! += slimSum[i]!;
+      g[k * (k + 1) + i]! += slimSum[i]!;
+      x[i * (c + 1) + c]! += slimSum[i]!;
+    }
+    for (let j = 0; j < c; j++) x[k * (c + 1) + j]! += sum[j]!;
+    g[(k + 1) ** 2 - 1]! += count;
+    x[(k + 1) * (c + 1) - 1]! += count;
+  }
+
+  get positions(): number {
+    return this.gram[(this.kept + 1) ** 2 - 1]!;
+  }
+}
+
+/**
+ * Project weights for the kept channels `keep` fit on the slimmed network's
+ * own hidden layer (`m`): the ridge least-squares map from what the block now
+ * receives to the unslimmed conv's output on the unslimmed network, so each
+ * block also corrects the error the slimmed blocks before it left in its
+ * input (ThiNet and He et al. fit on the pruned network's inputs for this
+ * reason). Same ridge and intercept rules as reconstructProject.
+ */
+export function refitProject(m: CrossMoments, conv: ProjectConv, keep: number[], intercept: boolean, ridge = defaultRidge(keep.length, m.positions)): ProjectWeights | undefined {
+  const [kk, c] = [m.kept, m.channels];
+  if (keep.length !== kk || !(m.positions > 0)) throw new HeadstartError('INTERNAL', `refit: ${keep.length} kept channels for ${kk} slimmed ones, or no positions`);
+  const k = keep.length + (intercept ? 1 : 0);
+  const idx = intercept ? [...keep.keys(), kk] : [...keep.keys()];
+  const out = conv.outputs;
+  const a = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) a[i * k + j] = m.gram[idx[i]! * (kk + 1) + idx[j]!]!;
+  const r = new Float64Array(k * out);
+  for (let i = 0; i < k; i++) {
+    const row = m.cross.subarray(idx[i]! * (c + 1), (idx[i]! + 1) * (c + 1));
+    for (let o = 0; o < out; o++) {
+      const w = conv.w.subarray(o * c, (o + 1) * c);
+      let s = 0;
+      for (let j = 0; j < c; j++) s += row[j]! * w[j]!;
+      // With an intercept the target is the whole output W h + b; without, the bias stays and the target is W h.
+      r[i * out + o] = s + (intercept ? row[c]! * (conv.bias?.[o] ?? 0) : 0);
+    }
+  }
+  return solveProject(a, r, conv, keep, intercept, ridge);
 }
 
 /**

@@ -15,8 +15,8 @@ import type { Progress } from '../events';
 import { headDense, writeFullModel } from '../export/fullModel';
 import { calibrationItems } from '../onnx/calibrate';
 import { convertTfjsModel } from '../onnx/convert';
-import { type DenseLayer, type ProjectWeights, appendHead, findFeatureConv, findSlimBlocks, projectNorms, slimOnnx, withHiddenGram, withHiddenStats } from '../onnx/slim';
-import { HiddenMoments, RECONSTRUCT_RIDGE, projectConvOf, reconstructProject } from './reconstruct';
+import { type DenseLayer, type ProjectWeights, appendHead, findFeatureConv, findSlimBlocks, projectNorms, slimOnnx, withCrossGram, withHiddenGram, withHiddenStats } from '../onnx/slim';
+import { CrossMoments, HiddenMoments, RECONSTRUCT_RIDGE, projectConvOf, reconstructProject, refitProject } from './reconstruct';
 import { type BlockCurve, allocate, keptCount, planFigures, sensitivityCurves, topChannels } from './slimAllocate';
 import { compareOnnxSpeed } from '../onnx/speed';
 import { type LoadedRun, type RunRecord, openRunBackbone } from '../runFolder';
@@ -229,6 +229,47 @@ export function reconstructPlan(bytes: Uint8Array, moments: HiddenMoments[], pla
   });
 }
 
+/**
+ * Whether each slimmed block's project conv is refit, block after block, on
+ * the slimmed network's own hidden layer after the first reconstruction
+ * (which fits every block on the unslimmed network's hidden layer).
+ */
+export const SLIM_REFIT = true;
+
+/**
+ * Refits the project conv of each slimmed block (plan[i] shorter than the
+ * block), in network order, on what the slimmed network really feeds it:
+ * for block i, one ONNX Runtime pass of the unslimmed model and the slimmed
+ * one (slimOnnx with the weights so far: blocks before i already refit) side
+ * by side over the (training) images gives the moments between the two
+ * hidden layers (onnx/slim.ts withCrossGram), and reconstruct.ts
+ * refitProject solves for weights that map the slimmed input to the
+ * unslimmed output. In order, not all at once: refitting every block on the
+ * same pass would have each one make up for an upstream error that the
+ * upstream refit removes too (measured: agreement fell). A block whose refit
+ * is singular keeps its `project` weights.
+ */
+export async function refitPlan(bytes: Uint8Array, images: Uint8Array[], size: number, plan: number[][], project: Array<ProjectWeights | undefined>, signal?: AbortSignal): Promise<Array<ProjectWeights | undefined>> {
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  const blocks = findSlimBlocks(graph);
+  const out = [...project];
+  for (const [i, b] of blocks.entries()) {
+    const conv = plan[i]!.length < b.channels ? projectConvOf(graph, b) : undefined;
+    if (!conv) continue;
+    throwIfAborted(signal);
+    const both = withCrossGram(bytes, slimOnnx(bytes, plan, out), [i]);
+    const o = both.outputs[i]!;
+    const m = new CrossMoments(plan[i]!.length, b.channels);
+    await runImageBatches(both.bytes, images, size, STAT_BATCH, [o.gram, o.cross, o.slimSum, o.sum, o.shape], (r) => {
+      const [n = 0, , h = 0, w = 0] = Array.from(r[o.shape]!.data as BigInt64Array, Number);
+      const f = (name: string) => r[name]!.data as Float32Array;
+      m.add(f(o.gram), f(o.cross), f(o.slimSum), f(o.sum), n * h * w);
+    }, signal);
+    out[i] = refitProject(m, conv, plan[i]!, b.projectBias || b.projectBn !== undefined) ?? out[i];
+  }
+  return out;
+}
+
 /** Channels each block keeps when `fraction` of them go: the highest-ranked, rounded up to a multiple of 8, in index order. */
 export function keepPlan(scores: Float32Array[], fraction: number): number[][] {
   return scores.map((s) => topChannels(s, keptCount(s.length, fraction)));
@@ -434,6 +475,8 @@ export interface SlimSearchOptions extends EngineOptions {
   allocation?: SlimAllocation;
   /** Fraction of the features (the final conv's output channels) every step removes; default featureFraction(step). */
   featureCut?: number;
+  /** Refit each slimmed block on the slimmed network's own hidden layer (refitPlan); default SLIM_REFIT. */
+  refit?: boolean;
   /** Accuracy budget in validation points below the unslimmed model. */
   maxDrop: number;
   /** Scratch folder: one ONNX backbone folder per step is written here. */
@@ -565,7 +608,8 @@ async function slimStep(c: SearchContext, fraction: number, progress: Progress):
   const pct = Math.round(fraction * 100);
   const { plan, sensitivity } = stepPlan(c.scores, c.curves, fraction);
   const t0 = performance.now();
-  const project = reconstructPlan(c.baseBytes, c.moments, plan, progress.signal);
+  let project = reconstructPlan(c.baseBytes, c.moments, plan, progress.signal);
+  if (c.opts.refit ?? SLIM_REFIT) project = await refitPlan(c.baseBytes, c.images, rec.backbone.inputSize, plan, project, progress.signal);
   const reconstructSeconds = (performance.now() - t0) / 1000;
   const features = c.featureScores && keepFeatures(c.featureScores, c.opts.featureCut ?? featureFraction(fraction));
   const slimBytes = slimOnnx(c.baseBytes, plan, project, features);
@@ -687,7 +731,7 @@ export async function slimSearch(run: LoadedRun, opts: SlimSearchOptions, progre
   if (!chosen) emit({ type: 'warning', message: `no slimming step kept the unslimmed model's predictions on at least ${100 - opts.maxDrop}% of the ${ref.top1.size} judged images (${ref.valImages} validation, ${ref.oofImages} training out of fold); the backbone stays unslimmed` });
   return {
     report: {
-      method: `structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; ${curves ? "each step removes its fraction of the slimmable cost (an equal blend of parameters and multiply-adds), spread over the blocks greedily where each block's project output error, reconstructed on half of the ranking images and measured on the other half, grows least" : "each step removes its fraction of every block's hidden channels"}; the project conv of each slimmed block refit by least squares (ridge ${RECONSTRUCT_RIDGE} x mean second moment, with an output shift) to reproduce the unslimmed block's output on the same training images; ${featureScores ? `the features (output channels of the final ${featureScores.length}-channel conv) cut by ${opts.featureCut === undefined ? '1.5x the step\'s fraction (at most 75%)' : `${Math.round(opts.featureCut * 100)}%`}, ranked by their standard deviation on training images x L2 norm of the reference head's weights reading them; ` : ''}head refit per step, judged on the validation images and on the training images out of fold (${SLIM_FOLDS} folds), against the unslimmed backbone judged the same way`,
+      method: `structured: hidden channels of inverted-residual blocks, ranked by mean |activation| on training images x L2 norm of the project conv weights reading them; ${curves ? "each step removes its fraction of the slimmable cost (an equal blend of parameters and multiply-adds), spread over the blocks greedily where each block's project output error, reconstructed on half of the ranking images and measured on the other half, grows least" : "each step removes its fraction of every block's hidden channels"}; the project conv of each slimmed block refit by least squares (ridge ${RECONSTRUCT_RIDGE} x mean second moment, with an output shift) to reproduce the unslimmed block's output on the same training images${(opts.refit ?? SLIM_REFIT) ? ', then refit block after block on the hidden layer the slimmed network itself feeds it (so errors do not add up along the network)' : ''}; ${featureScores ? `the features (output channels of the final ${featureScores.length}-channel conv) cut by ${opts.featureCut === undefined ? '1.5x the step\'s fraction (at most 75%)' : `${Math.round(opts.featureCut * 100)}%`}, ranked by their standard deviation on training images x L2 norm of the reference head's weights reading them; ` : ''}head refit per step, judged on the validation images and on the training images out of fold (${SLIM_FOLDS} folds), against the unslimmed backbone judged the same way`,
       asked: opts.slim,
       rankImages: images.length,
       rankSplit: 'train',

@@ -366,33 +366,136 @@ export interface GramOutputs {
  */
 export function withHiddenGram(bytes: Uint8Array, blocks: SlimBlock[]): { bytes: Uint8Array; outputs: GramOutputs[] } {
   const model = onnx.ModelProto.decode(bytes);
+  const b = momentNodes(model);
+  const outputs = blocks.map((blk, i) => {
+    const p = `slim/gram/${i}`;
+    const h3 = b.channelsByPositions(blk.hidden, blk.channels, p);
+    const o: GramOutputs = { gram: `${p}/gram`, sum: `${p}/sum`, shape: `${p}/shape` };
+    b.sumOverBatch(b.timesTransposed(h3, h3, `${p}/outer`), o.gram);
+    b.channelSums(blk.hidden, o.sum);
+    b.shape(blk.hidden, o.shape);
+    return o;
+  });
+  return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
+}
+
+/**
+ * Node builders for moment outputs added to a model: each output is also a
+ * graph output. ReduceSum takes its axes as an input from opset 13 on, as an
+ * attribute before.
+ */
+function momentNodes(model: onnx.ModelProto) {
   const graph = model.graph!;
   const opset = Number(model.opsetImport?.find((o) => !o.domain)?.version ?? 13);
   const ints = onnx.AttributeProto.AttributeType.INTS;
   const int64 = (name: string, v: number[]) => graph.initializer!.push({ name, dims: [v.length], dataType: T.INT64, int64Data: v });
-  const node = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []) => graph.node!.push({ opType, input, output: [output], name: `${output}/${opType}`, attribute });
-  // ReduceSum takes its axes as an input from opset 13 on, as an attribute before.
+  const node = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []) => {
+    graph.node!.push({ opType, input, output: [output], name: `${output}/${opType}`, attribute });
+    return output;
+  };
+  const output = (name: string, elemType = T.FLOAT) => graph.output!.push({ name, type: { tensorType: { elemType } } });
   const reduceSum = (x: string, axes: number[], out: string) => {
     const keep = { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 };
     if (opset >= 13) {
       int64(`${out}/axes`, axes);
       node('ReduceSum', [x, `${out}/axes`], out, [keep]);
     } else node('ReduceSum', [x], out, [{ name: 'axes', type: ints, ints: axes }, keep]);
+    output(out);
   };
-  const outputs = blocks.map((b, i) => {
-    const p = `slim/gram/${i}`;
-    int64(`${p}/to3d`, [0, b.channels, -1]);
-    node('Reshape', [b.hidden, `${p}/to3d`], `${p}/h3`);
-    node('Transpose', [`${p}/h3`], `${p}/h3t`, [{ name: 'perm', type: ints, ints: [0, 2, 1] }]);
-    node('MatMul', [`${p}/h3`, `${p}/h3t`], `${p}/outer`);
-    const o: GramOutputs = { gram: `${p}/gram`, sum: `${p}/sum`, shape: `${p}/shape` };
-    reduceSum(`${p}/outer`, [0], o.gram);
-    reduceSum(b.hidden, [0, 2, 3], o.sum);
-    node('Shape', [b.hidden], o.shape);
-    graph.output!.push({ name: o.gram, type: { tensorType: { elemType: T.FLOAT } } }, { name: o.sum, type: { tensorType: { elemType: T.FLOAT } } }, { name: o.shape, type: { tensorType: { elemType: T.INT64 } } });
+  return {
+    /** [N, C, H, W] → [N, C, H*W]. */
+    channelsByPositions: (x: string, channels: number, p: string) => {
+      int64(`${p}/to3d`, [0, channels, -1]);
+      return node('Reshape', [x, `${p}/to3d`], `${p}/3d`);
+    },
+    /** a [N, A, P], b [N, B, P] → a b^T [N, A, B]. */
+    timesTransposed: (a: string, b: string, out: string) => node('MatMul', [a, node('Transpose', [b], `${out}/bT`, [{ name: 'perm', type: ints, ints: [0, 2, 1] }])], out),
+    sumOverBatch: (x: string, out: string) => reduceSum(x, [0], out),
+    channelSums: (x: string, out: string) => reduceSum(x, [0, 2, 3], out),
+    shape: (x: string, out: string) => {
+      node('Shape', [x], out);
+      output(out, T.INT64);
+    },
+  };
+}
+
+/** Output names of one block's moments between a slimmed model's hidden layer and the unslimmed one's (withCrossGram). */
+export interface CrossGramOutputs {
+  /** [K, K]: sum of h~ h~^T (the slimmed model's kept channels). */
+  gram: string;
+  /** [K, C]: sum of h~ h^T (slimmed against unslimmed, same positions). */
+  cross: string;
+  /** [K] and [C]: channel sums of h~ and h. */
+  slimSum: string;
+  sum: string;
+  /** int64 [4]: the hidden tensor's shape (N, C, H, W). */
+  shape: string;
+}
+
+/**
+ * One model that runs the unslimmed model (`bytes`) and a slimmed copy of it
+ * (`slimBytes`, from slimOnnx: same blocks, fewer hidden channels) on the
+ * same input, and outputs per block the moments between the two hidden
+ * layers (compress/reconstruct.ts CrossMoments), for every block or for the
+ * blocks `only`. The slimmed copy's names get the prefix `s/`; its input is
+ * the unslimmed model's.
+ */
+export function withCrossGram(bytes: Uint8Array, slimBytes: Uint8Array, only?: number[]): { bytes: Uint8Array; outputs: Array<CrossGramOutputs | undefined> } {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const slim = onnx.ModelProto.decode(slimBytes).graph!;
+  const [blocks, slimBlocks] = [findSlimBlocks(graph), findSlimBlocks(slim)];
+  if (blocks.length !== slimBlocks.length) throw new HeadstartError('INTERNAL', `cross moments: the slimmed model has ${slimBlocks.length} blocks, the unslimmed ${blocks.length}`);
+  const inputOf = (g: onnx.IGraphProto) => {
+    const inits = new Set((g.initializer ?? []).map((t) => t.name));
+    return g.input!.find((i) => !inits.has(i.name))!.name!;
+  };
+  const [input, slimInput] = [inputOf(graph), inputOf(slim)];
+  const rename = (n: string) => (n === slimInput ? input : n === '' ? '' : `s/${n}`); // '': an optional input left out
+  for (const t of slim.initializer ?? []) graph.initializer!.push({ ...t, name: rename(t.name!) });
+  for (const n of slim.node ?? []) graph.node!.push({ ...n, name: `s/${n.name ?? ''}`, input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) });
+  const b = momentNodes(model);
+  const outputs = blocks.map((blk, i) => {
+    if (only && !only.includes(i)) return undefined;
+    const p = `slim/cross/${i}`;
+    const hs = rename(slimBlocks[i]!.hidden);
+    const s3 = b.channelsByPositions(hs, slimBlocks[i]!.channels, `${p}/s`);
+    const h3 = b.channelsByPositions(blk.hidden, blk.channels, `${p}/h`);
+    const o: CrossGramOutputs = { gram: `${p}/gram`, cross: `${p}/cross`, slimSum: `${p}/slimSum`, sum: `${p}/sum`, shape: `${p}/shape` };
+    b.sumOverBatch(b.timesTransposed(s3, s3, `${p}/ss`), o.gram);
+    b.sumOverBatch(b.timesTransposed(s3, h3, `${p}/sh`), o.cross);
+    b.channelSums(hs, o.slimSum);
+    b.channelSums(blk.hidden, o.sum);
+    b.shape(blk.hidden, o.shape);
     return o;
   });
+  // Only the moments are read: the model's own outputs go, and with them every node past the last block asked for.
+  const kept = new Set(outputs.flatMap((o) => (o ? [o.gram, o.cross, o.slimSum, o.sum, o.shape] : [])));
+  graph.output = graph.output!.filter((o) => kept.has(o.name!));
+  pruneToOutputs(graph);
   return { bytes: onnx.ModelProto.encode(model).finish(), outputs };
+}
+
+/** Drops the nodes and initializers that no graph output depends on. */
+function pruneToOutputs(graph: onnx.IGraphProto): void {
+  const producer = new Map<string, onnx.INodeProto>();
+  for (const n of graph.node ?? []) for (const o of n.output ?? []) producer.set(o, n);
+  const needed = new Set<onnx.INodeProto>();
+  const used = new Set<string>();
+  const stack = (graph.output ?? []).map((o) => o.name!);
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (used.has(t)) continue;
+    used.add(t);
+    const n = producer.get(t);
+    if (n && !needed.has(n)) {
+      needed.add(n);
+      stack.push(...(n.input ?? []).filter(Boolean));
+    }
+  }
+  graph.node = (graph.node ?? []).filter((n) => needed.has(n));
+  graph.initializer = (graph.initializer ?? []).filter((t) => used.has(t.name!));
+  graph.input = (graph.input ?? []).filter((i) => used.has(i.name!)); // older IRs list initializers among the inputs
 }
 
 /** A dense layer of a head: kernel [in, out] row-major, bias [out], activation. */
