@@ -46,6 +46,25 @@ async function runOnnx(bytes, x, n, size) {
   }
 }
 
+/** The bundled MobileNetV2 1.4 as ONNX, and 40 generated images decoded at 224: two thirds to fit on, the other third held out. */
+async function bundledFitHeld(name) {
+  const conv = await core.convertTfjsModel(path.join(root, 'models', 'mobilenet-v2-140'), { outputName: 'features', normalise: { scale: 1 / 255, offset: 0 } });
+  const data = path.join(dir, name);
+  await core.makeSampleDataset(data, { perClass: 10, classes: 4, seed: 5 });
+  const all = [];
+  for (const c of (await readdir(data)).sort()) for (const f of (await readdir(path.join(data, c))).sort()) all.push(await core.readAndDecode(path.join(data, c, f), 224));
+  return { conv, fit: all.filter((_, i) => i % 3 !== 0), held: all.filter((_, i) => i % 3 === 0) };
+}
+
+/** Squared distance of a model's features on `images` (224 px) from the full model's (`fullBytes`). */
+async function featureDistance(fullBytes, images) {
+  const n = images.length;
+  const x = new Float32Array(n * 224 * 224 * 3);
+  images.forEach((im, i) => x.set(im, i * 224 * 224 * 3));
+  const full = await runOnnx(fullBytes, x, n, 224);
+  return async (bytes) => (await runOnnx(bytes, x, n, 224)).reduce((a, v, i) => a + (v - full[i]) ** 2, 0);
+}
+
 /**
  * The full model with the hidden channels not in `keep` zeroed where the
  * project conv reads them (and at the expand conv); with `project`, the kept
@@ -154,14 +173,8 @@ test('a feature output not read off one conv (a Dense after pooling) is not cut'
 });
 
 test('least-squares reconstruction lowers every slimmed block\'s output error against plain cutting, on held-out images (bundled MobileNetV2 1.4)', async (t) => {
-  const conv = await core.convertTfjsModel(path.join(root, 'models', 'mobilenet-v2-140'), { outputName: 'features', normalise: { scale: 1 / 255, offset: 0 } });
-  const data = path.join(dir, 'sample');
-  await core.makeSampleDataset(data, { perClass: 10, classes: 4, seed: 5 });
-  const all = [];
-  for (const c of (await readdir(data)).sort()) for (const f of (await readdir(path.join(data, c))).sort()) all.push(await core.readAndDecode(path.join(data, c, f), 224));
   // Fit on two thirds, measure on the other third (images the reconstruction never saw).
-  const fit = all.filter((_, i) => i % 3 !== 0);
-  const held = all.filter((_, i) => i % 3 === 0);
+  const { conv, fit, held } = await bundledFitHeld('sample');
   const st = await core.hiddenStatistics(conv.bytes, fit, 224);
   const heldSt = await core.hiddenStatistics(conv.bytes, held, 224);
   const plan = core.keepPlan(st.scores, 0.5);
@@ -180,25 +193,15 @@ test('least-squares reconstruction lowers every slimmed block\'s output error ag
   const mean = ratios.reduce((a, r) => a + r, 0) / ratios.length;
   assert.ok(mean < 0.7, `reconstruction lowers the held-out block output error clearly (mean ratio ${mean.toFixed(2)})`);
   // End to end: the slimmed backbone's features on the held-out images are closer to the unslimmed ones.
-  const n = held.length;
-  const x = new Float32Array(n * 224 * 224 * 3);
-  held.forEach((im, i) => x.set(im, i * 224 * 224 * 3));
-  const full = await runOnnx(conv.bytes, x, n, 224);
-  const dist = (f) => f.reduce((a, v, i) => a + (v - full[i]) ** 2, 0);
-  const dCut = dist(await runOnnx(core.slimOnnx(conv.bytes, plan), x, n, 224));
-  const dRec = dist(await runOnnx(core.slimOnnx(conv.bytes, plan, project), x, n, 224));
+  const dist = await featureDistance(conv.bytes, held);
+  const dCut = await dist(core.slimOnnx(conv.bytes, plan));
+  const dRec = await dist(core.slimOnnx(conv.bytes, plan, project));
   t.diagnostic(`held-out feature error: cut ${dCut.toFixed(1)}, reconstructed ${dRec.toFixed(1)}`);
   assert.ok(dRec < 0.8 * dCut, `reconstructed features are closer to the unslimmed ones (${dRec} vs ${dCut})`);
 });
 
 test('refit on the slimmed network\'s own inputs: equals the reconstruction where nothing upstream changed, and brings the features closer where everything did (bundled MobileNetV2 1.4)', async (t) => {
-  const conv = await core.convertTfjsModel(path.join(root, 'models', 'mobilenet-v2-140'), { outputName: 'features', normalise: { scale: 1 / 255, offset: 0 } });
-  const data = path.join(dir, 'sample-refit');
-  await core.makeSampleDataset(data, { perClass: 10, classes: 4, seed: 5 });
-  const all = [];
-  for (const c of (await readdir(data)).sort()) for (const f of (await readdir(path.join(data, c))).sort()) all.push(await core.readAndDecode(path.join(data, c, f), 224));
-  const fit = all.filter((_, i) => i % 3 !== 0);
-  const held = all.filter((_, i) => i % 3 === 0);
+  const { conv, fit, held } = await bundledFitHeld('sample-refit');
   const st = await core.hiddenStatistics(conv.bytes, fit, 224);
   // Only block 5 slimmed: its input is the unslimmed network's, so the refit (cross moments of the two models side by side) must give the first reconstruction's weights.
   const one = st.scores.map((s, i) => (i === 5 ? core.topChannels(s, core.keptCount(s.length, 0.5)) : Array.from(s, (_, c) => c)));
@@ -215,14 +218,10 @@ test('refit on the slimmed network\'s own inputs: equals the reconstruction wher
   const t0 = performance.now();
   const refitAll = await core.refitPlan(conv.bytes, fit, 224, plan, project);
   const seconds = (performance.now() - t0) / 1000;
-  const n = held.length;
-  const x = new Float32Array(n * 224 * 224 * 3);
-  held.forEach((im, i) => x.set(im, i * 224 * 224 * 3));
-  const full = await runOnnx(conv.bytes, x, n, 224);
-  const dist = (f) => f.reduce((a, v, i) => a + (v - full[i]) ** 2, 0);
-  const dRec = dist(await runOnnx(core.slimOnnx(conv.bytes, plan, project), x, n, 224));
-  const dRefit = dist(await runOnnx(core.slimOnnx(conv.bytes, plan, refitAll), x, n, 224));
-  t.diagnostic(`${fit.length} fitting / ${n} held-out images, 50% removed: held-out feature error reconstructed ${dRec.toFixed(1)}, refit in order ${dRefit.toFixed(1)} (refit ${seconds.toFixed(1)} s)`);
+  const dist = await featureDistance(conv.bytes, held);
+  const dRec = await dist(core.slimOnnx(conv.bytes, plan, project));
+  const dRefit = await dist(core.slimOnnx(conv.bytes, plan, refitAll));
+  t.diagnostic(`${fit.length} fitting / ${held.length} held-out images, 50% removed: held-out feature error reconstructed ${dRec.toFixed(1)}, refit in order ${dRefit.toFixed(1)} (refit ${seconds.toFixed(1)} s)`);
   assert.ok(dRefit < 0.8 * dRec, `refit features are closer to the unslimmed ones (${dRefit} vs ${dRec})`);
   // Cancellation is honoured between blocks.
   const ac = new AbortController();
