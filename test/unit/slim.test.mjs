@@ -216,17 +216,19 @@ test('refit on the slimmed network\'s own inputs: equals the reconstruction wher
   const plan = core.keepPlan(st.scores, 0.5);
   const project = core.reconstructPlan(conv.bytes, st.moments, plan);
   const t0 = performance.now();
-  const refitAll = await core.refitPlan(conv.bytes, fit, 224, plan, project);
+  const events = [];
+  const refitAll = await core.refitPlan(conv.bytes, fit, 224, plan, project, { onEvent: (e) => events.push(e) });
   const seconds = (performance.now() - t0) / 1000;
   const dist = await featureDistance(conv.bytes, held);
   const dRec = await dist(core.slimOnnx(conv.bytes, plan, project));
   const dRefit = await dist(core.slimOnnx(conv.bytes, plan, refitAll));
   t.diagnostic(`${fit.length} fitting / ${held.length} held-out images, 50% removed: held-out feature error reconstructed ${dRec.toFixed(1)}, refit in order ${dRefit.toFixed(1)} (refit ${seconds.toFixed(1)} s)`);
   assert.ok(dRefit < 0.8 * dRec, `refit features are closer to the unslimmed ones (${dRefit} vs ${dRec})`);
+  assert.deepEqual(events.map((e) => e.done), [...plan.keys()].filter((i) => plan[i].length < st.scores[i].length), 'one progress event per slimmed block');
   // Cancellation is honoured between blocks.
   const ac = new AbortController();
   ac.abort();
-  await assert.rejects(core.refitPlan(conv.bytes, fit, 224, plan, project, ac.signal), (err) => core.isCancelled(err));
+  await assert.rejects(core.refitPlan(conv.bytes, fit, 224, plan, project, { signal: ac.signal }), (err) => core.isCancelled(err));
 });
 
 test('ranking reads training images only; slimming never reads a test image', async () => {
