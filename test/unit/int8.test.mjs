@@ -192,38 +192,36 @@ test('ONNX --quantize auto with pruning: the head refit reads training and valid
   assert.deepEqual(count(testFiles), testFiles.map(() => 2), 'no test image was read for the refit or the choice');
 });
 
-test('a cancelled pruned export (during the head refit) leaves nothing behind', async () => {
-  const parent = path.join(dir, 'cancel-refit');
+/**
+ * Exports with `opts` into a fresh folder and cancels at the first phase
+ * message matching `phase`; returns whether that phase was reached and what
+ * the folder holds after the rejection (nothing, when nothing is left behind).
+ */
+async function cancelledExportDuring(name, phase, opts) {
+  const parent = path.join(dir, name);
   await mkdir(parent);
-  const out = path.join(parent, 'export');
   const ac = new AbortController();
-  let sawRefit = false;
+  let reached = false;
   const onEvent = (e) => {
-    if (e.type === 'phase' && /refitting the head/.test(e.message)) {
-      sawRefit = true;
+    if (e.type === 'phase' && phase.test(e.message)) {
+      reached = true;
       ac.abort();
     }
   };
-  await assert.rejects(core.exportRun(runDir, { out, format: 'onnx', quantize: 'int8', prune: 0.5, cacheDir, workers: 1 }, { onEvent, signal: ac.signal }), (err) => core.isCancelled(err));
-  assert.ok(sawRefit, 'the cancel came during the refit');
-  assert.deepEqual(await readdir(parent), [], 'no export folder and no temp folder left');
+  await assert.rejects(core.exportRun(runDir, { out: path.join(parent, 'export'), format: 'onnx', quantize: 'int8', cacheDir, workers: 1, ...opts }, { onEvent, signal: ac.signal }), (err) => core.isCancelled(err));
+  return { reached, left: await readdir(parent) };
+}
+
+test('a cancelled pruned export (during the head refit) leaves nothing behind', async () => {
+  const { reached, left } = await cancelledExportDuring('cancel-refit', /refitting the head/, { prune: 0.5 });
+  assert.ok(reached, 'the cancel came during the refit');
+  assert.deepEqual(left, [], 'no export folder and no temp folder left');
 });
 
 test('a cancelled int8 export (during calibration) leaves nothing behind', async () => {
-  const parent = path.join(dir, 'cancel');
-  await mkdir(parent);
-  const out = path.join(parent, 'export');
-  const ac = new AbortController();
-  let sawCalibration = false;
-  const onEvent = (e) => {
-    if (e.type === 'phase' && /calibrating/.test(e.message)) {
-      sawCalibration = true;
-      ac.abort();
-    }
-  };
-  await assert.rejects(core.exportRun(runDir, { out, format: 'onnx', quantize: 'int8', cacheDir, workers: 1 }, { onEvent, signal: ac.signal }), (err) => core.isCancelled(err));
-  assert.ok(sawCalibration, 'the cancel came during calibration');
-  assert.deepEqual(await readdir(parent), [], 'no export folder and no temp folder left');
+  const { reached, left } = await cancelledExportDuring('cancel', /calibrating/, {});
+  assert.ok(reached, 'the cancel came during calibration');
+  assert.deepEqual(left, [], 'no export folder and no temp folder left');
 });
 
 test('--quantize int8 without --format onnx: one-line error, exit 1, no folder', async () => {
